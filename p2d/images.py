@@ -1,0 +1,187 @@
+"""Safe image reading (every format, every bad file) and atomic writing.
+
+Reading never raises in the middle of a batch: `try_read_image` returns a reason string for a bad
+file, so a run over thousands of images records it and carries on. `read_image` is the raising
+form for single files. Writes go to a temporary file in the same folder and are renamed into
+place, so an interrupted run never leaves a half-written image or manifest behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from p2d.errors import P2DError
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+# Refuse images larger than this before decoding them (a decompression bomb, or a scan far
+# larger than any face crop needs). 100 megapixels is ~10000x10000.
+MAX_PIXELS = 100_000_000
+
+
+class BadImage(P2DError):
+    """An image file that cannot be used; `reason` is the short code written to manifests."""
+
+    def __init__(self, path: Path | str, reason: str):
+        super().__init__(f"{path}: cannot read image ({reason})")
+        self.path = Path(path)
+        self.reason = reason
+
+
+def list_images(root: Path | str, recursive: bool = True) -> list[Path]:
+    """Image files under `root` (by extension, case-insensitive), sorted for a stable order."""
+    root = Path(root)
+    if root.is_file():
+        return [root]
+    if not root.is_dir():
+        raise P2DError(f"{root} does not exist: give a folder of images (or an image file)")
+    pattern = "**/*" if recursive else "*"
+    return sorted(
+        p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16- and 32-bit gray images to 8-bit gray by scaling (PIL's convert would clip)."""
+    arr = np.asarray(img)
+    if arr.dtype == np.uint16 or img.mode.startswith("I;16"):
+        arr = (arr.astype(np.uint32) >> 8).astype(np.uint8)
+    elif img.mode == "I":
+        top = max(int(arr.max()), 1)
+        shift = 8 if top > 255 else 0
+        arr = (arr.astype(np.int64) >> shift).clip(0, 255).astype(np.uint8)
+    elif img.mode == "F":
+        top = float(arr.max()) or 1.0
+        arr = (arr / (top if top > 1.0 else 1.0) * 255).clip(0, 255).astype(np.uint8)
+    return Image.fromarray(arr, "L")
+
+
+def _decode(path: Path, mode: str, background: tuple[int, int, int], max_pixels: int) -> np.ndarray:
+    if not path.exists():
+        raise BadImage(path, "missing")
+    if path.stat().st_size == 0:
+        raise BadImage(path, "empty_file")
+    with warnings.catch_warnings():
+        # PIL warns (and at 2x raises) for large images; we apply our own limit instead.
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            with Image.open(path) as img:
+                if img.width * img.height > max_pixels:
+                    raise BadImage(path, f"too_large:{img.width}x{img.height}")
+                img.load()
+                img = ImageOps.exif_transpose(img)
+        except BadImage:
+            raise
+        except UnidentifiedImageError:
+            raise BadImage(path, "not_an_image") from None
+        except Image.DecompressionBombError:
+            raise BadImage(path, "too_large") from None
+        except (OSError, SyntaxError, ValueError) as exc:
+            text = str(exc).lower()
+            reason = "truncated" if "truncat" in text or "broken" in text else "decode_error"
+            raise BadImage(path, reason) from None
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        img = _to_8bit(img)
+    if img.mode == "P" or img.mode == "PA" or img.mode == "LA":
+        img = img.convert("RGBA")
+    if img.mode == "RGBA":
+        # Transparent drawings go onto a background colour (white by default).
+        canvas = Image.new("RGBA", img.size, (*background, 255))
+        canvas.alpha_composite(img)
+        img = canvas.convert("RGB")
+    if img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")  # CMYK, YCbCr, 1-bit ...
+    target = "L" if mode == "L" else "RGB"
+    if img.mode != target:
+        img = img.convert(target)
+    return np.asarray(img, dtype=np.uint8).copy()
+
+
+def read_image(
+    path: Path | str,
+    mode: str = "RGB",
+    background: tuple[int, int, int] = (255, 255, 255),
+    max_pixels: int = MAX_PIXELS,
+) -> np.ndarray:
+    """Decode an image to uint8 HxWx3 (mode "RGB") or HxW (mode "L"); raise BadImage if unusable.
+
+    EXIF orientation is applied; palette, CMYK, 16-bit and gray files are converted; transparent
+    pixels are composited onto `background`.
+    """
+    if mode not in ("RGB", "L"):
+        raise ValueError(f"mode must be 'RGB' or 'L', not {mode!r}")
+    return _decode(Path(path), mode, background, max_pixels)
+
+
+def try_read_image(
+    path: Path | str,
+    mode: str = "RGB",
+    background: tuple[int, int, int] = (255, 255, 255),
+    max_pixels: int = MAX_PIXELS,
+) -> tuple[np.ndarray | None, str | None]:
+    """Like read_image, but returns (None, "unreadable:<why>") for a bad file instead of raising."""
+    try:
+        return read_image(path, mode, background, max_pixels), None
+    except BadImage as exc:
+        return None, f"unreadable:{exc.reason}"
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_bytes_atomic(path: Path | str, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text_atomic(path: Path | str, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_image(path: Path | str, image: np.ndarray, quality: int = 95) -> None:
+    """Write a uint8 HxW or HxWx3 array atomically; the format follows the file extension."""
+    path = Path(path)
+    if image.dtype != np.uint8:
+        raise ValueError(f"write_image needs uint8 pixels, got {image.dtype}")
+    pil = Image.fromarray(image)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise P2DError(f"{path}: unknown image extension; use .png or .jpg")
+    options = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    with atomic_path(path) as tmp:
+        pil.save(tmp, format=fmt, **options)
+
+
+def check_output_dir(input_dir: Path | str, output_dir: Path | str) -> None:
+    """Refuse an output folder inside (or equal to) the input folder: a re-run would read its own
+    outputs as inputs, and source images must never be overwritten."""
+    src = Path(input_dir).resolve()
+    out = Path(output_dir).resolve()
+    if src.is_file():
+        src = src.parent
+    if out == src or src in out.parents:
+        raise P2DError(
+            f"output folder {output_dir} is inside the input folder {input_dir}: "
+            "choose an output folder outside it (e.g. a sibling folder)"
+        )
