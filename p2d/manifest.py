@@ -57,7 +57,8 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
             f"manifest {path} not found: build one with a curate command or `p2d manifest build`"
         )
     try:
-        df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False)
+        # Only empty cells are missing values: a source named "NA" or "null" stays text.
+        df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ManifestError(f"manifest {path} is not a readable CSV ({exc}): rebuild it") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
@@ -66,6 +67,8 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
             f"manifest {path} lacks the columns {', '.join(missing)}: it was not written by p2d; "
             f"rebuild it with a curate command or `p2d manifest build`"
         )
+    for col in _TEXT_COLUMNS:
+        df[col] = df[col].fillna("")
     parsed = df["keep"].map(_parse_bool)
     if parsed.notna().all():
         df["keep"] = parsed.astype(bool)

@@ -1,0 +1,55 @@
+"""Tests for the CLI shell: every command listed with a one-line help and a real example, clean
+errors with exit 1, tracebacks only with --debug."""
+
+from __future__ import annotations
+
+import click
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from p2d.cli import app
+
+runner = CliRunner()
+
+
+def _commands() -> list[tuple[str, ...]]:
+    """Every leaf command as its argv path, e.g. ("curate", "celeba")."""
+    root = typer.main.get_command(app)
+    found = []
+
+    def walk(group: click.Group, prefix: tuple[str, ...]):
+        for name, cmd in group.commands.items():
+            if isinstance(cmd, click.Group):
+                walk(cmd, prefix + (name,))
+            else:
+                found.append(prefix + (name,))
+
+    walk(root, ())
+    return sorted(found)
+
+
+def test_help_lists_commands():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for top in sorted({c[0] for c in _commands()}):
+        assert top in result.output
+
+
+@pytest.mark.parametrize("argv", _commands(), ids=" ".join)
+def test_each_command_help_has_a_real_example(argv):
+    result = runner.invoke(app, [*argv, "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert f"Example: p2d {' '.join(argv)}" in " ".join(result.output.split())
+
+
+def test_error_is_clean_and_debug_shows_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("P2D_DEBUG", "")  # recorded, so what --debug sets is undone after the test
+    missing = str(tmp_path / "missing.csv")
+    result = runner.invoke(app, ["manifest", "check", missing])
+    assert result.exit_code == 1
+    assert "error:" in result.output and "p2d manifest build" in result.output
+    assert "Traceback" not in result.output
+    result = runner.invoke(app, ["--debug", "manifest", "check", missing])
+    assert result.exit_code == 1
+    assert type(result.exception).__name__ == "ManifestError"
