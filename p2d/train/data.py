@@ -1,0 +1,377 @@
+"""Training data from a manifest only: kept rows, unaligned batches of both domains, augmentation.
+
+The trainer never scans folders. It reads the manifest's rows with keep=true: split=train rows
+are trained on, split=test rows give the fixed images of each epoch's sample grid.
+
+Every random choice of an epoch (which image of each domain goes in which batch, where a
+crop=random row is cropped, each augmentation's parameters) is a pure function of (seed, epoch),
+computed by `epoch_plan`. That is what makes a resumed run the same run: batch k of epoch e is
+the same whether the process started at batch 0 or at batch k, with or without worker processes.
+
+Augmentation composes horizontal flip, random crop (scale up, crop back) and rotation (reflect
+padding, rotate, centre crop) into ONE affine transform per image and resamples once with
+`grid_sample` (reflection padding), on whatever device the batch is on. So on a GPU the uint8
+images never leave the card, and the images are interpolated once instead of three times.
+
+Worker processes (speed.workers > 0) use the spawn start method on every platform, so the code
+that runs on Windows and macOS is the code tested on Linux: everything a worker needs lives at
+module level in this importable module (no lambdas, no closures), so a user's script needs no
+`if __name__ == "__main__"` guard.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+
+from p2d.errors import ManifestError
+from p2d.images import BadImage, read_image
+from p2d.manifest import DOMAINS, read_manifest, resolve_path, validate
+from p2d.train.config import TrainConfig
+
+# Fraction of the free GPU memory the uint8 dataset may take (the rest is for the networks).
+GPU_DATASET_MAX_FRACTION = 0.5
+
+
+# ----------------------------------------------------------------------------- tensors <-> images
+
+
+def image_to_tensor(img: np.ndarray, channels: int) -> torch.Tensor:
+    """uint8 HxW or HxWx3 -> float (1, channels, H, W) in [-1, 1] (gray <-> colour as needed)."""
+    img = to_channels(np.asarray(img), channels)
+    t = torch.from_numpy(np.array(img)).permute(2, 0, 1).unsqueeze(0)  # a copy: PIL arrays are read-only
+    return t.float().div(127.5).sub(1.0)
+
+
+def tensor_to_image(t: torch.Tensor) -> np.ndarray:
+    """(1, C, H, W) or (C, H, W) float in [-1, 1] -> uint8 HxW (C=1) or HxWx3 (C=3)."""
+    t = t.detach().float().cpu()
+    if t.dim() == 4:
+        t = t[0]
+    img = ((t.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return img[:, :, 0] if img.shape[2] == 1 else img
+
+
+def to_channels(img: np.ndarray, channels: int) -> np.ndarray:
+    """uint8 HxW / HxWx1 / HxWx3 -> HxWxchannels (ITU-R 601 luma for colour -> gray, as PIL does)."""
+    if img.ndim == 2:
+        img = img[:, :, None]
+    if img.shape[2] == channels:
+        return img
+    if channels == 1:
+        gray = Image.fromarray(np.ascontiguousarray(img[:, :, :3])).convert("L")
+        return np.asarray(gray)[:, :, None]
+    return np.repeat(img[:, :, :1], 3, axis=2)
+
+
+# ----------------------------------------------------------------------------- manifest rows
+
+
+@dataclass(frozen=True)
+class Row:
+    path: Path
+    crop: str  # "center" or "random"
+    line: int  # CSV line in the manifest (for messages)
+
+
+def manifest_images(manifest_path: Path | str, domain: str, split: str) -> list[Path]:
+    """Absolute paths of the kept rows of one domain and split, in manifest order."""
+    df = read_manifest(manifest_path)
+    keep = df["keep"].astype(str).str.lower().isin(["true", "1", "yes"])
+    rows = df[keep & (df["domain"] == domain) & (df["split"] == split)]
+    return [resolve_path(manifest_path, p) for p in rows["path"]]
+
+
+def training_rows(manifest_path: Path | str) -> dict[tuple[str, str], list[Row]]:
+    """Kept rows by (domain, split), after checking the manifest and that every file exists."""
+    manifest_path = Path(manifest_path)
+    df = read_manifest(manifest_path)
+    problems = validate(df, manifest_path, check_files=False)
+    if problems:
+        shown = "; ".join(str(p) for p in problems[:3])
+        raise ManifestError(
+            f"manifest {manifest_path} has {len(problems)} problem(s), e.g. {shown}: "
+            f"run `p2d manifest check {manifest_path}` and fix or rebuild it"
+        )
+    out: dict[tuple[str, str], list[Row]] = {(d, s): [] for d in DOMAINS for s in ("train", "test")}
+    for i, r in enumerate(df.itertuples(index=False)):
+        if not bool(r.keep):
+            continue
+        path = resolve_path(manifest_path, str(r.path))
+        if not path.is_file():
+            raise ManifestError(
+                f"image {path} (manifest {manifest_path}, line {i + 2}) does not exist: restore the "
+                f"file, or rebuild the manifest; `p2d manifest check {manifest_path}` lists every missing file"
+            )
+        out[(r.domain, r.split)].append(Row(path, r.crop, i + 2))
+    for domain in DOMAINS:
+        if not out[(domain, "train")]:
+            raise ManifestError(
+                f"manifest {manifest_path} has no kept training rows for domain {domain!r} "
+                f"(keep=true, split=train): add {domain}s to it, e.g. with `p2d manifest build`"
+            )
+    return out
+
+
+# ----------------------------------------------------------------------------- loading one image
+
+
+def resize_image(img: np.ndarray, width: int, height: int) -> np.ndarray:
+    pil = Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img)
+    out = np.asarray(pil.resize((width, height), Image.Resampling.LANCZOS))
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def fit_image(img: np.ndarray, size: int, crop: str) -> np.ndarray:
+    """Bring a decoded HxWxC image to training scale.
+
+    crop=center rows are meant to be size x size already; others are scaled so the shorter side is
+    `size` and centre-cropped. crop=random rows are scaled so the shorter side is `size` and kept
+    whole: a random size x size window is taken each time the row is drawn.
+    """
+    h, w = img.shape[:2]
+    if (h, w) != (size, size) and min(h, w) != size:
+        scale = size / min(h, w)
+        img = resize_image(img, max(size, round(w * scale)), max(size, round(h * scale)))
+    if crop == "center":
+        img = window(img, size, 0.5, 0.5)
+    return np.array(img)  # contiguous and writable (PIL's arrays are read-only)
+
+
+def window(img, size: int, u_y: float, u_x: float):
+    """A size x size window of an HxW(xC) array or a CxHxW tensor-like (last two axes when
+    `img` is a torch tensor) at relative position u in [0, 1] along each axis."""
+    if isinstance(img, torch.Tensor):
+        h, w = img.shape[-2:]
+        y, x = int(u_y * (h - size + 0.999)), int(u_x * (w - size + 0.999))
+        return img[..., y : y + size, x : x + size]
+    h, w = img.shape[:2]
+    y, x = int(u_y * (h - size + 0.999)), int(u_x * (w - size + 0.999))
+    return img[y : y + size, x : x + size]
+
+
+def load_image(path: Path, channels: int, size: int, crop: str) -> torch.Tensor:
+    """Read, convert to the recipe's channels, fit to training scale: uint8 tensor (C, H, W)."""
+    try:
+        img = read_image(path, "L" if channels == 1 else "RGB")
+    except BadImage as exc:
+        raise ManifestError(
+            f"{exc}: the manifest keeps it; re-run the curate command for it or drop its row"
+        ) from None
+    img = fit_image(to_channels(img, channels), size, crop)
+    return torch.from_numpy(img).permute(2, 0, 1).contiguous()
+
+
+# ----------------------------------------------------------------------------- the epoch plan
+
+
+@dataclass
+class EpochPlan:
+    """Random choices for one epoch, position by position (one position = one image pair)."""
+
+    photo: np.ndarray  # (N,) index into the photo rows
+    drawing: np.ndarray  # (N,) index into the drawing rows
+    crop_u: np.ndarray  # (N, 2 domains, 2 axes) relative window position for crop=random rows
+    augment: np.ndarray  # (N, 2 domains, 5): flip, scale, shift_x, shift_y, angle_rad
+
+
+def _cover(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
+    """`length` indices into n items: whole permutations back to back, so every item is used."""
+    reps = math.ceil(length / n)
+    return np.concatenate([rng.permutation(n) for _ in range(reps)])[:length]
+
+
+def epoch_plan(seed: int, epoch: int, n_photo: int, n_drawing: int, cfg: TrainConfig) -> EpochPlan:
+    """The epoch's random choices, a pure function of its arguments. One epoch is one pass over
+    the larger domain; the smaller one is drawn in fresh permutations (unaligned pairs)."""
+    rng = np.random.default_rng([seed, epoch])
+    n = max(n_photo, n_drawing)
+    photo, drawing = _cover(rng, n_photo, n), _cover(rng, n_drawing, n)
+    crop_u = rng.random((n, 2, 2))
+    aug = np.zeros((n, 2, 5))
+    names = cfg.data.augment
+    aug[..., 0] = np.where(rng.random((n, 2)) < 0.5, -1.0, 1.0) if "hflip" in names else 1.0
+    scale = cfg.data.random_crop_scale if "random_crop" in names else 1.0
+    aug[..., 1] = scale
+    slack = 1.0 - 1.0 / scale  # how far (in [-1, 1] units) the crop window can move
+    aug[..., 2:4] = rng.uniform(-slack, slack, (n, 2, 2))
+    deg = cfg.data.rotation_deg if "rotation" in names else 0.0
+    aug[..., 4] = np.deg2rad(rng.uniform(-deg, deg, (n, 2)))
+    return EpochPlan(photo, drawing, crop_u, aug)
+
+
+def affine_matrices(params: np.ndarray) -> np.ndarray:
+    """(B, 5) flip, scale, shift_x, shift_y, angle -> (B, 2, 3) output->input maps in
+    grid_sample's [-1, 1] coordinates: rotate about the centre, zoom in by `scale` and move the
+    window (random crop), mirror x (flip)."""
+    flip, scale, tx, ty, a = (params[:, i] for i in range(5))
+    cos, sin = np.cos(a) / scale, np.sin(a) / scale
+    theta = np.zeros((len(params), 2, 3))
+    theta[:, 0] = np.stack([flip * cos, -flip * sin, flip * tx], 1)
+    theta[:, 1] = np.stack([sin, cos, ty], 1)
+    return theta
+
+
+def augment(batch_uint8: torch.Tensor, params: np.ndarray) -> torch.Tensor:
+    """uint8 (B, C, S, S) on any device -> float in [-1, 1], augmented by `params` (B, 5)."""
+    x = batch_uint8.float().div_(127.5).sub_(1.0)
+    identity = np.array([1.0, 1.0, 0.0, 0.0, 0.0])
+    if np.allclose(params, identity):
+        return x
+    theta = torch.from_numpy(affine_matrices(params)).to(x.device, torch.float32)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+class PairedCrops(Dataset):
+    """Position (epoch, i) of an epoch -> (photo, drawing) uint8 crops (C, size, size).
+
+    Images come from `cache` (decoded once, on the CPU or the GPU) or are decoded from disk on
+    each access (in worker processes). Module level and picklable: spawn workers import it.
+    """
+
+    def __init__(self, photos: list[Row], drawings: list[Row], cfg: TrainConfig, cache=None):
+        self.rows = {"photo": photos, "drawing": drawings}
+        self.channels, self.size = cfg.data.channels, cfg.data.size
+        self.seed, self.cfg = cfg.train.seed, cfg
+        self.cache = cache  # {"photo": [tensor], "drawing": [tensor]} or None
+        self._plan: tuple[int, EpochPlan] | None = None
+
+    def __len__(self) -> int:
+        return max(len(self.rows["photo"]), len(self.rows["drawing"]))
+
+    def plan(self, epoch: int) -> EpochPlan:
+        if self._plan is None or self._plan[0] != epoch:
+            n_p, n_d = len(self.rows["photo"]), len(self.rows["drawing"])
+            self._plan = (epoch, epoch_plan(self.seed, epoch, n_p, n_d, self.cfg))
+        return self._plan[1]
+
+    def crop(self, domain: str, index: int, u: np.ndarray) -> torch.Tensor:
+        row = self.rows[domain][index]
+        if self.cache is not None:
+            img = self.cache[domain][index]
+        else:
+            img = load_image(row.path, self.channels, self.size, row.crop)
+        return window(img, self.size, float(u[0]), float(u[1]))
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+        epoch, i = key
+        p = self.plan(epoch)
+        return self.crop("photo", int(p.photo[i]), p.crop_u[i, 0]), self.crop("drawing", int(p.drawing[i]), p.crop_u[i, 1])
+
+
+class EpochBatches:
+    """Batches of positions (epoch, i), in order, starting at batch `start`."""
+
+    def __init__(self, epoch: int, n: int, batch_size: int, start: int = 0):
+        self.epoch, self.n, self.batch_size, self.start = epoch, n, batch_size, start
+
+    def __iter__(self):
+        for b in range(self.start, len(self)):
+            yield [(self.epoch, i) for i in range(b * self.batch_size, min((b + 1) * self.batch_size, self.n))]
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+
+def steps_per_epoch(n_photo: int, n_drawing: int, batch_size: int) -> int:
+    return math.ceil(max(n_photo, n_drawing) / batch_size)
+
+
+class TrainBatches:
+    """Yields augmented (photo, drawing) float batches on `device` for one epoch at a time.
+
+    With workers=0 every image is decoded once up front and kept as uint8: on the GPU when
+    `gpu_dataset` is on and it fits (so the GPU never waits for data), else in RAM. With workers>0
+    the images are decoded from disk by spawned DataLoader workers (datasets larger than RAM).
+    """
+
+    def __init__(self, rows: dict[tuple[str, str], list[Row]], cfg: TrainConfig, device: torch.device,
+                 gpu_dataset: bool = False, workers: int = 0, progress=None):
+        self.cfg, self.device, self.workers = cfg, device, workers
+        photos, drawings = rows[("photo", "train")], rows[("drawing", "train")]
+        self.where = "disk (workers)" if workers else "memory"
+        cache = None
+        if workers == 0:
+            target = torch.device("cpu")
+            if device.type == "cuda" and gpu_dataset and self._fits_on_gpu(photos + drawings, cfg):
+                target, self.where = device, "GPU memory"
+            cache = {
+                "photo": _load_all(photos, cfg, target, progress, "loading photos"),
+                "drawing": _load_all(drawings, cfg, target, progress, "loading drawings"),
+            }
+        self.dataset = PairedCrops(photos, drawings, cfg, cache)
+        self._loader: DataLoader | None = None
+
+    @staticmethod
+    def _fits_on_gpu(rows: list[Row], cfg: TrainConfig) -> bool:
+        # Estimate from the training size (random-crop rows are somewhat larger; the margin covers it).
+        need = len(rows) * cfg.data.channels * cfg.data.size**2 * 2
+        free, _total = torch.cuda.mem_get_info()
+        return need < GPU_DATASET_MAX_FRACTION * free
+
+    @property
+    def steps(self) -> int:
+        return steps_per_epoch(len(self.dataset.rows["photo"]), len(self.dataset.rows["drawing"]), self.cfg.train.batch_size)
+
+    def epoch(self, epoch: int, start_step: int = 0):
+        """(photo, drawing) batches for steps start_step.. of `epoch` (0-based epoch index)."""
+        batches = EpochBatches(epoch, len(self.dataset), self.cfg.train.batch_size, start_step)
+        plan = self.dataset.plan(epoch)
+        if self.workers:
+            loader = DataLoader(
+                self.dataset,
+                batch_sampler=batches,
+                num_workers=self.workers,
+                multiprocessing_context="spawn",
+                pin_memory=self.device.type == "cuda",
+            )
+            source = iter(loader)
+        else:
+            source = (_stack([self.dataset[k] for k in keys]) for keys in batches)
+        for keys, (photo, drawing) in zip(batches, source):
+            positions = [i for _, i in keys]
+            photo = photo.to(self.device, non_blocking=True)
+            drawing = drawing.to(self.device, non_blocking=True)
+            yield augment(photo, plan.augment[positions, 0]), augment(drawing, plan.augment[positions, 1])
+
+
+def _stack(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.stack([p for p, _ in pairs]), torch.stack([d for _, d in pairs])
+
+
+def _load_all(rows: list[Row], cfg: TrainConfig, device: torch.device, progress, label: str) -> list[torch.Tensor]:
+    task = progress.add_task(label, total=len(rows), status="") if progress is not None else None
+    out = []
+    for row in rows:
+        out.append(load_image(row.path, cfg.data.channels, cfg.data.size, row.crop).to(device))
+        if task is not None:
+            progress.advance(task)
+    if task is not None:
+        progress.remove_task(task)
+    return out
+
+
+def sample_images(rows: dict[tuple[str, str], list[Row]], cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The fixed images of the sample grid: the first `sample_rows` test rows of each domain,
+    centre-cropped, as float (N, C, S, S). A domain without test rows falls back to training
+    rows, with a note."""
+    out, notes = {}, []
+    for domain in DOMAINS:
+        chosen = rows[(domain, "test")][: cfg.data.sample_rows]
+        if not chosen:
+            chosen = rows[(domain, "train")][: cfg.data.sample_rows]
+            notes.append(f"no {domain} test rows: the sample grid shows training {domain}s")
+        crops = [window(load_image(r.path, cfg.data.channels, cfg.data.size, r.crop), cfg.data.size, 0.5, 0.5) for r in chosen]
+        out[domain] = torch.stack(crops).float().div(127.5).sub(1.0)
+    return out, notes

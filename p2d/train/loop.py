@@ -1,0 +1,491 @@
+"""The training loop, top to bottom: config -> data -> models -> optimizers -> loop -> checkpoints.
+
+A run folder holds recipe.toml (every key), run.json, losses.csv, samples/epoch_NNNN.png and
+checkpoints/{latest,epoch_NNNN}.pt. A checkpoint is a plain dict of tensors and primitive
+containers (loaded with weights_only=True, so a checkpoint from a stranger cannot run code) that
+holds everything the next step depends on: the four networks, both optimizers and schedulers,
+both image pools, the position in the epoch and the python/numpy/torch/cuda RNG states. With the
+data order a pure function of (seed, epoch) (see data.epoch_plan), a resumed run on the CPU ends
+with exactly the weights of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import itertools
+import json
+import math
+import random
+import shutil
+import signal
+import threading
+import time
+import warnings
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from p2d.errors import P2DError, RecipeError
+from p2d.images import atomic_path, write_image, write_text_atomic
+from p2d.manifest import manifest_hash
+from p2d.train.config import TrainConfig, apply_overrides, config_from_dict, load_recipe
+from p2d.train.data import TrainBatches, sample_images, tensor_to_image, training_rows
+from p2d.train.models import ImagePool, LSGANLoss, build_models
+from p2d.ui import console, progress
+
+CHECKPOINT_FORMAT = 1
+LOSS_NAMES = (
+    "G_photo2drawing_gan",  # D_drawing fooled by fake drawings
+    "G_drawing2photo_gan",  # D_photo fooled by fake photos
+    "cycle_photo",  # L1(photo, G_drawing2photo(G_photo2drawing(photo)))
+    "cycle_drawing",  # L1(drawing, G_photo2drawing(G_drawing2photo(drawing)))
+    "identity_photo",  # L1(photo, G_drawing2photo(photo))
+    "identity_drawing",  # L1(drawing, G_photo2drawing(drawing))
+    "G_total",  # the weighted sum the generators minimise
+    "D_drawing",  # least-squares loss of D_drawing on real vs pooled fake drawings
+    "D_photo",
+)
+
+
+# ----------------------------------------------------------------------------- pure helpers
+
+
+def lr_factor(epoch: int, epochs: int, decay_from_epoch: int) -> float:
+    """Learning-rate multiplier during `epoch` (1-based): 1 before `decay_from_epoch`, then a
+    straight line that would reach 0 one epoch after the last, so no epoch trains at lr 0."""
+    if epoch < decay_from_epoch:
+        return 1.0
+    return max(0.0, 1.0 - (epoch - decay_from_epoch) / (epochs - decay_from_epoch + 1))
+
+
+def _lr_lambda(epochs_done: int, epochs: int, decay_from_epoch: int) -> float:
+    return lr_factor(epochs_done + 1, epochs, decay_from_epoch)
+
+
+def list_checkpoints(run: Path | str) -> dict[int, Path]:
+    """Saved epochs of a run folder: {epoch: RUN/checkpoints/epoch_NNNN.pt} (not `latest`)."""
+    found = {}
+    for path in sorted((Path(run) / "checkpoints").glob("epoch_*.pt")):
+        try:
+            found[int(path.stem.split("_", 1)[1])] = path
+        except ValueError:
+            continue
+    return dict(sorted(found.items()))
+
+
+def checkpoint_path(run: Path, epoch: int | None = None) -> Path:
+    name = "latest.pt" if epoch is None else f"epoch_{epoch:04d}.pt"
+    return run / "checkpoints" / name
+
+
+def pick_device(device: str | None) -> torch.device:
+    """"auto"/None: CUDA when torch sees a GPU, else the CPU."""
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise P2DError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise P2DError(f"device {device} asked for, but torch sees no CUDA GPU: use --device cpu "
+                       "(or install a CUDA build of torch)")
+    return dev
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 autocast only on CUDA cards that support it: on the CPU it is usually slower."""
+    if precision == "fp32" or device.type != "cuda":
+        return False
+    supported = torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not supported:
+        warnings.warn("this GPU has no bf16 support: training in fp32", stacklevel=2)
+    return supported
+
+
+# ----------------------------------------------------------------------------- RNG and checkpoints
+
+
+def rng_state() -> dict:
+    """Every RNG the loop touches, as tensors and lists (weights_only-loadable)."""
+    np_state = np.random.get_state()
+    state = {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, payload: dict) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise P2DError(f"checkpoint {path} not found: give a run folder or an existing .pt file")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # pickle errors come as many types; the message says which
+        raise P2DError(
+            f"checkpoint {path} cannot be loaded safely ({type(exc).__name__}: {str(exc)[:200]}): "
+            "p2d loads only plain-tensor checkpoints it wrote itself; re-save it or use another epoch"
+        ) from None
+
+
+def _check_resumable(saved: TrainConfig, cfg: TrainConfig, run: Path) -> None:
+    """A resumed run must be the same training: only epochs and the [speed] switches may change."""
+    if saved.data.channels != cfg.data.channels:
+        raise RecipeError(
+            f"channels: the checkpoint in {run} was trained with channels = {saved.data.channels}, "
+            f"the recipe says {cfg.data.channels}: set [data] channels = {saved.data.channels} to "
+            "resume, or start a new run with another --out"
+        )
+    a, b = saved.to_dict(), cfg.to_dict()
+    changed = [f"[{t}] {k}: {a[t][k]!r} -> {b[t][k]!r}" for t in ("data", "model", "train") for k in a[t]
+               if a[t][k] != b[t][k] and (t, k) != ("train", "epochs")]
+    if changed:
+        raise RecipeError(
+            f"cannot resume {run} with a different recipe ({'; '.join(changed)}): put those keys back "
+            "(or see RUN/recipe.toml), or start a new run with another --out"
+        )
+
+
+# ----------------------------------------------------------------------------- one step
+
+
+def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
+
+
+def train_step(nets: dict[str, nn.Module], opt_G, opt_D, pools: dict[str, ImagePool], photo, drawing,
+               cfg: TrainConfig, gan: LSGANLoss, autocast) -> torch.Tensor:
+    """One CycleGAN step (generators, then discriminators); returns the LOSS_NAMES values."""
+    G_p2d, G_d2p, D_drawing, D_photo = (nets[k] for k in ("G_photo2drawing", "G_drawing2photo", "D_drawing", "D_photo"))
+    w_photo, w_drawing = cfg.cycle_weights
+    w_id = cfg.train.identity_weight
+    l1 = nn.functional.l1_loss
+    nan = torch.full((), float("nan"), device=photo.device)
+
+    # Generators: the discriminators are only judges here, their weights stay out of the graph.
+    _set_requires_grad([D_drawing, D_photo], False)
+    opt_G.zero_grad(set_to_none=True)
+    with autocast():
+        fake_drawing = G_p2d(photo)
+        back_photo = G_d2p(fake_drawing)
+        fake_photo = G_d2p(drawing)
+        back_drawing = G_p2d(fake_photo)
+        gan_p2d = gan(D_drawing(fake_drawing), True)
+        gan_d2p = gan(D_photo(fake_photo), True)
+        cycle_photo = l1(back_photo.float(), photo)
+        cycle_drawing = l1(back_drawing.float(), drawing)
+        if w_id > 0:  # skipped at weight 0: two generator passes saved
+            id_photo = l1(G_d2p(photo).float(), photo)
+            id_drawing = l1(G_p2d(drawing).float(), drawing)
+            identity = w_id * (id_photo + id_drawing)
+        else:
+            id_photo = id_drawing = nan
+            identity = 0.0
+        loss_G = gan_p2d + gan_d2p + w_photo * cycle_photo + w_drawing * cycle_drawing + identity
+    loss_G.backward()
+    opt_G.step()
+
+    # Discriminators: real vs a fake from the pool of past fakes; halved as in the paper, so
+    # D learns at half the generators' rate.
+    _set_requires_grad([D_drawing, D_photo], True)
+    opt_D.zero_grad(set_to_none=True)
+    with autocast():
+        pooled_drawing = pools["drawing"].query(fake_drawing)
+        pooled_photo = pools["photo"].query(fake_photo)
+        loss_D_drawing = 0.5 * (gan(D_drawing(drawing), True) + gan(D_drawing(pooled_drawing), False))
+        loss_D_photo = 0.5 * (gan(D_photo(photo), True) + gan(D_photo(pooled_photo), False))
+    (loss_D_drawing + loss_D_photo).backward()
+    opt_D.step()
+    values = [gan_p2d, gan_d2p, cycle_photo, cycle_drawing, id_photo, id_drawing, loss_G, loss_D_drawing, loss_D_photo]
+    return torch.stack([v.detach().float() for v in values])  # stays on the device: no sync per step
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+@torch.no_grad()
+def sample_grid(nets: dict[str, nn.Module], samples: dict[str, torch.Tensor], device: torch.device) -> np.ndarray:
+    """Photo rows [photo, ->drawing, ->photo back], then drawing rows [drawing, ->photo, ->drawing back]."""
+    rows = []
+    for domain, there, back in (("photo", "G_photo2drawing", "G_drawing2photo"), ("drawing", "G_drawing2photo", "G_photo2drawing")):
+        x = samples[domain].to(device)
+        y = nets[there](x)
+        z = nets[back](y)
+        rows.append(torch.cat([x, y.float(), z.float()], dim=3))  # cells side by side
+    grid = torch.cat(rows, 0)  # (rows, C, S, 3S)
+    return tensor_to_image(torch.cat(list(grid), dim=1))  # rows stacked vertically
+
+
+def write_losses(path: Path, epoch: int, row: dict) -> None:
+    """Append the epoch's row, dropping rows of this or later epochs first (a re-run epoch after
+    a crash between writing this file and the checkpoint must not appear twice)."""
+    kept = []
+    if path.is_file():
+        with path.open(newline="") as f:
+            kept = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(row), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept + [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}])
+    write_text_atomic(path, buf.getvalue())
+
+
+class _StopFlag:
+    """Ctrl-C asks the loop to stop after the current step (it then saves `latest`); a second
+    Ctrl-C interrupts at once. Installed only in the main thread (signals work only there)."""
+
+    def __init__(self):
+        self.stop = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.stop = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        console.print("[yellow]Ctrl-C: finishing this step and saving checkpoints/latest.pt (Ctrl-C again to abort)[/]")
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+def _tensorboard(run: Path, enabled: bool):
+    if not enabled:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: only when the tensorboard package is installed
+        return None
+    return SummaryWriter(str(run / "tensorboard"))
+
+
+# ----------------------------------------------------------------------------- train
+
+
+def resolve_config(manifest: Path, recipe: Path | str | None = None, **overrides) -> TrainConfig:
+    """The recipe beside the manifest (same stem, .toml) or `recipe`, with flag overrides."""
+    recipe_path = Path(recipe) if recipe else manifest.with_suffix(".toml")
+    if recipe is None and not recipe_path.is_file():
+        raise RecipeError(
+            f"no recipe for {manifest}: write {recipe_path} (see p2d/recipes/tiny.toml for every key) "
+            "or pass --recipe PATH"
+        )
+    return apply_overrides(load_recipe(recipe_path), **overrides)
+
+
+def train(
+    manifest: Path | str,
+    recipe: Path | str | None = None,
+    out: Path | str | None = None,
+    epochs: int | None = None,
+    device: str | None = None,
+    resume: bool = False,
+    max_steps: int | None = None,
+    seed: int | None = None,
+    precision: str | None = None,
+    channels_last: bool | None = None,
+    gpu_dataset: bool | None = None,
+    compile: bool | None = None,
+    workers: int | None = None,
+    on_step: Callable[[int], None] | None = None,
+) -> Path:
+    """Train (or with resume=True continue) a CycleGAN on a manifest; returns the run folder.
+
+    `max_steps` stops after that many optimizer steps in total (counting resumed ones), saving
+    `latest`, so a later --resume continues. `on_step(global_step)` is called after each step.
+    """
+    # ---- config
+    manifest = Path(manifest)
+    cfg = resolve_config(
+        manifest, recipe, train__epochs=epochs, train__seed=seed, speed__precision=precision,
+        speed__channels_last=channels_last, speed__gpu_dataset=gpu_dataset, speed__compile=compile,
+        speed__workers=workers,
+    )
+    run = Path(out) if out else Path("runs") / manifest.stem
+    dev = pick_device(device)
+    bf16 = use_bf16(cfg.speed.precision, dev)
+    nhwc = cfg.speed.channels_last and dev.type == "cuda"
+    memory_format = torch.channels_last if nhwc else torch.contiguous_format
+    autocast = functools.partial(torch.autocast, device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
+    latest = checkpoint_path(run)
+    state = None
+    if resume:
+        if not latest.is_file():
+            raise P2DError(f"nothing to resume: {latest} does not exist; start without --resume")
+        state = load_checkpoint(latest)
+        _check_resumable(config_from_dict(state["recipe"], source=str(latest)), cfg, run)
+    elif latest.is_file():
+        raise P2DError(f"{run} already holds a run: pass --resume to continue it, or --out NEW_FOLDER")
+    manifest_sha = manifest_hash(manifest) if manifest.is_file() else ""
+
+    # ---- data
+    rows = training_rows(manifest)
+    random.seed(cfg.train.seed)
+    np.random.seed(cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)
+    with progress(transient=True) as bar:
+        batches = TrainBatches(rows, cfg, dev, gpu_dataset=cfg.speed.gpu_dataset, workers=cfg.speed.workers, progress=bar)
+    samples, notes = sample_images(rows, cfg)
+    for note in notes:
+        console.print(f"[yellow]note:[/] {note}")
+    steps = batches.steps
+
+    # ---- models (the seed above fixes their initial weights)
+    nets = {k: m.to(dev, memory_format=memory_format) for k, m in build_models(cfg).items()}
+    forward = {k: torch.compile(m) for k, m in nets.items()} if cfg.speed.compile else nets
+    gan = LSGANLoss()
+    pools = {"drawing": ImagePool(cfg.train.pool_size), "photo": ImagePool(cfg.train.pool_size)}
+
+    # ---- optimizers and schedules
+    t = cfg.train
+    generators = itertools.chain(nets["G_photo2drawing"].parameters(), nets["G_drawing2photo"].parameters())
+    discriminators = itertools.chain(nets["D_drawing"].parameters(), nets["D_photo"].parameters())
+    opt_G = torch.optim.Adam(generators, lr=t.lr, betas=(t.beta1, t.beta2))
+    opt_D = torch.optim.Adam(discriminators, lr=t.lr, betas=(t.beta1, t.beta2))
+    schedule = functools.partial(_lr_lambda, epochs=t.epochs, decay_from_epoch=t.decay_from_epoch)
+    sched_G = torch.optim.lr_scheduler.LambdaLR(opt_G, schedule)
+    sched_D = torch.optim.lr_scheduler.LambdaLR(opt_D, schedule)
+
+    start_epoch, start_step, global_step = 0, 0, 0
+    sums, seconds_before = torch.zeros(len(LOSS_NAMES), device=dev), 0.0
+    if state is not None:
+        for name, net in nets.items():
+            net.load_state_dict(state["models"][name])
+        opt_G.load_state_dict(state["optimizers"]["G"])
+        opt_D.load_state_dict(state["optimizers"]["D"])
+        sched_G.load_state_dict(state["schedulers"]["G"])
+        sched_D.load_state_dict(state["schedulers"]["D"])
+        for name, pool in pools.items():
+            pool.load_state_dict(state["pools"][name], dev)
+        start_epoch, start_step, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
+        sums = state["epoch_loss_sums"].to(dev)
+        seconds_before = float(state["epoch_seconds"])
+        set_rng_state(state["rng"])
+        if state["manifest_sha256"] != manifest_sha:
+            console.print(f"[yellow]note:[/] {manifest} changed since the checkpoint: the resumed run trains on its current rows")
+        console.print(f"resuming {run} at epoch {start_epoch + 1}, step {start_step + 1} of {steps}")
+
+    run.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(run / "recipe.toml", cfg.to_toml())
+    info = {
+        "manifest": str(manifest.resolve()), "manifest_sha256": manifest_sha, "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "bf16": bf16, "channels_last": nhwc, "compile": cfg.speed.compile, "data_on": batches.where,
+        "photos_train": len(rows[("photo", "train")]), "drawings_train": len(rows[("drawing", "train")]),
+        "steps_per_epoch": steps, "torch": torch.__version__,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resumed": bool(state),
+    }
+    write_text_atomic(run / "run.json", json.dumps(info, indent=2) + "\n")
+    writer = _tensorboard(run, cfg.speed.tensorboard)
+
+    def checkpoint(epoch_done: int, step_in_epoch: int, epoch_seconds: float) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": epoch_done, "step_in_epoch": step_in_epoch, "global_step": global_step,
+            "models": {k: m.state_dict() for k, m in nets.items()},
+            "optimizers": {"G": opt_G.state_dict(), "D": opt_D.state_dict()},
+            "schedulers": {"G": sched_G.state_dict(), "D": sched_D.state_dict()},
+            "pools": {k: p.state_dict() for k, p in pools.items()},
+            "rng": rng_state(),
+            "epoch_loss_sums": sums.cpu(), "epoch_seconds": epoch_seconds,
+            "recipe": cfg.to_dict(), "manifest_sha256": manifest_sha,
+        }
+
+    # ---- loop
+    with _StopFlag() as flag, progress() as bar:
+        for epoch in range(start_epoch, t.epochs):
+            number = epoch + 1
+            task = bar.add_task(f"epoch {number}/{t.epochs}", total=steps, completed=start_step, status="")
+            t0, shown = time.perf_counter(), time.perf_counter()
+            for step, (photo, drawing) in enumerate(batches.epoch(epoch, start_step), start=start_step):
+                photo = photo.contiguous(memory_format=memory_format)
+                drawing = drawing.contiguous(memory_format=memory_format)
+                sums += train_step(forward, opt_G, opt_D, pools, photo, drawing, cfg, gan, autocast)
+                global_step += 1
+                bar.advance(task)
+                if time.perf_counter() - shown > 1.0 or step + 1 == steps:
+                    shown = time.perf_counter()
+                    speed = (step + 1 - start_step) / (shown - t0)
+                    mean = (sums / (step + 1)).tolist()  # one device sync per second, not per step
+                    bar.update(task, status=f"{speed:.2f} it/s  G {mean[6]:.3f}  D {mean[7] + mean[8]:.3f}  "
+                                            f"cycle {mean[2] + mean[3]:.3f}")
+                if on_step is not None:
+                    on_step(global_step)
+                stop = flag.stop or (max_steps is not None and global_step >= max_steps)
+                if stop and step + 1 < steps:
+                    save_checkpoint(latest, checkpoint(epoch, step + 1, seconds_before + time.perf_counter() - t0))
+                    console.print(f"stopped at epoch {number}, step {step + 1}/{steps}: saved {latest}; "
+                                  "continue with --resume")
+                    return run
+            seconds = seconds_before + time.perf_counter() - t0
+            mean = (sums / steps).tolist()
+            lr = opt_G.param_groups[0]["lr"]
+            sched_G.step()
+            sched_D.step()
+
+            # End of the epoch: samples, losses, checkpoints.
+            write_image(run / "samples" / f"epoch_{number:04d}.png", sample_grid(nets, samples, dev))
+            row = {"epoch": number, "steps": steps, "seconds": round(seconds, 3)}
+            row.update({name: value for name, value in zip(LOSS_NAMES, mean)})
+            row["lr"] = lr
+            write_losses(run / "losses.csv", number, row)
+            if writer is not None:
+                for name, value in zip(LOSS_NAMES, mean):
+                    if not math.isnan(value):
+                        writer.add_scalar(f"loss/{name}", value, number)
+                writer.add_scalar("lr", lr, number)
+                writer.flush()
+            sums, seconds_before, start_step = torch.zeros_like(sums), 0.0, 0
+            save_checkpoint(latest, checkpoint(number, 0, 0.0))
+            if number % t.save_every == 0 or number == t.epochs:
+                with atomic_path(checkpoint_path(run, number)) as tmp:
+                    shutil.copyfile(latest, tmp)
+            bar.update(task, description=f"epoch {number}/{t.epochs} done")
+            if flag.stop or (max_steps is not None and global_step >= max_steps):
+                console.print(f"stopped after epoch {number}: saved {latest}; continue with --resume")
+                return run
+    if writer is not None:
+        writer.close()
+    return run
+
+
+def read_losses(run: Path | str) -> list[dict]:
+    """losses.csv rows as dicts of floats (epoch and steps as ints)."""
+    path = Path(run) / "losses.csv"
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [{k: (int(v) if k in ("epoch", "steps") else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+

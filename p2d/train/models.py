@@ -1,0 +1,174 @@
+"""The CycleGAN: ResNet generator, PatchGAN discriminator, least-squares GAN loss and the image pool.
+
+Names follow the direction, mapped to the paper (Zhu et al. 2017, "Unpaired Image-to-Image
+Translation using Cycle-Consistent Adversarial Networks") with X = photos, Y = drawings:
+
+    G_photo2drawing   the paper's G : X -> Y
+    G_drawing2photo   the paper's F : Y -> X
+    D_drawing         the paper's D_Y (real drawing vs G_photo2drawing(photo))
+    D_photo           the paper's D_X (real photo vs G_drawing2photo(drawing))
+
+The architecture is the paper's (and junyanz/pytorch-CycleGAN-and-pix2pix's "resnet_9blocks" and
+"basic" PatchGAN): instance norm without affine parameters, reflection padding, weights drawn from
+N(0, 0.02). Width and depth come from the recipe's [model] table.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from p2d.train.config import TrainConfig
+
+
+def _norm(channels: int) -> nn.Module:
+    # Per-image statistics: batch size is 2 in the experiments, too small for batch norm.
+    return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            _norm(channels),
+            nn.ReLU(inplace=True),
+            nn.ReflectionPad2d(1),
+            nn.Conv2d(channels, channels, 3),
+            _norm(channels),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class ResnetGenerator(nn.Module):
+    """c7s1-f, d2f, d4f, `blocks` x R4f, u2f, uf, c7s1-channels, tanh. Input sides: multiples of 4."""
+
+    def __init__(self, channels: int, filters: int = 64, blocks: int = 9):
+        super().__init__()
+        f = filters
+        layers: list[nn.Module] = [
+            nn.ReflectionPad2d(3),
+            nn.Conv2d(channels, f, 7),
+            _norm(f),
+            nn.ReLU(inplace=True),
+        ]
+        for mult in (1, 2):  # two stride-2 downsamplings
+            layers += [nn.Conv2d(f * mult, f * mult * 2, 3, stride=2, padding=1), _norm(f * mult * 2), nn.ReLU(inplace=True)]
+        layers += [ResidualBlock(f * 4) for _ in range(blocks)]
+        for mult in (4, 2):  # and back up
+            layers += [
+                nn.ConvTranspose2d(f * mult, f * mult // 2, 3, stride=2, padding=1, output_padding=1),
+                _norm(f * mult // 2),
+                nn.ReLU(inplace=True),
+            ]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(f, channels, 7), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class PatchDiscriminator(nn.Module):
+    """70x70 PatchGAN (for layers=3): one real/fake score per overlapping patch."""
+
+    def __init__(self, channels: int, filters: int = 64, layers: int = 3):
+        super().__init__()
+        seq: list[nn.Module] = [nn.Conv2d(channels, filters, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
+        width = filters
+        for n in range(1, layers + 1):
+            new_width = filters * min(2**n, 8)
+            stride = 2 if n < layers else 1  # the last hidden layer keeps the resolution
+            seq += [nn.Conv2d(width, new_width, 4, stride=stride, padding=1), _norm(new_width), nn.LeakyReLU(0.2, True)]
+            width = new_width
+        seq += [nn.Conv2d(width, 1, 4, stride=1, padding=1)]
+        self.net = nn.Sequential(*seq)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def init_weights(module: nn.Module, std: float = 0.02) -> None:
+    """The paper's initialisation: conv weights ~ N(0, std), biases 0."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def build_generator(cfg: TrainConfig) -> ResnetGenerator:
+    g = ResnetGenerator(cfg.data.channels, cfg.model.filters, cfg.model.blocks)
+    init_weights(g)
+    return g
+
+
+def build_discriminator(cfg: TrainConfig) -> PatchDiscriminator:
+    d = PatchDiscriminator(cfg.data.channels, cfg.model.disc_filters, cfg.model.disc_layers)
+    init_weights(d)
+    return d
+
+
+def build_models(cfg: TrainConfig) -> dict[str, nn.Module]:
+    """The four networks by name, initialised in a fixed order (so a seed fixes all weights)."""
+    return {
+        "G_photo2drawing": build_generator(cfg),
+        "G_drawing2photo": build_generator(cfg),
+        "D_drawing": build_discriminator(cfg),
+        "D_photo": build_discriminator(cfg),
+    }
+
+
+class LSGANLoss(nn.Module):
+    """Least-squares GAN loss: mean (D(x) - 1)^2 for "real", mean D(x)^2 for "fake".
+
+    The target tensors are built to match the prediction, so callers only say real or fake.
+    """
+
+    def forward(self, prediction: torch.Tensor, real: bool) -> torch.Tensor:
+        prediction = prediction.float()  # the loss in fp32 even under bf16 autocast
+        target = torch.ones_like(prediction) if real else torch.zeros_like(prediction)
+        return nn.functional.mse_loss(prediction, target)
+
+
+class ImagePool:
+    """A buffer of past generated images, so the discriminator sees a history, not only the latest.
+
+    Shrivastava et al. 2017, as used by CycleGAN: while the pool is not full, each new image is
+    stored and returned; once full, with probability 1/2 a stored image is returned in its place
+    (and the new one stored), else the new image is returned. Randomness comes from torch's global
+    generator, whose state checkpoints save, so a resumed run draws the same choices.
+    """
+
+    def __init__(self, size: int = 50):
+        self.size = size
+        self.images: list[torch.Tensor] = []
+
+    def query(self, images: torch.Tensor) -> torch.Tensor:
+        if self.size == 0:
+            return images
+        out = []
+        for image in images.detach():
+            image = image.unsqueeze(0).float()  # fp32 in the pool whatever autocast produced
+            if len(self.images) < self.size:
+                self.images.append(image.clone())
+                out.append(image)
+            elif torch.rand(1).item() < 0.5:
+                i = int(torch.randint(0, self.size, (1,)).item())
+                out.append(self.images[i].clone())
+                self.images[i] = image.clone()
+            else:
+                out.append(image)
+        return torch.cat(out, 0)
+
+    def state_dict(self) -> dict:
+        """Tensors only (checkpoints load with weights_only=True)."""
+        stored = torch.cat(self.images, 0).float().cpu() if self.images else torch.empty(0)
+        return {"size": self.size, "images": stored}
+
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+        self.size = int(state["size"])
+        images = state["images"]
+        self.images = [images[i : i + 1].to(device) for i in range(images.shape[0])]

@@ -1,0 +1,179 @@
+"""Translate images with a trained run: load the right generator, run it over files and folders.
+
+The generator is fully convolutional with two stride-2 steps, so it runs on any image whose sides
+are multiples of 4. Images are scaled so their shorter side is the training size (the scale the
+model learned faces at; --no-resize keeps their own size), reflect-padded up to a multiple of 4,
+translated, and cropped back: the output has the input's name and (scaled) size.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from p2d.errors import P2DError
+from p2d.images import check_output_dir, list_images, try_read_image, write_image
+from p2d.train.config import TrainConfig, config_from_dict
+from p2d.train.data import image_to_tensor, resize_image, to_channels, tensor_to_image
+from p2d.train.loop import checkpoint_path, list_checkpoints, load_checkpoint
+from p2d.train.models import build_generator
+from p2d.ui import progress
+
+DIRECTIONS = {"drawing": "G_photo2drawing", "photo": "G_drawing2photo"}
+
+
+def find_checkpoint(run_or_checkpoint: Path | str, epoch: int | None = None) -> Path:
+    """A .pt file as is; a run folder's epoch_NNNN.pt for `epoch`, else its latest.pt."""
+    path = Path(run_or_checkpoint)
+    if path.is_file():
+        if epoch is not None:
+            raise P2DError(f"--epoch {epoch} needs a run folder, not the checkpoint file {path}")
+        return path
+    if not path.is_dir():
+        raise P2DError(f"{path} does not exist: give a run folder (e.g. runs/exp4) or a checkpoint .pt file")
+    if epoch is not None:
+        saved = list_checkpoints(path)
+        if epoch not in saved:
+            have = ", ".join(map(str, saved)) or "none"
+            raise P2DError(f"{path} has no checkpoint for epoch {epoch} (saved epochs: {have})")
+        return saved[epoch]
+    latest = checkpoint_path(path)
+    if latest.is_file():
+        return latest
+    saved = list_checkpoints(path)
+    if not saved:
+        raise P2DError(f"{path} holds no checkpoints: train it first with `p2d train`")
+    return saved[max(saved)]
+
+
+def load_generators(run_or_checkpoint: Path | str, epoch: int | None = None, device="cpu") -> tuple[TrainConfig, nn.Module, nn.Module]:
+    """(config, G_photo2drawing, G_drawing2photo) from a run folder or checkpoint, in eval mode."""
+    ckpt = load_checkpoint(find_checkpoint(run_or_checkpoint, epoch), device)
+    cfg = config_from_dict(ckpt["recipe"], source=f"checkpoint {run_or_checkpoint}")
+    generators = []
+    for name in ("G_photo2drawing", "G_drawing2photo"):
+        g = build_generator(cfg)
+        g.load_state_dict(ckpt["models"][name])
+        generators.append(g.to(device).eval())
+    return cfg, generators[0], generators[1]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int = 4) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Reflect-pad (1, C, H, W) on the bottom and right up to multiples of `multiple`."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        # Reflection needs the pad smaller than the side; replicate covers tiny images.
+        mode = "reflect" if ph < h and pw < w else "replicate"
+        x = nn.functional.pad(x, (0, pw, 0, ph), mode=mode)
+    return x, (h, w)
+
+
+@torch.no_grad()
+def translate_array(generator: nn.Module, img: np.ndarray, channels: int, device="cpu") -> np.ndarray:
+    """uint8 image -> uint8 translated image of the same height and width."""
+    x, (h, w) = pad_to_multiple(image_to_tensor(img, channels).to(device))
+    return tensor_to_image(generator(x)[..., :h, :w])
+
+
+def scale_to_size(img: np.ndarray, size: int) -> np.ndarray:
+    """Scale so the shorter side is `size` (the training scale), keeping the aspect ratio."""
+    h, w = img.shape[:2]
+    if min(h, w) == size:
+        return img
+    s = size / min(h, w)
+    arr = img if img.ndim == 3 else img[:, :, None]
+    out = resize_image(arr, max(1, round(w * s)), max(1, round(h * s)))
+    return out if img.ndim == 3 else out[:, :, 0]
+
+
+def _inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
+    """(image, output name relative to OUT): a file keeps its name; a folder keeps its sub-paths."""
+    pairs = []
+    for item in inputs:
+        item = Path(item)
+        if item.is_dir():
+            pairs += [(p, p.relative_to(item)) for p in list_images(item)]
+        elif item.is_file():
+            pairs.append((item, Path(item.name)))
+        else:
+            raise P2DError(f"{item} does not exist: give image files or folders of images")
+    return pairs
+
+
+@dataclass
+class TranslateResult:
+    written: list[Path] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)  # (input, reason)
+    seconds: float = 0.0
+    config: TrainConfig | None = None
+    checkpoint: Path | None = None
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.written) / self.seconds if self.seconds > 0 else 0.0
+
+
+def translate(
+    run_or_checkpoint: Path | str,
+    inputs: list[Path | str],
+    to: str,
+    out: Path | str,
+    epoch: int | None = None,
+    crop_faces: bool = False,
+    resize: bool = True,
+    device: str | None = None,
+    models_dir: Path | str | None = None,
+) -> TranslateResult:
+    """Translate every image in `inputs` (files and folders) to `to` ("drawing" or "photo") into `out`.
+
+    Bad files and (with crop_faces) images without a face are recorded in `.skipped` with a
+    reason; the batch carries on.
+    """
+    if to not in DIRECTIONS:
+        raise P2DError(f"--to {to!r}: use drawing (photo -> drawing) or photo (drawing -> photo)")
+    from p2d.train.loop import pick_device
+
+    dev = pick_device(device)
+    out = Path(out)
+    pairs = _inputs([Path(i) for i in inputs])
+    for item in inputs:
+        if Path(item).is_dir():
+            check_output_dir(item, out)
+    ckpt = find_checkpoint(run_or_checkpoint, epoch)
+    cfg, g_p2d, g_d2p = load_generators(ckpt, device=dev)
+    generator = g_p2d if to == "drawing" else g_d2p
+    faces = None
+    if crop_faces:
+        from p2d.curate.photos import crop_face  # the framing `p2d curate` uses for photos
+        from p2d.faces import FaceModels
+
+        faces = FaceModels(models_dir)
+    result = TranslateResult(config=cfg, checkpoint=ckpt)
+    start = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task(f"to {to}", total=len(pairs), status="")
+        for src, rel in pairs:
+            bar.advance(task)
+            img, reason = try_read_image(src, "RGB")
+            if img is not None and faces is not None:
+                img, reason = crop_face(img, faces, size=cfg.data.size)
+            if img is None:
+                result.skipped.append((src, reason or "unreadable"))
+                continue
+            img = to_channels(img, cfg.data.channels)
+            img = img[:, :, 0] if img.shape[2] == 1 else img
+            if resize:
+                img = scale_to_size(img, cfg.data.size)
+            dst = out / rel
+            write_image(dst, translate_array(generator, img, cfg.data.channels, dev))
+            result.written.append(dst)
+            done = len(result.written)
+            bar.update(task, status=f"{done / (time.perf_counter() - start):.1f} images/s")
+    result.seconds = time.perf_counter() - start
+    return result
