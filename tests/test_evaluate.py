@@ -1,0 +1,298 @@
+"""Tests for p2d.evaluate: each metric on a case with a known answer, dlib measurements on real
+images, the best-epoch rule, and `p2d evaluate` on a tiny trained run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from p2d import evaluate as ev
+from p2d.faces import FaceModels, inter_ocular
+from p2d.images import read_image
+
+DATA = Path(__file__).parent / "data" / "pd-faces"
+
+
+# ---------------------------------------------------------------- pure metrics
+
+
+def _face_points(iod: float = 40.0) -> np.ndarray:
+    """68 points whose eye centres are `iod` apart (rest spread deterministically)."""
+    rng = np.random.default_rng(1)
+    pts = rng.uniform(20, 100, size=(68, 2))
+    pts[36:42] = [50.0, 60.0]
+    pts[42:48] = [50.0 + iod, 60.0]
+    return pts
+
+
+@pytest.mark.parametrize(
+    "shift, iod, expected",
+    [((0, 0), 40.0, 0.0), ((4, 0), 40.0, 0.1), ((3, 4), 50.0, 0.1), ((0, -8), 32.0, 0.25)],
+)
+def test_landmark_error_of_a_shift_is_shift_over_iod(shift, iod, expected):
+    pts = _face_points(iod)
+    assert inter_ocular(pts) == pytest.approx(iod)
+    assert ev.landmark_error(pts, pts + np.array(shift, float)) == pytest.approx(expected)
+
+
+def test_landmark_error_rejects_bad_shapes():
+    with pytest.raises(ValueError):
+        ev.landmark_error(np.zeros((68, 2)), np.zeros((5, 2)))
+
+
+@pytest.mark.parametrize("delta, expected", [(0, 0.0), (51, 0.2), (255, 1.0)])
+def test_l1_error_in_units_of_full_intensity(delta, expected):
+    a = np.zeros((8, 8, 3), np.uint8)
+    assert ev.l1_error(a, a + np.uint8(delta)) == pytest.approx(expected)
+
+
+def test_embedding_distance():
+    assert ev.embedding_distance(np.zeros(128), np.full(128, 0.5)) == pytest.approx(math.sqrt(128) * 0.5)
+
+
+def test_mmd_matches_the_formula_on_a_tiny_case():
+    x = np.array([[0.0], [1.0]])
+    y = np.array([[2.0], [3.0]])
+    k = lambda a, b: (a * b + 1) ** 3  # d = 1
+    expected = (k(0, 1) * 2) / 2 + (k(2, 3) * 2) / 2 - 2 * np.mean([k(a, b) for a in (0, 1) for b in (2, 3)])
+    assert ev.mmd2_unbiased(x, y) == pytest.approx(expected)
+
+
+def test_kid_same_distribution_near_zero_different_larger():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (200, 16))
+    b = rng.normal(0, 1, (200, 16))
+    c = rng.normal(0.7, 1, (200, 16))
+    same, same_std = ev.kid(a, b, subsets=50, subset_size=100)
+    diff, diff_std = ev.kid(a, c, subsets=50, subset_size=100)
+    assert abs(same) < 3 * same_std + 1e-9  # unbiased: zero within its spread
+    assert diff > 10 * max(abs(same), same_std)
+    # A set against itself: subsets share samples, so the estimate leans slightly negative; still
+    # an order of magnitude below a shifted set.
+    itself, _ = ev.kid(a, a, subsets=50, subset_size=100)
+    assert abs(itself) < diff / 10
+
+
+def test_kid_is_nan_on_too_few_samples_and_deterministic():
+    assert all(math.isnan(v) for v in ev.kid(np.zeros((3, 4)), np.zeros((9, 4))))
+    x, y = np.random.default_rng(2).normal(size=(2, 40, 8))
+    assert ev.kid(x, y, seed=3) == ev.kid(x, y, seed=3)
+
+
+@pytest.mark.parametrize("size, upsample", [(128, 1), (256, 0), (32, 3), (512, 0)])
+def test_detect_upsample(size, upsample):
+    assert ev.detect_upsample(size) == upsample
+
+
+@pytest.mark.parametrize(
+    "text, expected", [(None, None), ("", None), ("5,10", [5, 10]), ("20-23,5", [5, 20, 21, 22, 23])]
+)
+def test_parse_epochs(text, expected):
+    assert ev.parse_epochs(text) == expected
+
+
+def test_parse_epochs_names_the_fix():
+    with pytest.raises(ev.P2DError, match="5,10,15"):
+        ev.parse_epochs("five")
+
+
+# ---------------------------------------------------------------- best epoch rule
+
+
+def _table(**cols):
+    n = len(next(iter(cols.values())))
+    base = {"epoch": [5 * (i + 1) for i in range(n)]}
+    return pd.DataFrame({**base, **cols})
+
+
+def test_best_epoch_is_lowest_kid_among_those_keeping_the_face():
+    df = _table(
+        face_found_drawing=[1.0, 0.95, 0.7, 0.95],
+        landmark_nme=[0.08, 0.09, 0.10, 0.20],
+        identity_drawing=[0.40, 0.42, 0.45, 0.43],
+        kid_drawing=[0.30, 0.10, 0.01, 0.02],
+    )
+    best, why = ev.suggest_best(df)
+    assert best == 10  # 15 loses its faces, 20 moves the landmarks; 10 beats 5 on KID
+    reasons = dict(zip(why["epoch"], why["why"]))
+    assert "face found 0.700 < 0.900" in reasons[15]
+    assert "landmark err 0.200 > 0.130" in reasons[20]
+    assert reasons[10].startswith("best")
+
+
+def test_best_epoch_skips_gates_measured_nowhere_and_falls_back_without_kid():
+    df = _table(
+        face_found_drawing=[np.nan, np.nan], landmark_nme=[np.nan, np.nan],
+        identity_drawing=[0.5, 0.45], kid_drawing=[np.nan, np.nan],
+    )
+    best, why = ev.suggest_best(df)
+    assert best == 10
+    assert why.attrs["skipped_gates"] == ["face found", "landmark err"]
+
+
+def test_best_epoch_rule_validates_tolerances():
+    with pytest.raises(ev.P2DError, match="face_found_drop"):
+        ev.BestEpochRule(face_found_drop=-1)
+
+
+# ---------------------------------------------------------------- dlib on real images
+
+
+@pytest.fixture(scope="module")
+def probe():
+    return ev.FaceProbe(FaceModels())
+
+
+@pytest.fixture(scope="module")
+def astronaut_face(probe):
+    """The astronaut's face framed at 128 px as curation frames photos (like CelebA's aligned faces)."""
+    from p2d.curate.align import frame_face
+
+    img = read_image(DATA / "photos" / "astronaut.png")
+    face = probe.face(img, fallback=False)
+    assert face.hog_found
+    return frame_face(img, face.points, 128)
+
+
+def test_identity_generator_gives_zero_errors(probe, astronaut_face):
+    photos = [astronaut_face, np.ascontiguousarray(astronaut_face[:, ::-1])]
+    drawings = [read_image(DATA / "drawings" / n) for n in ("head1.png", "cm1.png")]
+    from PIL import Image
+
+    drawings = [np.asarray(Image.fromarray(d).resize((128, 128))) for d in drawings]
+    ref = ev.Reference.build(photos, drawings, probe)
+    assert all(f.hog_found for f in ref.photo_faces)
+    same = lambda images: [np.array(i) for i in images]
+    m = ev.measure(ref, same, same, probe, ev.EvalSettings(kid_subsets=5))
+    assert m["landmark_nme"] == 0.0 and m["landmark_pairs"] == 2
+    assert m["face_found_drawing"] == 1.0
+    assert m["cycle_l1_photo"] == 0.0 and m["cycle_l1_drawing"] == 0.0
+    assert m["identity_drawing"] == pytest.approx(0.0, abs=1e-6)
+    assert m["identity_cycle"] == pytest.approx(0.0, abs=1e-6)
+    assert m["smile_drift"] == 0.0
+
+
+@pytest.mark.parametrize("dx, dy", [(6, 0), (0, 5), (4, -4)])
+def test_shifted_image_gives_shift_over_iod(probe, astronaut_face, dx, dy):
+    """Translating the image moves every landmark by the shift: error = |shift| / IOD (dlib's
+    landmarks are not exactly shift-equivariant: within 0.03 IOD)."""
+    face = probe.face(astronaut_face, fallback=False)
+    shifted = np.roll(astronaut_face, (dy, dx), axis=(0, 1))
+    moved = probe.face(shifted, fallback=False)
+    assert face.hog_found and moved.hog_found
+    expected = math.hypot(dx, dy) / inter_ocular(face.points)
+    assert ev.landmark_error(face.points, moved.points) == pytest.approx(expected, abs=0.03)
+
+
+def test_framing_box_fallback_lands_near_the_detected_face(probe, astronaut_face):
+    detected = probe.face(astronaut_face, fallback=False)
+    framed = ev.Face(probe.models.landmarks(astronaut_face, ev.framing_box(128, 128)), False)
+    assert ev.landmark_error(detected.points, framed.points) < 0.15
+
+
+def test_kid_on_dlib_features_near_zero_for_the_same_images_larger_for_degraded(probe):
+    """The drawings against themselves shifted by 2 px: KID ~0; against a blurred copy (what an
+    undertrained generator outputs) and against noise: clearly larger, noise the largest."""
+    from PIL import Image
+
+    drawings = [np.asarray(Image.fromarray(read_image(p)).resize((128, 128)))
+                for p in sorted((DATA / "drawings").glob("*.png"))]
+    feats = probe.features(drawings)
+    assert feats.shape == (len(drawings), 128)
+    assert np.linalg.norm(feats, axis=1).mean() == pytest.approx(math.sqrt(128), rel=0.15)
+    shifted = probe.features([np.roll(d, 2, axis=1) for d in drawings])
+    blurred = probe.features([np.asarray(Image.fromarray(d).resize((16, 16)).resize((128, 128))) for d in drawings])
+    rng = np.random.default_rng(0)
+    noise = probe.features([rng.integers(0, 256, d.shape, dtype=np.uint8) for d in drawings])
+    same, same_std = ev.kid(feats, shifted, subsets=50)
+    blur, _ = ev.kid(feats, blurred, subsets=50)
+    far, _ = ev.kid(feats, noise, subsets=50)
+    assert abs(same) < 3 * same_std
+    assert blur > 0.2 > abs(same)
+    assert far > blur
+
+
+# ---------------------------------------------------------------- a tiny trained run, end to end
+
+
+def make_tiny_run(root: Path, epochs: int = 2) -> Path:
+    """Train the tiny recipe on a small manifest of the public-domain fixtures: photos framed as
+    curation frames them (each also mirrored), drawings as width-scaled random-crop rows.
+    4 test photos, 4 test drawings (KID needs 4 per set); 2 optimizer steps per epoch."""
+    from p2d.curate.align import frame_face
+    from p2d.images import write_image
+    from p2d.manifest import new_rows, write_manifest
+    from p2d.train.loop import train
+
+    models = FaceModels()
+    rows = []
+    for i, path in enumerate(sorted((DATA / "photos").glob("*.png"))):
+        img = read_image(path)
+        box = max(models.detect_hog(img, 0), key=lambda d: d.w * d.h).box
+        face = frame_face(img, models.landmarks(img, box), 64)
+        for j, f in enumerate((face, np.ascontiguousarray(face[:, ::-1]))):
+            out = root / "photos" / f"{path.stem}_{j}.png"
+            write_image(out, f)
+            rows.append(dict(path=f"photos/{out.name}", domain="photo", source="pd", crop="center",
+                             split="test" if len(rows) < 4 else "train",
+                             width=64, height=64, phash="0" * 16, keep=True, reason=""))
+    for i, path in enumerate(sorted((DATA / "drawings").glob("*.png"))[:8]):
+        w, h = read_image(path).shape[1::-1]
+        rows.append(dict(path=str(path.resolve()), domain="drawing", source="pd", crop="random",
+                         split="test" if i % 2 else "train", width=w, height=h, phash="0" * 16,
+                         keep=True, reason=""))
+    write_manifest(new_rows(rows), root / "tiny.csv")
+    recipe = Path(ev.__file__).parent / "recipes" / "tiny.toml"
+    return train(root / "tiny.csv", recipe=recipe, out=root / "run", epochs=epochs)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return make_tiny_run(tmp_path_factory.mktemp("tiny"))
+
+
+def test_cli_evaluate_on_a_tiny_run(tiny_run):
+    from typer.testing import CliRunner
+
+    from p2d.cli import app
+
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--kid-subsets", "10"])
+    assert result.exit_code == 0, result.output
+    assert "suggested best epoch" in result.output or "no epoch passes" in result.output
+    df = pd.read_csv(tiny_run / "evaluate.csv")
+    assert list(df["epoch"]) == [1, 2]
+    assert (df[["n_photos", "n_drawings"]] == 4).all().all()
+    for col in ("identity_drawing", "identity_cycle", "cycle_l1_photo", "cycle_l1_drawing",
+                "kid_drawing", "kid_drawing_std", "kid_photo", "brightness_gap_drawing"):
+        assert df[col].notna().all(), col
+    assert df["cycle_l1_photo"].between(0, 1).all()
+    # a second call reuses the rows (same checkpoints, same settings): nothing is measured again
+    before = (tiny_run / "evaluate.csv").read_text()
+    again = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--kid-subsets", "10", "--epochs", "2"])
+    assert again.exit_code == 0, again.output
+    assert (tiny_run / "evaluate.csv").read_text() == before
+
+
+def test_cli_evaluate_errors_name_the_fix(tiny_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from p2d.cli import app
+
+    missing = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--epochs", "7"])
+    assert missing.exit_code == 1 and "saved epochs: [1, 2]" in missing.output
+    not_a_run = CliRunner().invoke(app, ["evaluate", str(tmp_path)])
+    assert not_a_run.exit_code == 1 and "p2d train" in not_a_run.output
+
+
+def test_torch_identity_generator_round_trips_exactly(tiny_run):
+    """The uint8 -> tensor -> uint8 path adds no error: an nn.Identity generator has zero cycle error."""
+    import torch
+
+    img = ev.load_test_image(DATA / "photos" / "astronaut.png", 1, 32)
+    same = ev.torch_translator(torch.nn.Identity(), channels=1)
+    out = same([img, img])
+    assert ev.l1_error(img, out[0]) == 0.0 and out[1].shape == (32, 32)
