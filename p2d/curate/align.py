@@ -1,0 +1,144 @@
+"""CelebA's aligned-face geometry as pure numpy: 5-point templates, similarity fits, face boxes, framing.
+
+CelebA's "aligned & cropped" images (178x218) were made by a similarity transform that puts the
+eyes, nose tip and mouth corners of every face near fixed positions. The template below is the
+mean of `list_landmarks_align_celeba.txt` (image-left eye, image-right eye, nose tip, image-left
+mouth corner, image-right mouth corner). Training uses the centred 178x178 square of each image
+(rows 20..198), so "framed like CelebA" means: these five points land where they land in that square.
+"""
+
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+
+CELEBA_WIDTH, CELEBA_HEIGHT = 178, 218
+CELEBA_TEMPLATE_5 = np.array(
+    [[69.0, 111.0], [108.0, 111.0], [88.0, 136.0], [72.0, 152.0], [105.0, 152.0]]
+)
+# The square that `center_crop_square` takes out of a 178x218 image starts at this row.
+CELEBA_SQUARE_TOP = (CELEBA_HEIGHT - CELEBA_WIDTH) // 2
+
+# dlib's HOG detector box for a face with the template's five points, measured on CelebA-framed
+# faces (x, y, w, h in 178x218 pixels). The shape predictor was trained on HOG boxes, so on the
+# fast path it gets the box HOG would have given instead of running HOG.
+CELEBA_HOG_BOX = (47.0, 94.0, 83.0, 83.0)
+
+
+def five_points(points68: np.ndarray) -> np.ndarray:
+    """CelebA's five landmarks from dlib's 68: eye centres, nose tip, mouth corners (5, 2)."""
+    p = np.asarray(points68, dtype=np.float64)
+    return np.array([p[36:42].mean(axis=0), p[42:48].mean(axis=0), p[30], p[48], p[54]])
+
+
+def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The 2x3 similarity (rotation, uniform scale, translation) taking `src` points closest to
+    `dst` in least squares (Umeyama's closed form, no reflection)."""
+    src = np.asarray(src, dtype=np.float64)
+    dst = np.asarray(dst, dtype=np.float64)
+    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
+    s, d = src - mu_s, dst - mu_d
+    var_s = (s**2).sum() / len(src)
+    if var_s <= 1e-12:
+        raise ValueError("similarity_fit: source points coincide")
+    cov = d.T @ s / len(src)
+    u, sig, vt = np.linalg.svd(cov)
+    sign = np.eye(2)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[1, 1] = -1.0
+    rot = u @ sign @ vt
+    scale = float(np.trace(np.diag(sig) @ sign) / var_s)
+    m = np.zeros((2, 3))
+    m[:, :2] = scale * rot
+    m[:, 2] = mu_d - m[:, :2] @ mu_s
+    return m
+
+
+def transform_points(m: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return np.asarray(points, dtype=np.float64) @ m[:, :2].T + m[:, 2]
+
+
+def transform_scale(m: np.ndarray) -> float:
+    """The uniform scale factor of a similarity matrix."""
+    return float(math.hypot(m[0, 0], m[1, 0]))
+
+
+def box_from_five(points5: np.ndarray) -> tuple[float, float, float, float]:
+    """The HOG-style face box (x, y, w, h) for a face whose five CelebA points are `points5`:
+    the template's box moved and scaled with the face (boxes stay axis-aligned, as HOG's are)."""
+    m = similarity_fit(CELEBA_TEMPLATE_5, points5)
+    x, y, w, h = CELEBA_HOG_BOX
+    cx, cy = transform_points(m, np.array([[x + w / 2, y + h / 2]]))[0]
+    s = transform_scale(m)
+    return (float(cx - s * w / 2), float(cy - s * h / 2), float(s * w), float(s * h))
+
+
+def center_crop_square(image: np.ndarray) -> np.ndarray:
+    """The centred square of side min(h, w) (CelebA's 178x218 -> rows 20..198)."""
+    h, w = image.shape[:2]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return image[top : top + side, left : left + side]
+
+
+def resize_square(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize to size x size: area averaging when shrinking (no aliasing), cubic when growing."""
+    h, w = image.shape[:2]
+    if (h, w) == (size, size):
+        return image
+    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_CUBIC
+    return cv2.resize(image, (size, size), interpolation=interp)
+
+
+def frame_matrix(points68: np.ndarray, size: int) -> np.ndarray:
+    """The similarity that maps a face (its 68 landmarks) into a size x size frame laid out like
+    the centred square of a CelebA aligned image."""
+    target = (CELEBA_TEMPLATE_5 - [0.0, CELEBA_SQUARE_TOP]) * (size / CELEBA_WIDTH)
+    return similarity_fit(five_points(points68), target)
+
+
+def frame_face(image: np.ndarray, points68: np.ndarray, size: int = 128) -> np.ndarray:
+    """The face with these 68 landmarks, rotated upright and scaled so that its eyes, nose and
+    mouth sit where CelebA's aligned faces have them, as a size x size image (same channels).
+
+    Parts of the frame outside the photo are filled by reflecting the photo at its border (as
+    CelebA's own aligned images do), so no black wedges enter training.
+    """
+    if size < 8:
+        raise ValueError(f"size must be at least 8 pixels, got {size}")
+    return warp_similarity(image, frame_matrix(points68, size), (size, size))
+
+
+def warp_similarity(image: np.ndarray, m: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
+    """Warp by a similarity into a (width, height) frame, reflecting the image at its border."""
+    scale = transform_scale(m)
+    src = image
+    if scale < 0.5:
+        # warpAffine samples bilinearly: a large shrink would alias. Area-average the image down
+        # first so the remaining warp shrinks by at most 2x.
+        h, w = image.shape[:2]
+        new_w, new_h = max(1, round(w * scale * 2)), max(1, round(h * scale * 2))
+        src = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
+        m = m @ np.linalg.inv(np.diag([new_w / w, new_h / h, 1.0]))  # frame <- original <- resized
+    return cv2.warpAffine(
+        np.ascontiguousarray(src), m, size_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
+
+
+def face_patch(gray: np.ndarray, points68: np.ndarray, side_px: int = 64) -> np.ndarray:
+    """The landmarks' bounding box cut from a gray image and resized to side_px x side_px: the
+    face at a fixed scale, so blur and brightness are measured on the face alone, the same way
+    for a 178 px CelebA image and a 4000 px photo."""
+    p = np.asarray(points68)
+    h, w = gray.shape[:2]
+    x0, y0 = np.floor(p.min(axis=0)).astype(int)
+    x1, y1 = np.ceil(p.max(axis=0)).astype(int) + 1
+    x0, y0 = max(x0, 0), max(y0, 0)
+    x1, y1 = min(x1, w), min(y1, h)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return np.zeros((side_px, side_px), dtype=np.uint8)
+    crop = gray[y0:y1, x0:x1]
+    interp = cv2.INTER_AREA if min(crop.shape) > side_px else cv2.INTER_LINEAR
+    return cv2.resize(crop, (side_px, side_px), interpolation=interp)

@@ -1,0 +1,160 @@
+"""Photo filters: named, defaulted thresholds and the pure decision of why a face photo is dropped.
+
+Every number a filter looks at is computed once per image (and cached); the decision below is a
+pure function of those numbers and the thresholds, so a re-run with other thresholds only re-judges.
+
+Why the defaults are what they are (faces in general, not tuned to any fixture):
+- smile_threshold 1.05: the smile score is mouth width / inter-ocular distance (IOD) plus inner-lip
+  opening / IOD. Adult mouths are ~50 mm wide and eye centres ~63 mm apart, so a closed neutral
+  mouth scores ~0.8; talking or a slightly open mouth adds up to ~0.15-0.2. A broad smile widens
+  the mouth by a quarter or more (~1.0) and usually shows teeth (+0.1 or more). 1.05 sits above
+  neutral-with-open-mouth and below a broad open smile: it removes the wide smiles that taught the
+  original model to draw a grin on every face, and keeps slight closed smiles. Use the agreement
+  table against CelebA's `Smiling` attribute to move it.
+- max_yaw_deg 30: beyond ~30 degrees the far cheek is foreshortened and the jaw outline that
+  the yaw estimate (and the drawing domain's mostly frontal faces) rely on breaks down; the
+  estimate itself is good to ~10 degrees.
+- max_roll_deg 20: CelebA faces are already levelled; a large roll there means the landmarks
+  failed. User photos are levelled by the framing, so only strong tilts are dropped.
+- min_iod_px 20: a face whose eyes are under 20 px apart has to be enlarged to frame it at 128 px
+  (where the eyes sit ~28 px apart): it would train on upsampled mush.
+- min_laplacian_var 50: variance of the Laplacian on the face alone, resampled to 64x64 gray (so
+  the figure means the same for a 178 px CelebA image and a 12-megapixel photo). Sharp
+  CelebA-framed faces give ~700-1600, a Gaussian blur of sigma 1 px ~200-280, 1.5 px ~100-130,
+  2 px ~50-75, 2.5 px ~30-50: 50 drops faces that are plainly soft, not merely JPEG-soft.
+- min_mean_gray 40 / max_mean_gray 220: mean gray level of that face patch. Well exposed faces
+  of every skin tone fall roughly within 70-200; outside 40-220 the face is under- or overexposed.
+- second_face_min_ratio 0.5 and second_face_min_score 0.5: another detection counts as a second
+  face when it is at least half as wide as the main face and the HOG detector is confident in it
+  (its false positives on textures score near 0); tiny background faces do not cost an image.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import cv2
+import numpy as np
+
+from p2d.errors import P2DError
+
+PATCH_PX = 64  # side of the face patch blur and brightness are measured on
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Every filter threshold, with its unit in the name; echoed in each run's summary."""
+
+    smile_threshold: float = 1.05
+    max_yaw_deg: float = 30.0
+    max_roll_deg: float = 20.0
+    min_iod_px: float = 20.0
+    min_laplacian_var: float = 50.0
+    min_mean_gray: float = 40.0
+    max_mean_gray: float = 220.0
+    second_face_min_ratio: float = 0.5
+    second_face_min_score: float = 0.5
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or math.isnan(value) or value < 0:
+                raise P2DError(f"threshold {f.name}={value!r} must be a non-negative number")
+        if self.min_mean_gray >= self.max_mean_gray:
+            raise P2DError(
+                f"min_mean_gray ({self.min_mean_gray}) must be below max_mean_gray ({self.max_mean_gray})"
+            )
+        if self.max_mean_gray > 255:
+            raise P2DError(f"max_mean_gray={self.max_mean_gray} must be at most 255 (gray levels)")
+        if self.max_yaw_deg > 90 or self.max_roll_deg > 180:
+            raise P2DError("max_yaw_deg must be at most 90 and max_roll_deg at most 180 (degrees)")
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+# ------------------------------------------------------------------ image measures (pure)
+
+
+def laplacian_var(gray: np.ndarray) -> float:
+    """Variance of the 3x3 Laplacian: low when the image has no fine detail (blur)."""
+    return float(cv2.Laplacian(gray, cv2.CV_64F).var())
+
+
+def mean_gray(gray: np.ndarray) -> float:
+    return float(gray.mean())
+
+
+# ------------------------------------------------------------------ the decision (pure)
+
+OUTLIER_REASONS = ("no_face", "multi_face", "face_small", "yaw", "roll", "dark", "bright", "blur")
+
+
+def second_faces(faces: list[list[float]], thresholds: Thresholds) -> int:
+    """How many detections besides the main one (faces[0], the largest) count as another face."""
+    if len(faces) < 2:
+        return 0
+    main_w = faces[0][2]
+    return sum(
+        1 for f in faces[1:]
+        if f[2] >= thresholds.second_face_min_ratio * main_w and f[4] >= thresholds.second_face_min_score
+    )
+
+
+def drop_reason(
+    record: dict,
+    thresholds: Thresholds,
+    drop_smiles: bool = False,
+    drop_outliers: bool = False,
+    smile_source: str = "landmarks",
+    smiling_attr: int | None = None,
+    need_face: bool = False,
+) -> str:
+    """Why this image is dropped ("" to keep it), from its cached analysis record.
+
+    One reason per image, the first that applies in this order: unreadable, no_face, multi_face,
+    face_small, yaw, roll, dark, bright, blur, smile. `need_face` drops faceless images even
+    without --drop-outliers (a photo cannot be framed without landmarks).
+    """
+    status = record.get("status", "")
+    if status.startswith("unreadable"):
+        return status
+    if status == "no_face":
+        return "no_face" if (drop_outliers or need_face) else ""
+    f = record.get("features") or {}
+    if drop_outliers:
+        if second_faces(record.get("faces") or [], thresholds):
+            return "multi_face"
+        if f["iod_px"] < thresholds.min_iod_px:
+            return "face_small"
+        if abs(f["yaw_deg"]) > thresholds.max_yaw_deg:
+            return "yaw"
+        if abs(f["roll_deg"]) > thresholds.max_roll_deg:
+            return "roll"
+        # Exposure before blur: a dark face has little contrast, so its Laplacian is small too.
+        if f["mean_gray"] < thresholds.min_mean_gray:
+            return "dark"
+        if f["mean_gray"] > thresholds.max_mean_gray:
+            return "bright"
+        if f["laplacian_var"] < thresholds.min_laplacian_var:
+            return "blur"
+    if drop_smiles:
+        if smile_source == "attr":
+            if smiling_attr == 1:
+                return "smile"
+        elif f["smile_score"] > thresholds.smile_threshold:
+            return "smile"
+    return ""
+
+
+def smile_agreement(scores: list[float], smiling: list[int], smile_threshold: float) -> dict[str, int]:
+    """How the landmark smile score (above the threshold = smiling) agrees with CelebA's
+    `Smiling` attribute (1 / -1): counts of the four cases."""
+    out = {"both_smile": 0, "landmarks_only": 0, "attr_only": 0, "neither": 0}
+    for s, a in zip(scores, smiling):
+        lm = s > smile_threshold
+        at = a == 1
+        key = "both_smile" if lm and at else "landmarks_only" if lm else "attr_only" if at else "neither"
+        out[key] += 1
+    return out
