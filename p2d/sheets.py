@@ -1,0 +1,56 @@
+"""Contact sheets: a grid of labelled thumbnails as one uint8 image (review sheets, duplicate groups)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+
+def contact_sheet(
+    images: Sequence[np.ndarray],
+    labels: Sequence[str] | None = None,
+    cell: int = 160,
+    cols: int = 6,
+    label_lines: int = 2,
+    background: tuple[int, int, int] = (255, 255, 255),
+) -> np.ndarray:
+    """A uint8 HxWx3 grid: each image fitted (aspect kept) into a cell x cell square, with its label
+    (up to `label_lines` lines, PIL's default font) under it. Gray images are shown as gray."""
+    if cell < 16 or cols < 1:
+        raise ValueError("cell must be >= 16 pixels and cols >= 1")
+    labels = list(labels) if labels is not None else [""] * len(images)
+    if len(labels) != len(images):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    font = ImageFont.load_default()
+    line_h = 12
+    cell_h = cell + line_h * label_lines + 4
+    n = max(1, len(images))
+    cols = min(cols, n)
+    rows = -(-n // cols)
+    sheet = Image.new("RGB", (cols * cell, rows * cell_h), background)
+    draw = ImageDraw.Draw(sheet)
+    for i, (img, label) in enumerate(zip(images, labels)):
+        x, y = (i % cols) * cell, (i // cols) * cell_h
+        arr = np.asarray(img)
+        pil = Image.fromarray(arr if arr.ndim == 3 else np.stack([arr] * 3, axis=-1))
+        pil.thumbnail((cell - 4, cell - 4))
+        sheet.paste(pil, (x + (cell - pil.width) // 2, y + (cell - pil.height) // 2))
+        for k, text in enumerate(str(label).splitlines()[:label_lines]):
+            # Keep the text inside the cell: cut long names (the default font is ~6 px a char).
+            limit = max(4, cell // 6)
+            text = text if len(text) <= limit else text[: limit - 1] + "~"
+            draw.text((x + 3, y + cell + k * line_h), text, fill=(0, 0, 0), font=font)
+    return np.asarray(sheet, dtype=np.uint8)
+
+
+def draw_box(
+    image: np.ndarray, box: tuple[float, float, float, float], color: tuple[int, int, int] = (255, 0, 0)
+) -> np.ndarray:
+    """A copy of an RGB image with an (x, y, w, h) rectangle drawn on it, line ~1% of the size."""
+    pil = Image.fromarray(image if image.ndim == 3 else np.stack([image] * 3, axis=-1))
+    x, y, w, h = box
+    width = max(2, max(pil.size) // 100)
+    ImageDraw.Draw(pil).rectangle([x, y, x + w, y + h], outline=color, width=width)
+    return np.asarray(pil)
