@@ -320,6 +320,29 @@ def evaluate_cmd(
 # ----------------------------------------------------------------------------- demo, report (issue 5)
 
 
+@app.command("report")
+def report_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="One or more run folders written by `p2d train`.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="HTML file to write (default: RUN/report.html; for several runs, report.html in their common folder).")] = None,
+    epochs: Annotated[str, typer.Option(help="Epochs to show in the sample strips, e.g. 30,35,40-50 (default: the saved ones).")] = "",
+    max_epochs: Annotated[int, typer.Option(help="Show at most this many epochs per strip (spread evenly, last kept).")] = 12,
+):
+    """Write one HTML page (PNGs beside it, opens offline) with loss and evaluation curves, every
+    test image as a strip across epochs, and the recipes, showing the keys that differ.
+
+    Example: p2d report runs/exp4 runs/exp6 --out runs/compare.html
+    """
+    from p2d.evaluate import parse_epochs
+    from p2d.report import build_report
+
+    result = build_report(runs, out, parse_epochs(epochs), max_epochs)
+    console.print(table("report", ["run", "epochs shown"],
+                        [(label, ", ".join(map(str, e)) or "none") for label, e in result.epochs.items()]))
+    for note in result.notes:
+        console.print(f"[yellow]note[/] {note}")
+    console.print(f"[bold green]wrote {result.page}[/] ({len(result.images)} images in {result.page.stem}_files/)")
+
+
 def main() -> None:
     app()
 

@@ -3,7 +3,7 @@
 A recipe has the tables [meta], [data], [model], [train] and [speed]. Every key has a default (the
 experiments' settings), so a recipe names only what it changes. An unknown table or key is an error
 that names it and lists the valid ones: a typo must never silently train with a default.
-[speed] holds switches that change how fast a run goes on a GPU, not what it learns (bf16 changes
+speed.holds switches that change how fast a run goes on a GPU, not what it learns (bf16 changes
 the arithmetic slightly; everything else there is exact).
 """
 
@@ -169,18 +169,18 @@ def config_from_dict(recipe: dict, source: str = "recipe") -> TrainConfig:
     for table, values in recipe.items():
         if table not in _TABLE_CLASSES:
             raise RecipeError(
-                f"{source}: unknown table [{table}]; valid tables: {', '.join(_TABLE_CLASSES)}"
+                f"{source}: unknown table {table!r}; valid tables: {', '.join(_TABLE_CLASSES)}"
             )
         if not isinstance(values, dict):
-            raise RecipeError(f"{source}: [{table}] must be a table of keys")
+            raise RecipeError(f"{source}: {table!r} must be a table of keys")
         section = getattr(cfg, table)
         valid = [f.name for f in dataclasses.fields(section)]
         for key, value in values.items():
             if key not in valid:
                 raise RecipeError(
-                    f"{source}: unknown key {key!r} in [{table}]; valid keys there: {', '.join(valid)}"
+                    f"{source}: unknown key {key!r} in table {table!r}; valid keys there: {', '.join(valid)}"
                 )
-            setattr(section, key, _coerce(f"[{table}] {key}", value, getattr(section, key)))
+            setattr(section, key, _coerce(f"{table}.{key}", value, getattr(section, key)))
     validate_config(cfg, source)
     return cfg
 
@@ -215,7 +215,7 @@ def apply_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
             continue
         table, key = name.split("__", 1)
         section = getattr(cfg, table)
-        setattr(section, key, _coerce(f"[{table}] {key}", value, getattr(section, key)))
+        setattr(section, key, _coerce(f"{table}.{key}", value, getattr(section, key)))
     validate_config(cfg, "overrides")
     return cfg
 
@@ -228,37 +228,37 @@ def _need(ok: bool, source: str, message: str) -> None:
 def validate_config(cfg: TrainConfig, source: str = "recipe") -> None:
     """Range checks, each naming the key and what it must be."""
     d, m, t, s = cfg.data, cfg.model, cfg.train, cfg.speed
-    _need(d.channels in (1, 3), source, f"[data] channels = {d.channels} must be 1 (gray) or 3 (colour)")
+    _need(d.channels in (1, 3), source, f"data.channels = {d.channels} must be 1 (gray) or 3 (colour)")
     _need(d.size >= 8 and d.size % 4 == 0, source,
-          f"[data] size = {d.size} must be a multiple of 4 and at least 8 (the generator halves it twice)")
+          f"data.size = {d.size} must be a multiple of 4 and at least 8 (the generator halves it twice)")
     unknown = [a for a in d.augment if a not in AUGMENTATIONS]
     _need(not unknown, source,
-          f"[data] augment has unknown name(s) {', '.join(map(repr, unknown))}; valid: {', '.join(AUGMENTATIONS)}")
+          f"data.augment has unknown name(s) {', '.join(map(repr, unknown))}; valid: {', '.join(AUGMENTATIONS)}")
     _need(1.0 <= d.random_crop_scale <= 2.0, source,
-          f"[data] random_crop_scale = {d.random_crop_scale} must be between 1.0 and 2.0")
-    _need(0.0 <= d.rotation_deg <= 45.0, source, f"[data] rotation_deg = {d.rotation_deg} must be 0..45")
-    _need(d.sample_rows >= 1, source, "[data] sample_rows must be at least 1")
+          f"data.random_crop_scale = {d.random_crop_scale} must be between 1.0 and 2.0")
+    _need(0.0 <= d.rotation_deg <= 45.0, source, f"data.rotation_deg = {d.rotation_deg} must be 0..45")
+    _need(d.sample_rows >= 1, source, "data.sample_rows must be at least 1")
     for key in ("filters", "blocks", "disc_filters", "disc_layers"):
-        _need(getattr(m, key) >= 1, source, f"[model] {key} = {getattr(m, key)} must be at least 1")
-    _need(t.epochs >= 1, source, f"[train] epochs = {t.epochs} must be at least 1")
-    _need(t.batch_size >= 1, source, f"[train] batch_size = {t.batch_size} must be at least 1")
-    _need(t.lr > 0, source, f"[train] lr = {t.lr} must be positive")
-    _need(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, source, "[train] beta1 and beta2 must be in [0, 1)")
-    _need(t.decay_from_epoch >= 1, source, f"[train] decay_from_epoch = {t.decay_from_epoch} must be >= 1")
+        _need(getattr(m, key) >= 1, source, f"model.{key} = {getattr(m, key)} must be at least 1")
+    _need(t.epochs >= 1, source, f"train.epochs = {t.epochs} must be at least 1")
+    _need(t.batch_size >= 1, source, f"train.batch_size = {t.batch_size} must be at least 1")
+    _need(t.lr > 0, source, f"train.lr = {t.lr} must be positive")
+    _need(0 <= t.beta1 < 1 and 0 <= t.beta2 < 1, source, "train.beta1 and beta2 must be in [0, 1)")
+    _need(t.decay_from_epoch >= 1, source, f"train.decay_from_epoch = {t.decay_from_epoch} must be >= 1")
     _need(t.cycle_weight >= 0 and t.identity_weight >= 0, source,
-          "[train] cycle_weight and identity_weight must not be negative")
+          "train.cycle_weight and identity_weight must not be negative")
     if t.unequal_cycle_weights:
         w = t.unequal_cycle_weights
         _need(len(w) == 2 and all(isinstance(v, (int, float)) and v >= 0 for v in w), source,
-              "[train] unequal_cycle_weights must be [photo_cycle, drawing_cycle], two numbers >= 0")
+              "train.unequal_cycle_weights must be two numbers >= 0: photo cycle weight, drawing cycle weight")
         if w[0] != w[1]:
             warnings.warn(
                 f"{source}: unequal cycle weights {w} (photo, drawing): unequal weights diverged in "
-                "the experiments; remove [train] unequal_cycle_weights to use cycle_weight for both",
+                "the experiments; remove train.unequal_cycle_weights to use cycle_weight for both",
                 stacklevel=2,
             )
-    _need(t.pool_size >= 0, source, "[train] pool_size must be >= 0 (0 turns the image pool off)")
-    _need(t.save_every >= 1, source, f"[train] save_every = {t.save_every} must be at least 1")
+    _need(t.pool_size >= 0, source, "train.pool_size must be >= 0 (0 turns the image pool off)")
+    _need(t.save_every >= 1, source, f"train.save_every = {t.save_every} must be at least 1")
     _need(s.precision in PRECISIONS, source,
-          f"[speed] precision = {s.precision!r} must be one of {', '.join(PRECISIONS)}")
-    _need(s.workers >= 0, source, "[speed] workers must be >= 0")
+          f"speed.precision = {s.precision!r} must be one of {', '.join(PRECISIONS)}")
+    _need(s.workers >= 0, source, "speed.workers must be >= 0")

@@ -159,11 +159,11 @@ def _check_resumable(saved: TrainConfig, cfg: TrainConfig, run: Path) -> None:
     if saved.data.channels != cfg.data.channels:
         raise RecipeError(
             f"channels: the checkpoint in {run} was trained with channels = {saved.data.channels}, "
-            f"the recipe says {cfg.data.channels}: set [data] channels = {saved.data.channels} to "
+            f"the recipe says {cfg.data.channels}: set data.channels = {saved.data.channels} in the recipe to "
             "resume, or start a new run with another --out"
         )
     a, b = saved.to_dict(), cfg.to_dict()
-    changed = [f"[{t}] {k}: {a[t][k]!r} -> {b[t][k]!r}" for t in ("data", "model", "train") for k in a[t]
+    changed = [f"{t}.{k}: {a[t][k]!r} -> {b[t][k]!r}" for t in ("data", "model", "train") for k in a[t]
                if a[t][k] != b[t][k] and (t, k) != ("train", "epochs")]
     if changed:
         raise RecipeError(
@@ -254,7 +254,7 @@ def write_losses(path: Path, epoch: int, row: dict) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(row), lineterminator="\n")
     writer.writeheader()
-    writer.writerows(kept + [{k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()}])
+    writer.writerows(kept + [{k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()}])
     write_text_atomic(path, buf.getvalue())
 
 

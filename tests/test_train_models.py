@@ -1,0 +1,96 @@
+"""Tests for p2d.train.models: generator and discriminator shapes, LSGAN loss, image pool."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from p2d.train import models
+from p2d.train.config import TrainConfig
+from p2d.train.models import (
+    ImagePool,
+    LSGANLoss,
+    PatchDiscriminator,
+    ResnetGenerator,
+    build_models,
+)
+
+torch.set_num_threads(1)  # a shared 2-core machine: oversubscribed threads are far slower
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("height, width", [(32, 32), (36, 44), (64, 48)])
+def test_generator_keeps_size_and_range(channels, height, width):
+    g = ResnetGenerator(channels, filters=4, blocks=1)
+    y = g(torch.randn(2, channels, height, width))
+    assert y.shape == (2, channels, height, width)
+    assert y.abs().max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    "layers, size, patches",
+    [(3, 128, 14), (3, 256, 30), (2, 32, 6), (1, 32, 14)],  # 3 layers at 128 px: the paper's 70x70 PatchGAN
+)
+def test_patchgan_output_grid(layers, size, patches):
+    d = PatchDiscriminator(1, filters=4, layers=layers)
+    assert d(torch.zeros(1, 1, size, size)).shape == (1, 1, patches, patches)
+
+
+@pytest.mark.parametrize(
+    "channels, generator_params, discriminator_params",
+    [(3, 11_378_179, 2_764_737), (1, 11_365_633, 2_762_689)],  # the CycleGAN paper's resnet_9blocks / basic D
+)
+def test_default_sizes_match_the_paper(channels, generator_params, discriminator_params):
+    cfg = TrainConfig()
+    cfg.data.channels = channels
+    with torch.device("meta"):  # shapes only: no memory, no random init cost
+        nets = build_models(cfg)
+    count = {k: sum(p.numel() for p in m.parameters()) for k, m in nets.items()}
+    assert count == {"G_photo2drawing": generator_params, "G_drawing2photo": generator_params,
+                     "D_drawing": discriminator_params, "D_photo": discriminator_params}
+
+
+def test_seed_fixes_all_weights():
+    cfg = TrainConfig()
+    cfg.model.filters, cfg.model.blocks, cfg.model.disc_filters = 4, 1, 4
+    torch.manual_seed(3)
+    a = build_models(cfg)
+    torch.manual_seed(3)
+    b = build_models(cfg)
+    for name in a:
+        assert all(torch.equal(x, y) for x, y in zip(a[name].state_dict().values(), b[name].state_dict().values()))
+    # ... and the two generators start different (they are two networks, not one shared)
+    assert not torch.equal(a["G_photo2drawing"].net[1].weight, a["G_drawing2photo"].net[1].weight)
+
+
+@pytest.mark.parametrize("value, real, expected", [(1.0, True, 0.0), (0.0, True, 1.0), (0.0, False, 0.0), (0.5, False, 0.25)])
+def test_lsgan_loss(value, real, expected):
+    assert LSGANLoss()(torch.full((2, 1, 3, 3), value), real).item() == pytest.approx(expected)
+
+
+def test_docstring_maps_names_to_the_paper():
+    for name in ("G_photo2drawing", "G_drawing2photo", "D_drawing", "D_photo", "D_Y", "D_X"):
+        assert name in models.__doc__
+
+
+def test_image_pool_fills_then_mixes_history():
+    torch.manual_seed(0)
+    pool = ImagePool(size=4)
+    first = torch.arange(4.0).view(4, 1, 1, 1)
+    assert torch.equal(pool.query(first), first)  # while filling, the new images come back
+    later = torch.full((64, 1, 1, 1), 100.0)
+    out = pool.query(later)
+    from_history = (out < 100).sum().item()
+    assert 0 < from_history <= 4  # about half are swapped for stored ones, each stored one once
+    assert len(pool.images) == 4
+
+
+def test_image_pool_state_round_trip():
+    torch.manual_seed(0)
+    pool = ImagePool(size=3)
+    pool.query(torch.randn(5, 1, 2, 2))
+    copy = ImagePool(0)
+    copy.load_state_dict(pool.state_dict())
+    assert copy.size == 3 and all(torch.equal(a, b) for a, b in zip(pool.images, copy.images))
+    x = torch.randn(2, 1, 2, 2)
+    assert torch.equal(ImagePool(0).query(x), x)  # size 0: the pool is off
