@@ -197,6 +197,145 @@ def curate_photos_cmd(
 
 # ----------------------------------------------------------------------------- drawings (issue 3)
 
+_PAD_HELP = "Fill past the image edge: auto (border colour), edge, reflect, inpaint, or a colour (white, #rrggbb, r,g,b)."
+
+
+def _colour(text: str) -> tuple[int, int, int]:
+    from p2d.curate.pad import parse_pad
+
+    pad = parse_pad(text)
+    if pad.color is None:
+        raise P2DError(f"{text!r} is not a colour: use a name (white), #rrggbb or r,g,b")
+    return pad.color
+
+
+@app.command("crop-drawings")
+def crop_drawings_cmd(
+    raw: Annotated[Path, typer.Argument(help="Folder of drawings (searched recursively).")],
+    out: Annotated[Path, typer.Argument(help="Output folder: face crops, manifest.csv, review_NN.png.")],
+    size: Annotated[int, typer.Option(help="Crop size in pixels (square).")] = 128,
+    face_fraction: Annotated[float, typer.Option(help="Face box width over crop side (CelebA's framing: 0.466).")] = 0.466,
+    pad: Annotated[str, typer.Option(help=_PAD_HELP)] = "auto",
+    background: Annotated[str, typer.Option(help="Colour under transparent drawings.")] = "white",
+    boxes: Annotated[Optional[Path], typer.Option(help="CSV path,x,y,w,h of hand boxes; they win over detection.")] = None,
+    source: Annotated[str, typer.Option(help="Manifest `source` label.")] = "drawings",
+    detector: Annotated[Optional[list[str]], typer.Option(help="Detector to use (repeatable): dlib_hog, dlib_cnn, haar_frontal, haar_profile, yunet. Default: all.")] = None,
+    min_iou: Annotated[float, typer.Option(help="IoU at which boxes of two detectors are the same face.")] = 0.3,
+    min_votes: Annotated[int, typer.Option(help="Detectors that must agree on a weak face.")] = 2,
+):
+    """Find the face in each drawing, crop it square like CelebA's framing, pad, and review.
+
+    Example: p2d crop-drawings raw/drawings data/drawings --boxes boxes.csv
+    """
+    from p2d.curate.detect import DETECTORS
+    from p2d.curate.drawings import crop_drawings
+    from p2d.curate.pad import parse_pad
+    from p2d.ui import print_thresholds
+
+    r = crop_drawings(raw, out, size=size, face_fraction=face_fraction, pad=parse_pad(pad),
+                      background=_colour(background), boxes=boxes, source=source,
+                      detectors=tuple(detector) if detector else DETECTORS, min_iou=min_iou, min_votes=min_votes)
+    for note in r.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    print_thresholds(size=size, face_fraction=face_fraction, pad=pad, min_iou=min_iou, min_votes=min_votes)
+    kept = [x for x in r.rows if x["keep"]]
+    counts: dict[str, int] = {}
+    for x in r.rows:
+        key = f"kept ({x['detector']})" if x["keep"] else f"dropped ({x['reason'].split(':')[0]})"
+        counts[key] = counts.get(key, 0) + 1
+    rows = sorted(counts.items()) + [("total", len(r.rows)), ("seconds", round(r.seconds, 1))]
+    console.print(table(f"crop-drawings: {len(kept)} of {len(r.rows)} kept", ["outcome", "images"], rows))
+    console.print(f"manifest: {r.manifest}\nreview: {', '.join(str(p) for p in r.sheets)}")
+    missed = len(r.rows) - len(kept)
+    if missed:
+        console.print(f"{missed} drawing(s) without a usable face: see the review sheet (failures first) "
+                      "and give boxes with --boxes boxes.csv (path,x,y,w,h)")
+
+
+@app.command("scale")
+def scale_cmd(
+    raw: Annotated[Path, typer.Argument(help="Folder of drawings (searched recursively).")],
+    out: Annotated[Path, typer.Argument(help="Output folder: scaled images and manifest.csv.")],
+    width: Annotated[int, typer.Option(help="Width in pixels; height keeps the aspect ratio.")] = 128,
+    min_height: Annotated[int, typer.Option(help="Training size: shorter images are padded or dropped.")] = 128,
+    short: Annotated[str, typer.Option(help="Images shorter than --min-height: pad or drop.")] = "pad",
+    pad: Annotated[str, typer.Option(help=_PAD_HELP)] = "auto",
+    background: Annotated[str, typer.Option(help="Colour under transparent drawings.")] = "white",
+    source: Annotated[Optional[str], typer.Option(help="Manifest `source` label (default: RAW's folder name).")] = None,
+):
+    """Scale drawings to a width keeping the aspect ratio (the trainer takes random crops).
+
+    Example: p2d scale raw/artist data/artist --width 128
+    """
+    from p2d.curate.pad import parse_pad
+    from p2d.curate.scale import scale_folder
+    from p2d.ui import print_thresholds
+
+    r = scale_folder(raw, out, width_px=width, min_height_px=min_height, short=short, pad=parse_pad(pad),
+                     background=_colour(background), source=source)
+    print_thresholds(width=width, min_height=min_height, short=short, pad=pad)
+    kept = sum(1 for x in r.rows if x["keep"])
+    padded = sum(1 for x in r.rows if x["keep"] and x.get("padded_fraction", 0) > 0)
+    rows = [("images", len(r.rows)), ("kept", kept), ("padded", padded), ("dropped", len(r.rows) - kept),
+            ("seconds", round(r.seconds, 1))]
+    console.print(table("scale", ["outcome", "images"], rows))
+    console.print(f"manifest: {r.manifest}")
+
+
+def _print_dedup(report, labels_of) -> None:
+    rows = [("groups", len(report.groups)), ("dropped as duplicates", report.dropped),
+            ("unreadable", report.unreadable), ("groups across domains", len(report.cross_domain)),
+            ("groups across train/test", len(report.cross_split))]
+    console.print(table("dedup", ["what", "count"], rows))
+    for title, which in (("across domains", report.cross_domain), ("across train/test", report.cross_split)):
+        for g in which:
+            console.print(f"[yellow]group {g + 1} {title}:[/] " + ", ".join(labels_of(i) for i in report.groups[g]))
+
+
+@app.command("dedup")
+def dedup_cmd(
+    manifests: Annotated[list[Path], typer.Argument(help="Manifests to dedup across (rewritten in place).")],
+    max_hamming: Annotated[int, typer.Option(help="Most differing phash bits for near duplicates.")] = 8,
+    sheet: Annotated[Optional[Path], typer.Option(help="Write a contact sheet of the duplicate groups here (PNG).")] = None,
+):
+    """Find near-duplicate images (phash, mirror-aware) and keep one per group.
+
+    Example: p2d dedup data/drawings/manifest.csv data/artist/manifest.csv --sheet dups.png
+    """
+    from p2d.curate.dedup import dedup_manifests
+    from p2d.ui import print_thresholds
+
+    r = dedup_manifests(manifests, max_hamming=max_hamming, sheet=sheet)
+    print_thresholds(max_hamming=max_hamming)
+    _print_dedup(r.report, lambda i: r.labels[i])
+    if r.sheet:
+        console.print(f"sheet: {r.sheet}")
+
+
+@manifest_app.command("build")
+def manifest_build_cmd(
+    recipe: Annotated[Path, typer.Option(help="Recipe TOML; the manifest is written beside it (.csv).")],
+    sources: Annotated[list[Path], typer.Option("--from", help="A per-source manifest (repeatable).")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output manifest (default: the recipe path with .csv).")] = None,
+    test_count: Annotated[Optional[int], typer.Option(help="Test images per domain.")] = None,
+    test_fraction: Annotated[Optional[float], typer.Option(help="Test fraction per domain (default 0.05).")] = None,
+    max_hamming: Annotated[int, typer.Option(help="Most differing phash bits for near duplicates.")] = 8,
+):
+    """Join per-source manifests, dedup across them, split train/test, validate, write.
+
+    Example: p2d manifest build --recipe manifests/exp4.toml --from data/celeba/manifest.csv --from data/drawings/manifest.csv
+    """
+    from p2d.curate.build import build_manifest
+    from p2d.ui import print_thresholds
+
+    r = build_manifest(recipe, sources, output, test_count=test_count, test_fraction=test_fraction,
+                       max_hamming=max_hamming)
+    print_thresholds(max_hamming=max_hamming, test_count=test_count, test_fraction=test_fraction)
+    _print_dedup(r.report, lambda i: str(r.frame.iloc[i]["path"]))
+    console.print(table(f"{r.output}: {len(r.frame)} rows", ["domain", "source", "rows", "kept", "train", "test"],
+                        r.summary))
+
+
 # ----------------------------------------------------------------------------- train (issue 4)
 
 

@@ -4,6 +4,7 @@ images, the best-epoch rule, and `p2d evaluate` on a tiny trained run."""
 from __future__ import annotations
 
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +201,7 @@ def test_kid_on_dlib_features_near_zero_for_the_same_images_larger_for_degraded(
     from PIL import Image
 
     drawings = [np.asarray(Image.fromarray(read_image(p)).resize((128, 128)))
-                for p in sorted((DATA / "drawings").glob("*.png"))]
+                for p in sorted((DATA / "drawings").glob("*.png"))[:12]]
     feats = probe.features(drawings)
     assert feats.shape == (len(drawings), 128)
     assert np.linalg.norm(feats, axis=1).mean() == pytest.approx(math.sqrt(128), rel=0.15)
@@ -217,6 +218,18 @@ def test_kid_on_dlib_features_near_zero_for_the_same_images_larger_for_degraded(
 
 
 # ---------------------------------------------------------------- a tiny trained run, end to end
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny 32 px models run faster on one thread; two threads spin against each other when the
+    machine is busy (measured here: 10 ms vs 470 ms per forward)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def make_tiny_run(root: Path, epochs: int = 2) -> Path:
@@ -250,9 +263,21 @@ def make_tiny_run(root: Path, epochs: int = 2) -> Path:
     return train(root / "tiny.csv", recipe=recipe, out=root / "run", epochs=epochs)
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return make_tiny_run(tmp_path_factory.mktemp("tiny"))
+def shared_tiny_run(tmp_path_factory) -> Path:
+    """The tiny run, trained once per test session (test_report uses it too); tests copy it
+    before writing into it."""
+    root = tmp_path_factory.getbasetemp() / "p2d-tiny-run"
+    if not (root / "DONE").is_file():
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir()
+        make_tiny_run(root)
+        (root / "DONE").write_text("trained\n")
+    return root / "run"
+
+
+@pytest.fixture
+def tiny_run(tmp_path_factory, tmp_path):
+    return Path(shutil.copytree(shared_tiny_run(tmp_path_factory), tmp_path / "run"))
 
 
 def test_cli_evaluate_on_a_tiny_run(tiny_run):
@@ -277,18 +302,18 @@ def test_cli_evaluate_on_a_tiny_run(tiny_run):
     assert (tiny_run / "evaluate.csv").read_text() == before
 
 
-def test_cli_evaluate_errors_name_the_fix(tiny_run, tmp_path):
+def test_cli_evaluate_errors_name_the_fix(tiny_run, tmp_path_factory):
     from typer.testing import CliRunner
 
     from p2d.cli import app
 
     missing = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--epochs", "7"])
     assert missing.exit_code == 1 and "saved epochs: [1, 2]" in missing.output
-    not_a_run = CliRunner().invoke(app, ["evaluate", str(tmp_path)])
+    not_a_run = CliRunner().invoke(app, ["evaluate", str(tmp_path_factory.mktemp("empty"))])
     assert not_a_run.exit_code == 1 and "p2d train" in not_a_run.output
 
 
-def test_torch_identity_generator_round_trips_exactly(tiny_run):
+def test_torch_identity_generator_round_trips_exactly():
     """The uint8 -> tensor -> uint8 path adds no error: an nn.Identity generator has zero cycle error."""
     import torch
 

@@ -1,0 +1,498 @@
+"""`p2d report`: one self-contained HTML page (PNGs beside it) for one or more runs: what differs
+between their recipes, loss curves, evaluate curves, every test image as a strip across epochs,
+and the full recipes. It references nothing outside its own folder, so it opens offline.
+
+Sample strips: each epoch's RUN/samples/epoch_NNNN.png is a grid with one row per fixed test image
+([input, translated, reconstructed], cells size x size; photo rows first, then drawing rows). For
+each test image the report cuts that row out of every chosen epoch and lays the epochs side by
+side: top line the translation, bottom line the reconstruction, the input once at the left. The
+strips of several runs sit under each other per test image, so the same epoch columns line up.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from p2d.errors import P2DError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+# Cells are shown at least this large (tiny 32 px runs are scaled up, pixels kept sharp).
+MIN_CELL_PX = 96
+LABEL_PX = 18  # height of the label band on top of a strip
+# Columns of losses.csv that are bookkeeping, not losses.
+LOSS_SKIP = ("epoch", "steps", "seconds", "lr")
+# evaluate.csv columns plotted, with a title saying which way is better.
+EVALUATE_PLOTS = (
+    ("kid_drawing", "KID photo->drawing (lower: more like real drawings)"),
+    ("kid_photo", "KID drawing->photo (lower: more like real photos)"),
+    ("face_found_drawing", "faces still found in drawings (higher)"),
+    ("landmark_nme", "landmark error / inter-ocular (lower)"),
+    ("identity_drawing", "identity distance photo-drawing (lower)"),
+    ("smile_drift", "smile drift (0: none)"),
+    ("cycle_l1_photo", "cycle L1 photo (lower)"),
+    ("brightness_gap_drawing", "brightness vs real drawings (0: same)"),
+)
+
+
+# ============================================================================ pure helpers
+
+
+def flatten_recipe(recipe: dict, prefix: str = "") -> dict[str, object]:
+    """{"train": {"cycle_weight": 15}} -> {"train.cycle_weight": 15} (lists kept as values)."""
+    flat: dict[str, object] = {}
+    for key, value in recipe.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten_recipe(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def recipe_differences(recipes: Sequence[dict[str, object]], ignore_prefixes: Sequence[str] = ("meta.",)) -> list[tuple[str, list]]:
+    """The flattened keys whose values differ between recipes (a key missing from one counts as
+    different), in recipe order, as (key, [value per recipe, None where missing])."""
+    keys: list[str] = []
+    for r in recipes:
+        keys.extend(k for k in r if k not in keys)
+    out = []
+    for key in keys:
+        if any(key.startswith(p) for p in ignore_prefixes):
+            continue
+        values = [r.get(key) for r in recipes]
+        if any(v != values[0] for v in values[1:]):
+            out.append((key, values))
+    return out
+
+
+def split_grid(grid: np.ndarray, size: int, cells: int = 3) -> list[list[np.ndarray]]:
+    """A sample grid (rows * size) x (cells * size) -> per row, its `cells` size x size images."""
+    h, w = grid.shape[:2]
+    if h % size or w != cells * size:
+        raise P2DError(
+            f"sample grid of {w}x{h} px is not {cells} cells of {size} px per row: was the run's "
+            f"recipe size changed after training? Re-train, or remove the old samples/ files"
+        )
+    return [[grid[r * size:(r + 1) * size, c * size:(c + 1) * size] for c in range(cells)] for r in range(h // size)]
+
+
+def choose_epochs(available: Sequence[int], saved: Sequence[int], wanted: Sequence[int] | None = None,
+                  max_epochs: int = 12) -> list[int]:
+    """Epochs to show: `wanted` (those that have samples), else the epochs with a saved checkpoint,
+    else every sampled epoch; at most `max_epochs`, spread evenly and always keeping the last."""
+    available = sorted(set(available))
+    if wanted:
+        return [e for e in sorted(set(wanted)) if e in available]
+    pool = [e for e in sorted(set(saved)) if e in available] or available
+    if len(pool) <= max_epochs:
+        return pool
+    picks = np.linspace(0, len(pool) - 1, max_epochs).round().astype(int)
+    return [pool[i] for i in sorted(set(picks))]
+
+
+def _gray_to_rgb(img: np.ndarray) -> np.ndarray:
+    return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
+
+
+def compose_strip(input_cell: np.ndarray, columns: Sequence[tuple[str, np.ndarray, np.ndarray]],
+                  input_label: str = "input", min_cell_px: int = MIN_CELL_PX) -> np.ndarray:
+    """One test image across epochs as an RGB array: a label band on top, then the translations
+    (top line) and reconstructions (bottom line); the input at the left. `columns` holds
+    (label, translated, reconstructed) per epoch."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    size = input_cell.shape[0]
+    scale = max(1, math.ceil(min_cell_px / size))
+    cell = size * scale
+    gap = 2
+    n = 1 + len(columns)
+    canvas = np.full((LABEL_PX + 2 * cell + gap, n * cell + (n - 1) * gap, 3), 255, np.uint8)
+
+    def put(img: np.ndarray, row: int, col: int) -> None:
+        big = np.kron(_gray_to_rgb(img), np.ones((scale, scale, 1), np.uint8))  # nearest, sharp
+        y, x = LABEL_PX + row * (cell + gap), col * (cell + gap)
+        canvas[y:y + cell, x:x + cell] = big
+
+    put(input_cell, 0, 0)
+    for i, (_, there, back) in enumerate(columns, start=1):
+        put(there, 0, i)
+        put(back, 1, i)
+    pil = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(pil)
+    try:
+        font = ImageFont.load_default(size=13)
+    except TypeError:  # Pillow < 10.1: bitmap font only
+        font = ImageFont.load_default()
+    labels = [input_label] + [label for label, _, _ in columns]
+    for i, label in enumerate(labels):
+        draw.text((i * (cell + gap) + 3, 2), label, fill=(40, 40, 40), font=font)
+    draw.text((3, LABEL_PX + cell + gap + 3), "top: translated", fill=(90, 90, 90), font=font)
+    draw.text((3, LABEL_PX + cell + gap + 19), "below: back", fill=(90, 90, 90), font=font)
+    return np.asarray(pil)
+
+
+# ============================================================================ reading a run
+
+
+@dataclass
+class RunInfo:
+    """What the report needs from one run folder."""
+
+    path: Path
+    label: str
+    recipe: dict
+    flat: dict[str, object]
+    info: dict
+    losses: pd.DataFrame
+    evaluate: pd.DataFrame | None
+    samples: dict[int, Path]
+    saved: list[int]
+    photo_rows: int | None = None  # how many grid rows are photos (None: unknown)
+    notes: list[str] = field(default_factory=list)
+
+
+def _photo_rows(info: dict, recipe: dict) -> int | None:
+    """Grid rows that are photos: the first `sample_rows` test photos (training photos when the
+    manifest has no test photos), as the trainer picks them. None when the manifest is gone."""
+    from p2d.train.data import manifest_images
+
+    manifest = Path(info.get("manifest", ""))
+    if not manifest.is_file():
+        return None
+    rows = int(recipe.get("data", {}).get("sample_rows", 4))
+    n = len(manifest_images(manifest, "photo", "test")) or len(manifest_images(manifest, "photo", "train"))
+    return min(rows, n)
+
+
+def read_run(path: Path | str) -> RunInfo:
+    """A run folder's recipe, run.json, losses, evaluate.csv, samples and saved epochs."""
+    path = Path(path)
+    recipe_file = path / "recipe.toml"
+    if not recipe_file.is_file():
+        raise P2DError(f"{path} is not a run folder (no recipe.toml): give a folder written by `p2d train`")
+    recipe = tomllib.loads(recipe_file.read_text(encoding="utf-8"))
+    info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
+    losses = pd.read_csv(path / "losses.csv") if (path / "losses.csv").is_file() else pd.DataFrame()
+    evaluate = pd.read_csv(path / "evaluate.csv") if (path / "evaluate.csv").is_file() else None
+    samples = {}
+    for f in sorted((path / "samples").glob("epoch_*.png")):
+        try:
+            samples[int(f.stem.split("_")[1])] = f
+        except ValueError:
+            continue  # not one of ours (epoch_final.png etc.)
+    ckpts = sorted(int(f.stem.split("_")[1]) for f in (path / "checkpoints").glob("epoch_*.pt")
+                   if f.stem.split("_")[1].isdigit())
+    name = recipe.get("meta", {}).get("name") or path.name
+    run = RunInfo(path, name if name == path.name else f"{path.name} ({name})", recipe,
+                  flatten_recipe(recipe), info, losses, evaluate, samples, ckpts)
+    try:
+        run.photo_rows = _photo_rows(info, recipe)
+    except P2DError as exc:
+        run.notes.append(f"manifest unreadable ({exc}): sample rows are not labelled photo/drawing")
+    if not samples:
+        run.notes.append("no sample grids yet (samples/epoch_*.png): train at least one epoch")
+    return run
+
+
+# ============================================================================ figures
+
+
+def _panel_grid(n: int, cols: int = 3):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matplotlib.ticker import MaxNLocator
+
+    rows = max(1, math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+    for ax in axes.flat[n:]:
+        ax.axis("off")
+    return plt, fig, list(axes.flat)
+
+
+def plot_losses(runs: Sequence[RunInfo], out: Path) -> bool:
+    """Every loss column of losses.csv per epoch, one panel per loss, one line per run."""
+    names: list[str] = []
+    for r in runs:
+        names.extend(c for c in r.losses.columns if c not in LOSS_SKIP and c not in names)
+    if not names:
+        return False
+    plt, fig, axes = _panel_grid(len(names))
+    for ax, name in zip(axes, names):
+        for i, r in enumerate(runs):
+            if name in r.losses and r.losses[name].notna().any():
+                ax.plot(r.losses["epoch"], r.losses[name], marker="o", ms=3, color=f"C{i}", label=r.label)
+        _style(ax, name)
+    _finish(plt, fig, axes, out)
+    return True
+
+
+def plot_evaluate(runs: Sequence[RunInfo], best: dict[str, int | None], out: Path) -> bool:
+    """evaluate.csv curves per epoch (KID with its std as error bars); a star on each run's
+    suggested best epoch."""
+    have = [r for r in runs if r.evaluate is not None and len(r.evaluate)]
+    if not have:
+        return False
+    plots = [(c, t) for c, t in EVALUATE_PLOTS if any(c in r.evaluate and r.evaluate[c].notna().any() for r in have)]
+    plt, fig, axes = _panel_grid(len(plots))
+    for ax, (col, title) in zip(axes, plots):
+        for i, r in enumerate(runs):
+            df = r.evaluate
+            if df is None or col not in df:
+                continue
+            df = df.sort_values("epoch")
+            err = df.get(col + "_std")
+            ax.errorbar(df["epoch"], df[col], yerr=err, marker="o", ms=3, capsize=2, color=f"C{i}", label=r.label)
+            b = best.get(r.label)
+            if b is not None and b in set(df["epoch"]):
+                ax.plot([b], [df.loc[df["epoch"] == b, col].iloc[0]], marker="*", ms=13, color=f"C{i}",
+                        markeredgecolor="black", linestyle="none")
+        _style(ax, title)
+    _finish(plt, fig, axes, out)
+    return True
+
+
+def _style(ax, title: str) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.grid(alpha=0.3)
+
+
+def _finish(plt, fig, axes, out: Path) -> None:
+    """Legend on the first panel, then save atomically as PNG and free the figure."""
+    from p2d.images import atomic_path
+
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+
+
+# ============================================================================ the page
+
+
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 1.5em; color: #222; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: 0.2em; margin-top: 1.6em; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertical-align: top; }
+th { background: #f3f3f3; }
+tr.diff td { background: #fff4cc; }
+.strip { overflow-x: auto; margin: 0.3em 0 1em 0; }
+.strip img { image-rendering: pixelated; max-width: none; display: block; }
+.run { font-weight: 600; margin-top: 0.4em; }
+.note { color: #8a5a00; }
+img.plot { max-width: 100%; }
+code { background: #f3f3f3; padding: 0 0.2em; }
+"""
+
+
+def _esc(value) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence], row_classes: Sequence[str] | None = None) -> str:
+    out = ["<table>", "<tr>" + "".join(f"<th>{_esc(h)}</th>" for h in header) + "</tr>"]
+    for i, row in enumerate(rows):
+        cls = f' class="{row_classes[i]}"' if row_classes and row_classes[i] else ""
+        out.append(f"<tr{cls}>" + "".join(f"<td>{_esc(v)}</td>" for v in row) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
+def default_out(runs: Sequence[Path]) -> Path:
+    """RUN/report.html for one run; report.html in the runs' common folder for several."""
+    runs = [Path(r).resolve() for r in runs]
+    if len(runs) == 1:
+        return runs[0] / "report.html"
+    return Path(os.path.commonpath([str(r.parent) for r in runs])) / "report.html"
+
+
+@dataclass
+class ReportResult:
+    page: Path
+    images: list[Path]
+    epochs: dict[str, list[int]]  # run label -> epochs shown in the strips
+    notes: list[str]
+
+
+def build_report(
+    runs: Sequence[Path | str],
+    out: Path | str | None = None,
+    epochs: Sequence[int] | None = None,
+    max_epochs: int = 12,
+) -> ReportResult:
+    """Write the HTML page and its PNGs; returns where they are."""
+    from p2d.evaluate import suggest_best
+    from p2d.images import write_image, write_text_atomic
+
+    if not runs:
+        raise P2DError("give at least one run folder, e.g. `p2d report runs/exp4`")
+    if max_epochs < 1:
+        raise P2DError(f"max_epochs={max_epochs}: show at least 1 epoch")
+    infos = [read_run(r) for r in runs]
+    labels = [r.label for r in infos]
+    for i, r in enumerate(infos):  # two runs of the same name: tell them apart by position
+        if labels.count(r.label) > 1:
+            r.label = f"{r.label} #{i + 1}"
+    page = Path(out) if out else default_out([r.path for r in infos])
+    if page.suffix.lower() not in (".html", ".htm"):
+        raise P2DError(f"--out {page}: give a file name ending in .html")
+    assets = page.with_name(page.stem + "_files")
+    assets.mkdir(parents=True, exist_ok=True)
+    images: list[Path] = []
+    notes = [f"{r.label}: {n}" for r in infos for n in r.notes]
+
+    def rel(p: Path) -> str:
+        return Path(os.path.relpath(p, page.parent)).as_posix()
+
+    body: list[str] = []
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    body.append(f"<h1>p2d report: {_esc(', '.join(r.label for r in infos))}</h1>")
+    body.append(f"<p>written {stamp} by <code>p2d report</code></p>")
+    run_rows = [
+        (r.label, str(r.path), r.recipe.get("meta", {}).get("description", ""),
+         int(r.losses["epoch"].max()) if len(r.losses) else 0, r.info.get("device_name", r.info.get("device", "")),
+         ", ".join(map(str, r.saved)) or "none")
+        for r in infos
+    ]
+    body.append(_table(["run", "folder", "description", "epochs done", "device", "saved epochs"], run_rows))
+    for note in notes:
+        body.append(f'<p class="note">{_esc(note)}</p>')
+
+    # ---- what differs
+    if len(infos) > 1:
+        diffs = recipe_differences([r.flat for r in infos])
+        body.append("<h2>Recipe keys that differ</h2>")
+        if diffs:
+            body.append(_table(["key"] + [r.label for r in infos], [[k] + v for k, v in diffs]))
+        else:
+            body.append("<p>The recipes are identical.</p>")
+
+    # ---- evaluate
+    best: dict[str, int | None] = {}
+    why_rows = []
+    for r in infos:
+        if r.evaluate is not None and len(r.evaluate):
+            b, why = suggest_best(r.evaluate)
+            best[r.label] = b
+            why_rows.extend((r.label, int(e), w) for e, w in zip(why["epoch"], why["why"]))
+    # ---- losses
+    body.append("<h2>Losses per epoch</h2>")
+    loss_png = assets / "losses.png"
+    if plot_losses(infos, loss_png):
+        images.append(loss_png)
+        body.append(f'<img class="plot" src="{_esc(rel(loss_png))}" alt="loss curves">')
+    else:
+        body.append("<p>No losses.csv rows yet.</p>")
+    if best:
+        body.append("<h2>Evaluation (p2d evaluate)</h2>")
+        eval_png = assets / "evaluate.png"
+        if plot_evaluate(infos, best, eval_png):
+            images.append(eval_png)
+            body.append(f'<img class="plot" src="{_esc(rel(eval_png))}" alt="evaluation curves">')
+        body.append("<p>Suggested best epoch (star): the lowest KID photo-&gt;drawing among the epochs whose "
+                    "faces, landmarks and identity stay within a tolerance of the best epoch's "
+                    "(see <code>p2d evaluate --help</code>).</p>")
+        body.append(_table(["run", "best epoch"], [(k, v if v is not None else "none passes") for k, v in best.items()]))
+        body.append(_table(["run", "epoch", "rule"], why_rows))
+    missing_eval = [r.label for r in infos if r.label not in best]
+    if missing_eval:
+        body.append(f"<p>No evaluate.csv for {_esc(', '.join(missing_eval))}: run "
+                    f"<code>p2d evaluate RUN</code> to add measured curves and a suggested best epoch.</p>")
+
+    # ---- samples: per test image, one strip per run
+    body.append("<h2>Test images across epochs</h2>")
+    strips: dict[tuple[str, int], tuple[Path, str]] = {}
+    shown: dict[str, list[int]] = {}
+    n_rows = 0
+    for ri, r in enumerate(infos):
+        chosen = choose_epochs(list(r.samples), r.saved, epochs, max_epochs)
+        shown[r.label] = chosen
+        if not chosen:
+            continue
+        size = int(r.recipe.get("data", {}).get("size", 128))
+        from p2d.images import read_image
+
+        grids = {e: split_grid(read_image(r.samples[e], mode="RGB" if _is_rgb(r.samples[e]) else "L"), size)
+                 for e in chosen}
+        rows = len(grids[chosen[0]])
+        n_rows = max(n_rows, rows)
+        for row in range(rows):
+            if any(len(g) <= row for g in grids.values()):
+                continue  # the grid shape changed mid-run (sample_rows edited): skip the row
+            name = _row_name(row, r.photo_rows, rows)
+            strip = compose_strip(
+                grids[chosen[0]][row][0],
+                [(f"epoch {e}", grids[e][row][1], grids[e][row][2]) for e in chosen],
+                input_label=name,
+            )
+            png = assets / f"strip_run{ri + 1}_row{row + 1}.png"
+            write_image(png, strip)
+            images.append(png)
+            strips[(r.label, row)] = (png, name)
+    for row in range(n_rows):
+        names = {strips[(r.label, row)][1] for r in infos if (r.label, row) in strips}
+        body.append(f"<h3>{_esc(' / '.join(sorted(names)))}</h3>")
+        for r in infos:
+            if (r.label, row) not in strips:
+                continue
+            png, _ = strips[(r.label, row)]
+            body.append(f'<div class="run">{_esc(r.label)}</div>')
+            body.append(f'<div class="strip"><img src="{_esc(rel(png))}" alt="{_esc(r.label)} row {row + 1}"></div>')
+
+    # ---- recipes
+    body.append("<h2>Recipes</h2>")
+    keys: list[str] = []
+    for r in infos:
+        keys.extend(k for k in r.flat if k not in keys)
+    differing = {k for k, _ in recipe_differences([r.flat for r in infos], ignore_prefixes=())} if len(infos) > 1 else set()
+    body.append(_table(["key"] + [r.label for r in infos],
+                       [[k] + [r.flat.get(k) for r in infos] for k in keys],
+                       ["diff" if k in differing else "" for k in keys]))
+
+    # Strips an earlier report wrote here for runs or rows no longer shown would linger: remove
+    # only files of our own naming pattern in our own folder.
+    for stale in set(assets.glob("strip_run*_row*.png")) - set(images):
+        stale.unlink()
+    title = _esc("p2d report: " + ", ".join(r.label for r in infos))
+    text = (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n"
+            f"<style>{CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+    write_text_atomic(page, text)
+    return ReportResult(page, images, shown, notes)
+
+
+def _is_rgb(path: Path) -> bool:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.mode not in ("L", "LA", "I", "I;16", "1")
+
+
+def _row_name(row: int, photo_rows: int | None, rows: int) -> str:
+    if photo_rows is None:
+        return f"test image {row + 1}"
+    if row < photo_rows:
+        return f"photo {row + 1}"
+    return f"drawing {row - photo_rows + 1}"
