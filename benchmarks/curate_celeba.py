@@ -1,0 +1,84 @@
+"""Benchmark `p2d curate celeba`: fast path vs full detection, 1 and 2 workers, cached re-run.
+
+Builds a CelebA-shaped folder (official layout, 178x218 JPEGs with jitter, annotation files) from
+the bundled public-domain sample photos, then times the whole pipeline (decode, landmarks,
+filters, crop, PNG write) in one run:
+
+    python benchmarks/curate_celeba.py            # 2000 images
+    python benchmarks/curate_celeba.py --n 4232   # the card's --first 4232
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import p2d
+from p2d.curate.celeba import curate_celeba
+from p2d.curate.celeba_synth import jittered_variants, load_source_faces, write_celeba_folder
+from p2d.curate.filters import Thresholds
+from p2d.faces import FaceModels
+from p2d.images import list_images, read_image
+from p2d.ui import console, table
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=2000, help="images in the synthetic CelebA folder")
+    ap.add_argument("--workers", type=int, default=2, help="the multi-process figure uses this many")
+    ap.add_argument("--keep", type=Path, default=None, help="build in this folder and keep it")
+    args = ap.parse_args()
+
+    samples = Path(p2d.__file__).parent / "samples"
+    work = args.keep or Path(tempfile.mkdtemp(prefix="p2d-bench-"))
+    root = work / "celeba"
+    t0 = time.perf_counter()
+    if not (root / "img_align_celeba").is_dir():
+        faces = load_source_faces(list_images(samples / "photos"), FaceModels())
+        nonfaces = [read_image(p) for p in list_images(samples / "nonfaces")]
+        variants = jittered_variants(args.n, len(faces), len(nonfaces), seed=0)
+        write_celeba_folder(root, variants, faces, nonfaces, layout="txt")
+    console.print(f"CelebA-shaped folder: {args.n} images of 178x218 in {root} ({time.perf_counter() - t0:.1f} s to build)")
+
+    common = dict(drop_smiles=True, drop_outliers=True)
+    runs = [
+        ("fast path, 1 worker", dict(detect=False, workers=1), "fast1"),
+        (f"fast path, {args.workers} workers", dict(detect=False, workers=args.workers), "fast2"),
+        ("full detection, 1 worker", dict(detect=True, workers=1), "full1"),
+        (f"full detection, {args.workers} workers", dict(detect=True, workers=args.workers), "full2"),
+    ]
+    results = {}
+    rows = []
+    for label, kw, key in runs:
+        r = curate_celeba(root, work / key, **common, **kw)
+        results[key] = r
+        rows.append((label, r.selected, round(r.seconds, 2), round(r.images_per_s, 1), r.analyzed, r.kept))
+    # A re-run with other thresholds: every analysis comes from the cache.
+    cached = curate_celeba(root, work / "fast2", **common, detect=False, workers=args.workers,
+                           thresholds=Thresholds(smile_threshold=1.0, max_yaw_deg=25.0))
+    rows.append(("cached re-run (other thresholds)", cached.selected, round(cached.seconds, 2),
+                 round(cached.images_per_s, 1), cached.analyzed, cached.kept))
+
+    console.print(table(f"p2d curate celeba, {args.n} images, {platform.processor() or platform.machine()}",
+                        ["run", "images", "seconds", "images/s", "landmarks computed", "kept"], rows))
+    same_fast = (work / "fast1" / "manifest.csv").read_bytes() == _manifest_before_rerun(results["fast2"])
+    same_full = (work / "full1" / "manifest.csv").read_bytes() == (work / "full2" / "manifest.csv").read_bytes()
+    fast, full = results["fast2"], results["full2"]
+    console.print(f"fast / full speed-up: {results['fast1'].images_per_s / results['full1'].images_per_s:.1f}x (1 worker), "
+                  f"{fast.images_per_s / full.images_per_s:.1f}x ({args.workers} workers); target >= 8x")
+    console.print(f"fast path with {args.workers} workers: {fast.images_per_s:.0f} images/s; target >= 400")
+    console.print(f"cached re-run: {cached.seconds:.2f} s = {100 * cached.seconds / fast.seconds:.1f}% of the first run; target <= 10%")
+    console.print(f"manifest identical for 1 and {args.workers} workers: fast {same_fast}, full {same_full}")
+
+
+def _manifest_before_rerun(result) -> bytes:
+    from p2d.manifest import to_csv_text
+
+    return to_csv_text(result.rows).encode("utf-8")
+
+
+if __name__ == "__main__":
+    main()

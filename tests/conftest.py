@@ -1,0 +1,81 @@
+"""Shared test fixtures: CelebA-shaped folders built once per session from the public-domain photos."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data" / "pd-faces"
+
+# What each synthetic CelebA image is, by file name (see celeba_variants below).
+NEUTRAL = ["000001.jpg", "000004.jpg", "000006.jpg", "000008.jpg"]  # the youngster: frontal, neutral
+SMILING = ["000002.jpg", "000005.jpg", "000007.jpg", "000009.jpg"]  # the astronaut: wide smile
+TURNED = ["000003.jpg"]  # Martin Luther King Jr.: head turned ~33 degrees
+DARK, BLURRED, TWO_FACES, NO_FACE = "000010.jpg", "000011.jpg", "000012.jpg", "000013.jpg"
+EYEGLASSES, SMILE_NOT_LABELLED, LABELLED_NOT_SMILING = "000014.jpg", "000015.jpg", "000016.jpg"
+BAD_FILES = {"000017.jpg": "unreadable:empty_file", "000018.jpg": "unreadable:truncated",
+             "000019.jpg": "unreadable:not_an_image"}
+
+
+def celeba_variants():
+    from p2d.curate.celeba_synth import Variant
+
+    Y, A, M = 0, 1, 2  # youngster, astronaut, MLK (sorted file names of DATA/photos)
+    return [
+        Variant(Y),
+        Variant(A),
+        Variant(M),
+        Variant(Y, mirror=True),
+        Variant(A, mirror=True),
+        Variant(Y, shift_px=(3, -2), scale=1.04),
+        Variant(A, shift_px=(-3, 2), scale=0.96, rotate_deg=2),
+        Variant(Y, brightness=0.8),
+        Variant(A, brightness=1.15),
+        Variant(Y, brightness=0.12),
+        Variant(A, blur_sigma_px=3.0),
+        Variant(Y, second_face=A),
+        Variant(0, nonface=True),
+        Variant(Y, shift_px=(-2, 1), attrs={"Eyeglasses": 1}, partition=2),
+        Variant(A, mirror=True, scale=1.02, attrs={"Smiling": -1}, partition=1),
+        Variant(Y, mirror=True, attrs={"Smiling": 1, "Wearing_Hat": 1}, partition=1),
+    ]
+
+
+@dataclass
+class CelebaFixtures:
+    official: Path  # img_align_celeba/ + list_*.txt, with three bad files planted
+    csv: Path  # img_align_celeba/img_align_celeba/ + list_*.csv
+    bare: Path  # img_align_celeba/ only, no annotation files
+    names: list[str]
+
+
+def plant_bad_files(folder: Path, good: Path) -> None:
+    (folder / "000017.jpg").write_bytes(b"")
+    data = good.read_bytes()
+    (folder / "000018.jpg").write_bytes(data[: len(data) // 2])
+    (folder / "000019.jpg").write_text("this is not an image\n")
+
+
+@pytest.fixture(scope="session")
+def face_models():
+    from p2d.curate.pipeline import shared_models
+
+    return shared_models()
+
+
+@pytest.fixture(scope="session")
+def celeba(tmp_path_factory, face_models) -> CelebaFixtures:
+    from p2d.curate.celeba_synth import load_source_faces, write_celeba_folder
+    from p2d.images import list_images, read_image
+
+    base = tmp_path_factory.mktemp("celeba")
+    faces = load_source_faces(list_images(DATA / "photos"), face_models)
+    nonfaces = [read_image(p) for p in list_images(DATA / "nonfaces")]
+    variants = celeba_variants()
+    names = write_celeba_folder(base / "official", variants, faces, nonfaces, layout="txt")
+    plant_bad_files(base / "official" / "img_align_celeba", base / "official" / "img_align_celeba" / names[0])
+    write_celeba_folder(base / "csv", variants, faces, nonfaces, layout="csv")
+    write_celeba_folder(base / "bare", variants, faces, nonfaces, layout="txt", annotations=False)
+    return CelebaFixtures(base / "official", base / "csv", base / "bare", names)
