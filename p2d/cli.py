@@ -217,9 +217,9 @@ def crop_drawings_cmd(
     face_fraction: Annotated[float, typer.Option(help="Face box width over crop side (CelebA's framing: 0.466).")] = 0.466,
     pad: Annotated[str, typer.Option(help=_PAD_HELP)] = "auto",
     background: Annotated[str, typer.Option(help="Colour under transparent drawings.")] = "white",
-    boxes: Annotated[Optional[Path], typer.Option(help="CSV path,x,y,w,h of hand boxes; they win over detection.")] = None,
+    boxes: Annotated[Path | None, typer.Option(help="CSV path,x,y,w,h of hand boxes; they win over detection.")] = None,
     source: Annotated[str, typer.Option(help="Manifest `source` label.")] = "drawings",
-    detector: Annotated[Optional[list[str]], typer.Option(help="Detector to use (repeatable): dlib_hog, dlib_cnn, haar_frontal, haar_profile, yunet. Default: all.")] = None,
+    detector: Annotated[list[str] | None, typer.Option(help="Detector to use (repeatable): dlib_hog, dlib_cnn, haar_frontal, haar_profile, yunet. Default: all.")] = None,
     min_iou: Annotated[float, typer.Option(help="IoU at which boxes of two detectors are the same face.")] = 0.3,
     min_votes: Annotated[int, typer.Option(help="Detectors that must agree on a weak face.")] = 2,
 ):
@@ -261,7 +261,7 @@ def scale_cmd(
     short: Annotated[str, typer.Option(help="Images shorter than --min-height: pad or drop.")] = "pad",
     pad: Annotated[str, typer.Option(help=_PAD_HELP)] = "auto",
     background: Annotated[str, typer.Option(help="Colour under transparent drawings.")] = "white",
-    source: Annotated[Optional[str], typer.Option(help="Manifest `source` label (default: RAW's folder name).")] = None,
+    source: Annotated[str | None, typer.Option(help="Manifest `source` label (default: RAW's folder name).")] = None,
 ):
     """Scale drawings to a width keeping the aspect ratio (the trainer takes random crops).
 
@@ -296,7 +296,7 @@ def _print_dedup(report, labels_of) -> None:
 def dedup_cmd(
     manifests: Annotated[list[Path], typer.Argument(help="Manifests to dedup across (rewritten in place).")],
     max_hamming: Annotated[int, typer.Option(help="Most differing phash bits for near duplicates.")] = 8,
-    sheet: Annotated[Optional[Path], typer.Option(help="Write a contact sheet of the duplicate groups here (PNG).")] = None,
+    sheet: Annotated[Path | None, typer.Option(help="Write a contact sheet of the duplicate groups here (PNG).")] = None,
 ):
     """Find near-duplicate images (phash, mirror-aware) and keep one per group.
 
@@ -316,9 +316,9 @@ def dedup_cmd(
 def manifest_build_cmd(
     recipe: Annotated[Path, typer.Option(help="Recipe TOML; the manifest is written beside it (.csv).")],
     sources: Annotated[list[Path], typer.Option("--from", help="A per-source manifest (repeatable).")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output manifest (default: the recipe path with .csv).")] = None,
-    test_count: Annotated[Optional[int], typer.Option(help="Test images per domain.")] = None,
-    test_fraction: Annotated[Optional[float], typer.Option(help="Test fraction per domain (default 0.05).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output manifest (default: the recipe path with .csv).")] = None,
+    test_count: Annotated[int | None, typer.Option(help="Test images per domain.")] = None,
+    test_fraction: Annotated[float | None, typer.Option(help="Test fraction per domain (default 0.05).")] = None,
     max_hamming: Annotated[int, typer.Option(help="Most differing phash bits for near duplicates.")] = 8,
 ):
     """Join per-source manifests, dedup across them, split train/test, validate, write.
@@ -403,7 +403,7 @@ def translate_cmd(
 def evaluate_cmd(
     run: Annotated[Path, typer.Argument(help="Run folder written by `p2d train`.")],
     epochs: Annotated[str, typer.Option(help="Saved epochs to measure, e.g. 5,10,20-30 (default: all saved).")] = "",
-    device: Annotated[str, typer.Option(help="torch device for the generators: cpu, cuda, cuda:1.")] = "cpu",
+    device: Annotated[str, typer.Option(help="torch device for the generators: auto, cpu, cuda, cuda:1.")] = "auto",
     max_images: Annotated[int, typer.Option(help="Use at most this many test images per domain (0: all).")] = 0,
     kid_subsets: Annotated[int, typer.Option(help="KID: random subsets averaged.")] = 100,
     kid_subset_size: Annotated[int, typer.Option(help="KID: images per subset (at most half the smaller set).")] = 1000,

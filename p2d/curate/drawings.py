@@ -199,8 +199,11 @@ def crop_drawings(
 
 def _one_drawing(path, rel, out, manifest_path, hand, cache, detector, size, face_fraction, pad,
                  background, source, min_iou, min_votes):
-    row = {"path": "", "domain": "drawing", "source": source, "split": "train", "crop": "center",
-           "width": "", "height": "", "phash": "", "keep": False, "reason": "", "source_file": rel}
+    target = (out / rel).with_suffix(".png")
+    # Dropped rows name the file they would have had, as the other curate commands do.
+    row = {"path": relative_path(manifest_path, target), "domain": "drawing", "source": source,
+           "split": "train", "crop": "center", "width": "", "height": "", "phash": "", "keep": False,
+           "reason": "", "source_path": relative_path(manifest_path, path)}
     image, why = try_read_image(path, background=background)
     if image is None:
         row["reason"] = why
@@ -232,11 +235,11 @@ def _one_drawing(path, rel, out, manifest_path, hand, cache, detector, size, fac
         cx, cy, side = square_from_box(face_box, face_fraction)
         centred = "box"
     crop, fraction, (x0, y0, side_px) = crop_square(image, cx, cy, side, size, pad)
-    target = (out / rel).with_suffix(".png")
     write_image(target, crop)
     row.update(
-        path=relative_path(manifest_path, target), width=size, height=size, phash=phash_hex(crop),
-        keep=True, detector=detector_name, detectors=agreeing, votes=votes, score=round(score, 4),
+        width=size, height=size, phash=phash_hex(crop),
+        phash_mirror=phash_hex(np.ascontiguousarray(crop[:, ::-1])), keep=True,
+        detector=detector_name, detectors=agreeing, votes=votes, score=round(score, 4),
         box_x=round(face_box[0], 1), box_y=round(face_box[1], 1), box_w=round(face_box[2], 1),
         box_h=round(face_box[3], 1), centred_on=centred, crop_x=x0, crop_y=y0, crop_side=side_px,
         padded_fraction=round(fraction, 4), pad=str(pad),
@@ -248,11 +251,11 @@ def _write_review(out: Path, rows: list[dict], review: list) -> list[Path]:
     """Review sheets: each input with its face box (red) and crop square (blue), failures first."""
     from p2d.sheets import contact_sheet, draw_box
 
-    order = sorted(range(len(rows)), key=lambda i: (bool(rows[i]["keep"]), rows[i]["source_file"]))
+    order = sorted(range(len(rows)), key=lambda i: (bool(rows[i]["keep"]), rows[i]["source_path"]))
     cells, labels = [], []
     for i in order:
         r, item = rows[i], review[i]
-        name = Path(r["source_file"]).name
+        name = Path(r["source_path"]).name
         if item is None:  # unreadable: a gray placeholder
             cells.append(np.full((64, 64, 3), 200, np.uint8))
             labels.append(f"{name}\n{r['reason']}")

@@ -1,0 +1,124 @@
+"""`p2d manifest build`: join per-source manifests into one experiment manifest beside its recipe.
+
+Steps: read every `--from` manifest; rewrite paths relative to the output; dedup across all of
+them (`p2d.curate.dedup`); assign the train/test split per domain; validate; write atomically.
+
+The split is a pure function of each row's content, so it is stable on re-runs and when rows are
+added: each kept row gets a rank u in [0, 1) from SHA-256 of its domain and phash (the path if it
+has no phash). `--test-fraction f`: a row is test when u < f, decided row by row, so adding rows
+never moves an existing row. `--test-count n`: the n lowest-ranked rows of each domain are test;
+adding rows moves at most as many old rows out of test as new rows with a lower rank come in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from p2d.curate.dedup import DEFAULT_MAX_HAMMING, DedupReport, _LabelView, dedup_frame
+from p2d.errors import ManifestError, P2DError, RecipeError
+from p2d.manifest import new_rows, read_manifest, relative_path, resolve_path, validate, write_manifest
+
+
+def split_rank(domain: str, key: str) -> float:
+    """A row's stable rank in [0, 1): SHA-256 of `domain:key` as a fraction."""
+    digest = hashlib.sha256(f"{domain}:{key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def assign_split(df: pd.DataFrame, test_count: int | None = None, test_fraction: float | None = None) -> pd.Series:
+    """`train`/`test` for every row (dropped rows are train), per domain, as the module docstring says."""
+    if (test_count is None) == (test_fraction is None):
+        raise P2DError("give exactly one of --test-count N or --test-fraction F")
+    if test_fraction is not None and not 0.0 <= test_fraction < 1.0:
+        raise P2DError(f"--test-fraction {test_fraction} is out of range: use 0 <= F < 1 (e.g. 0.05)")
+    if test_count is not None and test_count < 0:
+        raise P2DError(f"--test-count {test_count} must be >= 0")
+    keys = [p if len(str(p)) == 16 else path for p, path in zip(df["phash"].astype(str), df["path"].astype(str))]
+    rank = np.array([split_rank(d, k) for d, k in zip(df["domain"], keys)])
+    keep = df["keep"].astype(bool).to_numpy()
+    split = np.full(len(df), "train", dtype=object)
+    for domain in df["domain"].unique():
+        rows = np.flatnonzero((df["domain"] == domain).to_numpy() & keep)
+        if test_fraction is not None:
+            chosen = rows[rank[rows] < test_fraction]
+        else:
+            chosen = rows[np.argsort(rank[rows], kind="stable")[:test_count]]
+        split[chosen] = "test"
+    return pd.Series(split, index=df.index)
+
+
+def read_recipe(path: Path | str) -> dict:
+    """The recipe, validated by the trainer's loader (unknown keys and bad values are errors)."""
+    from p2d.train.config import load_recipe
+
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe {path} not found: give a TOML recipe, e.g. manifests/exp4.toml")
+    return load_recipe(path).to_dict()
+
+
+@dataclass
+class BuildResult:
+    output: Path
+    frame: pd.DataFrame
+    report: DedupReport
+    summary: list[tuple[str, str, int, int, int, int]]  # domain, source, rows, kept, train, test
+
+
+def build_manifest(
+    recipe: Path | str,
+    sources: list[Path | str],
+    output: Path | str | None = None,
+    test_count: int | None = None,
+    test_fraction: float | None = None,
+    max_hamming: int = DEFAULT_MAX_HAMMING,
+) -> BuildResult:
+    """Join, dedup, split, validate and write the experiment manifest (default: recipe path .csv)."""
+    recipe = Path(recipe)
+    read_recipe(recipe)
+    if not sources:
+        raise P2DError("give the per-source manifests: --from data/drawings/manifest.csv --from ...")
+    if test_count is None and test_fraction is None:
+        test_fraction = 0.05
+    output = Path(output) if output else recipe.with_suffix(".csv")
+    frames, files = [], []
+    for src in map(Path, sources):
+        df = read_manifest(src)
+        problems = validate(df, src, check_files=False)
+        if problems:
+            raise ManifestError(f"{src} has {len(problems)} invalid row(s), first: {problems[0]}; "
+                                f"run `p2d manifest check {src}`")
+        df = df.copy()
+        abs_files = [resolve_path(src, p) for p in df["path"].astype(str)]
+        for col in ("path", "source_path"):  # paths are relative to the manifest that holds them
+            if col in df.columns:
+                df[col] = [relative_path(output, resolve_path(src, p)) if str(p).strip() else ""
+                           for p in df[col].astype(str)]
+        df["from_manifest"] = relative_path(output, src)
+        frames.append(df)
+        files += abs_files
+    df = pd.concat(frames, ignore_index=True)
+    dup = df["path"].duplicated(keep="first") & (df["path"] != "")
+    if dup.any():
+        # The same file listed twice (e.g. one manifest given twice): keep the first row.
+        df.loc[dup, ["keep", "reason"]] = [False, "listed_twice"]
+    labels = _LabelView(output, files)
+    df, report = dedup_frame(df, files, [labels] * len(df), max_hamming)
+    df["split"] = assign_split(df, test_count, test_fraction)
+    df = new_rows(df.to_dict("records"))
+    problems = validate(df, output)
+    if problems:
+        raise ManifestError(f"the joined manifest has {len(problems)} invalid row(s), first: {problems[0]}: "
+                            "fix the source manifest it came from and rebuild")
+    write_manifest(df, output)
+    summary = []
+    for (domain, source), part in df.groupby(["domain", "source"], sort=True):
+        kept = part["keep"].astype(bool)
+        summary.append((domain, source, len(part), int(kept.sum()),
+                        int((kept & (part["split"] == "train")).sum()), int((kept & (part["split"] == "test")).sum())))
+    return BuildResult(output, df, report, summary)

@@ -1,0 +1,110 @@
+"""`p2d scale`: aspect-preserving width scaling of drawings (the trainer takes random crops of them).
+
+As was done for one artist's set: every image scaled to `--width`, height by the same ratio. An
+image whose scaled height is below the training size cannot give a full random crop: it is padded
+top and bottom with its background (same --pad choices as crop-drawings), or dropped with
+`reason=too_short` (`--short drop`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from p2d.curate.hashing import phash_hex
+from p2d.curate.pad import Pad, pad_image
+from p2d.errors import P2DError
+from p2d.images import check_output_dir, list_images, try_read_image, write_image
+from p2d.manifest import new_rows, relative_path, write_manifest
+
+SHORT_ACTIONS = ("pad", "drop")
+
+
+def scale_to_width(image: np.ndarray, width_px: int) -> np.ndarray:
+    """The image scaled to `width_px` wide, height by the same ratio (at least 1 px)."""
+    h, w = image.shape[:2]
+    height = max(1, int(round(h * width_px / w)))
+    interp = cv2.INTER_AREA if width_px < w else cv2.INTER_CUBIC
+    return cv2.resize(image, (width_px, height), interpolation=interp)
+
+
+def pad_to_height(image: np.ndarray, min_height_px: int, pad: Pad) -> tuple[np.ndarray, float]:
+    """The image padded top and bottom (half each) to `min_height_px`, and the padded fraction."""
+    h = image.shape[0]
+    if h >= min_height_px:
+        return image, 0.0
+    extra = min_height_px - h
+    out = pad_image(image, extra // 2, extra - extra // 2, 0, 0, pad)
+    return out, extra / min_height_px
+
+
+@dataclass
+class ScaleResult:
+    manifest: Path
+    rows: list[dict]
+    seconds: float
+
+
+def scale_folder(
+    raw: Path | str,
+    out: Path | str,
+    width_px: int = 128,
+    min_height_px: int = 128,
+    short: str = "pad",
+    pad: Pad = Pad("auto"),
+    background: tuple[int, int, int] = (255, 255, 255),
+    source: str | None = None,
+    manifest: Path | str | None = None,
+) -> ScaleResult:
+    """Scale every image under `raw` to `width_px`, write PNGs and `out/manifest.csv` (crop=random)."""
+    if width_px < 8:
+        raise P2DError(f"--width {width_px} is too small: use at least 8 pixels (128 for training)")
+    if min_height_px > 0 and width_px < min_height_px:
+        raise P2DError(f"--width {width_px} is below the training size {min_height_px}: a random "
+                       f"{min_height_px}x{min_height_px} crop needs the width to be at least that")
+    if short not in SHORT_ACTIONS:
+        raise P2DError(f"--short {short!r}: use pad or drop")
+    raw, out = Path(raw), Path(out)
+    check_output_dir(raw, out)
+    files = list_images(raw)
+    if not files:
+        raise P2DError(f"no images under {raw}: give a folder of drawings")
+    source = source or (raw if raw.is_dir() else raw.parent).resolve().name
+    manifest_path = Path(manifest) if manifest else out / "manifest.csv"
+    root = raw if raw.is_dir() else raw.parent
+    t0 = time.perf_counter()
+    rows = []
+    from p2d.ui import progress
+
+    with progress() as bar:
+        task = bar.add_task("scale", total=len(files), status="")
+        for path in files:
+            rel = path.relative_to(root).as_posix()
+            target = (out / rel).with_suffix(".png")
+            row = {"path": relative_path(manifest_path, target), "domain": "drawing", "source": source,
+                   "split": "train", "crop": "random", "width": "", "height": "", "phash": "",
+                   "keep": False, "reason": "", "source_path": relative_path(manifest_path, path)}
+            image, why = try_read_image(path, background=background)
+            if image is None:
+                row["reason"] = why
+            else:
+                row.update(source_width=image.shape[1], source_height=image.shape[0])
+                scaled = scale_to_width(image, width_px)
+                fraction = 0.0
+                if scaled.shape[0] < min_height_px and short == "drop":
+                    row["reason"] = f"too_short:{scaled.shape[0]}px"
+                else:
+                    scaled, fraction = pad_to_height(scaled, min_height_px, pad)
+                    write_image(target, scaled)
+                    row.update(width=scaled.shape[1],
+                               height=scaled.shape[0], phash=phash_hex(scaled),
+                               phash_mirror=phash_hex(np.ascontiguousarray(scaled[:, ::-1])), keep=True,
+                               padded_fraction=round(fraction, 4))
+            rows.append(row)
+            bar.update(task, advance=1, status=row["reason"])
+    write_manifest(new_rows(rows), manifest_path)
+    return ScaleResult(manifest_path, rows, time.perf_counter() - t0)
