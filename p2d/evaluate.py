@@ -486,6 +486,20 @@ def parse_epochs(text: str | None) -> list[int] | None:
     return sorted(epochs)
 
 
+def _load_all(paths: Sequence[Path], channels: int, size: int, skipped: list[str]) -> list[np.ndarray]:
+    """Load test images; a bad file is recorded in `skipped` with its reason, and the rest go on."""
+    out = []
+    for path in paths:
+        try:
+            out.append(load_test_image(path, channels, size))
+        except P2DError as exc:
+            skipped.append(f"test image {path}: {exc}")
+    if not out:
+        raise P2DError(f"none of the {len(paths)} test images could be read (first: {skipped[-1]}): "
+                       f"fix the files or rebuild the manifest")
+    return out
+
+
 @dataclass
 class EvaluateResult:
     table: pd.DataFrame  # one row per evaluated epoch, sorted by epoch
@@ -498,7 +512,7 @@ class EvaluateResult:
 def evaluate_run(
     run: Path | str,
     epochs: Sequence[int] | None = None,
-    device: str = "cpu",
+    device: str | None = None,
     settings: EvalSettings | None = None,
     rule: BestEpochRule | None = None,
     models_dir: Path | str | None = None,
@@ -510,11 +524,12 @@ def evaluate_run(
     and settings are unchanged are reused unless `recompute`)."""
     from p2d.images import write_text_atomic
     from p2d.train.data import manifest_images
-    from p2d.train.loop import list_checkpoints
+    from p2d.train.loop import list_checkpoints, pick_device
     from p2d.train.translate import load_generators
     from p2d.ui import progress
 
     run = Path(run)
+    device = str(pick_device(device))  # None/"auto": the GPU when torch sees one
     settings = settings or EvalSettings()
     manifest = _run_manifest(run)
     saved = list_checkpoints(run)
@@ -547,11 +562,9 @@ def evaluate_run(
         probe = FaceProbe(FaceModels(models_dir), settings.min_detect_px)
         with progress() as bar:
             task = bar.add_task("test images", total=1, status=f"{len(photo_paths)} photos, {len(drawing_paths)} drawings")
-            ref = Reference.build(
-                [load_test_image(p, channels, size) for p in photo_paths],
-                [load_test_image(p, channels, size) for p in drawing_paths],
-                probe,
-            )
+            photos = _load_all(photo_paths, channels, size, skipped)
+            drawings = _load_all(drawing_paths, channels, size, skipped)
+            ref = Reference.build(photos, drawings, probe)
             bar.update(task, advance=1)
             task = bar.add_task("epochs", total=len(todo), status="")
             for epoch in todo:

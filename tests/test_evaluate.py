@@ -321,3 +321,22 @@ def test_torch_identity_generator_round_trips_exactly():
     same = ev.torch_translator(torch.nn.Identity(), channels=1)
     out = same([img, img])
     assert ev.l1_error(img, out[0]) == 0.0 and out[1].shape == (32, 32)
+
+
+def test_evaluate_records_a_bad_test_image_and_carries_on(tiny_run, tmp_path):
+    import json
+
+    from p2d.manifest import read_manifest, resolve_path, write_manifest
+
+    info = json.loads((tiny_run / "run.json").read_text())
+    df = read_manifest(info["manifest"])
+    df["path"] = [str(resolve_path(info["manifest"], p)) for p in df["path"]]
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    extra = df.iloc[[0]].assign(path=str(bad))
+    manifest = write_manifest(pd.concat([extra, df], ignore_index=True), tmp_path / "with_bad.csv")
+    info["manifest"] = str(manifest)
+    (tiny_run / "run.json").write_text(json.dumps(info))
+    result = ev.evaluate_run(tiny_run, epochs=[2], settings=ev.EvalSettings(kid_subsets=5, max_images=3))
+    assert [s for s in result.skipped if "broken.png" in s]
+    assert result.table["n_photos"].tolist() == [2]  # 3 rows taken, the broken one skipped
