@@ -1,0 +1,184 @@
+"""Tests for p2d.curate.drawings and p2d.curate.pad: framing, padding, hand boxes, the command."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from p2d.cli import app
+from p2d.curate.drawings import (
+    CELEBA_FACE_FRACTION, landmarks_sane, match_box, read_boxes, square_from_box,
+)
+from p2d.curate.pad import Pad, border_color, crop_square, pad_image, padded_fraction, parse_pad
+from p2d.errors import P2DError
+from p2d.manifest import read_manifest, validate
+
+DATA = Path(__file__).parent / "data" / "pd-faces"
+SMALL = ["adult_astrid_graeber_01.png", "card_figure_king_nicu_r.png", "happy_woman_dirk_struve_01.png"]
+
+
+# ----------------------------------------------------------------------------- pure
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("auto", Pad("auto")), ("edge", Pad("edge")), ("reflect", Pad("reflect")), ("inpaint", Pad("inpaint")),
+    ("white", Pad("color", (255, 255, 255))), ("#ff0000", Pad("color", (255, 0, 0))),
+    ("10,20,30", Pad("color", (10, 20, 30))),
+])
+def test_parse_pad(spec, expected):
+    assert parse_pad(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["nonsense", "1,2", "300,0,0"])
+def test_parse_pad_rejects(spec):
+    with pytest.raises(P2DError, match="--pad"):
+        parse_pad(spec)
+
+
+@pytest.mark.parametrize("box,frac", [((0, 0, 10, 10), 0.0), ((-5, 0, 10, 10), 0.5), ((-5, -5, 10, 10), 0.75),
+                                      ((20, 20, 5, 5), 1.0)])
+def test_padded_fraction(box, frac):
+    assert padded_fraction(box, 10, 10) == pytest.approx(frac)
+
+
+def test_border_color_is_background():
+    img = np.full((40, 40, 3), 250, np.uint8)
+    img[10:30, 10:30] = 0
+    assert border_color(img) == (250, 250, 250)
+
+
+@pytest.mark.parametrize("mode", ["auto", "edge", "reflect", "inpaint", "color"])
+def test_pad_modes(mode):
+    img = np.full((10, 10, 3), 200, np.uint8)
+    img[:, :5] = 100  # left half darker
+    pad = Pad(mode, (1, 2, 3) if mode == "color" else None)
+    out = pad_image(img, 2, 2, 3, 3, pad)
+    assert out.shape == (14, 16, 3)
+    assert (out[2:12, 3:13] == img).all()
+    left = out[7, 0]
+    expected = {"auto": None, "edge": [100] * 3, "reflect": [100] * 3, "inpaint": None, "color": [1, 2, 3]}[mode]
+    if expected is not None:
+        assert left.tolist() == expected
+
+
+def test_crop_square_padding_and_size():
+    img = np.full((100, 100, 3), 255, np.uint8)
+    img[40:60, 40:60] = 0
+    crop, frac, (x0, y0, side) = crop_square(img, 10, 50, 100, 64, Pad("auto"))
+    assert crop.shape == (64, 64, 3) and side == 100 and x0 == -40
+    assert frac == pytest.approx(0.4)
+    assert (crop[:, :20] == 255).all()  # padded with the white background
+
+
+def test_square_from_box_matches_celeba_framing():
+    # CelebA's HOG box in its 178x178 square reproduces that square.
+    cx, cy, side = square_from_box((47, 74, 83, 83), CELEBA_FACE_FRACTION)
+    assert side == pytest.approx(178, abs=0.5)
+    assert (cx - side / 2, cy - side / 2) == pytest.approx((0, 0), abs=0.5)
+
+
+def test_face_fraction_zooms():
+    _, _, wide = square_from_box((0, 0, 50, 50), 0.25)
+    _, _, tight = square_from_box((0, 0, 50, 50), 0.5)
+    assert wide == pytest.approx(2 * tight)
+
+
+def _face_points(cx=100.0, cy=100.0, iod=40.0):
+    """68 points of a synthetic upright face: eyes iod apart, mouth 1.05 iod below."""
+    p = np.zeros((68, 2))
+    p[:] = (cx, cy)
+    p[36:42] = (cx - iod / 2, cy - 20)
+    p[42:48] = (cx + iod / 2, cy - 20)
+    p[48:68] = (cx, cy - 20 + 1.05 * iod)
+    return p
+
+
+def test_landmarks_sane():
+    pts = _face_points()
+    assert landmarks_sane(pts, (60, 60, 85, 85))
+    assert not landmarks_sane(pts, (60, 60, 400, 400))  # eyes far too close for this box
+    upside_down = pts.copy()
+    upside_down[48:68, 1] = 40
+    assert not landmarks_sane(upside_down, (60, 20, 85, 85))
+
+
+def test_read_and_match_boxes(tmp_path):
+    f = tmp_path / "b.csv"
+    f.write_text("path,x,y,w,h\ndrawings/a.png,1,2,3,4\nb.png,5,6,7,8\n")
+    boxes = read_boxes(f)
+    assert match_box(boxes, "a.png") == (1, 2, 3, 4)
+    assert match_box(boxes, "sub/b.png") == (5, 6, 7, 8)
+    assert match_box(boxes, "c.png") is None
+    f.write_text("path,x,y,w\na.png,1,2,3\n")
+    with pytest.raises(P2DError, match="lacks the column"):
+        read_boxes(f)
+    f.write_text("path,x,y,w,h\na.png,1,2,three,4\n")
+    with pytest.raises(P2DError, match="line 2"):
+        read_boxes(f)
+
+
+# ----------------------------------------------------------------------------- the command
+
+
+@pytest.fixture()
+def raw(tmp_path):
+    d = tmp_path / "raw"
+    (d / "sub").mkdir(parents=True)
+    for name in SMALL[:2]:
+        shutil.copy(DATA / "drawings" / name, d / name)
+    shutil.copy(DATA / "drawings" / SMALL[2], d / "sub" / SMALL[2])  # recursive
+    (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    (d / "empty.jpg").write_bytes(b"")
+    return d
+
+
+def test_crop_drawings_cli(raw, tmp_path):
+    out = tmp_path / "out"
+    r = CliRunner().invoke(app, ["crop-drawings", str(raw), str(out)])
+    assert r.exit_code == 0, r.output
+    df = read_manifest(out / "manifest.csv")
+    assert validate(df, out / "manifest.csv") == []
+    by = {Path(p).name: row for p, row in zip(df["source_path"], df.to_dict("records"))}
+    assert by["adult_astrid_graeber_01.png"]["keep"] and by["card_figure_king_nicu_r.png"]["keep"]
+    assert by["happy_woman_dirk_struve_01.png"]["reason"] == "no_face"
+    assert by["broken.png"]["reason"].startswith("unreadable:")
+    assert by["empty.jpg"]["reason"] == "unreadable:empty_file"
+    kept = df[df["keep"]]
+    assert set(kept["domain"]) == {"drawing"} and set(kept["split"]) == {"train"} and set(kept["crop"]) == {"center"}
+    assert (kept["width"] == 128).all() and kept["detector"].str.len().gt(0).all()
+    assert kept["padded_fraction"].between(0, 1).all()
+    assert (out / "review_01.png").is_file()
+    assert "--boxes" in r.output
+    # a second run (detections cached) writes the same manifest
+    first = (out / "manifest.csv").read_bytes()
+    r = CliRunner().invoke(app, ["crop-drawings", str(raw), str(out)])
+    assert r.exit_code == 0 and (out / "manifest.csv").read_bytes() == first
+
+
+def test_hand_boxes_win_and_options(raw, tmp_path):
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("path,x,y,w,h\nsub/happy_woman_dirk_struve_01.png,25,45,63,64\n")
+    out = tmp_path / "out2"
+    r = CliRunner().invoke(app, ["crop-drawings", str(raw), str(out), "--boxes", str(boxes), "--size", "64",
+                                 "--pad", "edge", "--source", "mine", "--face-fraction", "0.3",
+                                 "--background", "black", "--detector", "dlib_hog"])
+    assert r.exit_code == 0, r.output
+    df = read_manifest(out / "manifest.csv")
+    row = df[df["source_path"].str.endswith("happy_woman_dirk_struve_01.png")].iloc[0]
+    assert row["keep"] and row["detector"] == "hand" and row["width"] == 64
+    assert set(df["source"]) == {"mine"} and set(df.loc[df["keep"], "pad"]) == {"edge"}
+    from p2d.images import read_image
+
+    crop = read_image(out / row["path"])
+    assert crop.shape == (64, 64, 3)
+
+
+def test_bad_options_are_clear_errors(raw, tmp_path):
+    r = CliRunner().invoke(app, ["crop-drawings", str(raw), str(tmp_path / "o"), "--face-fraction", "3"])
+    assert r.exit_code == 1 and "--face-fraction" in r.output
+    r = CliRunner().invoke(app, ["crop-drawings", str(raw), str(raw / "inside")])
+    assert r.exit_code == 1 and "inside the input folder" in r.output
