@@ -1,0 +1,141 @@
+"""Tests for p2d.curate.dedup: indexed near-pair search, grouping, keep rule, planted duplicates, the command."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from p2d.cli import app
+from p2d.curate.dedup import choose_keepers, group_labels, hex_to_uint64, near_pairs
+from p2d.curate.hashing import phash_hex
+from p2d.images import list_images, read_image, write_image
+from p2d.manifest import new_rows, read_manifest, write_manifest
+
+DATA = Path(__file__).parent / "data" / "pd-faces"
+
+
+def brute_pairs(h, m, d):
+    out = set()
+    for i in range(len(h)):
+        for j in range(i + 1, len(h)):
+            dist = min(bin(int(h[i]) ^ int(h[j])).count("1"), bin(int(h[i]) ^ int(m[j])).count("1"),
+                       bin(int(m[i]) ^ int(h[j])).count("1"))
+            if dist <= d:
+                out.add((i, j))
+    return out
+
+
+@pytest.mark.parametrize("max_hamming", [0, 3, 8, 11])
+def test_near_pairs_equals_brute_force(max_hamming):
+    rng = np.random.default_rng(max_hamming)
+    n = 300
+    h = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
+    m = rng.integers(0, 2**63, n, dtype=np.int64).astype(np.uint64)
+    for k in range(0, 60, 2):  # plant copies at 0..12 bits, some against the mirror hash
+        bits = rng.choice(64, size=k % 13, replace=False)
+        flip = np.uint64(sum(1 << int(b) for b in bits))
+        h[k + 1] = (m[k] if k % 4 else h[k]) ^ flip
+    got = {tuple(p) for p in near_pairs(h, m, max_hamming).tolist()}
+    assert got == brute_pairs(h, m, max_hamming)
+
+
+def test_group_labels_and_keepers():
+    labels = group_labels(5, np.array([[0, 1], [1, 2]]))
+    assert labels[0] == labels[1] == labels[2] and len(set(labels.tolist())) == 3
+    keepers = choose_keepers(labels, np.array([10, 50, 50, 1, 1]))
+    assert keepers.tolist()[:3] == [1, 1, 1]  # most pixels, then first
+    assert keepers[3] == 3 and keepers[4] == 4
+
+
+def test_hex_to_uint64():
+    assert hex_to_uint64(["ffffffffffffffff", "0000000000000001"]).tolist() == [2**64 - 1, 1]
+
+
+def _jpeg(a, q=40):
+    buf = io.BytesIO()
+    Image.fromarray(a).save(buf, "JPEG", quality=q)
+    return np.asarray(Image.open(buf).convert("RGB"))
+
+
+def _resize(a, size):
+    return np.asarray(Image.fromarray(a).resize((size, size), Image.LANCZOS))
+
+
+def make_manifest(folder: Path, images: dict[str, np.ndarray], domain="drawing", split="train") -> Path:
+    rows = []
+    for name, img in images.items():
+        write_image(folder / name, img)
+        rows.append({"path": name, "domain": domain, "source": folder.name, "split": split, "crop": "center",
+                     "width": img.shape[1], "height": img.shape[0], "phash": phash_hex(img), "keep": True,
+                     "reason": ""})
+    write_manifest(new_rows(rows), folder / "manifest.csv")
+    return folder / "manifest.csv"
+
+
+@pytest.fixture()
+def planted(tmp_path):
+    """Distinct drawings (128 px) in A; in B resized, JPEG, mirrored and 2%-cropped copies of A's,
+    in the photo domain and the test split (so the report must flag them)."""
+    # boy_astrid_graeber_ is left out: it is a near-identical variant of adult_astrid_graeber_01
+    # (same artist, same face, 8 bits apart), i.e. a true near duplicate, not a distinct drawing.
+    files = [p for p in list_images(DATA / "drawings") if not p.name.startswith("boy_astrid")][:8]
+    originals = [_resize(read_image(p), 128) for p in files]
+    a = {f"d{i}.png": img for i, img in enumerate(originals)}
+    o = originals
+    b = {"resized.png": _resize(_resize(o[0], 64), 128), "jpeg.jpg": _jpeg(o[1]),
+         "mirror.png": np.ascontiguousarray(o[2][:, ::-1]), "crop.png": _resize(o[3][3:-3, 3:-3], 128),
+         "big.png": _resize(o[4], 256)}
+    (tmp_path / "A").mkdir()
+    (tmp_path / "B").mkdir()
+    return make_manifest(tmp_path / "A", a), make_manifest(tmp_path / "B", b, domain="photo", split="test")
+
+
+def test_planted_duplicates_found_and_distinct_kept(planted, tmp_path):
+    ma, mb = planted
+    sheet = tmp_path / "dups.png"
+    r = CliRunner().invoke(app, ["dedup", str(ma), str(mb), "--sheet", str(sheet)])
+    assert r.exit_code == 0, r.output
+    a, b = read_manifest(ma), read_manifest(mb)
+    reasons_b = dict(zip(b["path"], b["reason"]))
+    assert reasons_b["resized.png"] == "dup_of:../A/d0.png"
+    assert reasons_b["jpeg.jpg"] == "dup_of:../A/d1.png"
+    assert reasons_b["mirror.png"] == "dup_of:../A/d2.png"
+    assert reasons_b["crop.png"] == "dup_of:../A/d3.png"
+    # the larger image is kept, the 128 px original is the duplicate
+    assert bool(b.loc[b["path"] == "big.png", "keep"].iloc[0])
+    assert dict(zip(a["path"], a["reason"]))["d4.png"] == "dup_of:../B/big.png"
+    assert a.loc[a["path"] != "d4.png", "keep"].all()  # distinct drawings all kept
+    assert "groups across domains" in r.output and "group 1 across domains" in r.output
+    assert sheet.is_file() and read_image(sheet).shape[0] > 100
+    # re-running gives the same manifests
+    before = ma.read_bytes(), mb.read_bytes()
+    assert CliRunner().invoke(app, ["dedup", str(ma), str(mb)]).exit_code == 0
+    assert (ma.read_bytes(), mb.read_bytes()) == before
+
+
+def test_lower_threshold_on_rerun_restores_rows(planted):
+    ma, mb = planted
+    assert CliRunner().invoke(app, ["dedup", str(ma), str(mb)]).exit_code == 0
+    assert CliRunner().invoke(app, ["dedup", str(ma), str(mb), "--max-hamming", "0"]).exit_code == 0
+    b = read_manifest(mb)
+    assert bool(b.loc[b["path"] == "crop.png", "keep"].iloc[0])  # no longer within 0 bits
+
+
+def test_unreadable_file_recorded(planted):
+    ma, _ = planted
+    (ma.parent / "d5.png").write_bytes(b"garbage")
+    df = read_manifest(ma)
+    df.loc[df["path"] == "d5.png", "phash"] = ""  # force a re-read
+    write_manifest(df, ma)
+    assert CliRunner().invoke(app, ["dedup", str(ma)]).exit_code == 0
+    assert read_manifest(ma).set_index("path").loc["d5.png", "reason"].startswith("unreadable:")
+
+
+def test_bad_threshold_is_clear(planted):
+    r = CliRunner().invoke(app, ["dedup", str(planted[0]), "--max-hamming", "40"])
+    assert r.exit_code == 1 and "--max-hamming" in r.output
