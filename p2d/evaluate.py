@@ -22,9 +22,10 @@ What each column of RUN/evaluate.csv measures (photo->drawing unless named other
   `brightness_gap_drawing`: mean intensity of the translated photos minus that of the real test
   drawings (0..1; negative: darker, the late-epoch drift the experiments saw).
 
-Faces on curated 128 px images: faces are framed like CelebA's aligned faces, so they are ~60-70 px
-wide, below the 80 px window of dlib's HOG detector. Images are therefore upsampled (dlib's pyramid)
-until ~256 px before detection. Where HOG still misses an input photo, its landmarks are taken in
+Faces on curated 128 px images: faces are framed like CelebA's aligned faces, so HOG's box is ~60 px,
+at the lower limit of dlib's 80 px HOG window (benchmarks/evaluate.py: framed photos at 128 px are
+found with or without upsampling, at 64 px none without and all with it). Images are therefore
+upsampled (dlib's pyramid) to ~256 px before detection, which also covers small recipes. Where HOG still misses an input photo, its landmarks are taken in
 the known framing box (`framing_box`), so the identity measure covers every photo; the structure
 measures only count HOG-confirmed faces, because for an output "a face is found" is the
 measurement itself.

@@ -48,6 +48,13 @@ EVALUATE_PLOTS = (
     ("brightness_gap_drawing", "brightness vs real drawings (0: same)"),
 )
 
+# evaluate.csv columns in the report's table (KID with its std).
+EVALUATE_TABLE = (
+    ("kid_drawing", "KID drawing"), ("kid_photo", "KID photo"), ("face_found_drawing", "face found"),
+    ("landmark_nme", "landmark err"), ("identity_drawing", "identity"), ("smile_drift", "smile drift"),
+    ("cycle_l1_photo", "cycle photo"), ("brightness_gap_drawing", "brightness"),
+)
+
 
 # ============================================================================ pure helpers
 
@@ -397,7 +404,10 @@ def build_report(
         if r.evaluate is not None and len(r.evaluate):
             b, why = suggest_best(r.evaluate)
             best[r.label] = b
-            why_rows.extend((r.label, int(e), w) for e, w in zip(why["epoch"], why["why"]))
+            rule = dict(zip(why["epoch"], why["why"]))
+            for _, row in r.evaluate.sort_values("epoch").iterrows():
+                why_rows.append([r.label, int(row["epoch"])] + [_fmt(row, c) for c, _ in EVALUATE_TABLE]
+                                + [rule.get(int(row["epoch"]), "")])
     # ---- losses
     body.append("<h2>Losses per epoch</h2>")
     loss_png = assets / "losses.png"
@@ -414,9 +424,9 @@ def build_report(
             body.append(f'<img class="plot" src="{_esc(rel(eval_png))}" alt="evaluation curves">')
         body.append("<p>Suggested best epoch (star): the lowest KID photo-&gt;drawing among the epochs whose "
                     "faces, landmarks and identity stay within a tolerance of the best epoch's "
-                    "(see <code>p2d evaluate --help</code>).</p>")
+                    "(default tolerances; see <code>p2d evaluate --help</code>).</p>")
         body.append(_table(["run", "best epoch"], [(k, v if v is not None else "none passes") for k, v in best.items()]))
-        body.append(_table(["run", "epoch", "rule"], why_rows))
+        body.append(_table(["run", "epoch"] + [t for _, t in EVALUATE_TABLE] + ["rule"], why_rows))
     missing_eval = [r.label for r in infos if r.label not in best]
     if missing_eval:
         body.append(f"<p>No evaluate.csv for {_esc(', '.join(missing_eval))}: run "
@@ -481,6 +491,16 @@ def build_report(
             f"<style>{CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
     write_text_atomic(page, text)
     return ReportResult(page, images, shown, notes)
+
+
+def _fmt(row: pd.Series, col: str) -> str:
+    """A metric cell: 3 significant digits, KID with its std, '–' where not measured."""
+    value = row.get(col)
+    if value is None or pd.isna(value):
+        return "–"
+    text = f"{value:.3g}"
+    std = row.get(col + "_std")
+    return f"{text} ± {std:.2g}" if std is not None and not pd.isna(std) else text
 
 
 def _is_rgb(path: Path) -> bool:

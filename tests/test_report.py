@@ -79,6 +79,15 @@ def test_recipe_differences(recipes, expected):
     assert rp.recipe_differences(recipes) == expected
 
 
+@pytest.mark.parametrize(
+    "runs, expected",
+    [(["/r/exp4"], "/r/exp4/report.html"), (["/r/exp4", "/r/exp6"], "/r/report.html"),
+     (["/a/x/exp4", "/a/y/exp6"], "/a/report.html")],
+)
+def test_default_out(runs, expected):
+    assert rp.default_out([Path(r) for r in runs]) == Path(expected)
+
+
 def test_split_grid_cuts_rows_and_cells():
     grid = np.arange(4 * 8 * 3 * 8, dtype=np.uint16).reshape(4 * 8, 3 * 8) % 251
     rows = rp.split_grid(grid.astype(np.uint8), 8)
