@@ -86,6 +86,8 @@ def build_manifest(
     if test_count is None and test_fraction is None:
         test_fraction = 0.05
     output = Path(output) if output else recipe.with_suffix(".csv")
+    # Paths like ../data/x.png resolve through the output folder, so it must exist to check them.
+    output.parent.mkdir(parents=True, exist_ok=True)
     frames, files = [], []
     for src in map(Path, sources):
         df = read_manifest(src)
