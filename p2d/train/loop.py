@@ -339,6 +339,8 @@ def train(
     nhwc = cfg.speed.channels_last and dev.type == "cuda"
     memory_format = torch.channels_last if nhwc else torch.contiguous_format
     autocast = functools.partial(torch.autocast, device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     latest = checkpoint_path(run)
     state = None
     if resume:

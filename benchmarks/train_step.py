@@ -1,0 +1,129 @@
+"""Benchmark: CycleGAN training steps/s and images/s, plain fp32 eager vs p2d's default path.
+
+The full experiment model (9 residual blocks, 64 filters, 128x128, batch 2) on the bundled sample
+photos and drawings, through the trainer's own data pipeline and `train_step`. Both paths run in
+one process, on the same data and device:
+
+  plain    fp32, contiguous NCHW, images kept in RAM and copied to the device each step
+  default  what `p2d train` does on this device: on CUDA bf16 autocast (where supported),
+           channels_last and the uint8 dataset resident on the GPU; on the CPU the same as
+           plain (bf16 autocast on the CPU is usually slower, so the default does not use it)
+  compile  (with --compile) the default path plus torch.compile
+
+Usage: python benchmarks/train_step.py [--steps 3] [--warmup 1] [--device auto] [--channels 3] [--threads N] [--compile]
+A step is one image pair through both generators and both discriminators (images/s = 2 x batch x it/s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import itertools
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from p2d.curate.hashing import phash_hex
+from p2d.images import read_image
+from p2d.manifest import new_rows, write_manifest
+from p2d.train.config import TrainConfig, apply_overrides
+from p2d.train.data import TrainBatches, training_rows
+from p2d.train.loop import pick_device, train_step, use_bf16
+from p2d.train.models import ImagePool, LSGANLoss, build_models
+
+SAMPLES = Path(__file__).resolve().parent.parent / "p2d" / "samples"
+
+
+def sample_manifest(folder: Path) -> Path:
+    """A manifest of the bundled public-domain photos and drawings (all train rows)."""
+    rows = []
+    for domain, sub in (("photo", "photos"), ("drawing", "drawings")):
+        for path in sorted((SAMPLES / sub).glob("*.png")):
+            img = read_image(path)
+            rows.append({"path": str(path), "domain": domain, "source": "samples", "split": "train", "crop": "center",
+                         "width": img.shape[1], "height": img.shape[0], "phash": phash_hex(img), "keep": True, "reason": ""})
+    manifest = folder / "bench.csv"
+    write_manifest(new_rows(rows), manifest)
+    return manifest
+
+
+def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, warmup: int) -> dict:
+    bf16 = use_bf16(cfg.speed.precision, dev)
+    nhwc = cfg.speed.channels_last and dev.type == "cuda"
+    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    batches = TrainBatches(rows, cfg, dev, gpu_dataset=cfg.speed.gpu_dataset and dev.type == "cuda")
+    torch.manual_seed(0)
+    nets = {k: m.to(dev, memory_format=fmt) for k, m in build_models(cfg).items()}
+    forward = {k: torch.compile(m) for k, m in nets.items()} if cfg.speed.compile else nets
+    t = cfg.train
+    opt_G = torch.optim.Adam(itertools.chain(nets["G_photo2drawing"].parameters(), nets["G_drawing2photo"].parameters()), lr=t.lr, betas=(t.beta1, t.beta2))
+    opt_D = torch.optim.Adam(itertools.chain(nets["D_drawing"].parameters(), nets["D_photo"].parameters()), lr=t.lr, betas=(t.beta1, t.beta2))
+    pools = {"drawing": ImagePool(t.pool_size), "photo": ImagePool(t.pool_size)}
+    autocast = functools.partial(torch.autocast, device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
+    gan = LSGANLoss()
+
+    def batch_stream():
+        for epoch in itertools.count():
+            yield from batches.epoch(epoch)
+
+    stream = batch_stream()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats(dev)
+    for i in range(warmup + steps):
+        if i == warmup:
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+        photo, drawing = next(stream)
+        losses = train_step(forward, opt_G, opt_D, pools, photo.contiguous(memory_format=fmt),
+                            drawing.contiguous(memory_format=fmt), cfg, gan, autocast)
+    losses.tolist()  # waits for the device
+    seconds = time.perf_counter() - start
+    it_s = steps / seconds
+    peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
+    return {"path": label, "bf16": bf16, "channels_last": nhwc, "data_on": batches.where, "compile": cfg.speed.compile,
+            "it/s": it_s, "images/s": it_s * 2 * t.batch_size, "s/step": 1 / it_s, "peak_GiB": peak}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per path")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (allocator, cuDNN autotune)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--channels", type=int, default=3, choices=(1, 3))
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--blocks", type=int, default=9)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    dev = pick_device(args.device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as `p2d train` does on CUDA (both paths)
+    base = apply_overrides(TrainConfig(), data__channels=args.channels, data__size=args.size,
+                           train__batch_size=args.batch_size, model__blocks=args.blocks)
+    plain = apply_overrides(base, speed__precision="fp32", speed__channels_last=False, speed__gpu_dataset=False)
+    paths = [("plain fp32 eager", plain), ("default", base)]
+    if args.compile:
+        paths.append(("default + compile", apply_overrides(base, speed__compile=True)))
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
+    print(f"device: {name}; torch {torch.__version__}; {args.size}x{args.size}, batch {args.batch_size}, "
+          f"{args.blocks} blocks, {args.channels} channels; {args.warmup} warm-up + {args.steps} timed steps per path")
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = training_rows(sample_manifest(Path(tmp)))
+        results = [measure(label, rows, cfg, dev, args.steps, args.warmup) for label, cfg in paths]
+    header = ["path", "bf16", "channels_last", "data_on", "compile", "it/s", "images/s", "s/step", "peak_GiB"]
+    print(" | ".join(header))
+    for r in results:
+        print(" | ".join(f"{r[h]:.3f}" if isinstance(r[h], float) else str(r[h]) for h in header))
+    print(f"default / plain speed: {results[1]['it/s'] / results[0]['it/s']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
