@@ -183,6 +183,27 @@ def test_interrupted_run_continues(celeba, tmp_path):
     assert len(cache.analyses.records) == r.selected and cache.analyses.lines == r.selected  # compacted
 
 
+def test_ctrl_c_keeps_what_was_done(celeba, tmp_path, monkeypatch):
+    import p2d.curate.pipeline as pipeline
+
+    real_call = pipeline._Worker.__call__
+    done = []
+
+    def interrupt_after_six(self, job):
+        if len(done) == 6:
+            raise KeyboardInterrupt  # the user presses Ctrl-C during the 7th image
+        done.append(job[2])
+        return real_call(self, job)
+
+    monkeypatch.setattr(pipeline._Worker, "__call__", interrupt_after_six)
+    with pytest.raises(KeyboardInterrupt):
+        curate_celeba(celeba.official, tmp_path / "out", **OUTLIERS)
+    monkeypatch.setattr(pipeline._Worker, "__call__", real_call)
+    assert len(FaceCache(tmp_path / "out" / "cache").analyses.records) == 6
+    r = curate_celeba(celeba.official, tmp_path / "out", **OUTLIERS)
+    assert r.cache_hits == 6 and r.analyzed == r.selected - 6
+
+
 def test_csv_layout_gives_the_same_features(official_run, celeba, tmp_path):
     r = curate_celeba(celeba.csv, tmp_path / "out", **OUTLIERS)
     a, b = by_id(read_manifest(official_run.manifest)), by_id(read_manifest(r.manifest))

@@ -35,25 +35,20 @@ def five_points(points68: np.ndarray) -> np.ndarray:
 
 def similarity_fit(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     """The 2x3 similarity (rotation, uniform scale, translation) taking `src` points closest to
-    `dst` in least squares (Umeyama's closed form, no reflection)."""
+    `dst` in least squares (Umeyama's solution; in 2-D it has a closed form in complex numbers:
+    rotation-and-scale a = sum(conj(s) d) / sum(|s|^2) over the centred points)."""
     src = np.asarray(src, dtype=np.float64)
     dst = np.asarray(dst, dtype=np.float64)
-    mu_s, mu_d = src.mean(axis=0), dst.mean(axis=0)
-    s, d = src - mu_s, dst - mu_d
-    var_s = (s**2).sum() / len(src)
-    if var_s <= 1e-12:
+    zs = src[:, 0] + 1j * src[:, 1]
+    zd = dst[:, 0] + 1j * dst[:, 1]
+    mu_s, mu_d = zs.mean(), zd.mean()
+    s, d = zs - mu_s, zd - mu_d
+    norm = float((s.real**2 + s.imag**2).sum())
+    if norm <= 1e-12:
         raise ValueError("similarity_fit: source points coincide")
-    cov = d.T @ s / len(src)
-    u, sig, vt = np.linalg.svd(cov)
-    sign = np.eye(2)
-    if np.linalg.det(u) * np.linalg.det(vt) < 0:
-        sign[1, 1] = -1.0
-    rot = u @ sign @ vt
-    scale = float(np.trace(np.diag(sig) @ sign) / var_s)
-    m = np.zeros((2, 3))
-    m[:, :2] = scale * rot
-    m[:, 2] = mu_d - m[:, :2] @ mu_s
-    return m
+    a = (np.conj(s) * d).sum() / norm
+    t = mu_d - a * mu_s
+    return np.array([[a.real, -a.imag, t.real], [a.imag, a.real, t.imag]])
 
 
 def transform_points(m: np.ndarray, points: np.ndarray) -> np.ndarray:

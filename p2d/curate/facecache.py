@@ -111,6 +111,6 @@ class FaceCache:
         self.analyses.flush()
         self.outputs.flush()
 
-    def close(self) -> None:
-        self.analyses.close()
-        self.outputs.close()
+    def close(self, compact: bool = True) -> None:
+        self.analyses.close(compact)
+        self.outputs.close(compact)

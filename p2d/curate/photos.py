@@ -15,7 +15,7 @@ import numpy as np
 
 from p2d.curate.align import frame_face
 from p2d.curate.filters import Thresholds
-from p2d.curate.pipeline import Item, RunResult, RunSettings, run
+from p2d.curate.pipeline import Item, RunResult, RunSettings, detect_faces, run
 from p2d.errors import P2DError
 from p2d.faces import FaceModels
 from p2d.images import check_output_dir, list_images
@@ -29,12 +29,14 @@ def crop_face(
     image: np.ndarray, models: FaceModels, size: int = 128, upsample: int = 1
 ) -> tuple[np.ndarray | None, str | None]:
     """The largest face in `image` framed like CelebA's aligned faces at size x size (same
-    channels as the input), or (None, "no_face") when dlib's HOG detector finds none."""
-    found = models.detect_hog(image, upsample)
+    channels as the input), or (None, "no_face") when dlib's HOG detector finds none.
+
+    Detection runs on a copy at most DETECT_MAX_SIDE_PX wide, so in very large photos faces need
+    to be ~4% of the longer side or more; landmarks use the full resolution."""
+    found = detect_faces(image, models, upsample)
     if not found:
         return None, "no_face"
-    main = max(found, key=lambda d: (d.w * d.h, d.score))
-    points = models.landmarks(image, main.box)
+    points = models.landmarks(image, tuple(found[0][:4]))
     return frame_face(image, points, size), None
 
 

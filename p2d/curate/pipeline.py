@@ -39,6 +39,7 @@ from p2d.images import try_read_image, write_bytes_atomic
 # zlib level 1 with run-length matching: ~2x faster to write than OpenCV's default (level 1,
 # default strategy) and ~3x faster than PIL's level 6, for files ~10% larger.
 PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+DETECT_MAX_SIDE_PX = 1024  # detection runs on a copy no larger than this (see detect_faces)
 FEATURE_COLUMNS = ("smile_score", "mouth_width", "mouth_open", "yaw_deg", "roll_deg", "iod_px",
                    "laplacian_var", "mean_gray")
 
@@ -164,15 +165,18 @@ def analyze(image: np.ndarray, models: FaceModels, mode: str, points5, upsample:
     h, w = image.shape[:2]
     rec: dict = {"status": "ok", "width": w, "height": h, "faces": []}
     if mode == "fast":
-        five = np.asarray(points5, dtype=np.float64) if points5 is not None else template_points(w, h)
+        if points5 is None:
+            five = template_points(w, h)
+        else:  # CelebA's file gives 178x218 coordinates; follow a copy that was resized
+            five = np.asarray(points5, dtype=np.float64) * (w / CELEBA_WIDTH)
         box = box_from_five(five)
     else:
-        found = sorted(models.detect_hog(image, upsample), key=lambda d: (-d.w * d.h, -d.score))
-        rec["faces"] = [[float(d.x), float(d.y), float(d.w), float(d.h), round(d.score, 4)] for d in found]
+        found = detect_faces(image, models, upsample)
+        rec["faces"] = [[round(v, 2) for v in f[:4]] + [round(f[4], 4)] for f in found]
         if not found:
             rec["status"] = "no_face"
             return rec
-        box = found[0].box
+        box = tuple(found[0][:4])
     points = models.landmarks(image, box)
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     patch = face_patch(gray, points)
@@ -183,6 +187,20 @@ def analyze(image: np.ndarray, models: FaceModels, mode: str, points5, upsample:
     rec["points"] = points.astype(int).reshape(-1).tolist()
     rec["features"] = {k: round(float(v), 5) for k, v in features.items()}
     return rec
+
+
+def detect_faces(image: np.ndarray, models: FaceModels, upsample: int) -> list[list[float]]:
+    """dlib HOG faces [x, y, w, h, score] in image pixels, largest first.
+
+    Photos larger than DETECT_MAX_SIDE_PX are searched on a shrunken copy (HOG's cost grows with
+    the pixel count: a 12-megapixel photo at upsample 1 takes seconds) and the boxes scaled back;
+    the landmarks still come from the full-resolution photo.
+    """
+    h, w = image.shape[:2]
+    f = min(1.0, DETECT_MAX_SIDE_PX / max(h, w))
+    small = image if f == 1.0 else cv2.resize(image, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+    found = [[d.x / f, d.y / f, d.w / f, d.h / f, d.score] for d in models.detect_hog(small, upsample)]
+    return sorted(found, key=lambda b: (-b[2] * b[3], -b[4]))
 
 
 def render_output(image: np.ndarray, rec: dict, crop: str, size: int) -> np.ndarray:
@@ -331,23 +349,27 @@ def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
                 continue
         jobs.append((i, str(it.path), it.name, sig, method, it.points5, rec, it.pre_reason, it.smiling, out_file))
 
-    bar = ui.progress()
-    with bar:
-        task = bar.add_task(title, total=n, completed=n - len(jobs), status="")
-        for i, new_rec, reason, out in _map(jobs, s):
-            if new_rec is not None:
-                cache.analyses.add(new_rec)
-                recs[i] = new_rec
-                analyzed += 1
-            if out is not None:
-                cache.outputs.add(out)
-                written += 1
-            reasons[i] = reason
-            outs[i] = out
-            bar.advance(task)
-            if i % 256 == 0 or i == jobs[-1][0]:
-                cache.flush()
-                bar.update(task, status=f"analysed {analyzed}, written {written}")
+    bar = ui.progress(transient=s.quiet)
+    try:
+        with bar:
+            task = bar.add_task(title, total=n, completed=n - len(jobs), status="")
+            for i, new_rec, reason, out in _map(jobs, s):
+                if new_rec is not None:
+                    cache.analyses.add(new_rec)
+                    recs[i] = new_rec
+                    analyzed += 1
+                if out is not None:
+                    cache.outputs.add(out)
+                    written += 1
+                reasons[i] = reason
+                outs[i] = out
+                bar.advance(task)
+                if i % 256 == 0 or i == jobs[-1][0]:
+                    cache.flush()
+                    bar.update(task, status=f"analysed {analyzed}, written {written}")
+    except BaseException:
+        cache.close(compact=False)  # an interrupted run keeps every result it received
+        raise
     # Outputs of images dropped now (stricter thresholds) or written under another name (another
     # --format) are removed, so images/ holds exactly the kept set.
     for i, it in enumerate(items):
