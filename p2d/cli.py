@@ -108,7 +108,8 @@ def _print_run(result, thresholds, **flags) -> None:
         console.print(table("landmark smile score vs CelebA's Smiling attribute",
                             ["", "Smiling = 1", "Smiling = -1"], result.agreement_rows()))
     print_thresholds(**thresholds.as_dict(), **flags)
-    console.print(f"manifest: {result.manifest}  images: {result.out_dir / 'images'}")
+    console.print(f"manifest: {result.manifest}  images: {result.out_dir / 'images'}  "
+                  f"review sheet: {result.out_dir / 'review.png'}")
 
 
 @curate_app.command("celeba")
@@ -457,6 +458,28 @@ def evaluate_cmd(
                       f"the face; see the rule column). Wrote {result.csv_path}")
 
 # ----------------------------------------------------------------------------- demo, report (issue 5)
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's data, run and report.")] = Path("p2d-demo"),
+):
+    """Run the whole workflow on the bundled public-domain samples: curate, crop, scale, build,
+    train briefly on the CPU, translate, evaluate and report (a few minutes on 2 cores).
+
+    Example: p2d demo --out p2d-demo
+    """
+    from p2d.demo import run_demo
+
+    def invoke(argv):
+        # The same commands a user types, run in this process; a failing step stops the demo.
+        try:
+            app(list(argv), standalone_mode=False)
+        except typer.Exit as stop:
+            if stop.exit_code:
+                raise P2DError(f"demo step `p2d {' '.join(argv)}` failed (see above)") from None
+
+    run_demo(out, invoke)
 
 
 @app.command("report")

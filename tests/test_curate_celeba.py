@@ -120,6 +120,7 @@ def test_fast_path_filters_bad_files_and_manifest(official_run, celeba):
     # The fast path never detects, so it cannot see a missing or second face.
     assert rows[NO_FACE]["reason"] != "no_face" and rows[TWO_FACES]["reason"] != "multi_face"
     assert r.selected == len(df) and r.kept == int(df["keep"].sum())
+    assert Image.open(r.out_dir / "review.png").width >= 6 * 112  # kept and dropped examples, by reason
     assert r.analyzed == len(df) and r.cache_hits == 0
     assert sum(r.dropped.values()) == r.selected - r.kept
 
@@ -297,7 +298,7 @@ def test_cli_curate_celeba(celeba, tmp_path):
                                    "--exclude-attr", "Eyeglasses", "--exclude-attr", "Wearing_Hat"])
     assert res.exit_code == 0, res.output
     for text in ("selected", "kept", "dropped: smile", "images/s", "smile_threshold=1.1", "Smiling = 1",
-                 "manifest.csv"):
+                 "manifest.csv", "review.png"):
         assert text in res.output
     assert len(read_manifest(out / "manifest.csv")) == 9
 

@@ -381,6 +381,7 @@ def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
     cache.close()
     df = _manifest_rows(items, recs, reasons, outs, s, manifest_path)
     write_manifest(df, manifest_path)
+    write_review_sheet(s.out_dir / "review.png", items, reasons)
     seconds = time.perf_counter() - start
     dropped: dict[str, int] = {}
     for r in reasons:
@@ -394,6 +395,30 @@ def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
         agreement = smile_agreement([p[0] for p in pairs], [p[1] for p in pairs], s.thresholds.smile_threshold)
     return RunResult(manifest_path, s.out_dir, df, n, sum(1 for r in reasons if not r), dropped,
                      analyzed, cache_hits, written, seconds, s.thresholds, agreement)
+
+
+REVIEW_PER_REASON = 6
+
+
+def write_review_sheet(path: Path, items: list[Item], reasons: list[str]) -> Path:
+    """A contact sheet of the source images: a few kept ones, then a few per drop reason (most
+    frequent reason first), so a person can check at a glance what each threshold removed."""
+    from p2d.images import write_image
+    from p2d.sheets import contact_sheet
+
+    groups: dict[str, list[Item]] = {}
+    for it, reason in zip(items, reasons):
+        key = reason.split(":")[0] if reason.startswith("unreadable") else (reason or "kept")
+        groups.setdefault(key, []).append(it)
+    order = ["kept"] + sorted((k for k in groups if k != "kept"), key=lambda k: -len(groups[k]))
+    images, labels = [], []
+    for key in order:
+        for it in groups.get(key, [])[:REVIEW_PER_REASON]:
+            img, _ = decode(it.path)
+            images.append(img if img is not None else np.full((64, 64, 3), 200, np.uint8))
+            labels.append(f"{key} ({len(groups[key])})\n{Path(it.name).name}")
+    write_image(path, contact_sheet(images, labels, cell=112, cols=REVIEW_PER_REASON))
+    return path
 
 
 def _map(jobs: list[tuple], s: RunSettings):
