@@ -22,6 +22,7 @@ module level in this importable module (no lambdas, no closures), so a user's sc
 from __future__ import annotations
 
 import math
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -311,6 +312,7 @@ class TrainBatches:
                 "drawing": _load_all(drawings, cfg, target, progress, "loading drawings"),
             }
         self.dataset = PairedCrops(photos, drawings, cfg, cache)
+        self._batches = EpochBatches(0, len(self.dataset), cfg.train.batch_size)
         self._loader: DataLoader | None = None
 
     @staticmethod
@@ -326,17 +328,21 @@ class TrainBatches:
 
     def epoch(self, epoch: int, start_step: int = 0):
         """(photo, drawing) batches for steps start_step.. of `epoch` (0-based epoch index)."""
-        batches = EpochBatches(epoch, len(self.dataset), self.cfg.train.batch_size, start_step)
+        batches = self._batches  # one object, so persistent workers see each epoch's positions
+        batches.epoch, batches.start = epoch, start_step
         plan = self.dataset.plan(epoch)
         if self.workers:
-            loader = DataLoader(
-                self.dataset,
-                batch_sampler=batches,
-                num_workers=self.workers,
-                multiprocessing_context="spawn",
-                pin_memory=self.device.type == "cuda",
-            )
-            source = iter(loader)
+            if self._loader is None:
+                self._loader = DataLoader(
+                    self.dataset,
+                    batch_sampler=batches,
+                    num_workers=self.workers,
+                    multiprocessing_context="spawn",
+                    persistent_workers=True,  # start the processes once, not every epoch
+                    worker_init_fn=ignore_ctrl_c,
+                    pin_memory=self.device.type == "cuda",
+                )
+            source = iter(self._loader)
         else:
             source = (_stack([self.dataset[k] for k in keys]) for keys in batches)
         for keys, (photo, drawing) in zip(batches, source):
@@ -344,6 +350,12 @@ class TrainBatches:
             photo = photo.to(self.device, non_blocking=True)
             drawing = drawing.to(self.device, non_blocking=True)
             yield augment(photo, plan.augment[positions, 0]), augment(drawing, plan.augment[positions, 1])
+
+
+def ignore_ctrl_c(worker_id: int) -> None:
+    """Workers ignore SIGINT: a terminal's Ctrl-C reaches every process of the group, and the
+    main process handles it (it finishes the step and saves `latest`, which needs live workers)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _stack(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:

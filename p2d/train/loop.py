@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from p2d.errors import P2DError, RecipeError
+from p2d.errors import ManifestError, P2DError, RecipeError
 from p2d.images import atomic_path, write_image, write_text_atomic
 from p2d.manifest import manifest_hash
 from p2d.train.config import TrainConfig, apply_overrides, config_from_dict, load_recipe
@@ -299,7 +299,7 @@ def resolve_config(manifest: Path, recipe: Path | str | None = None, **overrides
     recipe_path = Path(recipe) if recipe else manifest.with_suffix(".toml")
     if recipe is None and not recipe_path.is_file():
         raise RecipeError(
-            f"no recipe for {manifest}: write {recipe_path} (see p2d/recipes/tiny.toml for every key) "
+            f"no recipe for {manifest}: write {recipe_path} (p2d/recipes/tiny.toml is an example) "
             "or pass --recipe PATH"
         )
     return apply_overrides(load_recipe(recipe_path), **overrides)
@@ -328,6 +328,8 @@ def train(
     """
     # ---- config
     manifest = Path(manifest)
+    if not manifest.is_file():
+        raise ManifestError(f"manifest {manifest} not found: build one with a curate command or `p2d manifest build`")
     cfg = resolve_config(
         manifest, recipe, train__epochs=epochs, train__seed=seed, speed__precision=precision,
         speed__channels_last=channels_last, speed__gpu_dataset=gpu_dataset, speed__compile=compile,
@@ -350,7 +352,7 @@ def train(
         _check_resumable(config_from_dict(state["recipe"], source=str(latest)), cfg, run)
     elif latest.is_file():
         raise P2DError(f"{run} already holds a run: pass --resume to continue it, or --out NEW_FOLDER")
-    manifest_sha = manifest_hash(manifest) if manifest.is_file() else ""
+    manifest_sha = manifest_hash(manifest)
 
     # ---- data
     rows = training_rows(manifest)
@@ -426,6 +428,8 @@ def train(
         }
 
     # ---- loop
+    if start_epoch >= t.epochs:
+        console.print(f"{run} is already trained to epoch {start_epoch}: raise --epochs to train further")
     with _StopFlag() as flag, progress() as bar:
         for epoch in range(start_epoch, t.epochs):
             number = epoch + 1
