@@ -46,6 +46,7 @@ def main() -> None:
         write_celeba_folder(root, variants, faces, nonfaces, layout="txt")
     console.print(f"CelebA-shaped folder: {args.n} images of 178x218 in {root} ({time.perf_counter() - t0:.1f} s to build)")
 
+    stage_rows = stage_costs(sorted((root / "img_align_celeba").iterdir())[:100])
     common = dict(drop_smiles=True, drop_outliers=True)
     runs = [
         ("fast path, 1 worker", dict(detect=False, workers=1), "fast1"),
@@ -82,11 +83,48 @@ def main() -> None:
     fast, full = results["fast2"], results["full2"]
     console.print(f"fast / full speed-up: {results['fast1'].images_per_s / results['full1'].images_per_s:.1f}x (1 worker), "
                   f"{fast.images_per_s / full.images_per_s:.1f}x ({args.workers} workers); target >= 8x")
+    console.print(table("cost of each stage, one process (ms per image, median of 100)", ["stage", "ms"], stage_rows))
     cpu_fast, cpu_full = rows[0][4], rows[2][4]
     console.print(f"fast / full in CPU time per image: {cpu_full / cpu_fast:.1f}x")
     console.print(f"fast path with {args.workers} workers: {fast.images_per_s:.0f} images/s; target >= 400")
     console.print(f"cached re-run: {cached.seconds:.2f} s = {100 * cached.seconds / fast.seconds:.1f}% of the first run; target <= 10%")
     console.print(f"manifest identical for 1 and {args.workers} workers: fast {same_fast}, full {same_full}")
+
+
+def stage_costs(files: list[Path]) -> list[tuple[str, float]]:
+    """Median milliseconds of each step of the pipeline, measured one image at a time."""
+    import statistics
+
+    import cv2
+
+    from p2d.curate.align import CELEBA_HOG_BOX, center_crop_square, resize_square
+    from p2d.curate.hashing import phash_hex
+    from p2d.curate.pipeline import PNG_OPTIONS, decode, shared_models
+    from p2d.faces import landmark_features
+
+    models = shared_models()
+    models.predictor, models.hog
+    images = [decode(f)[0] for f in files]
+    crops = [resize_square(center_crop_square(im), 128) for im in images]
+    points = [models.landmarks(im, CELEBA_HOG_BOX) for im in images]
+    stages = {
+        "decode JPEG (OpenCV)": lambda i: decode(files[i]),
+        "dlib HOG detector, upsample 1": lambda i: models.detect_hog(images[i], 1),
+        "dlib 68-point shape predictor": lambda i: models.landmarks(images[i], CELEBA_HOG_BOX),
+        "landmark features": lambda i: landmark_features(points[i]),
+        "centre crop + resize to 128": lambda i: resize_square(center_crop_square(images[i]), 128),
+        "PNG encode": lambda i: cv2.imencode(".png", crops[i], PNG_OPTIONS),
+        "phash": lambda i: phash_hex(crops[i]),
+    }
+    rows = []
+    for name, fn in stages.items():
+        times = []
+        for i in range(len(files)):
+            t = time.perf_counter()
+            fn(i)
+            times.append(1000 * (time.perf_counter() - t))
+        rows.append((name, round(statistics.median(times), 2)))
+    return rows
 
 
 def _cpu_seconds() -> float:
