@@ -228,6 +228,26 @@ def test_without_annotation_files_the_aligned_geometry_is_used(celeba, tmp_path)
         curate_celeba(celeba.bare, tmp_path / "o4", drop_smiles=True, smile_source="attr")
 
 
+def test_unaligned_images_without_landmark_file_are_detected(celeba, tmp_path):
+    # In-the-wild photos (not CelebA's aligned 178x218 crops): the fixed geometry would be wrong.
+    wild = tmp_path / "wild" / "img_align_celeba"
+    wild.mkdir(parents=True)
+    for name in (NEUTRAL[0], SMILING[0]):
+        img = Image.open(celeba.bare / "img_align_celeba" / name)
+        canvas = Image.new("RGB", (400, 260), (128, 128, 128))
+        canvas.paste(img, (150, 20))
+        canvas.save(wild / name, quality=92)
+    r = curate_celeba(wild.parent, tmp_path / "out", **OUTLIERS)
+    assert any("detecting faces" in n for n in r.notes)
+    assert set(r.rows["detector"]) == {"hog:up1"} and r.rows["n_faces"].tolist() == [1, 1]
+    assert by_id(r.rows)[SMILING[0]]["reason"] == "smile" and by_id(r.rows)[NEUTRAL[0]]["keep"]
+    # ...and the kept face is framed from its landmarks, not cut from the canvas centre.
+    framed = np.asarray(Image.open(r.out_dir / "images" / NEUTRAL[0].replace(".jpg", ".png")), dtype=float)
+    aligned = Image.open(celeba.bare / "img_align_celeba" / NEUTRAL[0]).convert("RGB")
+    centre = np.asarray(aligned.crop((0, 20, 178, 198)).resize((128, 128), Image.BILINEAR), dtype=float)
+    assert np.abs(framed - centre).mean() < 8  # a centre cut of the canvas would differ by ~77
+
+
 # ------------------------------------------------------------------ selection options
 
 

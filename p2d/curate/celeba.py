@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from p2d.curate.align import CELEBA_HEIGHT, CELEBA_WIDTH
 from p2d.curate.filters import Thresholds
 from p2d.curate.pipeline import Item, RunResult, RunSettings, run
 from p2d.errors import P2DError
@@ -257,6 +258,24 @@ def select(
     return items, ann
 
 
+def _first_image_size(items: list[Item]) -> tuple[int, int] | None:
+    """(width, height) of the first selected image that opens (header only)."""
+    from PIL import Image
+
+    for it in items[:20]:
+        try:
+            with Image.open(it.path) as img:
+                return img.size
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _aligned_shape(width: int, height: int) -> bool:
+    """CelebA's aligned aspect ratio (178:218), at any scale, within 3%."""
+    return abs(width / height - CELEBA_WIDTH / CELEBA_HEIGHT) <= 0.03 * CELEBA_WIDTH / CELEBA_HEIGHT
+
+
 def curate_celeba(
     root: Path | str | None = None,
     out: Path | str | None = None,
@@ -285,14 +304,23 @@ def curate_celeba(
     check_output_dir(layout.images_dir, out_dir)
     items, _ = select(layout, first=first, partition=partition, exclude_attrs=tuple(exclude_attrs),
                       use_landmarks=not detect, need_attrs=drop_smiles and smile_source == "attr")
+    notes = [f"CelebA at {layout.root} ({layout.kind} layout; images in {layout.images_dir})"]
+    shape = _first_image_size(items)
+    crop = "center"
+    if not detect and "landmarks" not in layout.files and shape and not _aligned_shape(*shape):
+        # Without CelebA's landmark file the fast path assumes the aligned 178x218 geometry; these
+        # are not aligned crops (e.g. img_celeba, the in-the-wild images), so find the faces instead.
+        detect, crop = True, "frame"
+        notes.append(f"images are {shape[0]}x{shape[1]}, not CelebA's aligned 178x218: detecting faces "
+                     "and framing them like CelebA's aligned faces")
     settings = RunSettings(
-        out_dir=out_dir, source=source, mode="detect" if detect else "fast", crop="center", size=size,
+        out_dir=out_dir, source=source, mode="detect" if detect else "fast", crop=crop, size=size,
         fmt=fmt, thresholds=thresholds or Thresholds(), drop_smiles=drop_smiles,
         drop_outliers=drop_outliers, smile_source=smile_source, upsample=upsample, workers=workers,
         models_dir=models_dir,
     )
     result = run(items, settings, title="celeba")
-    result.notes = [f"CelebA at {layout.root} ({layout.kind} layout; images in {layout.images_dir})"]
+    result.notes = notes
     if detect:
         result.notes.append(f"full detection: dlib HOG (upsample {upsample}) on every image")
     elif "landmarks" in layout.files:
