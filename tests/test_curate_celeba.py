@@ -282,6 +282,9 @@ def test_full_detection_path_counts_faces(celeba, tmp_path):
     assert rows[TWO_FACES]["reason"] == "multi_face" and rows[TWO_FACES]["n_faces"] == 2
     assert rows[NEUTRAL[0]]["keep"] and rows[NEUTRAL[0]]["detector"] == "hog:up1"
     assert rows[NEUTRAL[0]]["n_faces"] == 1
+    # Another --upsample is another analysis: the cache does not hand back the old one.
+    up0 = curate_celeba(celeba.official, tmp_path / "out", detect=True, upsample=0, first=2)
+    assert up0.analyzed == 2 and set(up0.rows["detector"]) == {"hog:up0"}
     # Detection and the fast path measure the same faces alike.
     fast = curate_celeba(celeba.official, tmp_path / "fast", first=9)
     for name in NEUTRAL + SMILING:
