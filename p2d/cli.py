@@ -454,8 +454,8 @@ def evaluate_cmd(
     if result.best_epoch is None:
         console.print("[bold yellow]no epoch passes the structure/identity gates[/]: loosen the tolerances to compare")
     else:
-        console.print(f"[bold green]suggested best epoch: {result.best_epoch}[/] (lowest KID among epochs that keep "
-                      f"the face; see the rule column). Wrote {result.csv_path}")
+        console.print(f"[bold green]suggested best epoch: {result.best_epoch}[/] ({why[result.best_epoch]}). "
+                      f"Wrote {result.csv_path}")
 
 # ----------------------------------------------------------------------------- demo, report (issue 5)
 
