@@ -427,12 +427,15 @@ def evaluate_cmd(
     rule = BestEpochRule(face_found_drop, landmark_rise_iod, identity_rise)
     print_thresholds(**{k: v for k, v in vars(settings).items()}, **vars(rule))
     result = evaluate_run(run, parse_epochs(epochs), device, settings, rule, models_dir, recompute)
-    columns = [
-        ("epoch", "epoch"), ("face_found_drawing", "face found"), ("landmark_nme", "landmark err"),
-        ("smile_drift", "smile drift"), ("identity_drawing", "id drawing"), ("identity_cycle", "id cycle"),
-        ("cycle_l1_photo", "cycle photo"), ("cycle_l1_drawing", "cycle drawing"),
-        ("kid_drawing", "KID drawing"), ("kid_photo", "KID photo"), ("brightness_gap_drawing", "brightness"),
-    ]
+    # Three narrow tables rather than one wide one: each fits an 80-column terminal.
+    groups = {
+        "structure and identity (photo -> drawing)": [
+            ("face_found_drawing", "face found"), ("landmark_nme", "landmark err"), ("smile_drift", "smile drift"),
+            ("identity_drawing", "id drawing"), ("identity_cycle", "id cycle")],
+        "cycle error and realism": [
+            ("cycle_l1_photo", "cycle photo"), ("cycle_l1_drawing", "cycle drawing"),
+            ("kid_drawing", "KID drawing"), ("kid_photo", "KID photo"), ("brightness_gap_drawing", "brightness")],
+    }
     why = dict(zip(result.why["epoch"], result.why["why"]))
 
     def cell(row, col):
@@ -440,13 +443,15 @@ def evaluate_cmd(
         if value != value:  # NaN: not measurable (no face found, too few images for KID)
             return "–"
         if col.startswith("kid_"):
-            return f"{value:.4f} ± {row[col + '_std']:.4f}"
-        return int(value) if col == "epoch" else float(value)
+            return f"{value:.3g} ± {row[col + '_std']:.2g}"
+        return float(value)
 
-    rows = [[cell(r, c) for c, _ in columns] + [why[int(r["epoch"])]] for _, r in result.table.iterrows()]
     first = result.table.iloc[0]
-    title = f"{run}: {int(first['n_photos'])} test photos, {int(first['n_drawings'])} test drawings"
-    console.print(table(title, [label for _, label in columns] + ["best-epoch rule"], rows))
+    console.print(f"{run}: {int(first['n_photos'])} test photos, {int(first['n_drawings'])} test drawings")
+    for title, columns in groups.items():
+        rows = [[int(r["epoch"])] + [cell(r, c) for c, _ in columns] for _, r in result.table.iterrows()]
+        console.print(table(title, ["epoch"] + [label for _, label in columns], rows))
+    console.print(table("best-epoch rule", ["epoch", "verdict"], [(int(e), why[int(e)]) for e in result.table["epoch"]]))
     for note in result.skipped:
         console.print(f"[yellow]skipped[/] {note}")
     for gate in result.why.attrs.get("skipped_gates", []):
