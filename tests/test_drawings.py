@@ -15,6 +15,7 @@ from p2d.curate.drawings import (
 )
 from p2d.curate.pad import Pad, border_color, crop_square, pad_image, padded_fraction, parse_pad
 from p2d.errors import P2DError
+from p2d.images import read_image, write_image
 from p2d.manifest import read_manifest, validate
 
 DATA = Path(__file__).parent / "data" / "pd-faces"
@@ -131,6 +132,8 @@ def raw(tmp_path):
     for name in SMALL[:2]:
         shutil.copy(DATA / "drawings" / name, d / name)
     shutil.copy(DATA / "drawings" / SMALL[2], d / "sub" / SMALL[2])  # recursive
+    engine = read_image(DATA / "nonfaces" / "fire_engine_mimooh_01.png")
+    write_image(d / "engine.png", engine[::4, ::4].copy())  # small: the rotated tries stay cheap
     (d / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (d / "empty.jpg").write_bytes(b"")
     return d
@@ -144,7 +147,9 @@ def test_crop_drawings_cli(raw, tmp_path):
     assert validate(df, out / "manifest.csv") == []
     by = {Path(p).name: row for p, row in zip(df["source_path"], df.to_dict("records"))}
     assert by["adult_astrid_graeber_01.png"]["keep"] and by["card_figure_king_nicu_r.png"]["keep"]
-    assert by["happy_woman_dirk_struve_01.png"]["reason"] == "no_face"
+    assert by["engine.png"]["reason"] == "no_face"
+    tilted = by["happy_woman_dirk_struve_01.png"]  # a tilted head: found in a rotated copy
+    assert tilted["keep"] and tilted["found_rotated_deg"] != 0
     assert by["broken.png"]["reason"].startswith("unreadable:")
     assert by["empty.jpg"]["reason"] == "unreadable:empty_file"
     kept = df[df["keep"]]
@@ -171,8 +176,6 @@ def test_hand_boxes_win_and_options(raw, tmp_path):
     row = df[df["source_path"].str.endswith("happy_woman_dirk_struve_01.png")].iloc[0]
     assert row["keep"] and row["detector"] == "hand" and row["width"] == 64
     assert set(df["source"]) == {"mine"} and set(df.loc[df["keep"], "pad"]) == {"edge"}
-    from p2d.images import read_image
-
     crop = read_image(out / row["path"])
     assert crop.shape == (64, 64, 3)
 

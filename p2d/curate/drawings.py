@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from p2d.curate.align import CELEBA_HOG_BOX, CELEBA_SQUARE_TOP, CELEBA_TEMPLATE_5, CELEBA_WIDTH
-from p2d.curate.detect import DETECTORS, DrawingDetector, choose_face
+from p2d.curate.detect import DETECTORS, Candidates, DrawingDetector, choose_with_rotations
 from p2d.curate.hashing import phash_hex
 from p2d.curate.pad import Pad, crop_square
 from p2d.errors import P2DError
@@ -138,9 +138,22 @@ class DrawingsResult:
     notes: list[str] = field(default_factory=list)
 
 
-def _cache_key(path: Path, background: tuple[int, int, int], detectors: tuple[str, ...]) -> str:
+def _cache_key(path: Path, *settings) -> str:
+    """Detections are reused while the file (size, mtime) and the detection settings are unchanged."""
     st = path.stat()
-    return f"{st.st_size}:{st.st_mtime_ns}:{background}:{','.join(detectors)}"
+    return f"{st.st_size}:{st.st_mtime_ns}:{settings!r}"
+
+
+def _candidates_to_json(c: Candidates) -> dict:
+    def boxes(ds):
+        return [[d.x, d.y, d.w, d.h, d.detector, d.score] for d in ds]
+
+    return {"upright": boxes(c.upright), "rotated": [[a, boxes(ds)] for a, ds in c.rotated.items()]}
+
+
+def _candidates_from_json(data: dict) -> Candidates:
+    return Candidates([Detection(*d) for d in data["upright"]],
+                      {float(a): [Detection(*d) for d in ds] for a, ds in data["rotated"]})
 
 
 def crop_drawings(
@@ -212,21 +225,21 @@ def _one_drawing(path, rel, out, manifest_path, hand, cache, detector, size, fac
     row.update(source_width=w, source_height=h)
     box = match_box(hand, rel)
     if box is not None:
-        face_box, detector_name, score, votes, agreeing = box, "hand", math.nan, 1, "hand"
+        face_box, detector_name, score, votes, agreeing, rotation = box, "hand", math.nan, 1, "hand", 0.0
     else:
-        key = _cache_key(path, background, detector.detectors)
+        key = _cache_key(path, background, detector.detectors, detector.rotations_deg, min_iou, min_votes)
         hit = cache.get(rel)
         if hit and hit["key"] == key:
-            dets = [Detection(*d) for d in hit["candidates"]]
+            found = _candidates_from_json(hit["candidates"])
         else:
-            dets = detector.candidates(image)
-            cache[rel] = {"key": key, "candidates": [[d.x, d.y, d.w, d.h, d.detector, d.score] for d in dets]}
-        face = choose_face(dets, min_iou=min_iou, min_votes=min_votes)
+            found = detector.all_candidates(image, min_iou=min_iou, min_votes=min_votes)
+            cache[rel] = {"key": key, "candidates": _candidates_to_json(found)}
+        face = choose_with_rotations(found, min_iou=min_iou, min_votes=min_votes)
         if face is None:
             row["reason"] = "no_face"
             return row, (image, None, None)
         face_box, detector_name, score = face.box.box, face.box.detector, face.box.score
-        votes, agreeing = face.votes, "+".join(face.detectors)
+        votes, agreeing, rotation = face.votes, "+".join(face.detectors), face.rotation_deg
     points = detector.models.landmarks(image, face_box)
     if landmarks_sane(points, face_box):
         cx, cy, side = square_from_landmarks(points, face_fraction)
@@ -240,6 +253,7 @@ def _one_drawing(path, rel, out, manifest_path, hand, cache, detector, size, fac
         width=size, height=size, phash=phash_hex(crop),
         phash_mirror=phash_hex(np.ascontiguousarray(crop[:, ::-1])), keep=True,
         detector=detector_name, detectors=agreeing, votes=votes, score=round(score, 4),
+        found_rotated_deg=rotation,
         box_x=round(face_box[0], 1), box_y=round(face_box[1], 1), box_w=round(face_box[2], 1),
         box_h=round(face_box[3], 1), centred_on=centred, crop_x=x0, crop_y=y0, crop_side=side_px,
         padded_fraction=round(fraction, 4), pad=str(pad),
@@ -267,7 +281,8 @@ def _write_review(out: Path, rows: list[dict], review: list) -> list[Path]:
             small = draw_box(small, tuple(v * scale for v in square), (0, 90, 255))
             small = draw_box(small, tuple(v * scale for v in box), (255, 0, 0))
             score = "" if r["detector"] == "hand" else f" {r['score']:.2f}"
-            labels.append(f"{name}\n{r['detector']}{score} v{r['votes']}")
+            turn = f" @{r['found_rotated_deg']:+.0f}deg" if r["found_rotated_deg"] else ""
+            labels.append(f"{name}\n{r['detector']}{score} v{r['votes']}{turn}")
         else:
             labels.append(f"{name}\nNO FACE: use --boxes")
         cells.append(small)
