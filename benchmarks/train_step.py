@@ -117,11 +117,13 @@ def main() -> None:
           f"{args.blocks} blocks, {args.channels} channels; {args.warmup} warm-up + {args.steps} timed steps per path")
     with tempfile.TemporaryDirectory() as tmp:
         rows = training_rows(sample_manifest(Path(tmp)))
-        results = [measure(label, rows, cfg, dev, args.steps, args.warmup) for label, cfg in paths]
-    header = ["path", "bf16", "channels_last", "data_on", "compile", "it/s", "images/s", "s/step", "peak_GiB"]
-    print(" | ".join(header))
-    for r in results:
-        print(" | ".join(f"{r[h]:.3f}" if isinstance(r[h], float) else str(r[h]) for h in header))
+        header = ["path", "bf16", "channels_last", "data_on", "compile", "it/s", "images/s", "s/step", "peak_GiB"]
+        print(" | ".join(header), flush=True)
+        results = []
+        for label, cfg in paths:
+            r = measure(label, rows, cfg, dev, args.steps, args.warmup)
+            print(" | ".join(f"{r[h]:.3f}" if isinstance(r[h], float) else str(r[h]) for h in header), flush=True)
+            results.append(r)
     print(f"default / plain speed: {results[1]['it/s'] / results[0]['it/s']:.2f}x")
 
 

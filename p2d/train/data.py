@@ -305,7 +305,7 @@ class TrainBatches:
         cache = None
         if workers == 0:
             target = torch.device("cpu")
-            if device.type == "cuda" and gpu_dataset and self._fits_on_gpu(photos + drawings, cfg):
+            if device.type == "cuda" and gpu_dataset and self._fits_on_gpu(photos + drawings, cfg, device):
                 target, self.where = device, "GPU memory"
             cache = {
                 "photo": _load_all(photos, cfg, target, progress, "loading photos"),
@@ -316,10 +316,10 @@ class TrainBatches:
         self._loader: DataLoader | None = None
 
     @staticmethod
-    def _fits_on_gpu(rows: list[Row], cfg: TrainConfig) -> bool:
+    def _fits_on_gpu(rows: list[Row], cfg: TrainConfig, device: torch.device) -> bool:
         # Estimate from the training size (random-crop rows are somewhat larger; the margin covers it).
         need = len(rows) * cfg.data.channels * cfg.data.size**2 * 2
-        free, _total = torch.cuda.mem_get_info()
+        free, _total = torch.cuda.mem_get_info(device)
         return need < GPU_DATASET_MAX_FRACTION * free
 
     @property
