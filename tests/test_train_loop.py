@@ -15,7 +15,7 @@ from p2d.cli import app
 from p2d.manifest import read_manifest, write_manifest
 from p2d.train.config import load_recipe
 from p2d.train.loop import LOSS_NAMES, list_checkpoints, lr_factor, read_losses, train, write_losses
-from train_helpers import make_manifest
+from train_helpers import TINY_RECIPE, make_manifest
 
 torch.set_num_threads(1)  # a shared 2-core machine: oversubscribed threads are far slower
 runner = CliRunner()
@@ -151,7 +151,7 @@ def fails(args, *fragments):
 
 
 def test_missing_manifest(tmp_path):
-    fails([tmp_path / "nope.csv", "--recipe", "p2d/recipes/tiny.toml", "--out", tmp_path / "r"], "not found")
+    fails([tmp_path / "nope.csv", "--recipe", TINY_RECIPE, "--out", tmp_path / "r"], "not found")
 
 
 def test_invalid_manifest(manifest, tmp_path):
