@@ -412,6 +412,11 @@ def train(
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resumed": bool(state),
     }
     write_text_atomic(run / "run.json", json.dumps(info, indent=2) + "\n")
+    console.print(
+        f"training {manifest.name} -> {run}: {info['photos_train']} photos, {info['drawings_train']} drawings, "
+        f"{steps} steps an epoch; {info['device_name']}, {'bf16' if bf16 else 'fp32'}, images in {batches.where}; "
+        f"cycle weights {cfg.cycle_weights}, identity {t.identity_weight}, lr {t.lr} decaying from epoch {t.decay_from_epoch}"
+    )
     writer = _tensorboard(run, cfg.speed.tensorboard)
 
     def checkpoint(epoch_done: int, step_in_epoch: int, epoch_seconds: float) -> dict:
