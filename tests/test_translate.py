@@ -127,3 +127,18 @@ def test_bad_run_and_inputs(gray_run, tmp_path):
 def test_output_inside_the_input_folder_is_refused(gray_run, inputs):
     with pytest.raises(Exception, match="inside the input folder"):
         translate(gray_run, [inputs], to="drawing", out=inputs / "out")
+
+
+class _RunsCode:
+    """An object whose unpickling would call a function: what weights_only=True must refuse."""
+
+    def __reduce__(self):
+        return (print, ("this ran while loading",))
+
+
+def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
+    evil = tmp_path / "evil.pt"
+    torch.save({"recipe": {}, "models": {}, "payload": _RunsCode()}, evil)
+    with pytest.raises(Exception, match="cannot be loaded safely"):
+        load_generators(evil)
+    assert "this ran while loading" not in capsys.readouterr().out
