@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 from p2d.errors import P2DError
@@ -26,7 +27,8 @@ class _Group(TyperGroup):
         except P2DError as exc:
             if os.environ.get(DEBUG_ENV):
                 raise
-            console.print(f"[bold red]error:[/] {exc}")
+            # escape: messages name recipe tables like [model], which rich would take for markup
+            console.print(f"[bold red]error:[/] {escape(str(exc))}")
             raise typer.Exit(1) from None
 
 

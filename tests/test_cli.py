@@ -53,3 +53,11 @@ def test_error_is_clean_and_debug_shows_traceback(tmp_path, monkeypatch):
     result = runner.invoke(app, ["--debug", "manifest", "check", missing])
     assert result.exit_code == 1
     assert type(result.exception).__name__ == "ManifestError"
+
+
+def test_error_text_in_brackets_is_kept(tmp_path):
+    missing = tmp_path / "[model]" / "none.csv"
+    result = runner.invoke(app, ["manifest", "check", str(missing)], terminal_width=400)
+    assert result.exit_code == 1
+    # rich would take "[model]" for markup and drop it: the message must reach the user whole
+    assert "[model]" in result.output
