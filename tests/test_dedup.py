@@ -52,6 +52,15 @@ def test_group_labels_and_keepers():
     assert keepers[3] == 3 and keepers[4] == 4
 
 
+def test_popcount_byte_table_matches_builtin():
+    from p2d.curate import dedup
+
+    x = np.array([0, 1, 2**64 - 1, 0x8000000000000001, 0xF0F0], dtype=np.uint64)
+    expected = [0, 1, 64, 2, 8]
+    assert dedup.popcount(x).tolist() == expected
+    assert dedup._BYTE_BITS[x.view(np.uint8)].reshape(5, 8).sum(axis=1).tolist() == expected
+
+
 def test_hex_to_uint64():
     assert hex_to_uint64(["ffffffffffffffff", "0000000000000001"]).tolist() == [2**64 - 1, 1]
 

@@ -33,6 +33,17 @@ def hex_to_uint64(hashes) -> np.ndarray:
     return np.array([int(h, 16) for h in hashes], dtype=np.uint64)
 
 
+_BYTE_BITS = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+def popcount(x: np.ndarray) -> np.ndarray:
+    """Set bits per uint64 (numpy >= 2 has it built in; older numpy counts byte by byte)."""
+    x = np.ascontiguousarray(x, dtype=np.uint64)
+    if hasattr(np, "bitwise_count"):
+        return np.bitwise_count(x)
+    return _BYTE_BITS[x.view(np.uint8)].reshape(*x.shape, 8).sum(axis=-1, dtype=np.uint8)
+
+
 def _masks(width: int, radius: int) -> np.ndarray:
     """Every `width`-bit mask with at most `radius` bits set."""
     out = [0]
@@ -70,7 +81,7 @@ def near_pairs(hashes: np.ndarray, mirrors: np.ndarray | None = None, max_hammin
             qi = np.repeat(hit, c)
             offsets = np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
             di = order[np.repeat(starts[probe[hit]], c) + offsets]
-            close = np.bitwise_count(q[qi] ^ db[di]) <= max_hamming
+            close = popcount(q[qi] ^ db[di]) <= max_hamming
             a, b = qi[close], owner[di[close]]
             keep = a != b
             found.append(np.stack([np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])], axis=1))
