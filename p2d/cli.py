@@ -37,7 +37,6 @@ app = typer.Typer(
     help="p2d: curate face photos and drawings, train a CycleGAN between them, translate.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
-    rich_markup_mode=None,
 )
 curate_app = typer.Typer(cls=_Group, help="Curate a photo source into a manifest.", no_args_is_help=True)
 manifest_app = typer.Typer(cls=_Group, help="Check and build manifests.", no_args_is_help=True)
@@ -346,19 +345,21 @@ def manifest_build_cmd(
 def train_cmd(
     manifest: Annotated[Path, typer.Argument(help="Experiment manifest CSV; its recipe is the .toml beside it.")],
     recipe: Annotated[Path | None, typer.Option(help="Recipe TOML (default: MANIFEST with .toml).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Override [train] epochs.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Override the recipe's train.epochs.")] = None,
     device: Annotated[str, typer.Option(help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N.")] = "auto",
     out: Annotated[Path | None, typer.Option(help="Run folder (default: runs/<manifest stem>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from checkpoints/latest.pt.")] = False,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps in total (saves latest).")] = None,
-    seed: Annotated[int | None, typer.Option(help="Override [train] seed.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Override the recipe's train.seed.")] = None,
     precision: Annotated[str | None, typer.Option(help="auto (bf16 on CUDA cards that have it), bf16 or fp32.")] = None,
     channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="NHWC layout on CUDA.")] = None,
     gpu_data: Annotated[bool | None, typer.Option("--gpu-data/--no-gpu-data", help="Hold the images on the GPU as uint8 (CUDA).")] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the networks.")] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader processes decoding from disk (0: decode once into memory).")] = None,
 ):
-    """Train a CycleGAN (photo <-> drawing) on a manifest; checkpoints, samples and losses go to the run folder.
+    """Train a CycleGAN (photo <-> drawing) on a manifest and its recipe.
+
+    Checkpoints, sample grids and losses go to the run folder.
 
     Example: p2d train manifests/exp4.csv --epochs 30 --out runs/exp4
     """
@@ -417,7 +418,9 @@ def evaluate_cmd(
     models_dir: Annotated[Path | None, typer.Option(help="Folder with dlib model files (default: face_recognition_models).")] = None,
     recompute: Annotated[bool, typer.Option("--recompute", help="Measure again epochs already in evaluate.csv.")] = False,
 ):
-    """Measure every saved epoch (structure, identity, smile drift, cycle error, KID) on the
+    """Measure each saved epoch and suggest the best one.
+
+    Measures structure, identity, smile drift, cycle error and KID on the
     manifest's test rows, write RUN/evaluate.csv and suggest the best epoch.
 
     Example: p2d evaluate runs/exp4 --epochs 20,25,30
@@ -471,7 +474,9 @@ def evaluate_cmd(
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's data, run and report.")] = Path("p2d-demo"),
 ):
-    """Run the whole workflow on the bundled public-domain samples: curate, crop, scale, build,
+    """Run the whole workflow on the bundled samples (start here).
+
+    Runs it on the bundled public-domain samples: curate, crop, scale, build,
     train briefly on the CPU, translate, evaluate and report (a few minutes on 2 cores).
 
     Example: p2d demo --out p2d-demo
@@ -496,7 +501,9 @@ def report_cmd(
     epochs: Annotated[str, typer.Option(help="Epochs to show in the sample strips, e.g. 30,35,40-50 (default: the saved ones).")] = "",
     max_epochs: Annotated[int, typer.Option(help="Show at most this many epochs per strip (spread evenly, last kept).")] = 12,
 ):
-    """Write one HTML page (PNGs beside it, opens offline) with loss and evaluation curves, every
+    """Write an offline HTML report of one or more runs.
+
+    One HTML page (PNGs beside it, opens offline) with loss and evaluation curves, every
     test image as a strip across epochs, and the recipes, showing the keys that differ.
 
     Example: p2d report runs/exp4 runs/exp6 --out runs/compare.html

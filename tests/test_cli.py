@@ -41,6 +41,14 @@ def test_each_command_help_has_a_real_example(argv):
     result = runner.invoke(app, [*argv, "--help"], terminal_width=200)
     assert result.exit_code == 0, result.output
     assert f"Example: p2d {' '.join(argv)}" in " ".join(result.output.split())
+    assert "\\[" not in result.output  # no escaped markup leaking into help texts
+
+
+def test_each_command_has_a_one_line_summary():
+    root = typer.main.get_command(app)
+    for name, cmd in root.commands.items():
+        first = (cmd.help or "").strip().split("\n\n")[0]
+        assert first and "\n" not in first.strip(), f"{name}: first help paragraph must be one line"
 
 
 def test_error_is_clean_and_debug_shows_traceback(tmp_path, monkeypatch):
