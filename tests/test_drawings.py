@@ -75,6 +75,21 @@ def test_crop_square_padding_and_size():
     assert (crop[:, :20] == 255).all()  # padded with the white background
 
 
+@pytest.mark.parametrize("mode", ["edge", "reflect", "inpaint", "color"])
+def test_crop_square_every_pad_mode(mode):
+    img = np.zeros((60, 60, 3), np.uint8)
+    img[:, :30] = 200  # left half light, right half dark
+    pad = Pad(mode, (0, 0, 255) if mode == "color" else None)
+    crop, frac, _ = crop_square(img, 0, 30, 60, 32, pad)  # half of the square lies left of the image
+    assert crop.shape == (32, 32, 3) and frac == pytest.approx(0.5)
+    left = crop[:, :12].reshape(-1, 3).mean(axis=0)
+    expected = {"edge": 200, "reflect": 200, "inpaint": 200, "color": None}[mode]
+    if expected is None:
+        assert left.tolist() == pytest.approx([0, 0, 255], abs=1)
+    else:
+        assert left == pytest.approx([expected] * 3, abs=25)  # continues the light edge
+
+
 def test_square_from_box_matches_celeba_framing():
     # CelebA's HOG box in its 178x178 square reproduces that square.
     cx, cy, side = square_from_box((47, 74, 83, 83), CELEBA_FACE_FRACTION)
