@@ -195,14 +195,16 @@ def yaw_deg(points: np.ndarray) -> float:
     frontal face has L == R; turned by yaw t, roughly (L - R) / (L + R) = sin(t). Positive: the
     nose points to the image right. Good to ~10 degrees; enough to drop profiles and half-profiles.
     """
-    p = _upright(points)
+    return _yaw_upright(_upright(points))
+
+
+def _yaw_upright(p: np.ndarray) -> float:
     left = p[30, 0] - p[0, 0]
     right = p[16, 0] - p[30, 0]
     total = left + right
     if total <= 1e-9:
         return 90.0
-    ratio = float(np.clip((left - right) / total, -1.0, 1.0))
-    return math.degrees(math.asin(ratio))
+    return math.degrees(math.asin(float(np.clip((left - right) / total, -1.0, 1.0))))
 
 
 def mouth_width_ratio(points: np.ndarray) -> float:
@@ -234,12 +236,21 @@ def face_box(points: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def landmark_features(points: np.ndarray) -> dict[str, float]:
-    """The per-face numbers curation stores in manifests and filters on."""
+    """The per-face numbers curation stores in manifests and filters on.
+
+    Same values as the single-feature functions above, from one upright transform (this runs
+    once per image in curation's hot loop)."""
+    a, b = eye_centers(points)
+    iod = float(np.linalg.norm(b - a))
+    p = _upright(points)
+    yaw = _yaw_upright(p)
+    width = float(np.linalg.norm(p[54] - p[48]))
+    opening = float(max(p[66, 1] - p[62, 1], 0.0))
     return {
-        "smile_score": smile_score(points),
-        "mouth_width": mouth_width_ratio(points),
-        "mouth_open": mouth_open_ratio(points),
-        "yaw_deg": yaw_deg(points),
-        "roll_deg": roll_deg(points),
-        "iod_px": inter_ocular(points),
+        "smile_score": width + opening,
+        "mouth_width": width,
+        "mouth_open": opening,
+        "yaw_deg": yaw,
+        "roll_deg": math.degrees(math.atan2(b[1] - a[1], b[0] - a[0])),
+        "iod_px": iod,
     }

@@ -127,3 +127,17 @@ def test_smiling_photo_scores_higher(models):
 def test_no_face_on_nonface_drawing(models):
     image = read_image(DATA / "nonfaces" / "fire_engine_mimooh_01.png")
     assert models.detect_hog(image, upsample=0) == []
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_landmark_features_match_single_functions(seed):
+    rng = np.random.default_rng(seed)
+    p = _rotate(_template(), rng.uniform(-30, 30)) * rng.uniform(10, 100) + rng.uniform(0, 300, 2)
+    p += rng.normal(0, 0.02 * faces.inter_ocular(p), p.shape)
+    f = faces.landmark_features(p)
+    assert f["smile_score"] == pytest.approx(faces.smile_score(p))
+    assert f["mouth_width"] == pytest.approx(faces.mouth_width_ratio(p))
+    assert f["mouth_open"] == pytest.approx(faces.mouth_open_ratio(p))
+    assert f["yaw_deg"] == pytest.approx(faces.yaw_deg(p))
+    assert f["roll_deg"] == pytest.approx(faces.roll_deg(p))
+    assert f["iod_px"] == pytest.approx(faces.inter_ocular(p))
