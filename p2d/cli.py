@@ -224,6 +224,7 @@ def crop_drawings_cmd(
     detector: Annotated[list[str] | None, typer.Option(help="Detector to use (repeatable): dlib_hog, dlib_cnn, haar_frontal, haar_profile, yunet. Default: all.")] = None,
     min_iou: Annotated[float, typer.Option(help="IoU at which boxes of two detectors are the same face.")] = 0.3,
     min_votes: Annotated[int, typer.Option(help="Detectors that must agree on a weak face.")] = 2,
+    rotate: Annotated[bool, typer.Option(help="Where no face is found upright, also search copies turned 15-45 degrees.")] = True,
 ):
     """Find the face in each drawing, crop it square like CelebA's framing, pad, and review.
 
@@ -236,10 +237,12 @@ def crop_drawings_cmd(
 
     r = crop_drawings(raw, out, size=size, face_fraction=face_fraction, pad=parse_pad(pad),
                       background=_colour(background), boxes=boxes, source=source,
-                      detectors=tuple(detector) if detector else DETECTORS, min_iou=min_iou, min_votes=min_votes)
+                      detectors=tuple(detector) if detector else DETECTORS, min_iou=min_iou, min_votes=min_votes,
+                      rotate=rotate)
     for note in r.notes:
         console.print(f"[yellow]note:[/] {note}")
-    print_thresholds(size=size, face_fraction=face_fraction, pad=pad, min_iou=min_iou, min_votes=min_votes)
+    print_thresholds(size=size, face_fraction=face_fraction, pad=pad, min_iou=min_iou, min_votes=min_votes,
+                     rotate=rotate)
     kept = [x for x in r.rows if x["keep"]]
     counts: dict[str, int] = {}
     for x in r.rows:

@@ -185,12 +185,13 @@ def test_hand_boxes_win_and_options(raw, tmp_path):
     out = tmp_path / "out2"
     r = CliRunner().invoke(app, ["crop-drawings", str(raw), str(out), "--boxes", str(boxes), "--size", "64",
                                  "--pad", "edge", "--source", "mine", "--face-fraction", "0.3",
-                                 "--background", "black", "--detector", "dlib_hog"])
+                                 "--background", "black", "--detector", "dlib_hog", "--no-rotate"])
     assert r.exit_code == 0, r.output
     df = read_manifest(out / "manifest.csv")
     row = df[df["source_path"].str.endswith("happy_woman_dirk_struve_01.png")].iloc[0]
     assert row["keep"] and row["detector"] == "hand" and row["width"] == 64
     assert set(df["source"]) == {"mine"} and set(df.loc[df["keep"], "pad"]) == {"edge"}
+    assert "rotate=False" in r.output and (df.loc[df["keep"], "found_rotated_deg"] == 0).all()
     crop = read_image(out / row["path"])
     assert crop.shape == (64, 64, 3)
 

@@ -168,6 +168,7 @@ def crop_drawings(
     detectors: tuple[str, ...] = DETECTORS,
     min_iou: float = 0.3,
     min_votes: int = 2,
+    rotate: bool = True,
     models: FaceModels | None = None,
     manifest: Path | str | None = None,
     show_progress: bool = True,
@@ -187,7 +188,7 @@ def crop_drawings(
     manifest_path = Path(manifest) if manifest else out / "manifest.csv"
     cache_path = out / CACHE_NAME
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    detector = DrawingDetector(models, detectors=detectors)
+    detector = DrawingDetector(models, detectors=detectors, **({} if rotate else {"rotations_deg": ()}))
     t0 = time.perf_counter()
     rows, review = [], []
     root = raw if raw.is_dir() else raw.parent
