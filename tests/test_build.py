@@ -116,6 +116,16 @@ def test_manifest_build_cli(sources, tmp_path):
     assert read_manifest(other)["path"].str.startswith("../data/").all()
 
 
+def test_missing_file_is_recorded_not_fatal(sources, tmp_path):
+    gone = read_manifest(sources[1]).query("keep")["path"].iloc[0]
+    (sources[1].parent / gone).unlink()
+    shutil.copy(ROOT / "manifests" / "exp4.toml", tmp_path / "r.toml")
+    r = CliRunner().invoke(app, ["manifest", "build", "--recipe", str(tmp_path / "r.toml"), "--from", str(sources[1])])
+    assert r.exit_code == 0, r.output
+    df = read_manifest(tmp_path / "r.csv")
+    assert df.loc[df["path"].str.endswith(gone), "reason"].tolist() == ["unreadable:missing"]
+
+
 def test_build_refuses_invalid_source(sources, tmp_path):
     df = read_manifest(sources[0])
     df.loc[0, "domain"] = "painting"

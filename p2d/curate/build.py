@@ -109,6 +109,9 @@ def build_manifest(
     if dup.any():
         # The same file listed twice (e.g. one manifest given twice): keep the first row.
         df.loc[dup, ["keep", "reason"]] = [False, "listed_twice"]
+    # A kept row whose file is gone is recorded and dropped, not fatal to the whole build.
+    gone = df["keep"].astype(bool).to_numpy() & np.array([not f.is_file() for f in files])
+    df.loc[gone, ["keep", "reason"]] = [False, "unreadable:missing"]
     labels = _LabelView(output, files)
     df, report = dedup_frame(df, files, [labels] * len(df), max_hamming)
     df["split"] = assign_split(df, test_count, test_fraction)
