@@ -52,6 +52,15 @@ def test_count_split_per_domain_and_stable():
     assert moved <= 2 * 5  # at most the new rows displace old ones
 
 
+def test_small_domain_gets_one_test_row():
+    df = pd.concat([frame(6), frame(300, "photo")], ignore_index=True)
+    s = assign_split(df, test_fraction=0.05)
+    assert ((df["domain"] == "drawing") & (s == "test")).sum() == 1  # 0.05 * 6 rounds to none
+    assert 5 < ((df["domain"] == "photo") & (s == "test")).sum() < 30
+    assert (assign_split(frame(1), test_fraction=0.05) == "train").all()  # one row stays for training
+    assert (assign_split(frame(6), test_fraction=0.0) == "train").all()  # asked for none
+
+
 def test_dropped_rows_stay_train():
     df = frame(20)
     df["keep"] = False

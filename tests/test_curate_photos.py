@@ -17,6 +17,7 @@ from p2d.curate.align import (
     CELEBA_HOG_BOX, CELEBA_SQUARE_TOP, CELEBA_TEMPLATE_5, CELEBA_WIDTH, box_from_five, center_crop_square,
     five_points, frame_matrix, similarity_fit, transform_points,
 )
+from p2d.curate.hashing import phash_hex
 from p2d.curate.photos import crop_face, curate_photos, frame_face
 from p2d.curate.pipeline import template_points
 from p2d.errors import P2DError
@@ -143,6 +144,9 @@ def test_curate_photos_frames_filters_and_records(photo_folder, tmp_path):
     assert rows["trip/boy.jpg"]["path"] == "images/trip/boy_jpg.png"
     for row in df[df["keep"]].to_dict("records"):
         assert Image.open(r.out_dir / row["path"]).size == (128, 128)
+        pixels = read_image(r.out_dir / row["path"])
+        assert row["phash"] == phash_hex(pixels)
+        assert row["phash_mirror"] == phash_hex(np.ascontiguousarray(pixels[:, ::-1]))
     # Outliers now, from the cache: the turned head goes.
     again = curate_photos(photo_folder, tmp_path / "out", source="family", drop_smiles=True, drop_outliers=True)
     assert again.analyzed == 0 and again.cache_hits == again.selected

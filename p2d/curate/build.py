@@ -6,7 +6,8 @@ them (`p2d.curate.dedup`); assign the train/test split per domain; validate; wri
 The split is a pure function of each row's content, so it is stable on re-runs and when rows are
 added: each kept row gets a rank u in [0, 1) from SHA-256 of its domain and phash (the path if it
 has no phash). `--test-fraction f`: a row is test when u < f, decided row by row, so adding rows
-never moves an existing row. `--test-count n`: the n lowest-ranked rows of each domain are test;
+never moves an existing row (a domain of 2+ kept rows that would get none gets its lowest-ranked
+row, so every domain has a test image to sample). `--test-count n`: the n lowest-ranked rows of each domain are test;
 adding rows moves at most as many old rows out of test as new rows with a lower rank come in.
 """
 
@@ -46,6 +47,10 @@ def assign_split(df: pd.DataFrame, test_count: int | None = None, test_fraction:
         rows = np.flatnonzero((df["domain"] == domain).to_numpy() & keep)
         if test_fraction is not None:
             chosen = rows[rank[rows] < test_fraction]
+            if len(chosen) == 0 and test_fraction > 0 and len(rows) >= 2:
+                # A small domain would get no test row at all, and training would have nothing
+                # to draw samples from: take its lowest-ranked row (still a pure function of content).
+                chosen = rows[np.argsort(rank[rows], kind="stable")[:1]]
         else:
             chosen = rows[np.argsort(rank[rows], kind="stable")[:test_count]]
         split[chosen] = "test"

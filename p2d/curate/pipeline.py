@@ -263,7 +263,9 @@ class _Worker:
                 data, pixels = encode(crop, s.fmt)
                 write_bytes_atomic(s.out_dir / out_file, data)
                 out = {"name": name, "file": out_file, "size": s.size, "crop": s.crop, "src_sig": sig,
-                       "method": method, "phash": phash_hex(pixels)}
+                       "method": method, "phash": phash_hex(pixels),
+                       # the mirror's hash too, so dedup/build need not read every image again
+                       "phash_mirror": phash_hex(np.ascontiguousarray(pixels[:, ::-1]))}
         return idx, (rec if cached is None else None), reason, out
 
 
@@ -455,6 +457,7 @@ def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Pa
             "width": s.size if kept else None,
             "height": s.size if kept else None,
             "phash": (out or {}).get("phash", "") if kept else "",
+            "phash_mirror": (out or {}).get("phash_mirror", "") if kept else "",
             "keep": kept,
             "reason": reason,
             **it.extra,
