@@ -387,6 +387,7 @@ def translate_cmd(
     crop_faces: Annotated[bool, typer.Option("--crop-faces", help="Frame each face first, as `p2d curate` does for photos.")] = False,
     resize: Annotated[bool, typer.Option("--resize/--no-resize", help="Scale the shorter side to the training size.")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
+    models_dir: _ModelsDir = None,
 ):
     """Translate images with a trained run's generator, keeping file names.
 
@@ -394,7 +395,8 @@ def translate_cmd(
     """
     from p2d.train.translate import translate
 
-    result = translate(run, inputs, to=to, out=out, epoch=epoch, crop_faces=crop_faces, resize=resize, device=device)
+    result = translate(run, inputs, to=to, out=out, epoch=epoch, crop_faces=crop_faces, resize=resize, device=device,
+                       models_dir=models_dir)
     rows = [[str(p), reason] for p, reason in result.skipped]
     if rows:
         console.print(table("skipped", ["image", "reason"], rows))
