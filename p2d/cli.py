@@ -488,13 +488,20 @@ def demo_cmd(
     """
     from p2d.demo import run_demo
 
+    import click
+
     def invoke(argv):
         # The same commands a user types, run in this process; a failing step stops the demo.
+        # Outside standalone mode click returns a failing command's exit code (or raises).
         try:
-            app(list(argv), standalone_mode=False)
+            code = app(list(argv), standalone_mode=False)
         except typer.Exit as stop:
-            if stop.exit_code:
-                raise P2DError(f"demo step `p2d {' '.join(argv)}` failed (see above)") from None
+            code = stop.exit_code
+        except click.ClickException as exc:
+            exc.show()
+            code = exc.exit_code
+        if code:
+            raise P2DError(f"demo step `p2d {' '.join(argv)}` failed (see above)")
 
     run_demo(out, invoke)
 

@@ -41,3 +41,14 @@ def test_demo_runs_the_whole_workflow(tmp_path):
     again = CliRunner().invoke(app, ["demo", "--out", str(out)], terminal_width=200)
     assert again.exit_code == 0, again.output
     assert "--resume" in again.output
+
+
+def test_a_failing_step_stops_the_demo(tmp_path, monkeypatch):
+    import p2d.demo as demo
+
+    # A step whose manifest does not exist: the demo must stop there, not report success.
+    monkeypatch.setattr(demo, "demo_steps", lambda out: [demo.Step("broken", ("train", str(out / "none.csv")))])
+    result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 1
+    assert "demo step `p2d train" in " ".join(result.output.split())
+    assert "demo finished" not in result.output

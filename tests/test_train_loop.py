@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import json
 import os
 import signal
@@ -50,7 +52,8 @@ def reference_run(manifest, tmp_path_factory):
 @pytest.mark.parametrize(
     "epoch, epochs, decay_from, expected",
     [(1, 50, 1, 1.0), (2, 50, 1, 0.98), (50, 50, 1, 0.02), (51, 50, 1, 0.0),
-     (5, 10, 6, 1.0), (6, 10, 6, 1.0), (10, 10, 6, 0.2), (1, 1, 1, 1.0)],
+     (5, 10, 6, 1.0), (6, 10, 6, 1.0), (10, 10, 6, 0.2), (1, 1, 1, 1.0),
+     (4, 3, 4, 1.0)],  # a run cut shorter than its decay start: no division by zero
 )
 def test_lr_factor(epoch, epochs, decay_from, expected):
     assert lr_factor(epoch, epochs, decay_from) == pytest.approx(expected)
@@ -99,6 +102,23 @@ def test_interrupted_and_resumed_run_ends_with_the_same_weights(reference_run, m
     b = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
     assert torch.equal(a["optimizers"]["G"]["state"][0]["exp_avg_sq"], b["optimizers"]["G"]["state"][0]["exp_avg_sq"])
     assert [r["G_total"] for r in read_losses(reference_run)] == [r["G_total"] for r in read_losses(run)]
+
+
+def test_resume_with_more_epochs_uses_the_new_schedule_at_once(reference_run, manifest, tmp_path):
+    run = tmp_path / "longer"
+    shutil.copytree(reference_run, run)
+    # Without --epochs a resume keeps the run's own length (3): nothing is left to train.
+    result = runner.invoke(app, ["train", str(manifest), "--out", str(run), "--resume", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert len(read_losses(run)) == 3
+    # With --epochs 5, epoch 4 trains at lr * lr_factor(4, 5, 1), not at the old schedule's 0.
+    result = runner.invoke(app, ["train", str(manifest), "--out", str(run), "--resume", "--epochs", "5",
+                                 "--max-steps", "10", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    base = state["recipe"]["train"]["lr"]
+    for opt in ("G", "D"):
+        assert state["optimizers"][opt]["param_groups"][0]["lr"] == pytest.approx(base * lr_factor(4, 5, 1))
 
 
 def test_ctrl_c_saves_latest_and_resume_continues(reference_run, manifest, tmp_path):

@@ -61,7 +61,9 @@ def lr_factor(epoch: int, epochs: int, decay_from_epoch: int) -> float:
     straight line that would reach 0 one epoch after the last, so no epoch trains at lr 0."""
     if epoch < decay_from_epoch:
         return 1.0
-    return max(0.0, 1.0 - (epoch - decay_from_epoch) / (epochs - decay_from_epoch + 1))
+    # max(1, ...): a run cut shorter than its decay start (--epochs below decay_from_epoch) must not
+    # divide by zero in its last epoch.
+    return max(0.0, 1.0 - (epoch - decay_from_epoch) / max(1, epochs - decay_from_epoch + 1))
 
 
 def _lr_lambda(epochs_done: int, epochs: int, decay_from_epoch: int) -> float:
@@ -95,14 +97,20 @@ def pick_device(device: str | None) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise P2DError(f"device {device} asked for, but torch sees no CUDA GPU: use --device cpu "
                        "(or install a CUDA build of torch)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise P2DError(f"device {device} asked for, but torch sees {torch.cuda.device_count()} GPU(s): "
+                       f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
     return dev
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
-    """bf16 autocast only on CUDA cards that support it: on the CPU it is usually slower."""
+    """bf16 autocast only on CUDA cards with native bf16 (Ampere, compute capability 8, and newer):
+    on older cards it is emulated, and on the CPU it is usually slower than fp32."""
+    if precision == "bf16" and device.type != "cuda":
+        warnings.warn("bf16 asked for on the CPU: training in fp32 (bf16 is slower there)", stacklevel=2)
     if precision == "fp32" or device.type != "cuda":
         return False
-    supported = torch.cuda.is_bf16_supported()
+    supported = torch.cuda.get_device_capability(device)[0] >= 8
     if precision == "bf16" and not supported:
         warnings.warn("this GPU has no bf16 support: training in fp32", stacklevel=2)
     return supported
@@ -121,7 +129,8 @@ def rng_state() -> dict:
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+        # only the current GPU's: a run resumed on a machine with fewer GPUs must still load
+        state["cuda"] = torch.cuda.get_rng_state()
     return state
 
 
@@ -132,7 +141,8 @@ def set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        cuda_state = state["cuda"]
+        torch.cuda.set_rng_state(cuda_state[0] if isinstance(cuda_state, (list, tuple)) else cuda_state)
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
@@ -349,6 +359,12 @@ def train(
         if not latest.is_file():
             raise P2DError(f"nothing to resume: {latest} does not exist; start without --resume")
         state = load_checkpoint(latest)
+        saved_epochs = int(state["recipe"]["train"]["epochs"])
+        if epochs is None and cfg.train.epochs != saved_epochs:
+            # --resume continues the same training: its length is the checkpoint's unless --epochs says otherwise
+            console.print(f"resuming with the run's epochs = {saved_epochs} (the recipe now says "
+                          f"{cfg.train.epochs}; pass --epochs to change it)")
+            cfg = apply_overrides(cfg, train__epochs=saved_epochs)
         _check_resumable(config_from_dict(state["recipe"], source=str(latest)), cfg, run)
     elif latest.is_file():
         raise P2DError(f"{run} already holds a run: pass --resume to continue it, or --out NEW_FOLDER")
@@ -391,6 +407,11 @@ def train(
         opt_D.load_state_dict(state["optimizers"]["D"])
         sched_G.load_state_dict(state["schedulers"]["G"])
         sched_D.load_state_dict(state["schedulers"]["D"])
+        # The saved lr belongs to the saved schedule; with another --epochs the slope changed, and
+        # LambdaLR would only apply it at the next epoch. Same epochs: the same value as saved.
+        for opt, sched in ((opt_G, sched_G), (opt_D, sched_D)):
+            for group, base in zip(opt.param_groups, sched.base_lrs):
+                group["lr"] = base * schedule(sched.last_epoch)
         for name, pool in pools.items():
             pool.load_state_dict(state["pools"][name], dev)
         start_epoch, start_step, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
