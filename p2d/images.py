@@ -144,10 +144,18 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        # mkstemp makes the file private (0600); outputs get the usual umask-based mode instead
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_bytes_atomic(path: Path | str, data: bytes) -> None:
@@ -184,4 +192,10 @@ def check_output_dir(input_dir: Path | str, output_dir: Path | str) -> None:
         raise P2DError(
             f"output folder {output_dir} is inside the input folder {input_dir}: "
             "choose an output folder outside it (e.g. a sibling folder)"
+        )
+    if out in src.parents:
+        # outputs written under OUT could land on (and replace) source files
+        raise P2DError(
+            f"input folder {input_dir} is inside the output folder {output_dir}: "
+            "choose an output folder beside the input, not above it"
         )

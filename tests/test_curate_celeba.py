@@ -248,6 +248,20 @@ def test_unaligned_images_without_landmark_file_are_detected(celeba, tmp_path):
     assert np.abs(framed - centre).mean() < 8  # a centre cut of the canvas would differ by ~77
 
 
+
+def test_unaligned_image_without_a_face_is_dropped_not_fatal(celeba, tmp_path):
+    # Framing needs landmarks: a faceless image is dropped even without --drop-outliers.
+    wild = tmp_path / "wild" / "img_align_celeba"
+    wild.mkdir(parents=True)
+    img = Image.open(celeba.bare / "img_align_celeba" / NEUTRAL[0])
+    canvas = Image.new("RGB", (400, 260), (128, 128, 128))
+    canvas.paste(img, (150, 20))
+    canvas.save(wild / "000001.jpg", quality=92)
+    Image.new("RGB", (400, 260), (90, 140, 200)).save(wild / "000002.jpg", quality=92)
+    r = curate_celeba(wild.parent, tmp_path / "out")
+    assert sorted(r.rows["reason"].tolist()) == ["", "no_face"]
+
+
 # ------------------------------------------------------------------ selection options
 
 

@@ -148,3 +148,11 @@ def test_unreadable_file_recorded(planted):
 def test_bad_threshold_is_clear(planted):
     r = CliRunner().invoke(app, ["dedup", str(planted[0]), "--max-hamming", "40"])
     assert r.exit_code == 1 and "--max-hamming" in r.output
+
+
+def test_the_same_manifest_twice_is_refused(planted):
+    ma = planted[0]
+    before = ma.read_bytes()
+    r = CliRunner().invoke(app, ["dedup", str(ma), str(ma.parent / "." / ma.name)])
+    assert r.exit_code == 1 and "more than once" in r.output
+    assert ma.read_bytes() == before

@@ -201,3 +201,23 @@ def test_bad_options_are_clear_errors(raw, tmp_path):
     assert r.exit_code == 1 and "--face-fraction" in r.output
     r = CliRunner().invoke(app, ["crop-drawings", str(raw), str(raw / "inside")])
     assert r.exit_code == 1 and "inside the input folder" in r.output
+
+
+def test_boxes_file_with_a_byte_order_mark(tmp_path):
+    f = tmp_path / "excel.csv"
+    f.write_bytes("path,x,y,w,h\r\na.png,1,2,3,4\r\n".encode("utf-8-sig"))  # as spreadsheets save it
+    assert read_boxes(f) == {"a.png": (1.0, 2.0, 3.0, 4.0)}
+
+
+def test_hand_box_outside_the_image_is_recorded_and_the_rest_curated(raw, tmp_path):
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text(f"path,x,y,w,h\n{SMALL[0]},5000,5000,50,50\n")
+    out = tmp_path / "out3"
+    r = CliRunner().invoke(app, ["crop-drawings", str(raw), str(out), "--boxes", str(boxes),
+                                 "--detector", "dlib_hog", "--no-rotate"])
+    assert r.exit_code == 0, r.output
+    df = read_manifest(out / "manifest.csv")
+    by = {Path(p).name: row for p, row in zip(df["source_path"], df.to_dict("records"))}
+    assert by[SMALL[0]]["reason"] == "bad_box:outside_image" and not by[SMALL[0]]["keep"]
+    assert by["card_figure_king_nicu_r.png"]["keep"]
+    assert (out / "review_01.png").is_file()

@@ -159,3 +159,19 @@ def test_output_inside_input_is_refused(tmp_path):
     with pytest.raises(P2DError):
         check_output_dir(tmp_path, tmp_path)
     check_output_dir(tmp_path / "raw", tmp_path / "out")  # siblings are fine
+
+
+def test_input_inside_output_is_refused(tmp_path):
+    with pytest.raises(P2DError, match="inside the output folder"):
+        check_output_dir(tmp_path / "data" / "images", tmp_path / "data")
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_image(tmp_path / "x.png", _gradient())
+    finally:
+        os.umask(old)
+    assert (tmp_path / "x.png").stat().st_mode & 0o777 == 0o644

@@ -138,7 +138,7 @@ def read_annotation(path: Path) -> tuple[list[str], dict[str, list[str]]]:
     rows: dict[str, list[str]] = {}
     try:
         if path.suffix == ".csv":
-            with path.open(newline="", encoding="utf-8") as fh:
+            with path.open(newline="", encoding="utf-8-sig") as fh:
                 reader = csv.reader(fh)
                 header = next(reader, None)
                 if not header or header[0].strip() != "image_id":
@@ -153,7 +153,7 @@ def read_annotation(path: Path) -> tuple[list[str], dict[str, list[str]]]:
                                        "the file is damaged: re-download it or remove it")
                     rows[rec[0].strip()] = [v.strip() for v in rec[1:]]
             return columns, rows
-        with path.open(encoding="utf-8") as fh:
+        with path.open(encoding="utf-8-sig") as fh:
             lines = [ln.split() for ln in fh]
     except UnicodeDecodeError:
         raise P2DError(f"{path} is not a text file: re-download it or remove it") from None
@@ -318,6 +318,8 @@ def curate_celeba(
         fmt=fmt, thresholds=thresholds or Thresholds(), drop_smiles=drop_smiles,
         drop_outliers=drop_outliers, smile_source=smile_source, upsample=upsample, workers=workers,
         models_dir=models_dir,
+        # framing needs landmarks: an image without a face cannot be kept, whatever the filters
+        need_face=crop == "frame",
     )
     result = run(items, settings, title="celeba")
     result.notes = notes

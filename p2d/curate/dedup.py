@@ -217,6 +217,11 @@ def dedup_manifests(manifests: list[Path | str], max_hamming: int = DEFAULT_MAX_
     if not manifests:
         raise P2DError("give at least one manifest: p2d dedup data/drawings/manifest.csv ...")
     paths = [Path(m) for m in manifests]
+    resolved = [p.resolve() for p in paths]
+    twice = sorted({str(p) for p in paths if resolved.count(p.resolve()) > 1})
+    if twice:
+        # its rows would all be duplicates of themselves
+        raise P2DError(f"manifest given more than once: {', '.join(twice)}: name each manifest once")
     frames = [read_manifest(p) for p in paths]
     owner = np.concatenate([np.full(len(f), k) for k, f in enumerate(frames)])
     df = pd.concat(frames, ignore_index=True)

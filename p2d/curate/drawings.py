@@ -98,7 +98,7 @@ def read_boxes(path: Path | str) -> dict[str, tuple[float, float, float, float]]
     if not path.is_file():
         raise P2DError(f"boxes file {path} not found: give a CSV with columns path,x,y,w,h")
     out = {}
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets write a BOM
         reader = csv.DictReader(f)
         missing = {"path", "x", "y", "w", "h"} - set(reader.fieldnames or [])
         if missing:
@@ -201,7 +201,7 @@ def crop_drawings(
             row, thumb = _one_drawing(path, rel, out, manifest_path, hand, cache, detector, size,
                                       face_fraction, pad, background, source, min_iou, min_votes)
             rows.append(row)
-            review.append(thumb)
+            review.append(_thumbnail(thumb))
             bar.update(task, advance=1, status=row["reason"] or row["detector"])
             if i % 20 == 19:  # an interrupted run keeps the detections done so far
                 write_text_atomic(cache_path, json.dumps(cache))
@@ -248,7 +248,12 @@ def _one_drawing(path, rel, out, manifest_path, hand, cache, detector, size, fac
     else:
         cx, cy, side = square_from_box(face_box, face_fraction)
         centred = "box"
-    crop, fraction, (x0, y0, side_px) = crop_square(image, cx, cy, side, size, pad)
+    try:
+        crop, fraction, (x0, y0, side_px) = crop_square(image, cx, cy, side, size, pad)
+    except P2DError:
+        # only a hand box can put the crop wholly outside the image: record it, go on with the rest
+        row["reason"] = "bad_box:outside_image"
+        return row, (image, face_box, None)
     write_image(target, crop)
     row.update(
         width=size, height=size, phash=phash_hex(crop),
@@ -260,6 +265,9 @@ def _one_drawing(path, rel, out, manifest_path, hand, cache, detector, size, fac
         padded_fraction=round(fraction, 4), pad=str(pad),
     )
     return row, (image, face_box, (x0, y0, side_px, side_px))
+
+
+REVIEW_SIDE_PX = 320  # longest side of a drawing on the review sheet
 
 
 def _write_review(out: Path, rows: list[dict], review: list) -> list[Path]:
@@ -275,17 +283,16 @@ def _write_review(out: Path, rows: list[dict], review: list) -> list[Path]:
             cells.append(np.full((64, 64, 3), 200, np.uint8))
             labels.append(f"{name}\n{r['reason']}")
             continue
-        image, box, square = item
-        scale = min(1.0, 320 / max(image.shape[:2]))
-        small = image if scale == 1.0 else _resize(image, scale)
-        if box is not None:
-            small = draw_box(small, tuple(v * scale for v in square), (0, 90, 255))
-            small = draw_box(small, tuple(v * scale for v in box), (255, 0, 0))
+        small, box, square = item
+        if square is not None:
+            small = draw_box(small, square, (0, 90, 255))
+            small = draw_box(small, box, (255, 0, 0))
             score = "" if r["detector"] == "hand" else f" {r['score']:.2f}"
             turn = f" @{r['found_rotated_deg']:+.0f}deg" if r["found_rotated_deg"] else ""
             labels.append(f"{name}\n{r['detector']}{score} v{r['votes']}{turn}")
         else:
-            labels.append(f"{name}\nNO FACE: use --boxes")
+            why = "NO FACE: use --boxes" if r["reason"] == "no_face" else r["reason"]
+            labels.append(f"{name}\n{why}")
         cells.append(small)
     paths = []
     for k in range(0, len(cells), SHEET_CELLS):
@@ -293,6 +300,19 @@ def _write_review(out: Path, rows: list[dict], review: list) -> list[Path]:
         write_image(p, contact_sheet(cells[k:k + SHEET_CELLS], labels[k:k + SHEET_CELLS], cell=200, cols=8))
         paths.append(p)
     return paths
+
+
+def _thumbnail(item, max_side_px: int = REVIEW_SIDE_PX):
+    """What the review sheet needs of one drawing, at most max_side_px wide, with its box and
+    square scaled to match: a batch of large scans must not stay in memory whole until the end."""
+    if item is None:
+        return None
+    image, box, square = item
+    scale = min(1.0, max_side_px / max(image.shape[:2]))
+    small = image if scale == 1.0 else _resize(image, scale)
+    if box is None or square is None:
+        return small, None, None
+    return small, tuple(v * scale for v in box), tuple(v * scale for v in square)
 
 
 def _resize(image: np.ndarray, scale: float) -> np.ndarray:
