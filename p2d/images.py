@@ -49,6 +49,18 @@ def list_images(root: Path | str, recursive: bool = True) -> list[Path]:
     )
 
 
+def output_stems(files: list[Path], root: Path) -> list[str]:
+    """Output names (without extension) that mirror the input tree under `root`. Files that would
+    share a name (`a.jpg` beside `a.png`, or `a.JPG` beside `a.jpg`: the same file on a
+    case-insensitive disk) get their extension added: `a_jpg`, `a_png`."""
+    rel = [f.relative_to(root) if root.is_dir() else Path(f.name) for f in files]
+    stems = [r.with_suffix("").as_posix() for r in rel]
+    seen: dict[str, int] = {}
+    for s in stems:
+        seen[s.lower()] = seen.get(s.lower(), 0) + 1
+    return [s if seen[s.lower()] == 1 else f"{s}_{r.suffix.lstrip('.')}" for s, r in zip(stems, rel)]
+
+
 def _to_8bit(img: Image.Image) -> Image.Image:
     """16- and 32-bit gray images to 8-bit gray by scaling (PIL's convert would clip)."""
     arr = np.asarray(img)

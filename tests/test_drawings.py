@@ -122,6 +122,12 @@ def test_landmarks_sane():
     assert not landmarks_sane(upside_down, (60, 20, 85, 85))
 
 
+def read_boxes_text(folder, rows):
+    f = folder / "rows.csv"
+    f.write_text("path,x,y,w,h\n" + rows)
+    return read_boxes(f)
+
+
 def test_read_and_match_boxes(tmp_path):
     f = tmp_path / "b.csv"
     f.write_text("path,x,y,w,h\ndrawings/a.png,1,2,3,4\nb.png,5,6,7,8\n")
@@ -129,6 +135,9 @@ def test_read_and_match_boxes(tmp_path):
     assert match_box(boxes, "a.png") == (1, 2, 3, 4)
     assert match_box(boxes, "sub/b.png") == (5, 6, 7, 8)
     assert match_box(boxes, "c.png") is None
+    assert match_box(read_boxes_text(tmp_path, "x/1.png,1,1,1,1\ny/1.png,2,2,2,2\n"), "x/1.png") == (1, 1, 1, 1)
+    with pytest.raises(P2DError, match="all match"):
+        match_box(read_boxes_text(tmp_path, "x/1.png,1,1,1,1\ny/1.png,2,2,2,2\n"), "1.png")
     f.write_text("path,x,y,w\na.png,1,2,3\n")
     with pytest.raises(P2DError, match="lacks the column"):
         read_boxes(f)

@@ -15,6 +15,7 @@ from p2d.images import (
     atomic_path,
     check_output_dir,
     list_images,
+    output_stems,
     read_image,
     try_read_image,
     write_image,
@@ -175,3 +176,9 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "x.png").stat().st_mode & 0o777 == 0o644
+
+
+def test_output_stems_keep_colliding_names_apart(tmp_path):
+    files = [tmp_path / "a.jpg", tmp_path / "a.png", tmp_path / "b.png", tmp_path / "sub" / "c.JPG",
+             tmp_path / "sub" / "c.jpg"]
+    assert output_stems(files, tmp_path) == ["a_jpg", "a_png", "b", "sub/c_JPG", "sub/c_jpg"]

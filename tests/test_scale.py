@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from p2d.cli import app
 from p2d.curate.pad import Pad
-from p2d.curate.scale import pad_to_height, scale_to_width
+from p2d.curate.scale import pad_to_height, scale_folder, scale_to_width
 from p2d.images import read_image, write_image
 from p2d.manifest import read_manifest, validate
 
@@ -75,3 +75,15 @@ def test_scale_cli_drops_short_images(raw, tmp_path):
 def test_scale_rejects_width_below_training_size(raw, tmp_path):
     r = CliRunner().invoke(app, ["scale", str(raw), str(tmp_path / "o"), "--width", "64"])
     assert r.exit_code == 1 and "--width 64" in r.output
+
+
+def test_same_name_in_two_formats_gives_two_outputs(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    tall = np.zeros((300, 100, 3), np.uint8)
+    write_image(raw / "a.png", tall)
+    write_image(raw / "a.jpg", tall + 40)
+    r = scale_folder(raw, tmp_path / "out", width_px=32, min_height_px=32)
+    paths = sorted(row["path"] for row in r.rows)
+    assert paths == ["a_jpg.png", "a_png.png"]
+    assert all((tmp_path / "out" / p).is_file() for p in paths)

@@ -25,7 +25,7 @@ from p2d.curate.hashing import phash_hex
 from p2d.curate.pad import Pad, crop_square
 from p2d.errors import P2DError
 from p2d.faces import Detection, FaceModels, eye_centers, inter_ocular, roll_deg
-from p2d.images import check_output_dir, list_images, try_read_image, write_image, write_text_atomic
+from p2d.images import check_output_dir, list_images, output_stems, try_read_image, write_image, write_text_atomic
 from p2d.manifest import new_rows, relative_path, write_manifest
 
 # CelebA framing constants, in units of the crop side (see the module docstring).
@@ -120,10 +120,11 @@ def match_box(boxes: dict[str, tuple], rel: str) -> tuple | None:
     trailing part of it or it of the row path (e.g. `drawings/x.png` for `x.png`)."""
     if rel in boxes:
         return boxes[rel]
-    for key, box in boxes.items():
-        if rel.endswith("/" + key) or key.endswith("/" + rel):
-            return box
-    return None
+    found = [key for key in boxes if rel.endswith("/" + key) or key.endswith("/" + rel)]
+    if len(found) > 1:
+        raise P2DError(f"the --boxes rows {', '.join(found)} all match {rel}: write the path relative "
+                       "to the drawings folder (e.g. artist/1.png) so each row names one drawing")
+    return boxes[found[0]] if found else None
 
 
 # ----------------------------------------------------------------------------- the command
@@ -196,9 +197,9 @@ def crop_drawings(
 
     with progress(transient=not show_progress) as bar:
         task = bar.add_task("crop-drawings", total=len(files), status="")
-        for i, path in enumerate(files):
+        for i, (path, stem) in enumerate(zip(files, output_stems(files, root))):
             rel = path.relative_to(root).as_posix()
-            row, thumb = _one_drawing(path, rel, out, manifest_path, hand, cache, detector, size,
+            row, thumb = _one_drawing(path, rel, out / f"{stem}.png", manifest_path, hand, cache, detector, size,
                                       face_fraction, pad, background, source, min_iou, min_votes)
             rows.append(row)
             review.append(_thumbnail(thumb))
@@ -211,9 +212,8 @@ def crop_drawings(
     return DrawingsResult(manifest_path, rows, sheets, time.perf_counter() - t0, detector.notes)
 
 
-def _one_drawing(path, rel, out, manifest_path, hand, cache, detector, size, face_fraction, pad,
+def _one_drawing(path, rel, target, manifest_path, hand, cache, detector, size, face_fraction, pad,
                  background, source, min_iou, min_votes):
-    target = (out / rel).with_suffix(".png")
     # Dropped rows name the file they would have had, as the other curate commands do.
     row = {"path": relative_path(manifest_path, target), "domain": "drawing", "source": source,
            "split": "train", "crop": "center", "width": "", "height": "", "phash": "", "keep": False,

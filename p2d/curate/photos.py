@@ -18,7 +18,7 @@ from p2d.curate.filters import Thresholds
 from p2d.curate.pipeline import Item, RunResult, RunSettings, detect_faces, run
 from p2d.errors import P2DError
 from p2d.faces import FaceModels
-from p2d.images import check_output_dir, list_images
+from p2d.images import check_output_dir, list_images, output_stems
 
 __all__ = ["crop_face", "frame_face", "curate_photos", "DEFAULT_OUT"]
 
@@ -38,16 +38,6 @@ def crop_face(
         return None, "no_face"
     points = models.landmarks(image, tuple(found[0][:4]))
     return frame_face(image, points, size), None
-
-
-def _output_stems(files: list[Path], root: Path) -> list[str]:
-    """Output names that mirror the input tree; `a.jpg` and `a.png` side by side get `a_jpg`, `a_png`."""
-    rel = [f.relative_to(root) if root.is_dir() else Path(f.name) for f in files]
-    stems = [r.with_suffix("").as_posix() for r in rel]
-    seen: dict[str, int] = {}
-    for s in stems:
-        seen[s] = seen.get(s, 0) + 1
-    return [s if seen[s] == 1 else f"{s}_{r.suffix.lstrip('.').lower()}" for s, r in zip(stems, rel)]
 
 
 def curate_photos(
@@ -78,7 +68,7 @@ def curate_photos(
     root = folder if folder.is_dir() else folder.parent
     items = [
         Item(name=f.relative_to(root).as_posix(), path=f, out_stem=stem)
-        for f, stem in zip(files, _output_stems(files, root))
+        for f, stem in zip(files, output_stems(files, root))
     ]
     settings = RunSettings(
         out_dir=out_dir, source=source, mode="detect", crop="frame", size=size, fmt=fmt,

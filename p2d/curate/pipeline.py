@@ -440,7 +440,16 @@ def _map(jobs: list[tuple], s: RunSettings):
 
 
 def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Path):
-    from p2d.manifest import new_rows, relative_path
+    from p2d.manifest import new_rows
+
+    base = manifest_path.resolve().parent
+    folders: dict[Path, str] = {}  # resolve each source folder once, not each of 200k files
+
+    def source_path(path: Path) -> str:
+        folder = folders.get(path.parent)
+        if folder is None:
+            folder = folders[path.parent] = Path(os.path.relpath(path.parent.resolve(), base)).as_posix()
+        return path.name if folder == "." else f"{folder}/{path.name}"
 
     rows = []
     for it, rec, reason, out in zip(items, recs, reasons, outs):
@@ -461,7 +470,7 @@ def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Pa
             "keep": kept,
             "reason": reason,
             **it.extra,
-            "source_path": relative_path(manifest_path, it.path),
+            "source_path": source_path(Path(it.path)),
             "detector": rec.get("method", ""),
             "n_faces": len(rec["faces"]) if rec.get("method", "").startswith("hog") else None,
             "face_x": box[0], "face_y": box[1], "face_w": box[2], "face_h": box[3],

@@ -18,7 +18,7 @@ import numpy as np
 from p2d.curate.hashing import phash_hex
 from p2d.curate.pad import Pad, pad_image
 from p2d.errors import P2DError
-from p2d.images import check_output_dir, list_images, try_read_image, write_image
+from p2d.images import check_output_dir, list_images, output_stems, try_read_image, write_image
 from p2d.manifest import new_rows, relative_path, write_manifest
 
 SHORT_ACTIONS = ("pad", "drop")
@@ -82,9 +82,8 @@ def scale_folder(
 
     with progress() as bar:
         task = bar.add_task("scale", total=len(files), status="")
-        for path in files:
-            rel = path.relative_to(root).as_posix()
-            target = (out / rel).with_suffix(".png")
+        for path, stem in zip(files, output_stems(files, root)):
+            target = out / f"{stem}.png"
             row = {"path": relative_path(manifest_path, target), "domain": "drawing", "source": source,
                    "split": "train", "crop": "random", "width": "", "height": "", "phash": "",
                    "keep": False, "reason": "", "source_path": relative_path(manifest_path, path)}
