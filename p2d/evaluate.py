@@ -543,8 +543,16 @@ def evaluate_run(
         raise P2DError(f"none of the epochs asked for has a checkpoint; saved epochs: {sorted(saved)}")
 
     csv_path = run / EVALUATE_CSV
-    cached = pd.read_csv(csv_path) if csv_path.is_file() and not recompute else pd.DataFrame()
+    cached = pd.read_csv(csv_path, dtype={"checkpoint_sha256": str, "settings": str}) if csv_path.is_file() and not recompute else pd.DataFrame()
     rows = {int(r["epoch"]): r.to_dict() for _, r in cached.iterrows()} if len(cached) else {}
+    # Rows measured with other settings (another --max-images, KID subsets ...) are not comparable
+    # with this run's: drop them, so evaluate.csv (which `p2d report` ranks) holds one measurement.
+    stale = sorted(e for e, r in rows.items() if r.get("settings") != settings.key() and e not in wanted)
+    for e in stale:
+        del rows[e]
+    if stale:
+        skipped.append(f"epochs {', '.join(map(str, stale))}: measured with other settings earlier; "
+                       "dropped from evaluate.csv (evaluate them again to compare)")
     shas = {e: _file_sha(saved[e]) for e in wanted}
     todo = [e for e in wanted if not (
         e in rows and rows[e].get("checkpoint_sha256") == shas[e] and rows[e].get("settings") == settings.key()
@@ -584,6 +592,8 @@ def evaluate_run(
                     on_epoch(epoch, row)
                 bar.update(task, advance=1)
 
+    if stale and not todo:
+        write_text_atomic(csv_path, pd.DataFrame([rows[e] for e in sorted(rows)]).to_csv(index=False))
     table = pd.DataFrame([rows[e] for e in wanted]).sort_values("epoch").reset_index(drop=True)
     best, why = suggest_best(table, rule)
     return EvaluateResult(table, best, why, csv_path, skipped)

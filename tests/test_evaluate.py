@@ -300,6 +300,11 @@ def test_cli_evaluate_on_a_tiny_run(tiny_run):
     again = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--kid-subsets", "10", "--epochs", "2"])
     assert again.exit_code == 0, again.output
     assert (tiny_run / "evaluate.csv").read_text() == before
+    # other settings for epoch 2 only: epoch 1's row, measured differently, leaves the file
+    third = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--kid-subsets", "5", "--epochs", "2"])
+    assert third.exit_code == 0, third.output
+    assert list(pd.read_csv(tiny_run / "evaluate.csv")["epoch"]) == [2]
+    assert "other settings" in " ".join(third.output.split())
 
 
 def test_cli_evaluate_errors_name_the_fix(tiny_run, tmp_path_factory):

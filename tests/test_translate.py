@@ -142,3 +142,17 @@ def test_a_checkpoint_that_would_run_code_is_refused(tmp_path, capsys):
     with pytest.raises(Exception, match="cannot be loaded safely"):
         load_generators(evil)
     assert "this ran while loading" not in capsys.readouterr().out
+
+
+def test_same_file_name_twice_and_tiny_images_are_skipped_with_reasons(gray_run, inputs, tmp_path):
+    other = tmp_path / "other"
+    write_image(other / "odd.png", np.zeros((40, 40, 3), np.uint8))
+    write_image(tmp_path / "tiny.png", np.zeros((3, 3, 3), np.uint8))
+    out = tmp_path / "drawn"
+    result = runner.invoke(app, ["translate", str(gray_run), str(inputs / "odd.png"), str(other / "odd.png"),
+                                 str(tmp_path / "tiny.png"), "--to", "drawing", "--out", str(out),
+                                 "--no-resize"], terminal_width=300)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["odd.png"]
+    assert Image.open(out / "odd.png").size == (45, 37)  # the first odd.png, not overwritten by the second
+    assert "same output name" in result.output and "too small" in result.output

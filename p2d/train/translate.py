@@ -156,10 +156,16 @@ def translate(
         faces = FaceModels(models_dir)
     result = TranslateResult(config=cfg, checkpoint=ckpt)
     start = time.perf_counter()
+    taken: set[str] = set()
     with progress() as bar:
         task = bar.add_task(f"to {to}", total=len(pairs), status="")
         for src, rel in pairs:
             bar.advance(task)
+            if rel.as_posix().lower() in taken:
+                # a/x.jpg and b/x.jpg given as files would both become OUT/x.jpg
+                result.skipped.append((src, f"same output name as an earlier input: {rel}; translate it on its own"))
+                continue
+            taken.add(rel.as_posix().lower())
             img, reason = try_read_image(src, "RGB")
             if img is not None and faces is not None:
                 img, reason = crop_face(img, faces, size=cfg.data.size)
@@ -170,6 +176,10 @@ def translate(
             img = img[:, :, 0] if img.shape[2] == 1 else img
             if resize:
                 img = scale_to_size(img, cfg.data.size)
+            if min(img.shape[:2]) < 8:
+                # two stride-2 convolutions and reflect padding need a few pixels to work on
+                result.skipped.append((src, f"too small ({img.shape[1]}x{img.shape[0]}): at least 8 px a side"))
+                continue
             dst = out / rel
             write_image(dst, translate_array(generator, img, cfg.data.channels, dev))
             result.written.append(dst)
