@@ -121,6 +121,20 @@ def test_resume_with_more_epochs_uses_the_new_schedule_at_once(reference_run, ma
         assert state["optimizers"][opt]["param_groups"][0]["lr"] == pytest.approx(base * lr_factor(4, 5, 1))
 
 
+def test_resume_past_max_steps_takes_no_step_and_keeps_the_start(reference_run, manifest, tmp_path):
+    run = tmp_path / "again"
+    shutil.copytree(reference_run, run)
+    before = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["global_step"]
+    started = json.loads((run / "run.json").read_text())["started"]
+    result = runner.invoke(app, ["train", str(manifest), "--out", str(run), "--resume", "--epochs", "5",
+                                 "--max-steps", str(before), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "nothing to do" in result.output
+    assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["global_step"] == before
+    info = json.loads((run / "run.json").read_text())
+    assert info["started"] == started and len(info["resumes"]) == 1
+
+
 def test_ctrl_c_saves_latest_and_resume_continues(reference_run, manifest, tmp_path):
     run = tmp_path / "interrupted"
 

@@ -432,6 +432,12 @@ def train(
         "steps_per_epoch": steps, "torch": torch.__version__,
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resumed": bool(state),
     }
+    if state is not None and (run / "run.json").is_file():
+        # keep when and where the run began; add this resume to the list
+        first = json.loads((run / "run.json").read_text())
+        info["resumes"] = first.get("resumes", []) + [{"at": info["started"], "device": info["device"],
+                                                       "global_step": global_step}]
+        info["started"] = first.get("started", info["started"])
     write_text_atomic(run / "run.json", json.dumps(info, indent=2) + "\n")
     console.print(
         f"training {manifest.name} -> {run}: {info['photos_train']} photos, {info['drawings_train']} drawings, "
@@ -456,6 +462,11 @@ def train(
     # ---- loop
     if start_epoch >= t.epochs:
         console.print(f"{run} is already trained to epoch {start_epoch}: raise --epochs to train further")
+    elif max_steps is not None and global_step >= max_steps:
+        console.print(f"{run} has already taken {global_step} steps (--max-steps {max_steps}): nothing to do")
+        if writer is not None:
+            writer.close()
+        return run
     with _StopFlag() as flag, progress() as bar:
         for epoch in range(start_epoch, t.epochs):
             number = epoch + 1
