@@ -156,3 +156,13 @@ def test_the_same_manifest_twice_is_refused(planted):
     r = CliRunner().invoke(app, ["dedup", str(ma), str(ma.parent / "." / ma.name)])
     assert r.exit_code == 1 and "more than once" in r.output
     assert ma.read_bytes() == before
+
+
+def test_duplicate_whose_file_was_deleted_stays_dropped(planted):
+    ma, mb = planted
+    assert CliRunner().invoke(app, ["dedup", str(ma), str(mb)]).exit_code == 0
+    (mb.parent / "resized.png").unlink()  # the user deletes a duplicate's file, then re-runs
+    r = CliRunner().invoke(app, ["dedup", str(ma), str(mb), "--max-hamming", "0"])
+    assert r.exit_code == 0, r.output
+    b = read_manifest(mb).set_index("path")
+    assert b.loc["resized.png", "reason"] == "unreadable:missing" and not b.loc["resized.png", "keep"]

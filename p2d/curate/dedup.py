@@ -146,6 +146,9 @@ def dedup_frame(df: pd.DataFrame, image_paths: list[Path], dup_label: list,
     was_dup = reason.str.startswith("dup_of:")
     df.loc[was_dup, "keep"] = True
     df.loc[was_dup, "reason"] = ""
+    # A duplicate marked earlier may have had its file deleted since: it cannot come back.
+    gone = was_dup.to_numpy() & np.array([not Path(f).is_file() for f in image_paths], dtype=bool)
+    df.loc[gone, ["keep", "reason"]] = [False, "unreadable:missing"]
     keep = df["keep"].astype(bool).to_numpy()
     if "phash_mirror" not in df.columns:
         df["phash_mirror"] = ""
