@@ -16,16 +16,20 @@ import platform
 import resource
 import shutil
 import tempfile
+import sys
 import time
 from pathlib import Path
 
 import p2d
 from p2d.curate.celeba import curate_celeba
-from p2d.curate.celeba_synth import jittered_variants, load_source_faces, write_celeba_folder
 from p2d.curate.filters import Thresholds
 from p2d.faces import FaceModels
 from p2d.images import list_images, read_image
 from p2d.ui import console, table
+
+# The CelebA-shaped fixture builder lives with the tests (it is not part of the package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from celeba_synth import jittered_variants, load_source_faces, write_celeba_folder  # noqa: E402
 
 
 def main() -> None:
@@ -98,7 +102,7 @@ def stage_costs(files: list[Path]) -> list[tuple[str, float]]:
 
     import cv2
 
-    from p2d.curate.align import CELEBA_HOG_BOX, center_crop_square, resize_square
+    from p2d.framing import CELEBA_HOG_BOX, center_crop_square, resize_square
     from p2d.curate.hashing import phash_hex
     from p2d.curate.pipeline import PNG_OPTIONS, decode, shared_models
     from p2d.faces import landmark_features

@@ -13,8 +13,8 @@ import numpy as np
 from PIL import Image
 
 from p2d import evaluate as ev
-from p2d.curate.align import frame_face
 from p2d.faces import FaceModels
+from p2d.framing import frame_face
 from p2d.images import list_images, read_image
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,9 +28,10 @@ import torch
 from p2d.curate.hashing import phash_hex
 from p2d.images import read_image
 from p2d.manifest import new_rows, write_manifest
-from p2d.train.config import TrainConfig, apply_overrides
+from p2d.recipe import TrainConfig, apply_overrides
 from p2d.train.data import TrainBatches, training_rows
-from p2d.train.loop import pick_device, train_step, use_bf16
+from p2d.runs import pick_device
+from p2d.train.loop import train_step, use_bf16
 from p2d.train.models import ImagePool, LSGANLoss, build_models
 
 SAMPLES = Path(__file__).resolve().parent.parent / "p2d" / "samples"

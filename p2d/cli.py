@@ -366,7 +366,8 @@ def train_cmd(
 
     Example: p2d train manifests/exp4.csv --epochs 30 --out runs/exp4
     """
-    from p2d.train.loop import read_losses, train
+    from p2d.runs import read_losses
+    from p2d.train.loop import train
 
     run = train(manifest, recipe=recipe, out=out, epochs=epochs, device=device, resume=resume, max_steps=max_steps,
                 seed=seed, precision=precision, channels_last=channels_last, gpu_dataset=gpu_data, compile=compile,

@@ -57,6 +57,7 @@ import pandas as pd
 
 from p2d.errors import P2DError
 from p2d.faces import FaceModels, inter_ocular, smile_score
+from p2d.framing import framing_box
 
 EVALUATE_CSV = "evaluate.csv"
 DLIB_CHIP_PX = 150
@@ -152,17 +153,6 @@ def kid(
 def detect_upsample(size_px: int, min_px: int = DETECT_MIN_PX) -> int:
     """How many times dlib must double an image of `size_px` to reach `min_px` (0 if already)."""
     return max(0, math.ceil(math.log2(min_px / max(size_px, 1))))
-
-
-def framing_box(width: int, height: int) -> tuple[float, float, float, float]:
-    """The known face box (x, y, w, h) in pixels of a curated face image of this size: the box
-    dlib's HOG detector gives on CelebA's aligned faces (`curate.align.CELEBA_HOG_BOX`), moved into
-    the centred square that curated faces are framed like, and scaled to the image."""
-    from p2d.curate.align import CELEBA_HOG_BOX, CELEBA_SQUARE_TOP, CELEBA_WIDTH
-
-    x, y, w, h = CELEBA_HOG_BOX
-    sx, sy = width / CELEBA_WIDTH, height / CELEBA_WIDTH
-    return (x * sx, (y - CELEBA_SQUARE_TOP) * sy, w * sx, h * sy)
 
 
 def _nanmean(values: Sequence[float]) -> float:
@@ -524,8 +514,8 @@ def evaluate_run(
     after every epoch (an interrupted evaluation continues where it stopped: rows whose checkpoint
     and settings are unchanged are reused unless `recompute`)."""
     from p2d.images import write_text_atomic
-    from p2d.train.data import manifest_images
-    from p2d.train.loop import list_checkpoints, pick_device
+    from p2d.manifest import manifest_images
+    from p2d.runs import list_checkpoints, pick_device
     from p2d.train.translate import load_generators
     from p2d.ui import progress
 

@@ -146,6 +146,19 @@ def try_read_image(
         return None, f"unreadable:{exc.reason}"
 
 
+def downscale(image: np.ndarray, max_side_px: int) -> tuple[np.ndarray, float]:
+    """The image shrunk (area averaging) so its longer side is at most `max_side_px`, and the
+    scale applied (1.0: the image itself, unchanged)."""
+    h, w = image.shape[:2]
+    s = min(1.0, max_side_px / max(h, w))
+    if s >= 1.0:
+        return image, 1.0
+    import cv2  # only the callers that shrink need OpenCV
+
+    size = (max(1, round(w * s)), max(1, round(h * s)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), s
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it onto `path`, else delete it."""

@@ -38,6 +38,18 @@ def _parse_bool(value) -> bool | None:
     return None
 
 
+def kept_mask(df: pd.DataFrame) -> pd.Series:
+    """True for the rows whose `keep` reads as true (bool, or text true/1/yes in any case)."""
+    return df["keep"].map(lambda v: _parse_bool(v) is True).astype(bool)
+
+
+def manifest_images(manifest_path: Path | str, domain: str, split: str) -> list[Path]:
+    """Absolute paths of the kept rows of one domain and split, in manifest order."""
+    df = read_manifest(manifest_path)
+    rows = df[kept_mask(df) & (df["domain"] == domain) & (df["split"] == split)]
+    return [resolve_path(manifest_path, p) for p in rows["path"]]
+
+
 def new_rows(rows: list[dict]) -> pd.DataFrame:
     """A manifest frame from row dicts, required columns first, missing ones filled empty."""
     df = pd.DataFrame(rows)

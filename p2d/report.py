@@ -15,7 +15,6 @@ import html
 import json
 import math
 import os
-import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,11 +24,8 @@ import numpy as np
 import pandas as pd
 
 from p2d.errors import P2DError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from p2d.recipe import tomllib
+from p2d.runs import list_checkpoints, list_samples
 
 # Cells are shown at least this large (tiny 32 px runs are scaled up, pixels kept sharp).
 MIN_CELL_PX = 96
@@ -176,7 +172,7 @@ class RunInfo:
 def _photo_rows(info: dict, recipe: dict) -> int | None:
     """Grid rows that are photos: the first `sample_rows` test photos (training photos when the
     manifest has no test photos), as the trainer picks them. None when the manifest is gone."""
-    from p2d.train.data import manifest_images
+    from p2d.manifest import manifest_images
 
     manifest = Path(info.get("manifest", ""))
     if not manifest.is_file():
@@ -196,14 +192,8 @@ def read_run(path: Path | str) -> RunInfo:
     info = json.loads((path / "run.json").read_text()) if (path / "run.json").is_file() else {}
     losses = pd.read_csv(path / "losses.csv") if (path / "losses.csv").is_file() else pd.DataFrame()
     evaluate = pd.read_csv(path / "evaluate.csv") if (path / "evaluate.csv").is_file() else None
-    samples = {}
-    for f in sorted((path / "samples").glob("epoch_*.png")):
-        try:
-            samples[int(f.stem.split("_")[1])] = f
-        except ValueError:
-            continue  # not one of ours (epoch_final.png etc.)
-    ckpts = sorted(int(f.stem.split("_")[1]) for f in (path / "checkpoints").glob("epoch_*.pt")
-                   if f.stem.split("_")[1].isdigit())
+    samples = list_samples(path)
+    ckpts = list(list_checkpoints(path))
     name = recipe.get("meta", {}).get("name") or path.name
     run = RunInfo(path, name if name == path.name else f"{path.name} ({name})", recipe,
                   flatten_recipe(recipe), info, losses, evaluate, samples, ckpts)

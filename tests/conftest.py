@@ -20,7 +20,7 @@ BAD_FILES = {"000017.jpg": "unreadable:empty_file", "000018.jpg": "unreadable:tr
 
 
 def celeba_variants():
-    from p2d.curate.celeba_synth import Variant
+    from celeba_synth import Variant
 
     Y, A, M = 0, 1, 2  # youngster, astronaut, MLK (sorted file names of DATA/photos)
     return [
@@ -67,7 +67,7 @@ def face_models():
 
 @pytest.fixture(scope="session")
 def celeba(tmp_path_factory, face_models) -> CelebaFixtures:
-    from p2d.curate.celeba_synth import load_source_faces, write_celeba_folder
+    from celeba_synth import load_source_faces, write_celeba_folder
     from p2d.images import list_images, read_image
 
     base = tmp_path_factory.mktemp("celeba")

@@ -146,7 +146,7 @@ def test_build_refuses_invalid_source(sources, tmp_path):
 
 @pytest.mark.parametrize("name", [f"exp{i}" for i in range(1, 8)] + ["drawings_scaled"])
 def test_shipped_recipes_load(name):
-    from p2d.train.config import load_recipe
+    from p2d.recipe import load_recipe
 
     path = ROOT / "manifests" / f"{name}.toml"
     assert path.read_text().startswith(f"# manifests/{name}.toml")
@@ -159,7 +159,7 @@ def test_shipped_recipes_load(name):
                                                     ("exp4", 1, 15.0, 2e-4), ("exp6", 1, 25.0, 2e-4),
                                                     ("exp7", 3, 25.0, 1e-4)])
 def test_recipes_match_design_table(name, channels, cycle, lr):
-    from p2d.train.config import load_recipe
+    from p2d.recipe import load_recipe
 
     cfg = load_recipe(ROOT / "manifests" / f"{name}.toml")
     assert (cfg.data.channels, cfg.train.cycle_weight, cfg.train.lr) == (channels, cycle, lr)

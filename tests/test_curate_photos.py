@@ -13,14 +13,14 @@ from typer.testing import CliRunner
 
 from conftest import DATA
 from p2d.cli import app
-from p2d.curate.align import (
-    CELEBA_HOG_BOX, CELEBA_SQUARE_TOP, CELEBA_TEMPLATE_5, CELEBA_WIDTH, box_from_five, center_crop_square,
-    five_points, frame_matrix, similarity_fit, transform_points,
-)
 from p2d.curate.hashing import phash_hex
-from p2d.curate.photos import crop_face, curate_photos, frame_face
+from p2d.curate.photos import curate_photos
 from p2d.curate.pipeline import template_points
 from p2d.errors import P2DError
+from p2d.framing import (
+    CELEBA_HOG_BOX, CELEBA_SQUARE_TOP, CELEBA_TEMPLATE_5, CELEBA_WIDTH, box_from_five, center_crop_square,
+    crop_face, five_points, frame_face, frame_matrix, similarity_fit, transform_points,
+)
 from p2d.images import read_image
 from p2d.manifest import read_manifest, validate
 

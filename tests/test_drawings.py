@@ -10,11 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from p2d.cli import app
-from p2d.curate.drawings import (
-    CELEBA_FACE_FRACTION, landmarks_sane, match_box, read_boxes, square_from_box,
-)
+from p2d.curate.drawings import landmarks_sane, match_box, read_boxes
 from p2d.curate.pad import Pad, border_color, crop_square, pad_image, padded_fraction, parse_pad
 from p2d.errors import P2DError
+from p2d.framing import CELEBA_FACE_FRACTION, square_from_box
 from p2d.images import read_image, write_image
 from p2d.manifest import read_manifest, validate
 

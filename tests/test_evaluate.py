@@ -151,7 +151,7 @@ def probe():
 @pytest.fixture(scope="module")
 def astronaut_face(probe):
     """The astronaut's face framed at 128 px as curation frames photos (like CelebA's aligned faces)."""
-    from p2d.curate.align import frame_face
+    from p2d.framing import frame_face
 
     img = read_image(DATA / "photos" / "astronaut.png")
     face = probe.face(img, fallback=False)
@@ -236,7 +236,7 @@ def make_tiny_run(root: Path, epochs: int = 2) -> Path:
     """Train the tiny recipe on a small manifest of the public-domain fixtures: photos framed as
     curation frames them (each also mirrored), drawings as width-scaled random-crop rows.
     4 test photos, 4 test drawings (KID needs 4 per set); 2 optimizer steps per epoch."""
-    from p2d.curate.align import frame_face
+    from p2d.framing import frame_face
     from p2d.images import write_image
     from p2d.manifest import new_rows, write_manifest
     from p2d.train.loop import train

@@ -20,7 +20,8 @@ from scipy.ndimage import gaussian_filter
 from p2d.images import write_image
 from p2d.manifest import new_rows, write_manifest
 from p2d.train.data import fit_image
-from p2d.train.loop import read_losses, train
+from p2d.runs import read_losses
+from p2d.train.loop import train
 from p2d.train.translate import load_generators, translate_array
 from train_helpers import lfw_faces
 

@@ -19,10 +19,10 @@ import pytest
 from typer.testing import CliRunner
 
 from p2d.cli import app
-from p2d.curate.celeba_synth import jittered_variants, load_source_faces, write_celeba_folder
+from celeba_synth import jittered_variants, load_source_faces, write_celeba_folder
 from p2d.faces import FaceModels
 from p2d.images import read_image
-from p2d.train.config import bundled_recipe
+from p2d.recipe import bundled_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data" / "pd-faces"

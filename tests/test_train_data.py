@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from p2d.errors import ManifestError
-from p2d.train.config import TrainConfig
+from p2d.manifest import manifest_images
+from p2d.recipe import TrainConfig
 from p2d.train.data import (
     TrainBatches,
     affine_matrices,
@@ -15,7 +16,6 @@ from p2d.train.data import (
     epoch_plan,
     fit_image,
     image_to_tensor,
-    manifest_images,
     steps_per_epoch,
     tensor_to_image,
     training_rows,

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from p2d.cli import app
 from p2d.manifest import read_manifest, write_manifest
-from p2d.train.config import load_recipe
-from p2d.train.loop import LOSS_NAMES, list_checkpoints, lr_factor, read_losses, train, write_losses
+from p2d.recipe import load_recipe
+from p2d.runs import list_checkpoints, read_losses, write_losses
+from p2d.train.loop import LOSS_NAMES, lr_factor, train
 from train_helpers import TINY_RECIPE, make_manifest
 
 torch.set_num_threads(1)  # a shared 2-core machine: oversubscribed threads are far slower

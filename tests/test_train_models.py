@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from p2d.train import models
-from p2d.train.config import TrainConfig
+from p2d.recipe import TrainConfig
 from p2d.train.models import (
     ImagePool,
     LSGANLoss,

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from p2d.curate.dedup import DEFAULT_MAX_HAMMING, DedupReport, _LabelView, dedup_frame
+from p2d.curate.dedup import DEFAULT_MAX_HAMMING, DedupReport, LabelView, dedup_frame
 from p2d.errors import ManifestError, P2DError, RecipeError
 from p2d.manifest import new_rows, read_manifest, relative_path, resolve_path, validate, write_manifest
 
@@ -59,7 +59,7 @@ def assign_split(df: pd.DataFrame, test_count: int | None = None, test_fraction:
 
 def read_recipe(path: Path | str) -> dict:
     """The recipe, validated by the trainer's loader (unknown keys and bad values are errors)."""
-    from p2d.train.config import load_recipe
+    from p2d.recipe import load_recipe
 
     path = Path(path)
     if not path.is_file():
@@ -117,7 +117,7 @@ def build_manifest(
     # A kept row whose file is gone is recorded and dropped, not fatal to the whole build.
     gone = df["keep"].astype(bool).to_numpy() & np.array([not f.is_file() for f in files])
     df.loc[gone, ["keep", "reason"]] = [False, "unreadable:missing"]
-    labels = _LabelView(output, files)
+    labels = LabelView(output, files)
     df, report = dedup_frame(df, files, [labels] * len(df), max_hamming)
     df["split"] = assign_split(df, test_count, test_fraction)
     df = new_rows(df.to_dict("records"))

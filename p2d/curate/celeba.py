@@ -18,10 +18,10 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from p2d.curate.align import CELEBA_HEIGHT, CELEBA_WIDTH
 from p2d.curate.filters import Thresholds
 from p2d.curate.pipeline import Item, RunResult, RunSettings, run
 from p2d.errors import P2DError
+from p2d.framing import CELEBA_HEIGHT, CELEBA_WIDTH
 from p2d.images import IMAGE_EXTENSIONS, check_output_dir
 
 CELEBA_ENV = "P2D_CELEBA"

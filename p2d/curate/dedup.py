@@ -230,7 +230,7 @@ def dedup_manifests(manifests: list[Path | str], max_hamming: int = DEFAULT_MAX_
     df = pd.concat(frames, ignore_index=True)
     files = [resolve_path(paths[o], str(p)) for o, p in zip(owner, df["path"])]
     # dup_label[i][j]: row j's path as seen from row i's manifest
-    labels = [_LabelView(paths[o], files) for o in owner]
+    labels = [LabelView(paths[o], files) for o in owner]
     df, report = dedup_frame(df, files, labels, max_hamming)
     start = 0
     for p, f in zip(paths, frames):
@@ -241,7 +241,7 @@ def dedup_manifests(manifests: list[Path | str], max_hamming: int = DEFAULT_MAX_
     return DedupResult(paths, df, report, sheet_path, [relative_path(paths[0], f) for f in files])
 
 
-class _LabelView:
+class LabelView:
     """Lazy `relative_path(manifest, files[j])` for j: only the dropped rows' keepers are named."""
 
     def __init__(self, manifest: Path, files: list[Path]):

@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 
 from p2d.faces import Detection, FaceModels
+from p2d.images import downscale
 
 DETECTORS = ("dlib_hog", "dlib_cnn", "haar_frontal", "haar_profile", "yunet")
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
@@ -229,16 +230,6 @@ def find_yunet_model() -> Path | None:
         if path.is_file():
             return path
     return None
-
-
-def downscale(image: np.ndarray, max_side_px: int) -> tuple[np.ndarray, float]:
-    """The image shrunk so its longer side is at most `max_side_px`, and the scale applied."""
-    h, w = image.shape[:2]
-    s = min(1.0, max_side_px / max(h, w))
-    if s >= 1.0:
-        return image, 1.0
-    size = (max(1, round(w * s)), max(1, round(h * s)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), s
 
 
 def _scaled(d: Detection, s: float) -> Detection:

@@ -1,9 +1,9 @@
 """`p2d crop-drawings`: find the face in each drawing, crop it square like CelebA's framing, pad, review.
 
 Framing: CelebA's aligned faces, in the 178x178 square that training uses, have dlib's face box
-(brows to chin, cheek to cheek) 83 px wide, i.e. 0.466 of the side (`align.CELEBA_HOG_BOX`), its
+(brows to chin, cheek to cheek) 83 px wide, i.e. 0.466 of the side (`framing.CELEBA_HOG_BOX`), its
 centre at (0.497, 0.649) of the square; the eye midpoint sits at 0.511 of the height and the mouth
-at 0.742 (`align.CELEBA_TEMPLATE_5`). `--face-fraction` is the face box width over the crop side
+at 0.742 (`framing.CELEBA_TEMPLATE_5`). `--face-fraction` is the face box width over the crop side
 (default 0.466); other values zoom about the crop centre. Where the 68 landmarks look sane the crop
 is centred and scaled from the eyes and mouth; otherwise from the detector's box. No rotation.
 """
@@ -19,53 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
-from p2d.curate.align import CELEBA_HOG_BOX, CELEBA_SQUARE_TOP, CELEBA_TEMPLATE_5, CELEBA_WIDTH
 from p2d.curate.detect import DETECTORS, Candidates, DrawingDetector, choose_with_rotations
 from p2d.curate.hashing import phash_hex
 from p2d.curate.pad import Pad, crop_square
 from p2d.errors import P2DError
 from p2d.faces import Detection, FaceModels, eye_centers, inter_ocular, roll_deg
-from p2d.images import check_output_dir, list_images, output_stems, try_read_image, write_image, write_text_atomic
+from p2d.framing import CELEBA_FACE_FRACTION, square_from_box, square_from_landmarks
+from p2d.images import check_output_dir, downscale, list_images, output_stems, try_read_image, write_image, write_text_atomic
 from p2d.manifest import new_rows, relative_path, write_manifest
-
-# CelebA framing constants, in units of the crop side (see the module docstring).
-_BX, _BY, _BW, _BH = CELEBA_HOG_BOX
-CELEBA_FACE_FRACTION = _BW / CELEBA_WIDTH  # 0.466
-_BOX_CENTRE = ((_BX + _BW / 2) / CELEBA_WIDTH, (_BY + _BH / 2 - CELEBA_SQUARE_TOP) / CELEBA_WIDTH)
-_EYES_Y = (CELEBA_TEMPLATE_5[:2, 1].mean() - CELEBA_SQUARE_TOP) / CELEBA_WIDTH  # 0.511
-_MOUTH_Y = (CELEBA_TEMPLATE_5[3:, 1].mean() - CELEBA_SQUARE_TOP) / CELEBA_WIDTH  # 0.742
-_EYES_MOUTH = _MOUTH_Y - _EYES_Y  # 0.230 of the side
-_FACE_CENTRE = (CELEBA_TEMPLATE_5[:, 0].mean() / CELEBA_WIDTH, (_EYES_Y + _MOUTH_Y) / 2)
 
 CACHE_NAME = ".p2d_detections.json"
 SHEET_CELLS = 48  # thumbnails per review sheet
 
 
 # ----------------------------------------------------------------------------- pure framing
-
-
-def square_from_box(box: tuple[float, float, float, float], face_fraction: float = CELEBA_FACE_FRACTION
-                    ) -> tuple[float, float, float]:
-    """(cx, cy, side) of the crop that frames a dlib-style face box like CelebA does."""
-    x, y, w, h = box
-    side = max(w, h) / face_fraction
-    zoom = face_fraction / CELEBA_FACE_FRACTION
-    cx = x + w / 2 - (_BOX_CENTRE[0] - 0.5) * zoom * side
-    cy = y + h / 2 - (_BOX_CENTRE[1] - 0.5) * zoom * side
-    return cx, cy, side
-
-
-def square_from_landmarks(points: np.ndarray, face_fraction: float = CELEBA_FACE_FRACTION
-                          ) -> tuple[float, float, float]:
-    """(cx, cy, side) of the crop putting the eyes and mouth where CelebA's framing puts them."""
-    eyes = np.mean(eye_centers(points), axis=0)
-    mouth = points[48:68].mean(axis=0)
-    zoom = face_fraction / CELEBA_FACE_FRACTION
-    side = float(np.linalg.norm(mouth - eyes)) / (_EYES_MOUTH * zoom)
-    mid = (eyes + mouth) / 2
-    cx = mid[0] - (_FACE_CENTRE[0] - 0.5) * zoom * side
-    cy = mid[1] - (_FACE_CENTRE[1] - 0.5) * zoom * side
-    return float(cx), float(cy), side
 
 
 def landmarks_sane(points: np.ndarray, box: tuple[float, float, float, float], max_roll_deg: float = 30.0) -> bool:
@@ -308,15 +275,8 @@ def _thumbnail(item, max_side_px: int = REVIEW_SIDE_PX):
     if item is None:
         return None
     image, box, square = item
-    scale = min(1.0, max_side_px / max(image.shape[:2]))
-    small = image if scale == 1.0 else _resize(image, scale)
+    small, scale = downscale(image, max_side_px)
     if box is None or square is None:
         return small, None, None
     return small, tuple(v * scale for v in box), tuple(v * scale for v in square)
 
-
-def _resize(image: np.ndarray, scale: float) -> np.ndarray:
-    import cv2
-
-    h, w = image.shape[:2]
-    return cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)

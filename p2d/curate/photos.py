@@ -4,40 +4,21 @@ Each photo goes through dlib's HOG detector and the 68-point predictor; the larg
 upright and scaled from its landmarks (eyes, nose, mouth corners) so that it sits in the frame as
 CelebA's aligned faces do, at --size. The same filters as `p2d curate celeba` apply.
 
-`crop_face` / `frame_face` are the contract other commands use (translate --crop-faces, evaluate).
+The framing itself (`p2d.framing.frame_face`, `crop_face`) is shared with translate --crop-faces.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-from p2d.curate.align import frame_face
 from p2d.curate.filters import Thresholds
-from p2d.curate.pipeline import Item, RunResult, RunSettings, detect_faces, run
+from p2d.curate.pipeline import Item, RunResult, RunSettings, run
 from p2d.errors import P2DError
-from p2d.faces import FaceModels
 from p2d.images import check_output_dir, list_images, output_stems
 
-__all__ = ["crop_face", "frame_face", "curate_photos", "DEFAULT_OUT"]
+__all__ = ["curate_photos", "DEFAULT_OUT"]
 
 DEFAULT_OUT = Path("curated")
-
-
-def crop_face(
-    image: np.ndarray, models: FaceModels, size: int = 128, upsample: int = 1
-) -> tuple[np.ndarray | None, str | None]:
-    """The largest face in `image` framed like CelebA's aligned faces at size x size (same
-    channels as the input), or (None, "no_face") when dlib's HOG detector finds none.
-
-    Detection runs on a copy at most DETECT_MAX_SIDE_PX wide, so in very large photos faces need
-    to be ~4% of the longer side or more; landmarks use the full resolution."""
-    found = detect_faces(image, models, upsample)
-    if not found:
-        return None, "no_face"
-    points = models.landmarks(image, tuple(found[0][:4]))
-    return frame_face(image, points, size), None
 
 
 def curate_photos(

@@ -19,27 +19,27 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2d.curate.align import (
-    CELEBA_TEMPLATE_5,
-    CELEBA_WIDTH,
-    CELEBA_HEIGHT,
-    box_from_five,
-    center_crop_square,
-    face_patch,
-    frame_face,
-    resize_square,
-)
 from p2d.curate.facecache import FaceCache, file_signature
 from p2d.curate.filters import Thresholds, drop_reason, laplacian_var, mean_gray, smile_agreement
 from p2d.curate.hashing import phash_hex
 from p2d.errors import P2DError
 from p2d.faces import FaceModels, landmark_features
+from p2d.framing import (
+    CELEBA_HEIGHT,
+    CELEBA_TEMPLATE_5,
+    CELEBA_WIDTH,
+    box_from_five,
+    center_crop_square,
+    detect_faces,
+    face_patch,
+    frame_face,
+    resize_square,
+)
 from p2d.images import try_read_image, write_bytes_atomic
 
 # zlib level 1 with run-length matching: ~2x faster to write than OpenCV's default (level 1,
 # default strategy) and ~3x faster than PIL's level 6, for files ~10% larger.
 PNG_OPTIONS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
-DETECT_MAX_SIDE_PX = 1024  # detection runs on a copy no larger than this (see detect_faces)
 FEATURE_COLUMNS = ("smile_score", "mouth_width", "mouth_open", "yaw_deg", "roll_deg", "iod_px",
                    "laplacian_var", "mean_gray")
 
@@ -187,20 +187,6 @@ def analyze(image: np.ndarray, models: FaceModels, mode: str, points5, upsample:
     rec["points"] = points.astype(int).reshape(-1).tolist()
     rec["features"] = {k: round(float(v), 5) for k, v in features.items()}
     return rec
-
-
-def detect_faces(image: np.ndarray, models: FaceModels, upsample: int) -> list[list[float]]:
-    """dlib HOG faces [x, y, w, h, score] in image pixels, largest first.
-
-    Photos larger than DETECT_MAX_SIDE_PX are searched on a shrunken copy (HOG's cost grows with
-    the pixel count: a 12-megapixel photo at upsample 1 takes seconds) and the boxes scaled back;
-    the landmarks still come from the full-resolution photo.
-    """
-    h, w = image.shape[:2]
-    f = min(1.0, DETECT_MAX_SIDE_PX / max(h, w))
-    small = image if f == 1.0 else cv2.resize(image, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
-    found = [[d.x / f, d.y / f, d.w / f, d.h / f, d.score] for d in models.detect_hog(small, upsample)]
-    return sorted(found, key=lambda b: (-b[2] * b[3], -b[4]))
 
 
 def render_output(image: np.ndarray, rec: dict, crop: str, size: int) -> np.ndarray:

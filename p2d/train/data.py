@@ -35,7 +35,7 @@ from torch.utils.data import DataLoader, Dataset
 from p2d.errors import ManifestError
 from p2d.images import BadImage, read_image
 from p2d.manifest import DOMAINS, read_manifest, resolve_path, validate
-from p2d.train.config import TrainConfig
+from p2d.recipe import TrainConfig
 
 # Fraction of the free GPU memory the uint8 dataset may take (the rest is for the networks).
 GPU_DATASET_MAX_FRACTION = 0.5
@@ -80,14 +80,6 @@ class Row:
     path: Path
     crop: str  # "center" or "random"
     line: int  # CSV line in the manifest (for messages)
-
-
-def manifest_images(manifest_path: Path | str, domain: str, split: str) -> list[Path]:
-    """Absolute paths of the kept rows of one domain and split, in manifest order."""
-    df = read_manifest(manifest_path)
-    keep = df["keep"].astype(str).str.lower().isin(["true", "1", "yes"])
-    rows = df[keep & (df["domain"] == domain) & (df["split"] == split)]
-    return [resolve_path(manifest_path, p) for p in rows["path"]]
 
 
 def training_rows(manifest_path: Path | str) -> dict[tuple[str, str], list[Row]]:

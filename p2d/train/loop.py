@@ -1,7 +1,6 @@
 """The training loop, top to bottom: config -> data -> models -> optimizers -> loop -> checkpoints.
 
-A run folder holds recipe.toml (every key), run.json, losses.csv, samples/epoch_NNNN.png and
-checkpoints/{latest,epoch_NNNN}.pt. A checkpoint is a plain dict of tensors and primitive
+The run folder's layout is p2d.runs'. A checkpoint is a plain dict of tensors and primitive
 containers (loaded with weights_only=True, so a checkpoint from a stranger cannot run code) that
 holds everything the next step depends on: the four networks, both optimizers and schedulers,
 both image pools, the position in the epoch and the python/numpy/torch/cuda RNG states. With the
@@ -11,9 +10,7 @@ with exactly the weights of an uninterrupted one.
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import itertools
 import json
 import math
@@ -34,7 +31,8 @@ from torch import nn
 from p2d.errors import ManifestError, P2DError, RecipeError
 from p2d.images import atomic_path, write_image, write_text_atomic
 from p2d.manifest import manifest_hash
-from p2d.train.config import TrainConfig, apply_overrides, config_from_dict, load_recipe
+from p2d.recipe import TrainConfig, apply_overrides, config_from_dict, load_recipe
+from p2d.runs import checkpoint_path, pick_device, sample_path, write_losses
 from p2d.train.data import TrainBatches, sample_images, tensor_to_image, training_rows
 from p2d.train.models import ImagePool, LSGANLoss, build_models
 from p2d.ui import console, progress
@@ -68,39 +66,6 @@ def lr_factor(epoch: int, epochs: int, decay_from_epoch: int) -> float:
 
 def _lr_lambda(epochs_done: int, epochs: int, decay_from_epoch: int) -> float:
     return lr_factor(epochs_done + 1, epochs, decay_from_epoch)
-
-
-def list_checkpoints(run: Path | str) -> dict[int, Path]:
-    """Saved epochs of a run folder: {epoch: RUN/checkpoints/epoch_NNNN.pt} (not `latest`)."""
-    found = {}
-    for path in sorted((Path(run) / "checkpoints").glob("epoch_*.pt")):
-        try:
-            found[int(path.stem.split("_", 1)[1])] = path
-        except ValueError:
-            continue
-    return dict(sorted(found.items()))
-
-
-def checkpoint_path(run: Path, epoch: int | None = None) -> Path:
-    name = "latest.pt" if epoch is None else f"epoch_{epoch:04d}.pt"
-    return run / "checkpoints" / name
-
-
-def pick_device(device: str | None) -> torch.device:
-    """"auto"/None: CUDA when torch sees a GPU, else the CPU."""
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise P2DError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise P2DError(f"device {device} asked for, but torch sees no CUDA GPU: use --device cpu "
-                       "(or install a CUDA build of torch)")
-    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
-        raise P2DError(f"device {device} asked for, but torch sees {torch.cuda.device_count()} GPU(s): "
-                       f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
-    return dev
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
@@ -252,20 +217,6 @@ def sample_grid(nets: dict[str, nn.Module], samples: dict[str, torch.Tensor], de
         rows.append(torch.cat([x, y.float(), z.float()], dim=3))  # cells side by side
     grid = torch.cat(rows, 0)  # (rows, C, S, 3S)
     return tensor_to_image(torch.cat(list(grid), dim=1))  # rows stacked vertically
-
-
-def write_losses(path: Path, epoch: int, row: dict) -> None:
-    """Append the epoch's row, dropping rows of this or later epochs first (a re-run epoch after
-    a crash between writing this file and the checkpoint must not appear twice)."""
-    kept = []
-    if path.is_file():
-        with path.open(newline="") as f:
-            kept = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(row), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(kept + [{k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()}])
-    write_text_atomic(path, buf.getvalue())
 
 
 class _StopFlag:
@@ -499,7 +450,7 @@ def train(
             sched_D.step()
 
             # End of the epoch: samples, losses, checkpoints.
-            write_image(run / "samples" / f"epoch_{number:04d}.png", sample_grid(nets, samples, dev))
+            write_image(sample_path(run, number), sample_grid(nets, samples, dev))
             row = {"epoch": number, "steps": steps, "seconds": round(seconds, 3)}
             row.update({name: value for name, value in zip(LOSS_NAMES, mean)})
             row["lr"] = lr
@@ -522,13 +473,3 @@ def train(
     if writer is not None:
         writer.close()
     return run
-
-
-def read_losses(run: Path | str) -> list[dict]:
-    """losses.csv rows as dicts of floats (epoch and steps as ints)."""
-    path = Path(run) / "losses.csv"
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return [{k: (int(v) if k in ("epoch", "steps") else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
-

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from p2d.train.config import TrainConfig
+from p2d.recipe import TrainConfig
 
 
 def _norm(channels: int) -> nn.Module:

@@ -18,9 +18,10 @@ from torch import nn
 
 from p2d.errors import P2DError
 from p2d.images import check_output_dir, list_images, try_read_image, write_image
-from p2d.train.config import TrainConfig, config_from_dict
+from p2d.recipe import TrainConfig, config_from_dict
 from p2d.train.data import image_to_tensor, resize_image, to_channels, tensor_to_image
-from p2d.train.loop import checkpoint_path, list_checkpoints, load_checkpoint
+from p2d.runs import checkpoint_path, list_checkpoints, pick_device
+from p2d.train.loop import load_checkpoint
 from p2d.train.models import build_generator
 from p2d.ui import progress
 
@@ -137,7 +138,6 @@ def translate(
     """
     if to not in DIRECTIONS:
         raise P2DError(f"--to {to!r}: use drawing (photo -> drawing) or photo (drawing -> photo)")
-    from p2d.train.loop import pick_device
 
     dev = pick_device(device)
     out = Path(out)
@@ -150,7 +150,7 @@ def translate(
     generator = g_p2d if to == "drawing" else g_d2p
     faces = None
     if crop_faces:
-        from p2d.curate.photos import crop_face  # the framing `p2d curate` uses for photos
+        from p2d.framing import crop_face  # the framing `p2d curate photos` uses
         from p2d.faces import FaceModels
 
         faces = FaceModels(models_dir)

@@ -1,4 +1,4 @@
-"""CelebA's aligned-face geometry as pure numpy: 5-point templates, similarity fits, face boxes, framing.
+"""Framing faces like CelebA's aligned images: the geometry (pure numpy), photo face detection, crops.
 
 CelebA's "aligned & cropped" images (178x218) were made by a similarity transform that puts the
 eyes, nose tip and mouth corners of every face near fixed positions. The template below is the
@@ -14,6 +14,9 @@ import math
 import cv2
 import numpy as np
 
+from p2d.faces import FaceModels, eye_centers
+from p2d.images import downscale
+
 CELEBA_WIDTH, CELEBA_HEIGHT = 178, 218
 CELEBA_TEMPLATE_5 = np.array(
     [[69.0, 111.0], [108.0, 111.0], [88.0, 136.0], [72.0, 152.0], [105.0, 152.0]]
@@ -25,6 +28,18 @@ CELEBA_SQUARE_TOP = (CELEBA_HEIGHT - CELEBA_WIDTH) // 2
 # faces (x, y, w, h in 178x218 pixels). The shape predictor was trained on HOG boxes, so on the
 # fast path it gets the box HOG would have given instead of running HOG.
 CELEBA_HOG_BOX = (47.0, 94.0, 83.0, 83.0)
+
+# The same framing in units of the crop side (the centred 178x178 square): the face box width over
+# the side, the box centre, the eye and mouth heights and the five points' centre.
+_BX, _BY, _BW, _BH = CELEBA_HOG_BOX
+CELEBA_FACE_FRACTION = _BW / CELEBA_WIDTH  # 0.466
+_BOX_CENTRE = ((_BX + _BW / 2) / CELEBA_WIDTH, (_BY + _BH / 2 - CELEBA_SQUARE_TOP) / CELEBA_WIDTH)
+_EYES_Y = (CELEBA_TEMPLATE_5[:2, 1].mean() - CELEBA_SQUARE_TOP) / CELEBA_WIDTH  # 0.511
+_MOUTH_Y = (CELEBA_TEMPLATE_5[3:, 1].mean() - CELEBA_SQUARE_TOP) / CELEBA_WIDTH  # 0.742
+_EYES_MOUTH = _MOUTH_Y - _EYES_Y  # 0.230 of the side
+_FACE_CENTRE = (CELEBA_TEMPLATE_5[:, 0].mean() / CELEBA_WIDTH, (_EYES_Y + _MOUTH_Y) / 2)
+
+DETECT_MAX_SIDE_PX = 1024  # photo face detection runs on a copy no larger than this (see detect_faces)
 
 
 def five_points(points68: np.ndarray) -> np.ndarray:
@@ -137,3 +152,67 @@ def face_patch(gray: np.ndarray, points68: np.ndarray, side_px: int = 64) -> np.
     crop = gray[y0:y1, x0:x1]
     interp = cv2.INTER_AREA if min(crop.shape) > side_px else cv2.INTER_LINEAR
     return cv2.resize(crop, (side_px, side_px), interpolation=interp)
+
+
+def framing_box(width: int, height: int) -> tuple[float, float, float, float]:
+    """The known face box (x, y, w, h) in pixels of a curated face image of this size: the box
+    dlib's HOG detector gives on CelebA's aligned faces (`CELEBA_HOG_BOX`), moved into the centred
+    square that curated faces are framed like, and scaled to the image."""
+    x, y, w, h = CELEBA_HOG_BOX
+    sx, sy = width / CELEBA_WIDTH, height / CELEBA_WIDTH
+    return (x * sx, (y - CELEBA_SQUARE_TOP) * sy, w * sx, h * sy)
+
+
+def square_from_box(box: tuple[float, float, float, float], face_fraction: float = CELEBA_FACE_FRACTION
+                    ) -> tuple[float, float, float]:
+    """(cx, cy, side) of the crop that frames a dlib-style face box like CelebA does."""
+    x, y, w, h = box
+    side = max(w, h) / face_fraction
+    zoom = face_fraction / CELEBA_FACE_FRACTION
+    cx = x + w / 2 - (_BOX_CENTRE[0] - 0.5) * zoom * side
+    cy = y + h / 2 - (_BOX_CENTRE[1] - 0.5) * zoom * side
+    return cx, cy, side
+
+
+def square_from_landmarks(points: np.ndarray, face_fraction: float = CELEBA_FACE_FRACTION
+                          ) -> tuple[float, float, float]:
+    """(cx, cy, side) of the crop putting the eyes and mouth where CelebA's framing puts them."""
+    eyes = np.mean(eye_centers(points), axis=0)
+    mouth = points[48:68].mean(axis=0)
+    zoom = face_fraction / CELEBA_FACE_FRACTION
+    side = float(np.linalg.norm(mouth - eyes)) / (_EYES_MOUTH * zoom)
+    mid = (eyes + mouth) / 2
+    cx = mid[0] - (_FACE_CENTRE[0] - 0.5) * zoom * side
+    cy = mid[1] - (_FACE_CENTRE[1] - 0.5) * zoom * side
+    return float(cx), float(cy), side
+
+
+# ------------------------------------------------------------------ photos: detect, then frame
+
+
+def detect_faces(image: np.ndarray, models: FaceModels, upsample: int) -> list[list[float]]:
+    """dlib HOG faces [x, y, w, h, score] in image pixels, largest first.
+
+    Photos larger than DETECT_MAX_SIDE_PX are searched on a shrunken copy (HOG's cost grows with
+    the pixel count: a 12-megapixel photo at upsample 1 takes seconds) and the boxes scaled back;
+    the landmarks still come from the full-resolution photo.
+    """
+    small, f = downscale(image, DETECT_MAX_SIDE_PX)
+    found = [[d.x / f, d.y / f, d.w / f, d.h / f, d.score] for d in models.detect_hog(small, upsample)]
+    return sorted(found, key=lambda b: (-b[2] * b[3], -b[4]))
+
+
+def crop_face(
+    image: np.ndarray, models: FaceModels, size: int = 128, upsample: int = 1
+) -> tuple[np.ndarray | None, str | None]:
+    """The largest face in `image` framed like CelebA's aligned faces at size x size (same
+    channels as the input), or (None, "no_face") when dlib's HOG detector finds none.
+
+    Detection runs on a copy at most DETECT_MAX_SIDE_PX wide, so in very large photos faces need
+    to be ~4% of the longer side or more; landmarks use the full resolution. This is the framing
+    `p2d curate photos` applies, and `p2d translate --crop-faces` uses it too."""
+    found = detect_faces(image, models, upsample)
+    if not found:
+        return None, "no_face"
+    points = models.landmarks(image, tuple(found[0][:4]))
+    return frame_face(image, points, size), None

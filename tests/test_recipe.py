@@ -1,4 +1,4 @@
-"""Tests for p2d.train.config: recipe TOML -> TrainConfig, unknown keys, overrides, round trips."""
+"""Tests for p2d.recipe: recipe TOML -> TrainConfig, unknown keys, overrides, round trips."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 from p2d.errors import RecipeError
-from p2d.train.config import (
+from p2d.recipe import (
     TrainConfig,
     apply_overrides,
     bundled_recipe,

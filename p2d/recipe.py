@@ -1,4 +1,6 @@
-"""TrainConfig: every training setting, filled from a recipe TOML, overridden by a few flags, saved whole.
+"""Recipes: TrainConfig (every training setting) filled from a recipe TOML, overridden by a few flags.
+
+Standard library only, so curation (`p2d build` validates a recipe) and read-only commands use it without torch.
 
 A recipe has the tables [meta], [data], [model], [train] and [speed]. Every key has a default (the
 experiments' settings), so a recipe names only what it changes. An unknown table or key is an error
@@ -201,7 +203,7 @@ def load_recipe(path: Path | str) -> TrainConfig:
 
 def bundled_recipe(name: str) -> Path:
     """Path of a recipe shipped with p2d (p2d/recipes/NAME.toml), e.g. "tiny"."""
-    return Path(__file__).resolve().parent.parent / "recipes" / f"{name}.toml"
+    return Path(__file__).resolve().parent / "recipes" / f"{name}.toml"
 
 
 def apply_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:

@@ -1,4 +1,4 @@
-"""Build CelebA-shaped folders from a few face photos: aligned 178x218 JPEGs and annotation files.
+"""Build CelebA-shaped folders from a few face photos (test and benchmark fixtures, not part of the package).
 
 Tests and the benchmark need CelebA's layouts and file formats without CelebA itself (it cannot
 be shipped). Each photo's face is found with dlib, then warped by a similarity transform into
@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2d.curate.align import (
+from p2d.framing import (
     CELEBA_HEIGHT,
     CELEBA_TEMPLATE_5,
     CELEBA_WIDTH,

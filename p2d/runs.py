@@ -1,0 +1,92 @@
+"""Run folders: where `p2d train` puts each file, and reading them back (torch only for pick_device).
+
+A run folder holds recipe.toml (every key), run.json, losses.csv, samples/epoch_NNNN.png and
+checkpoints/{latest,epoch_NNNN}.pt; evaluate adds evaluate.csv. Read-only commands (report) list
+and read these without importing torch.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from p2d.errors import P2DError
+from p2d.images import write_text_atomic
+
+RECIPE_FILE = "recipe.toml"
+INFO_FILE = "run.json"
+LOSSES_FILE = "losses.csv"
+SAMPLES_DIR = "samples"
+CHECKPOINTS_DIR = "checkpoints"
+
+
+def _epoch_files(folder: Path, suffix: str) -> dict[int, Path]:
+    """{epoch: folder/epoch_NNNN<suffix>}, in epoch order; other names (epoch_final.png) are skipped."""
+    found = {}
+    for path in sorted(folder.glob(f"epoch_*{suffix}")):
+        number = path.stem.split("_", 1)[1]
+        if number.isdigit():
+            found[int(number)] = path
+    return dict(sorted(found.items()))
+
+
+def list_checkpoints(run: Path | str) -> dict[int, Path]:
+    """Saved epochs of a run folder: {epoch: RUN/checkpoints/epoch_NNNN.pt} (not `latest`)."""
+    return _epoch_files(Path(run) / CHECKPOINTS_DIR, ".pt")
+
+
+def list_samples(run: Path | str) -> dict[int, Path]:
+    """Sample grids of a run folder: {epoch: RUN/samples/epoch_NNNN.png}."""
+    return _epoch_files(Path(run) / SAMPLES_DIR, ".png")
+
+
+def checkpoint_path(run: Path, epoch: int | None = None) -> Path:
+    name = "latest.pt" if epoch is None else f"epoch_{epoch:04d}.pt"
+    return Path(run) / CHECKPOINTS_DIR / name
+
+
+def sample_path(run: Path, epoch: int) -> Path:
+    return Path(run) / SAMPLES_DIR / f"epoch_{epoch:04d}.png"
+
+
+def write_losses(path: Path, epoch: int, row: dict) -> None:
+    """Append the epoch's row, dropping rows of this or later epochs first (a re-run epoch after
+    a crash between writing this file and the checkpoint must not appear twice)."""
+    kept = []
+    if path.is_file():
+        with path.open(newline="") as f:
+            kept = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(row), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(kept + [{k: (f"{v:.8g}" if isinstance(v, float) else v) for k, v in row.items()}])
+    write_text_atomic(path, buf.getvalue())
+
+
+def read_losses(run: Path | str) -> list[dict]:
+    """losses.csv rows as dicts of floats (epoch and steps as ints)."""
+    path = Path(run) / LOSSES_FILE
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [{k: (int(v) if k in ("epoch", "steps") else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+def pick_device(device: str | None):
+    """"auto"/None: CUDA when torch sees a GPU, else the CPU (a torch.device)."""
+    import torch  # only the commands that run a network get here
+
+    if device in (None, "", "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise P2DError(f"unknown device {device!r}: use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise P2DError(f"device {device} asked for, but torch sees no CUDA GPU: use --device cpu "
+                       "(or install a CUDA build of torch)")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise P2DError(f"device {device} asked for, but torch sees {torch.cuda.device_count()} GPU(s): "
+                       f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    return dev

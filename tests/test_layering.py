@@ -1,0 +1,97 @@
+"""The import layering: shared modules below curate/ and train/, which never import each other;
+read-only commands load without torch."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "p2d"
+# Top-level modules that both curate/ and train/ build on (STYLE.md, "Layering").
+SHARED = {"errors", "images", "faces", "framing", "manifest", "recipe", "runs", "sheets", "ui"}
+
+
+def p2d_imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(module, names) for every `import p2d...` / `from p2d... import names` in a file, at any depth."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "p2d":
+            found.append((node.module, [a.name for a in node.names]))
+        elif isinstance(node, ast.Import):
+            found += [(a.name, []) for a in node.names if a.name.split(".")[0] == "p2d"]
+    return found
+
+
+def module_files() -> list[tuple[str, Path]]:
+    return [(".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts), p) for p in sorted(PACKAGE.rglob("*.py"))]
+
+
+def layering_violations(module: str, imports: list[tuple[str, list[str]]]) -> list[str]:
+    """What breaks the rules in one module's imports (pure: tested below on made-up modules)."""
+    parts = module.split(".")
+    bad = []
+    for target, names in imports:
+        tparts = target.split(".")
+        inside = tparts[1] if len(tparts) > 1 else ""
+        if len(parts) == 2 and parts[1] in SHARED and inside in ("curate", "train"):
+            bad.append(f"{module} (shared) imports {target}")
+        if parts[1:2] == ["curate"] and inside == "train" or parts[1:2] == ["train"] and inside == "curate":
+            bad.append(f"{module} imports {target}: curate/ and train/ meet only through manifests and recipes")
+        if target != module and any(n.startswith("_") and not n.startswith("__") for n in names):
+            bad.append(f"{module} imports private {', '.join(names)} from {target}")
+        if inside == "curate" and len(tparts) > 2 and tparts[2] == "celeba_synth":
+            bad.append(f"{module} imports the test fixture builder {target}")
+    return bad
+
+
+@pytest.mark.parametrize("module, imports, expected", [
+    ("p2d.framing", [("p2d.curate.pipeline", ["x"])], 1),
+    ("p2d.curate.photos", [("p2d.train.data", ["x"])], 1),
+    ("p2d.train.loop", [("p2d.curate.build", ["x"])], 1),
+    ("p2d.curate.build", [("p2d.curate.dedup", ["_Private"])], 1),
+    ("p2d.report", [("p2d.train.data", ["x"])], 0),  # report sits above both: it may
+    ("p2d.train.loop", [("p2d.recipe", ["TrainConfig"]), ("p2d.manifest", ["manifest_hash"])], 0),
+])
+def test_rules_catch_made_up_violations(module, imports, expected):
+    assert len(layering_violations(module, imports)) == expected
+
+
+def test_package_follows_the_layering():
+    bad = [v for module, path in module_files() for v in layering_violations(module, p2d_imports(path))]
+    assert bad == []
+    assert not (PACKAGE / "curate" / "celeba_synth.py").exists()  # a test fixture builder, kept in tests/
+
+
+def _modules_after(code: str) -> set[str]:
+    out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
+                         capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize("module", ["p2d.report", "p2d.manifest", "p2d.recipe", "p2d.runs", "p2d.framing",
+                                    "p2d.evaluate", "p2d.cli", "p2d.curate.build"])
+def test_read_only_modules_do_not_import_torch(module):
+    assert "torch" not in _modules_after(f"import {module}")
+
+
+def test_read_only_commands_do_not_import_torch(tmp_path):
+    """`p2d manifest check` and `p2d report` run end to end without loading torch."""
+    from train_helpers import make_manifest
+
+    manifest = make_manifest(tmp_path / "data", photos_train=2, photos_test=1, drawings_train=2, drawings_test=1)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.toml").write_text((manifest.with_suffix(".toml")).read_text())
+    (run / "run.json").write_text('{"manifest": "%s"}' % manifest.as_posix())
+    (run / "losses.csv").write_text("epoch,steps,seconds,lr,G_total\n1,2,0.5,0.0002,1.5\n")
+    code = (
+        "from typer.testing import CliRunner\nfrom p2d.cli import app\nr = CliRunner()\n"
+        f"a = r.invoke(app, ['manifest', 'check', {str(manifest)!r}])\n"
+        f"b = r.invoke(app, ['report', {str(run)!r}, '--out', {str(tmp_path / 'report.html')!r}])\n"
+        "assert a.exit_code == 0 and b.exit_code == 0, (a.output, b.output)\n"
+    )
+    assert "torch" not in _modules_after(code)
