@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/dedup.py [--n 200000]
 
-Part 1 takes every fixture image in tests/data/pd-faces (originals) and the 128 px face crops
+Part 1 takes every sample image in p2d/samples (originals) and the 128 px face crops
 `p2d crop-drawings` makes of the drawings, plants copies (resized, JPEG-recompressed, mirrored,
 cropped a little) and prints the distance (min over phash and mirror phash) of each kind of copy
 to its original, and the distances between distinct images. Part 2 groups --n random hashes with
@@ -100,7 +100,7 @@ def main() -> None:
     ap.add_argument("--skip-fixtures", action="store_true")
     args = ap.parse_args()
     if not args.skip_fixtures:
-        data = ROOT / "tests" / "data" / "pd-faces"
+        data = ROOT / "p2d" / "samples"
         distances([read_image(p) for p in list_images(data)], "fixture originals")
         from p2d.curate.drawings import crop_drawings
 

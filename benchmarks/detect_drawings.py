@@ -2,7 +2,7 @@
 
 Usage: python benchmarks/detect_drawings.py [--min-iou 0.4] [--skimage]
 
-Images: tests/data/pd-faces/drawings/ (17 drawn faces) and nonfaces/ (2 clip-art vehicles; the
+Images: p2d/samples/drawings/ (17 drawn faces) and nonfaces/ (2 clip-art vehicles; the
 tractor's driver has a small face, see tests/data/drawing_face_boxes.md). Truth: tests/data/drawing_face_boxes.csv (boxes drawn by hand; see
 tests/data/drawing_face_boxes.md). A chosen box is correct when its IoU with the hand box is at
 least --min-iou. "false" counts boxes on an image without a face and boxes that miss the face.
@@ -23,18 +23,19 @@ from p2d.curate.detect import DrawingDetector, choose_with_rotations, score_choi
 from p2d.images import list_images, read_image  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
-DATA = ROOT / "tests" / "data"
+DATA = ROOT / "p2d" / "samples"
+BOXES = ROOT / "tests" / "data" / "drawing_face_boxes.csv"
 
 
 def load_truth() -> dict[str, tuple[float, float, float, float] | None]:
     """{ "drawings/x.png": box or None } for every image in drawings/ and nonfaces/."""
     boxes = {}
-    with open(DATA / "drawing_face_boxes.csv", newline="") as f:
+    with open(BOXES, newline="") as f:
         for r in csv.DictReader(f):
             boxes[r["path"]] = tuple(float(r[k]) for k in "xywh")
     truth = {}
     for folder in ("drawings", "nonfaces"):
-        for p in list_images(DATA / "pd-faces" / folder):
+        for p in list_images(DATA / folder):
             name = f"{folder}/{p.name}"
             truth[name] = boxes.get(name)
     return truth
@@ -44,7 +45,7 @@ def run_candidates(truth: dict, detector: DrawingDetector) -> tuple[dict, dict]:
     """Candidates per image (all detectors, rotated passes where upright finds no face), and
     seconds: one upright pass per detector, and the whole combined pass."""
     seconds = {}
-    images = {name: read_image(DATA / "pd-faces" / name) for name in truth}
+    images = {name: read_image(DATA / name) for name in truth}
     for family in detector.detectors:
         single = DrawingDetector(detector.models, detectors=(family,), rotations_deg=())
         t0 = time.perf_counter()

@@ -3,7 +3,10 @@ function and prints a summary. No logic lives here."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Annotated
 
@@ -12,7 +15,7 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 from p2d.errors import P2DError
-from p2d.ui import console, table
+from p2d.ui import console, print_thresholds, table
 
 DEBUG_ENV = "P2D_DEBUG"
 
@@ -66,8 +69,7 @@ def manifest_check(
     from p2d.manifest import check_manifest, summarize
 
     df, problems = check_manifest(file)
-    counts = summarize(df)
-    rows = [(group, key, n) for group, values in counts.items() for key, n in values.items()]
+    rows = [(group, key, n) for group, values in summarize(df).items() for key, n in values.items()]
     console.print(table(f"{file}: {len(df)} rows", ["group", "value", "rows"], rows))
     for p in problems:
         console.print(f"[red]invalid[/] {p}")
@@ -79,8 +81,6 @@ def manifest_check(
 
 # ----------------------------------------------------------------------------- curate (issue 2)
 
-# Defaults repeat p2d.curate.filters.Thresholds (kept in step by tests/test_curate_celeba.py) so
-# that `p2d --help` stays fast: the library is imported inside the commands.
 _Size = Annotated[int, typer.Option("--size", help="Output images are SIZE x SIZE pixels.")]
 _Format = Annotated[str, typer.Option("--format", help="Output format: png (lossless) or jpg.")]
 _Workers = Annotated[int, typer.Option("--workers", help="Processes; the manifest is the same for any number.")]
@@ -88,20 +88,34 @@ _ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Folder wi
 _Upsample = Annotated[int, typer.Option("--upsample", help="dlib HOG upsampling when detecting: 1 finds faces down to ~40 px.")]
 _DropSmiles = Annotated[bool, typer.Option("--drop-smiles", help="Drop wide smiles (landmark smile score above --smile-threshold).")]
 _DropOutliers = Annotated[bool, typer.Option("--drop-outliers", help="Drop no/several faces, turned or tilted heads, small, blurry, dark or bright faces.")]
-_SmileThr = Annotated[float, typer.Option("--smile-threshold", help="Smile score (mouth width + opening, in inter-ocular distances) above which a face counts as a wide smile.")]
-_MaxYaw = Annotated[float, typer.Option("--max-yaw-deg", help="Drop faces turned more than this (degrees).")]
-_MaxRoll = Annotated[float, typer.Option("--max-roll-deg", help="Drop faces tilted more than this (degrees).")]
-_MinIod = Annotated[float, typer.Option("--min-iod-px", help="Drop faces whose eye centres are closer than this (pixels in the source).")]
-_MinLap = Annotated[float, typer.Option("--min-laplacian-var", help="Drop faces whose variance of the Laplacian (64 px face patch) is below this: blur.")]
-_MinGray = Annotated[float, typer.Option("--min-mean-gray", help="Drop faces darker than this mean gray level (0-255).")]
-_MaxGray = Annotated[float, typer.Option("--max-mean-gray", help="Drop faces brighter than this mean gray level (0-255).")]
-_FaceRatio = Annotated[float, typer.Option("--second-face-min-ratio", help="Another detection this wide relative to the main face counts as a second face.")]
-_FaceScore = Annotated[float, typer.Option("--second-face-min-score", help="...and needs at least this dlib HOG score.")]
+
+
+def _threshold_options(command):
+    """Give a command the filter threshold options, one per field of p2d.curate.filters.Thresholds
+    (its defaults and help texts), appended after the command's own; the command receives them
+    as one `thresholds: Thresholds` argument."""
+    from p2d.curate.filters import Thresholds  # light: the module imports numpy/OpenCV only when measuring
+
+    own = inspect.signature(command, eval_str=True)
+    names = [f.name for f in fields(Thresholds)]
+    options = [
+        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=Annotated[
+            float, typer.Option(f"--{f.name.replace('_', '-')}", help=f.metadata["help"])])
+        for f in fields(Thresholds)
+    ]
+
+    @functools.wraps(command)
+    def with_thresholds(**kwargs):
+        return command(**kwargs, thresholds=Thresholds(**{n: kwargs.pop(n) for n in names}))
+
+    params = [p for p in own.parameters.values() if p.name != "thresholds"] + options
+    with_thresholds.__signature__ = own.replace(parameters=params)
+    with_thresholds.__annotations__ = {p.name: p.annotation for p in params}
+    del with_thresholds.__wrapped__  # typer must read the signature above, not the command's
+    return with_thresholds
 
 
 def _print_run(result, thresholds, **flags) -> None:
-    from p2d.ui import print_thresholds
-
     for note in getattr(result, "notes", []):
         console.print(note)
     console.print(table(f"{result.manifest}", ["", "images"], result.summary_rows()))
@@ -114,6 +128,7 @@ def _print_run(result, thresholds, **flags) -> None:
 
 
 @curate_app.command("celeba")
+@_threshold_options
 def curate_celeba_cmd(
     root: Annotated[Path | None, typer.Argument(help="CelebA folder (holding img_align_celeba/); default: ./celeba, ./data/celeba, $P2D_CELEBA ...")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: curated/celeba).")] = None,
@@ -129,27 +144,16 @@ def curate_celeba_cmd(
     workers: _Workers = 1,
     upsample: _Upsample = 1,
     models_dir: _ModelsDir = None,
-    smile_threshold: _SmileThr = 1.05,
-    max_yaw_deg: _MaxYaw = 30.0,
-    max_roll_deg: _MaxRoll = 20.0,
-    min_iod_px: _MinIod = 20.0,
-    min_laplacian_var: _MinLap = 50.0,
-    min_mean_gray: _MinGray = 40.0,
-    max_mean_gray: _MaxGray = 220.0,
-    second_face_min_ratio: _FaceRatio = 0.5,
-    second_face_min_score: _FaceScore = 0.5,
+    thresholds=None,
 ):
     """Curate CelebA's aligned faces (select, filter, crop) into a manifest.
 
     Example: p2d curate celeba --first 4232 --drop-smiles
     """
     from p2d.curate.celeba import curate_celeba
-    from p2d.curate.filters import Thresholds
 
-    thresholds = Thresholds(smile_threshold, max_yaw_deg, max_roll_deg, min_iod_px, min_laplacian_var,
-                            min_mean_gray, max_mean_gray, second_face_min_ratio, second_face_min_score)
     result = curate_celeba(
-        root, out, first=first, partition=partition, exclude_attrs=tuple(exclude_attr or ()),
+        root, out=out, first=first, partition=partition, exclude_attrs=tuple(exclude_attr or ()),
         drop_smiles=drop_smiles, smile_source=smile_source, drop_outliers=drop_outliers,
         thresholds=thresholds, size=size, fmt=fmt, detect=detect, upsample=upsample, workers=workers,
         models_dir=models_dir,
@@ -159,6 +163,7 @@ def curate_celeba_cmd(
 
 
 @curate_app.command("photos")
+@_threshold_options
 def curate_photos_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder of face photos (searched recursively).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: curated/SOURCE).")] = None,
@@ -170,27 +175,16 @@ def curate_photos_cmd(
     workers: _Workers = 1,
     upsample: _Upsample = 1,
     models_dir: _ModelsDir = None,
-    smile_threshold: _SmileThr = 1.05,
-    max_yaw_deg: _MaxYaw = 30.0,
-    max_roll_deg: _MaxRoll = 20.0,
-    min_iod_px: _MinIod = 20.0,
-    min_laplacian_var: _MinLap = 50.0,
-    min_mean_gray: _MinGray = 40.0,
-    max_mean_gray: _MaxGray = 220.0,
-    second_face_min_ratio: _FaceRatio = 0.5,
-    second_face_min_score: _FaceScore = 0.5,
+    thresholds=None,
 ):
     """Curate a folder of face photos, framed like CelebA, into a manifest.
 
     Example: p2d curate photos my_photos --source family --drop-outliers
     """
-    from p2d.curate.filters import Thresholds
     from p2d.curate.photos import curate_photos
 
-    thresholds = Thresholds(smile_threshold, max_yaw_deg, max_roll_deg, min_iod_px, min_laplacian_var,
-                            min_mean_gray, max_mean_gray, second_face_min_ratio, second_face_min_score)
     result = curate_photos(
-        folder, out, source=source, drop_smiles=drop_smiles, drop_outliers=drop_outliers,
+        folder, out=out, source=source, drop_smiles=drop_smiles, drop_outliers=drop_outliers,
         thresholds=thresholds, size=size, fmt=fmt, upsample=upsample, workers=workers,
         models_dir=models_dir,
     )
@@ -233,7 +227,6 @@ def crop_drawings_cmd(
     from p2d.curate.detect import DETECTORS
     from p2d.curate.drawings import crop_drawings
     from p2d.curate.pad import parse_pad
-    from p2d.ui import print_thresholds
 
     r = crop_drawings(raw, out, size=size, face_fraction=face_fraction, pad=parse_pad(pad),
                       background=_colour(background), boxes=boxes, source=source,
@@ -243,15 +236,9 @@ def crop_drawings_cmd(
         console.print(f"[yellow]note:[/] {note}")
     print_thresholds(size=size, face_fraction=face_fraction, pad=pad, min_iou=min_iou, min_votes=min_votes,
                      rotate=rotate)
-    kept = [x for x in r.rows if x["keep"]]
-    counts: dict[str, int] = {}
-    for x in r.rows:
-        key = f"kept ({x['detector']})" if x["keep"] else f"dropped ({x['reason'].split(':')[0]})"
-        counts[key] = counts.get(key, 0) + 1
-    rows = sorted(counts.items()) + [("total", len(r.rows)), ("seconds", round(r.seconds, 1))]
-    console.print(table(f"crop-drawings: {len(kept)} of {len(r.rows)} kept", ["outcome", "images"], rows))
+    console.print(table(f"crop-drawings: {r.kept} of {len(r.rows)} kept", ["outcome", "images"], r.summary_rows()))
     console.print(f"manifest: {r.manifest}\nreview: {', '.join(str(p) for p in r.sheets)}")
-    missed = len(r.rows) - len(kept)
+    missed = len(r.rows) - r.kept
     if missed:
         console.print(f"{missed} drawing(s) without a usable face: see the review sheet (failures first) "
                       "and give boxes with --boxes boxes.csv (path,x,y,w,h)")
@@ -274,27 +261,18 @@ def scale_cmd(
     """
     from p2d.curate.pad import parse_pad
     from p2d.curate.scale import scale_folder
-    from p2d.ui import print_thresholds
 
     r = scale_folder(raw, out, width_px=width, min_height_px=min_height, short=short, pad=parse_pad(pad),
                      background=_colour(background), source=source)
     print_thresholds(width=width, min_height=min_height, short=short, pad=pad)
-    kept = sum(1 for x in r.rows if x["keep"])
-    padded = sum(1 for x in r.rows if x["keep"] and x.get("padded_fraction", 0) > 0)
-    rows = [("images", len(r.rows)), ("kept", kept), ("padded", padded), ("dropped", len(r.rows) - kept),
-            ("seconds", round(r.seconds, 1))]
-    console.print(table("scale", ["outcome", "images"], rows))
+    console.print(table("scale", ["outcome", "images"], r.summary_rows()))
     console.print(f"manifest: {r.manifest}")
 
 
 def _print_dedup(report, labels_of) -> None:
-    rows = [("groups", len(report.groups)), ("dropped as duplicates", report.dropped),
-            ("unreadable", report.unreadable), ("groups across domains", len(report.cross_domain)),
-            ("groups across train/test", len(report.cross_split))]
-    console.print(table("dedup", ["what", "count"], rows))
-    for title, which in (("across domains", report.cross_domain), ("across train/test", report.cross_split)):
-        for g in which:
-            console.print(f"[yellow]group {g + 1} {title}:[/] " + ", ".join(labels_of(i) for i in report.groups[g]))
+    console.print(table("dedup", ["what", "count"], report.summary_rows()))
+    for title, number, group in report.crossing_groups():
+        console.print(f"[yellow]group {number} {title}:[/] " + ", ".join(map(labels_of, group)))
 
 
 @app.command("dedup")
@@ -308,7 +286,6 @@ def dedup_cmd(
     Example: p2d dedup data/drawings/manifest.csv data/artist/manifest.csv --sheet dups.png
     """
     from p2d.curate.dedup import dedup_manifests
-    from p2d.ui import print_thresholds
 
     r = dedup_manifests(manifests, max_hamming=max_hamming, sheet=sheet)
     print_thresholds(max_hamming=max_hamming)
@@ -331,9 +308,8 @@ def manifest_build_cmd(
     Example: p2d manifest build --recipe manifests/exp4.toml --from data/celeba/manifest.csv --from data/drawings/manifest.csv
     """
     from p2d.curate.build import build_manifest
-    from p2d.ui import print_thresholds
 
-    r = build_manifest(recipe, sources, output, test_count=test_count, test_fraction=test_fraction,
+    r = build_manifest(recipe, sources, output=output, test_count=test_count, test_fraction=test_fraction,
                        max_hamming=max_hamming)
     print_thresholds(max_hamming=max_hamming, test_count=test_count, test_fraction=test_fraction)
     _print_dedup(r.report, lambda i: str(r.frame.iloc[i]["path"]))
@@ -366,15 +342,13 @@ def train_cmd(
 
     Example: p2d train manifests/exp4.csv --epochs 30 --out runs/exp4
     """
-    from p2d.runs import read_losses
+    from p2d.runs import LOSS_SUMMARY_COLUMNS, loss_summary_rows
     from p2d.train.loop import train
 
     run = train(manifest, recipe=recipe, out=out, epochs=epochs, device=device, resume=resume, max_steps=max_steps,
                 seed=seed, precision=precision, channels_last=channels_last, gpu_dataset=gpu_data, compile=compile,
                 workers=workers)
-    losses = read_losses(run)[-5:]
-    columns = ["epoch", "steps", "seconds", "G_total", "D_drawing", "D_photo", "cycle_photo", "cycle_drawing"]
-    console.print(table(f"{run}: last epochs", columns, [[r[c] for c in columns] for r in losses]))
+    console.print(table(f"{run}: last epochs", LOSS_SUMMARY_COLUMNS, loss_summary_rows(run)))
     console.print(f"samples: {run / 'samples'}   checkpoints: {run / 'checkpoints'}")
 
 
@@ -401,10 +375,7 @@ def translate_cmd(
     rows = [[str(p), reason] for p, reason in result.skipped]
     if rows:
         console.print(table("skipped", ["image", "reason"], rows))
-    cfg = result.config
-    console.print(table(f"translate to {to}", ["checkpoint", "channels", "size", "written", "skipped", "images/s"],
-                        [[str(result.checkpoint), cfg.data.channels, cfg.data.size, len(result.written),
-                          len(result.skipped), round(result.images_per_second, 2)]]))
+    console.print(table(f"translate to {to}", result.SUMMARY_COLUMNS, result.summary_rows()))
 
 # ----------------------------------------------------------------------------- evaluate (issue 6)
 
@@ -432,46 +403,20 @@ def evaluate_cmd(
     Example: p2d evaluate runs/exp4 --epochs 20,25,30
     """
     from p2d.evaluate import BestEpochRule, EvalSettings, evaluate_run, parse_epochs
-    from p2d.ui import print_thresholds
 
-    settings = EvalSettings(kid_subsets, kid_subset_size, min_detect_px, max_images or None)
-    rule = BestEpochRule(face_found_drop, landmark_rise_iod, identity_rise)
-    print_thresholds(**{k: v for k, v in vars(settings).items()}, **vars(rule))
-    result = evaluate_run(run, parse_epochs(epochs), device, settings, rule, models_dir, recompute)
-    # Three narrow tables rather than one wide one: each fits an 80-column terminal.
-    groups = {
-        "structure and identity (photo -> drawing)": [
-            ("face_found_drawing", "face found"), ("landmark_nme", "landmark err"), ("smile_drift", "smile drift"),
-            ("identity_drawing", "id drawing"), ("identity_cycle", "id cycle")],
-        "cycle error and realism": [
-            ("cycle_l1_photo", "cycle photo"), ("cycle_l1_drawing", "cycle drawing"),
-            ("kid_drawing", "KID drawing"), ("kid_photo", "KID photo"), ("brightness_gap_drawing", "brightness")],
-    }
-    why = dict(zip(result.why["epoch"], result.why["why"]))
-
-    def cell(row, col):
-        value = row[col]
-        if value != value:  # NaN: not measurable (no face found, too few images for KID)
-            return "–"
-        if col.startswith("kid_"):
-            return f"{value:.3g} ± {row[col + '_std']:.2g}"
-        return float(value)
-
+    settings = EvalSettings(kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, min_detect_px=min_detect_px,
+                            max_images=max_images or None)
+    rule = BestEpochRule(face_found_drop=face_found_drop, landmark_rise_iod=landmark_rise_iod, identity_rise=identity_rise)
+    print_thresholds(**vars(settings), **vars(rule))
+    result = evaluate_run(run, epochs=parse_epochs(epochs), device=device, settings=settings, rule=rule,
+                          models_dir=models_dir, recompute=recompute)
     first = result.table.iloc[0]
     console.print(f"{run}: {int(first['n_photos'])} test photos, {int(first['n_drawings'])} test drawings")
-    for title, columns in groups.items():
-        rows = [[int(r["epoch"])] + [cell(r, c) for c, _ in columns] for _, r in result.table.iterrows()]
-        console.print(table(title, ["epoch"] + [label for _, label in columns], rows))
-    console.print(table("best-epoch rule", ["epoch", "verdict"], [(int(e), why[int(e)]) for e in result.table["epoch"]]))
-    for note in result.skipped:
-        console.print(f"[yellow]skipped[/] {note}")
-    for gate in result.why.attrs.get("skipped_gates", []):
-        console.print(f"[yellow]rule[/]: {gate} was measured in no epoch (no faces found by HOG); gate skipped")
-    if result.best_epoch is None:
-        console.print("[bold yellow]no epoch passes the structure/identity gates[/]: loosen the tolerances to compare")
-    else:
-        console.print(f"[bold green]suggested best epoch: {result.best_epoch}[/] ({why[result.best_epoch]}). "
-                      f"Wrote {result.csv_path}")
+    for title, columns, rows in result.summary_tables():
+        console.print(table(title, columns, rows))
+    for line in result.notes():
+        console.print(line)
+
 
 # ----------------------------------------------------------------------------- demo, report (issue 5)
 
@@ -524,9 +469,8 @@ def report_cmd(
     from p2d.evaluate import parse_epochs
     from p2d.report import build_report
 
-    result = build_report(runs, out, parse_epochs(epochs), max_epochs)
-    console.print(table("report", ["run", "epochs shown"],
-                        [(label, ", ".join(map(str, e)) or "none") for label, e in result.epochs.items()]))
+    result = build_report(runs, out=out, epochs=parse_epochs(epochs), max_epochs=max_epochs)
+    console.print(table("report", ["run", "epochs shown"], result.summary_rows()))
     for note in result.notes:
         console.print(f"[yellow]note[/] {note}")
     console.print(f"[bold green]wrote {result.page}[/] ({len(result.images)} images in {result.page.stem}_files/)")

@@ -45,7 +45,6 @@ Descriptors have entries of std ~0.115 (norm ~1.32 over 128 dims); they are mult
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -57,7 +56,7 @@ import pandas as pd
 
 from p2d.errors import P2DError
 from p2d.faces import FaceModels, inter_ocular, smile_score
-from p2d.framing import framing_box
+from p2d.framing import detect_faces, framing_box
 
 EVALUATE_CSV = "evaluate.csv"
 DLIB_CHIP_PX = 150
@@ -247,7 +246,7 @@ def suggest_best(df: pd.DataFrame, rule: BestEpochRule | None = None) -> tuple[i
 
 
 @dataclass
-class Face:
+class FaceLandmarks:
     """What dlib sees in one image: landmarks (None if no box at all) and whether HOG found it."""
 
     points: np.ndarray | None
@@ -266,18 +265,17 @@ class FaceProbe:
         """3-channel uint8 (dlib's recogniser takes only RGB)."""
         return np.ascontiguousarray(np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image)
 
-    def face(self, image: np.ndarray, fallback: bool) -> Face:
+    def face(self, image: np.ndarray, fallback: bool) -> FaceLandmarks:
         """Largest HOG face (after upsampling to ~min_detect_px); else, with `fallback`, the
         landmarks in the known framing box of a curated face."""
         image = np.ascontiguousarray(image)
         h, w = image.shape[:2]
-        found = self.models.detect_hog(image, detect_upsample(min(h, w), self.min_detect_px))
+        found = detect_faces(image, self.models, detect_upsample(min(h, w), self.min_detect_px))  # largest first
         if found:
-            best = max(found, key=lambda d: d.w * d.h)
-            return Face(self.models.landmarks(image, best.box), True)
+            return FaceLandmarks(self.models.landmarks(image, tuple(found[0][:4])), True)
         if fallback:
-            return Face(self.models.landmarks(image, framing_box(w, h)), False)
-        return Face(None, False)
+            return FaceLandmarks(self.models.landmarks(image, framing_box(w, h)), False)
+        return FaceLandmarks(None, False)
 
     def embedding(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
         """dlib's 128-d identity embedding of the face aligned by these landmarks."""
@@ -303,8 +301,8 @@ class Reference:
 
     photos: list[np.ndarray]
     drawings: list[np.ndarray]
-    photo_faces: list[Face]
-    drawing_faces: list[Face]
+    photo_faces: list[FaceLandmarks]
+    drawing_faces: list[FaceLandmarks]
     photo_embeddings: list[np.ndarray]
     photo_features: np.ndarray
     drawing_features: np.ndarray
@@ -436,14 +434,6 @@ def torch_translator(generator, channels: int, device: str = "cpu", batch_size: 
     return run
 
 
-def _file_sha(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
-
-
 def _run_manifest(run: Path) -> Path:
     import json
 
@@ -491,6 +481,34 @@ def _load_all(paths: Sequence[Path], channels: int, size: int, skipped: list[str
     return out
 
 
+# Short names of the metric columns, for tables (terminal and report).
+METRIC_LABELS = {
+    "face_found_drawing": "face found", "landmark_nme": "landmark err", "smile_drift": "smile drift",
+    "identity_drawing": "id drawing", "identity_cycle": "id cycle", "cycle_l1_photo": "cycle photo",
+    "cycle_l1_drawing": "cycle drawing", "kid_drawing": "KID drawing", "kid_photo": "KID photo",
+    "brightness_gap_drawing": "brightness",
+}
+# The terminal summary: three narrow tables rather than one wide one, each fits 80 columns.
+SUMMARY_GROUPS = {
+    "structure and identity (photo -> drawing)": (
+        "face_found_drawing", "landmark_nme", "smile_drift", "identity_drawing", "identity_cycle"),
+    "cycle error and realism": (
+        "cycle_l1_photo", "cycle_l1_drawing", "kid_drawing", "kid_photo", "brightness_gap_drawing"),
+}
+
+
+def metric_cell(row, col: str) -> str | float:
+    """One metric of an evaluate.csv row for a table: "–" where not measurable (no face found, too
+    few images for KID), KID as "mean ± std", otherwise the number."""
+    value = row.get(col)
+    if value is None or pd.isna(value):
+        return "–"
+    std = row.get(col + "_std")
+    if std is not None and not pd.isna(std):
+        return f"{value:.3g} ± {std:.2g}"
+    return float(value)
+
+
 @dataclass
 class EvaluateResult:
     table: pd.DataFrame  # one row per evaluated epoch, sorted by epoch
@@ -498,6 +516,29 @@ class EvaluateResult:
     why: pd.DataFrame  # epoch / eligible / why
     csv_path: Path
     skipped: list[str] = field(default_factory=list)  # "epoch 7: reason" for epochs not evaluated
+
+    def summary_tables(self) -> list[tuple[str, list[str], list[list[object]]]]:
+        """(title, columns, rows) per SUMMARY_GROUPS table, then the best-epoch rule's verdicts."""
+        out = []
+        for title, columns in SUMMARY_GROUPS.items():
+            rows = [[int(r["epoch"])] + [metric_cell(r, c) for c in columns] for _, r in self.table.iterrows()]
+            out.append((title, ["epoch"] + [METRIC_LABELS[c] for c in columns], rows))
+        why = dict(zip(self.why["epoch"], self.why["why"]))
+        out.append(("best-epoch rule", ["epoch", "verdict"], [(int(e), why[int(e)]) for e in self.table["epoch"]]))
+        return out
+
+    def notes(self) -> list[str]:
+        """Epochs not evaluated, gates skipped, and the verdict (rich markup)."""
+        lines = [f"[yellow]skipped[/] {note}" for note in self.skipped]
+        lines += [f"[yellow]rule[/]: {gate} was measured in no epoch (no faces found by HOG); gate skipped"
+                  for gate in self.why.attrs.get("skipped_gates", [])]
+        if self.best_epoch is None:
+            lines.append("[bold yellow]no epoch passes the structure/identity gates[/]: loosen the tolerances to compare")
+        else:
+            why = dict(zip(self.why["epoch"], self.why["why"]))
+            lines.append(f"[bold green]suggested best epoch: {self.best_epoch}[/] ({why[self.best_epoch]}). "
+                         f"Wrote {self.csv_path}")
+        return lines
 
 
 def evaluate_run(
@@ -513,7 +554,7 @@ def evaluate_run(
     """Measure each saved checkpoint of `run` on its manifest's test rows; write RUN/evaluate.csv
     after every epoch (an interrupted evaluation continues where it stopped: rows whose checkpoint
     and settings are unchanged are reused unless `recompute`)."""
-    from p2d.images import write_text_atomic
+    from p2d.images import file_sha256, write_text_atomic
     from p2d.manifest import manifest_images
     from p2d.runs import list_checkpoints, pick_device
     from p2d.train.translate import load_generators
@@ -543,7 +584,7 @@ def evaluate_run(
     if stale:
         skipped.append(f"epochs {', '.join(map(str, stale))}: measured with other settings earlier; "
                        "dropped from evaluate.csv (evaluate them again to compare)")
-    shas = {e: _file_sha(saved[e]) for e in wanted}
+    shas = {e: file_sha256(saved[e])[:16] for e in wanted}
     todo = [e for e in wanted if not (
         e in rows and rows[e].get("checkpoint_sha256") == shas[e] and rows[e].get("settings") == settings.key()
     )]

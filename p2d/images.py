@@ -9,6 +9,7 @@ place, so an interrupted run never leaves a half-written image or manifest behin
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 import warnings
@@ -144,6 +145,15 @@ def try_read_image(
         return read_image(path, mode, background, max_pixels), None
     except BadImage as exc:
         return None, f"unreadable:{exc.reason}"
+
+
+def file_sha256(path: Path | str) -> str:
+    """SHA-256 of a file's bytes as hex, read in 1 MiB chunks (checkpoints are large)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def downscale(image: np.ndarray, max_side_px: int) -> tuple[np.ndarray, float]:

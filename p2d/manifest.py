@@ -6,7 +6,6 @@ commands add their own columns; readers ignore columns they do not know.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from p2d.errors import ManifestError
-from p2d.images import write_bytes_atomic
+from p2d.images import file_sha256, write_bytes_atomic
 
 REQUIRED_COLUMNS = ("path", "domain", "source", "split", "crop", "width", "height", "phash", "keep", "reason")
 DOMAINS = ("drawing", "photo")
@@ -105,7 +104,7 @@ def write_manifest(df: pd.DataFrame, path: Path | str) -> Path:
 
 def manifest_hash(path: Path | str) -> str:
     """SHA-256 of the manifest file's bytes: saved in checkpoints to tie a model to its data."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return file_sha256(path)
 
 
 def resolve_path(manifest_path: Path | str, path: str) -> Path:

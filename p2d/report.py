@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,12 +44,9 @@ EVALUATE_PLOTS = (
     ("brightness_gap_drawing", "brightness vs real drawings (0: same)"),
 )
 
-# evaluate.csv columns in the report's table (KID with its std).
-EVALUATE_TABLE = (
-    ("kid_drawing", "KID drawing"), ("kid_photo", "KID photo"), ("face_found_drawing", "face found"),
-    ("landmark_nme", "landmark err"), ("identity_drawing", "identity"), ("smile_drift", "smile drift"),
-    ("cycle_l1_photo", "cycle photo"), ("brightness_gap_drawing", "brightness"),
-)
+# evaluate.csv columns in the report's table (KID with its std; labels: evaluate.METRIC_LABELS).
+EVALUATE_TABLE = ("kid_drawing", "kid_photo", "face_found_drawing", "landmark_nme", "identity_drawing", "smile_drift",
+                  "cycle_l1_photo", "brightness_gap_drawing")
 
 
 # ============================================================================ pure helpers
@@ -333,6 +330,29 @@ class ReportResult:
     epochs: dict[str, list[int]]  # run label -> epochs shown in the strips
     notes: list[str]
 
+    def summary_rows(self) -> list[tuple[str, str]]:
+        return [(label, ", ".join(map(str, e)) or "none") for label, e in self.epochs.items()]
+
+
+@dataclass
+class _Page:
+    """Where the page and its PNGs go; the PNGs written so far."""
+
+    path: Path
+    assets: Path
+    images: list[Path] = field(default_factory=list)
+
+    def rel(self, p: Path) -> str:
+        return Path(os.path.relpath(p, self.path.parent)).as_posix()
+
+    def plot(self, name: str, draw: Callable[[Path], bool], alt: str) -> str | None:
+        """The <img> of a figure that `draw(png)` wrote, or None when it had nothing to draw."""
+        png = self.assets / name
+        if not draw(png):
+            return None
+        self.images.append(png)
+        return f'<img class="plot" src="{_esc(self.rel(png))}" alt="{alt}">'
+
 
 def build_report(
     runs: Sequence[Path | str],
@@ -341,8 +361,7 @@ def build_report(
     max_epochs: int = 12,
 ) -> ReportResult:
     """Write the HTML page and its PNGs; returns where they are."""
-    from p2d.evaluate import suggest_best
-    from p2d.images import write_image, write_text_atomic
+    from p2d.images import write_text_atomic
 
     if not runs:
         raise P2DError("give at least one run folder, e.g. `p2d report runs/exp4`")
@@ -353,41 +372,62 @@ def build_report(
     for i, r in enumerate(infos):  # two runs of the same name: tell them apart by position
         if labels.count(r.label) > 1:
             r.label = f"{r.label} #{i + 1}"
-    page = Path(out) if out else default_out([r.path for r in infos])
-    if page.suffix.lower() not in (".html", ".htm"):
-        raise P2DError(f"--out {page}: give a file name ending in .html")
-    assets = page.with_name(page.stem + "_files")
-    assets.mkdir(parents=True, exist_ok=True)
-    images: list[Path] = []
+    path = Path(out) if out else default_out([r.path for r in infos])
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise P2DError(f"--out {path}: give a file name ending in .html")
+    page = _Page(path, path.with_name(path.stem + "_files"))
+    page.assets.mkdir(parents=True, exist_ok=True)
     notes = [f"{r.label}: {n}" for r in infos for n in r.notes]
 
-    def rel(p: Path) -> str:
-        return Path(os.path.relpath(p, page.parent)).as_posix()
+    body = (_header_section(infos, notes) + _differences_section(infos) + _losses_section(infos, page)
+            + _evaluate_section(infos, page))
+    samples_html, shown = _samples_section(infos, page, epochs, max_epochs)
+    body += samples_html + _recipes_section(infos)
+    # Strips an earlier report wrote here for runs or rows no longer shown would linger: remove
+    # only files of our own naming pattern in our own folder.
+    for stale in set(page.assets.glob("strip_run*_row*.png")) - set(page.images):
+        stale.unlink()
+    title = _esc("p2d report: " + ", ".join(r.label for r in infos))
+    text = (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n"
+            f"<style>{CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+    write_text_atomic(page.path, text)
+    return ReportResult(page.path, page.images, shown, notes)
 
-    body: list[str] = []
+
+def _header_section(infos: Sequence[RunInfo], notes: list[str]) -> list[str]:
+    """Title, and one line per run: folder, description, epochs done, device, saved epochs."""
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    body.append(f"<h1>p2d report: {_esc(', '.join(r.label for r in infos))}</h1>")
-    body.append(f"<p>written {stamp} by <code>p2d report</code></p>")
     run_rows = [
         (r.label, str(r.path), r.recipe.get("meta", {}).get("description", ""),
          int(r.losses["epoch"].max()) if len(r.losses) else 0, r.info.get("device_name", r.info.get("device", "")),
          ", ".join(map(str, r.saved)) or "none")
         for r in infos
     ]
-    body.append(_table(["run", "folder", "description", "epochs done", "device", "saved epochs"], run_rows))
-    for note in notes:
-        body.append(f'<p class="note">{_esc(note)}</p>')
+    return ([f"<h1>p2d report: {_esc(', '.join(r.label for r in infos))}</h1>",
+             f"<p>written {stamp} by <code>p2d report</code></p>",
+             _table(["run", "folder", "description", "epochs done", "device", "saved epochs"], run_rows)]
+            + [f'<p class="note">{_esc(note)}</p>' for note in notes])
 
-    # ---- what differs
-    if len(infos) > 1:
-        diffs = recipe_differences([r.flat for r in infos])
-        body.append("<h2>Recipe keys that differ</h2>")
-        if diffs:
-            body.append(_table(["key"] + [r.label for r in infos], [[k] + v for k, v in diffs]))
-        else:
-            body.append("<p>The recipes are identical.</p>")
 
-    # ---- evaluate
+def _differences_section(infos: Sequence[RunInfo]) -> list[str]:
+    """The recipe keys that differ between runs (nothing for a single run)."""
+    if len(infos) < 2:
+        return []
+    diffs = recipe_differences([r.flat for r in infos])
+    if not diffs:
+        return ["<h2>Recipe keys that differ</h2>", "<p>The recipes are identical.</p>"]
+    return ["<h2>Recipe keys that differ</h2>", _table(["key"] + [r.label for r in infos], [[k] + v for k, v in diffs])]
+
+
+def _losses_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
+    img = page.plot("losses.png", lambda png: plot_losses(infos, png), "loss curves")
+    return ["<h2>Losses per epoch</h2>", img or "<p>No losses.csv rows yet.</p>"]
+
+
+def _evaluate_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
+    """Measured curves, the suggested best epoch of each evaluated run, and every epoch's metrics."""
+    from p2d.evaluate import METRIC_LABELS, suggest_best
+
     best: dict[str, int | None] = {}
     why_rows = []
     for r in infos:
@@ -396,34 +436,30 @@ def build_report(
             best[r.label] = b
             rule = dict(zip(why["epoch"], why["why"]))
             for _, row in r.evaluate.sort_values("epoch").iterrows():
-                why_rows.append([r.label, int(row["epoch"])] + [_fmt(row, c) for c, _ in EVALUATE_TABLE]
+                why_rows.append([r.label, int(row["epoch"])] + [_fmt(row, c) for c in EVALUATE_TABLE]
                                 + [rule.get(int(row["epoch"]), "")])
-    # ---- losses
-    body.append("<h2>Losses per epoch</h2>")
-    loss_png = assets / "losses.png"
-    if plot_losses(infos, loss_png):
-        images.append(loss_png)
-        body.append(f'<img class="plot" src="{_esc(rel(loss_png))}" alt="loss curves">')
-    else:
-        body.append("<p>No losses.csv rows yet.</p>")
+    body = []
     if best:
         body.append("<h2>Evaluation (p2d evaluate)</h2>")
-        eval_png = assets / "evaluate.png"
-        if plot_evaluate(infos, best, eval_png):
-            images.append(eval_png)
-            body.append(f'<img class="plot" src="{_esc(rel(eval_png))}" alt="evaluation curves">')
+        img = page.plot("evaluate.png", lambda png: plot_evaluate(infos, best, png), "evaluation curves")
+        body += [img] if img else []
         body.append("<p>Suggested best epoch (star): the lowest KID photo-&gt;drawing among the epochs whose "
                     "faces, landmarks and identity stay within a tolerance of the best epoch's "
                     "(default tolerances; see <code>p2d evaluate --help</code>).</p>")
         body.append(_table(["run", "best epoch"], [(k, v if v is not None else "none passes") for k, v in best.items()]))
-        body.append(_table(["run", "epoch"] + [t for _, t in EVALUATE_TABLE] + ["rule"], why_rows))
+        body.append(_table(["run", "epoch"] + [METRIC_LABELS[c] for c in EVALUATE_TABLE] + ["rule"], why_rows))
     missing_eval = [r.label for r in infos if r.label not in best]
     if missing_eval:
         body.append(f"<p>No evaluate.csv for {_esc(', '.join(missing_eval))}: run "
                     f"<code>p2d evaluate RUN</code> to add measured curves and a suggested best epoch.</p>")
+    return body
 
-    # ---- samples: per test image, one strip per run
-    body.append("<h2>Test images across epochs</h2>")
+
+def _samples_section(infos: Sequence[RunInfo], page: _Page, epochs: Sequence[int] | None,
+                     max_epochs: int) -> tuple[list[str], dict[str, list[int]]]:
+    """Per test image, one strip per run across the chosen epochs; and the epochs each run shows."""
+    from p2d.images import read_image, write_image
+
     strips: dict[tuple[str, int], tuple[Path, str]] = {}
     shown: dict[str, list[int]] = {}
     n_rows = 0
@@ -433,8 +469,6 @@ def build_report(
         if not chosen:
             continue
         size = int(r.recipe.get("data", {}).get("size", 128))
-        from p2d.images import read_image
-
         grids = {e: split_grid(read_image(r.samples[e], mode="RGB" if _is_rgb(r.samples[e]) else "L"), size)
                  for e in chosen}
         rows = len(grids[chosen[0]])
@@ -448,10 +482,11 @@ def build_report(
                 [(f"epoch {e}", grids[e][row][1], grids[e][row][2]) for e in chosen],
                 input_label=name,
             )
-            png = assets / f"strip_run{ri + 1}_row{row + 1}.png"
+            png = page.assets / f"strip_run{ri + 1}_row{row + 1}.png"
             write_image(png, strip)
-            images.append(png)
+            page.images.append(png)
             strips[(r.label, row)] = (png, name)
+    body = ["<h2>Test images across epochs</h2>"]
     for row in range(n_rows):
         names = {strips[(r.label, row)][1] for r in infos if (r.label, row) in strips}
         body.append(f"<h3>{_esc(' / '.join(sorted(names)))}</h3>")
@@ -460,37 +495,27 @@ def build_report(
                 continue
             png, _ = strips[(r.label, row)]
             body.append(f'<div class="run">{_esc(r.label)}</div>')
-            body.append(f'<div class="strip"><img src="{_esc(rel(png))}" alt="{_esc(r.label)} row {row + 1}"></div>')
+            body.append(f'<div class="strip"><img src="{_esc(page.rel(png))}" alt="{_esc(r.label)} row {row + 1}"></div>')
+    return body, shown
 
-    # ---- recipes
-    body.append("<h2>Recipes</h2>")
+
+def _recipes_section(infos: Sequence[RunInfo]) -> list[str]:
+    """Every recipe key of every run side by side, differing keys marked."""
     keys: list[str] = []
     for r in infos:
         keys.extend(k for k in r.flat if k not in keys)
     differing = {k for k, _ in recipe_differences([r.flat for r in infos], ignore_prefixes=())} if len(infos) > 1 else set()
-    body.append(_table(["key"] + [r.label for r in infos],
-                       [[k] + [r.flat.get(k) for r in infos] for k in keys],
-                       ["diff" if k in differing else "" for k in keys]))
-
-    # Strips an earlier report wrote here for runs or rows no longer shown would linger: remove
-    # only files of our own naming pattern in our own folder.
-    for stale in set(assets.glob("strip_run*_row*.png")) - set(images):
-        stale.unlink()
-    title = _esc("p2d report: " + ", ".join(r.label for r in infos))
-    text = (f"<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>{title}</title>\n"
-            f"<style>{CSS}</style>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
-    write_text_atomic(page, text)
-    return ReportResult(page, images, shown, notes)
+    return ["<h2>Recipes</h2>", _table(["key"] + [r.label for r in infos],
+                                       [[k] + [r.flat.get(k) for r in infos] for k in keys],
+                                       ["diff" if k in differing else "" for k in keys])]
 
 
 def _fmt(row: pd.Series, col: str) -> str:
     """A metric cell: 3 significant digits, KID with its std, '–' where not measured."""
-    value = row.get(col)
-    if value is None or pd.isna(value):
-        return "–"
-    text = f"{value:.3g}"
-    std = row.get(col + "_std")
-    return f"{text} ± {std:.2g}" if std is not None and not pd.isna(std) else text
+    from p2d.evaluate import metric_cell
+
+    cell = metric_cell(row, col)
+    return cell if isinstance(cell, str) else f"{cell:.3g}"
 
 
 def _is_rgb(path: Path) -> bool:

@@ -73,6 +73,15 @@ def read_losses(run: Path | str) -> list[dict]:
         return [{k: (int(v) if k in ("epoch", "steps") else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
 
 
+# losses.csv columns that `p2d train` shows at the end, and how many epochs.
+LOSS_SUMMARY_COLUMNS = ("epoch", "steps", "seconds", "G_total", "D_drawing", "D_photo", "cycle_photo", "cycle_drawing")
+
+
+def loss_summary_rows(run: Path | str, last: int = 5) -> list[list[float]]:
+    """The last epochs' rows of losses.csv, in LOSS_SUMMARY_COLUMNS."""
+    return [[r[c] for c in LOSS_SUMMARY_COLUMNS] for r in read_losses(run)[-last:]]
+
+
 def pick_device(device: str | None):
     """"auto"/None: CUDA when torch sees a GPU, else the CPU (a torch.device)."""
     import torch  # only the commands that run a network get here

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -43,6 +44,21 @@ def contact_sheet(
             text = text if len(text) <= limit else text[: limit - 1] + "~"
             draw.text((x + 3, y + cell + k * line_h), text, fill=(0, 0, 0), font=font)
     return np.asarray(sheet, dtype=np.uint8)
+
+
+def placeholder(side_px: int = 64, level: int = 200) -> np.ndarray:
+    """A flat gray square standing in for an image that could not be read."""
+    return np.full((side_px, side_px, 3), level, np.uint8)
+
+
+def write_sheet(path: Path | str, images: Sequence[np.ndarray | None], labels: Sequence[str], cell: int = 160,
+                cols: int = 6) -> Path:
+    """Write a contact sheet (atomically); an image that could not be read (None) shows as a gray square."""
+    from p2d.images import write_image
+
+    cells = [placeholder() if img is None else img for img in images]
+    write_image(path, contact_sheet(cells, labels, cell=cell, cols=cols))
+    return Path(path)
 
 
 def draw_box(

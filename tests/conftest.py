@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).parent / "data" / "pd-faces"
+import p2d
+
+# The 26 public-domain sample images ship once, inside the package (`p2d demo` uses them at run time).
+DATA = Path(p2d.__file__).parent / "samples"
 
 # What each synthetic CelebA image is, by file name (see celeba_variants below).
 NEUTRAL = ["000001.jpg", "000004.jpg", "000006.jpg", "000008.jpg"]  # the youngster: frontal, neutral
@@ -79,3 +83,73 @@ def celeba(tmp_path_factory, face_models) -> CelebaFixtures:
     write_celeba_folder(base / "csv", variants, faces, nonfaces, layout="csv")
     write_celeba_folder(base / "bare", variants, faces, nonfaces, layout="txt", annotations=False)
     return CelebaFixtures(base / "official", base / "csv", base / "bare", names)
+
+
+# ---------------------------------------------------------------- a tiny trained run, shared
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny 32 px models run faster on one thread; two threads spin against each other when the
+    machine is busy (measured here: 10 ms vs 470 ms per forward)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make_tiny_run(root: Path, epochs: int = 2) -> Path:
+    """Train the tiny recipe on a small manifest of the public-domain fixtures: photos framed as
+    curation frames them (each also mirrored), drawings as width-scaled random-crop rows.
+    4 test photos, 4 test drawings (KID needs 4 per set); 2 optimizer steps per epoch."""
+    import numpy as np
+
+    from p2d.faces import FaceModels
+    from p2d.framing import frame_face
+    from p2d.images import read_image, write_image
+    from p2d.manifest import new_rows, write_manifest
+    from p2d.train.loop import train
+
+    models = FaceModels()
+    rows = []
+    for i, path in enumerate(sorted((DATA / "photos").glob("*.png"))):
+        img = read_image(path)
+        box = max(models.detect_hog(img, 0), key=lambda d: d.w * d.h).box
+        face = frame_face(img, models.landmarks(img, box), 64)
+        for j, f in enumerate((face, np.ascontiguousarray(face[:, ::-1]))):
+            out = root / "photos" / f"{path.stem}_{j}.png"
+            write_image(out, f)
+            rows.append(dict(path=f"photos/{out.name}", domain="photo", source="pd", crop="center",
+                             split="test" if len(rows) < 4 else "train",
+                             width=64, height=64, phash="0" * 16, keep=True, reason=""))
+    for i, path in enumerate(sorted((DATA / "drawings").glob("*.png"))[:8]):
+        w, h = read_image(path).shape[1::-1]
+        rows.append(dict(path=str(path.resolve()), domain="drawing", source="pd", crop="random",
+                         split="test" if i % 2 else "train", width=w, height=h, phash="0" * 16,
+                         keep=True, reason=""))
+    write_manifest(new_rows(rows), root / "tiny.csv")
+    recipe = Path(p2d.__file__).parent / "recipes" / "tiny.toml"
+    return train(root / "tiny.csv", recipe=recipe, out=root / "run", epochs=epochs)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_run(tmp_path_factory) -> Path:
+    """The tiny run (gray, 32 px, epochs 1 and 2 saved), trained once per test session for every
+    test that needs a trained run (evaluate, report, translate): read it, or copy it (`tiny_run`)
+    before writing into it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return make_tiny_run(tmp_path_factory.mktemp("tiny-run"))
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny_run(trained_tiny_run, tmp_path):
+    """A copy of the shared tiny run that a test may write into."""
+    return Path(shutil.copytree(trained_tiny_run, tmp_path / "run"))

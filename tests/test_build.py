@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import DATA
 from p2d.cli import app
 from p2d.curate.build import assign_split, split_rank
 from p2d.curate.hashing import phash_hex
@@ -17,7 +18,6 @@ from p2d.errors import P2DError
 from p2d.images import list_images, read_image, write_image
 from p2d.manifest import new_rows, read_manifest, validate, write_manifest
 
-DATA = Path(__file__).parent / "data" / "pd-faces"
 ROOT = Path(__file__).resolve().parents[1]
 
 

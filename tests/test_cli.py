@@ -44,6 +44,23 @@ def test_each_command_help_has_a_real_example(argv):
     assert "\\[" not in result.output  # no escaped markup leaking into help texts
 
 
+@pytest.mark.parametrize("argv", [("curate", "celeba"), ("curate", "photos")], ids=" ".join)
+def test_threshold_options_are_the_thresholds_fields(argv):
+    """Declared once, from the dataclass: each field is an option with the field's default, and
+    the command receives the values as one Thresholds."""
+    from dataclasses import fields
+
+    from p2d.curate.filters import Thresholds
+
+    command = typer.main.get_command(app)
+    for name in argv:
+        command = command.commands[name]
+    options = {p.name: p for p in command.params}
+    for f in fields(Thresholds):
+        assert options[f.name].opts == [f"--{f.name.replace('_', '-')}"] and options[f.name].default == f.default
+    assert "thresholds" not in options
+
+
 def test_each_command_has_a_one_line_summary():
     root = typer.main.get_command(app)
     for name, cmd in root.commands.items():

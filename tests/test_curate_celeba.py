@@ -3,7 +3,6 @@ real dlib models and real JPEG/PNG files: selection, filters, cache, workers, ba
 
 from __future__ import annotations
 
-import inspect
 import os
 import shutil
 from pathlib import Path
@@ -355,12 +354,3 @@ def test_cli_error_is_a_message_and_exit_1(tmp_path, monkeypatch):
     monkeypatch.delenv("P2D_CELEBA", raising=False)
     res = CliRunner().invoke(app, ["curate", "celeba"])
     assert res.exit_code == 1 and "CelebA not found" in res.output and "Traceback" not in res.output
-
-
-@pytest.mark.parametrize("command", ["curate_celeba_cmd", "curate_photos_cmd"])
-def test_cli_threshold_defaults_match_the_library(command):
-    import p2d.cli
-
-    params = inspect.signature(getattr(p2d.cli, command)).parameters
-    for name, value in Thresholds().as_dict().items():
-        assert params[name].default == value, name

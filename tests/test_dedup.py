@@ -10,13 +10,13 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import DATA
 from p2d.cli import app
 from p2d.curate.dedup import choose_keepers, group_labels, hex_to_uint64, near_pairs
 from p2d.curate.hashing import phash_hex
 from p2d.images import list_images, read_image, write_image
 from p2d.manifest import new_rows, read_manifest, write_manifest
 
-DATA = Path(__file__).parent / "data" / "pd-faces"
 
 
 def brute_pairs(h, m, d):

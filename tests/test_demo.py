@@ -35,7 +35,8 @@ def test_demo_runs_the_whole_workflow(tmp_path):
     assert len(list((out / "translated").iterdir())) == 3
     assert (run / "evaluate.csv").is_file()
     assert (run / "report.html").is_file()
-    assert str(run / "report.html") in " ".join(result.output.split()).replace(" ", "") or "report.html" in result.output
+    # rich may wrap the long path: compare with the line breaks taken out
+    assert str(run / "report.html") in "".join(result.output.split())
 
     # Run again: curation reuses its work, training resumes from `latest` and has nothing left to do.
     again = CliRunner().invoke(app, ["demo", "--out", str(out)], terminal_width=200)

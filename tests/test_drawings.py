@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import DATA
 from p2d.cli import app
 from p2d.curate.drawings import landmarks_sane, match_box, read_boxes
 from p2d.curate.pad import Pad, border_color, crop_square, pad_image, padded_fraction, parse_pad
@@ -17,7 +18,6 @@ from p2d.framing import CELEBA_FACE_FRACTION, square_from_box
 from p2d.images import read_image, write_image
 from p2d.manifest import read_manifest, validate
 
-DATA = Path(__file__).parent / "data" / "pd-faces"
 SMALL = ["adult_astrid_graeber_01.png", "card_figure_king_nicu_r.png", "happy_woman_dirk_struve_01.png"]
 
 

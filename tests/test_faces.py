@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import DATA
 from p2d import faces
 from p2d.errors import ModelFileMissing
 from p2d.images import read_image
 
-DATA = Path(__file__).parent / "data" / "pd-faces"
 
 
 def _template() -> np.ndarray:

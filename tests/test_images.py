@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import DATA
 from p2d.errors import P2DError
 from p2d.images import (
     BadImage,
@@ -21,7 +22,6 @@ from p2d.images import (
     write_image,
 )
 
-DATA = Path(__file__).parent / "data" / "pd-faces"
 PHOTO = DATA / "photos" / "astronaut.png"
 
 

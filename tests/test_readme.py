@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from conftest import DATA
 from p2d.cli import app
 from celeba_synth import jittered_variants, load_source_faces, write_celeba_folder
 from p2d.faces import FaceModels
@@ -25,7 +26,6 @@ from p2d.images import read_image
 from p2d.recipe import bundled_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = Path(__file__).parent / "data" / "pd-faces"
 COVERED_ELSEWHERE = {"demo"}  # tests/test_demo.py
 
 

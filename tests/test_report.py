@@ -12,9 +12,10 @@ import pytest
 
 from p2d import report as rp
 from p2d.errors import P2DError
-from test_evaluate import _one_torch_thread, shared_tiny_run  # noqa: F401  (fixture, helper)
 
 VOID = {"meta", "img", "br", "hr", "link", "input", "col", "source", "wbr", "area", "base"}
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class PageChecker(HTMLParser):
@@ -128,12 +129,12 @@ def test_compose_strip_places_cells_scaled_and_sharp():
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tmp_path_factory, trained_tiny_run):
     """The tiny run measured by `p2d evaluate`, and a copy whose recipe says cycle weight 25."""
     from p2d.evaluate import EvalSettings, evaluate_run
 
     root = tmp_path_factory.mktemp("report")
-    first = Path(shutil.copytree(shared_tiny_run(tmp_path_factory), root / "gray_c10"))
+    first = Path(shutil.copytree(trained_tiny_run, root / "gray_c10"))
     evaluate_run(first, settings=EvalSettings(kid_subsets=10))
     second = Path(shutil.copytree(first, root / "gray_c25"))
     (second / "evaluate.csv").unlink()

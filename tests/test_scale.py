@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import DATA
 from p2d.cli import app
 from p2d.curate.pad import Pad
 from p2d.curate.scale import pad_to_height, scale_folder, scale_to_width
 from p2d.images import read_image, write_image
 from p2d.manifest import read_manifest, validate
 
-DATA = Path(__file__).parent / "data" / "pd-faces"
 
 
 @pytest.mark.parametrize("shape,width,expected", [((200, 100), 50, (100, 50)), ((100, 400), 128, (32, 128)),

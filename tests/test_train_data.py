@@ -91,9 +91,11 @@ def test_augment_flip_and_rotation_are_exact_pixel_moves():
     as_float = x.float() / 127.5 - 1
     assert torch.equal(augment(x, np.array([IDENTITY])), as_float)
     assert torch.allclose(augment(x, np.array([[-1, 1, 0, 0, 0.0]])), as_float.flip(-1), atol=1e-5)
+    # +90 degrees turns the image as torch.rot90(k=1) does (counter-clockwise as displayed): a sign
+    # error in affine_matrices would turn it the other way and fail here.
     quarter = augment(x, np.array([[1, 1, 0, 0, np.pi / 2]]))
-    assert torch.allclose(quarter, torch.rot90(as_float, 1, (-2, -1)), atol=1e-4) or torch.allclose(
-        quarter, torch.rot90(as_float, -1, (-2, -1)), atol=1e-4)
+    assert torch.allclose(quarter, torch.rot90(as_float, 1, (-2, -1)), atol=1e-4)
+    assert not torch.allclose(quarter, torch.rot90(as_float, -1, (-2, -1)), atol=1e-4)
 
 
 def test_augment_zoom_crops_inside_the_image():

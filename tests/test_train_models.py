@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from p2d.train import models
 from p2d.recipe import TrainConfig
+from p2d.train import models
 from p2d.train.models import (
     ImagePool,
     LSGANLoss,
@@ -68,9 +68,15 @@ def test_lsgan_loss(value, real, expected):
     assert LSGANLoss()(torch.full((2, 1, 3, 3), value), real).item() == pytest.approx(expected)
 
 
-def test_docstring_maps_names_to_the_paper():
-    for name in ("G_photo2drawing", "G_drawing2photo", "D_drawing", "D_photo", "D_Y", "D_X"):
-        assert name in models.__doc__
+def test_build_models_gives_the_four_networks_the_docstring_maps_to_the_paper():
+    import re
+
+    nets = build_models(TrainConfig())
+    mapped = dict(re.findall(r"^\s+(\w+)\s+the paper's (\w+)", models.__doc__, re.M))
+    assert mapped == {"G_photo2drawing": "G", "G_drawing2photo": "F", "D_drawing": "D_Y", "D_photo": "D_X"}
+    assert set(nets) == set(mapped)
+    assert all(isinstance(nets[k], ResnetGenerator) for k in ("G_photo2drawing", "G_drawing2photo"))
+    assert all(isinstance(nets[k], PatchDiscriminator) for k in ("D_drawing", "D_photo"))
 
 
 def test_image_pool_fills_then_mixes_history():

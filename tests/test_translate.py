@@ -19,9 +19,9 @@ runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def gray_run(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("gray")
-    return train(make_manifest(folder), out=folder / "run", epochs=2)
+def gray_run(trained_tiny_run):
+    """The session's shared tiny run (gray, 32 px, epochs 1 and 2): translate only reads it."""
+    return trained_tiny_run
 
 
 @pytest.fixture(scope="module")

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
+from conftest import DATA as PD_FACES  # the bundled samples
 from p2d.curate.hashing import phash_hex
 from p2d.images import read_image, write_image
 from p2d.manifest import new_rows, write_manifest
 
-PD_FACES = Path(__file__).parent / "data" / "pd-faces"
 TINY_RECIPE = Path(__file__).parent.parent / "p2d" / "recipes" / "tiny.toml"
 
 

@@ -314,7 +314,7 @@ def curate_celeba(
         notes.append(f"images are {shape[0]}x{shape[1]}, not CelebA's aligned 178x218: detecting faces "
                      "and framing them like CelebA's aligned faces")
     settings = RunSettings(
-        out_dir=out_dir, source=source, mode="detect" if detect else "fast", crop=crop, size=size,
+        out_dir=out_dir, source=source, face_box="detect" if detect else "known", crop=crop, size=size,
         fmt=fmt, thresholds=thresholds or Thresholds(), drop_smiles=drop_smiles,
         drop_outliers=drop_outliers, smile_source=smile_source, upsample=upsample, workers=workers,
         models_dir=models_dir,

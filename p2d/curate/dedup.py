@@ -122,6 +122,17 @@ class DedupReport:
     dropped: int = 0
     unreadable: int = 0
 
+    def summary_rows(self) -> list[tuple[str, int]]:
+        return [("groups", len(self.groups)), ("dropped as duplicates", self.dropped),
+                ("unreadable", self.unreadable), ("groups across domains", len(self.cross_domain)),
+                ("groups across train/test", len(self.cross_split))]
+
+    def crossing_groups(self) -> list[tuple[str, int, list[int]]]:
+        """(what it crosses, group number from 1, its rows) for each group across domains, then
+        for each across train/test."""
+        return [(title, g + 1, self.groups[g]) for title, which in (("across domains", self.cross_domain),
+                                                                    ("across train/test", self.cross_split)) for g in which]
+
 
 def _mirror_hash(path: Path) -> tuple[str | None, str | None]:
     from p2d.curate.hashing import phash_hex
@@ -255,20 +266,19 @@ class LabelView:
 
 def write_group_sheet(path: Path | str, report: DedupReport, files: list[Path], df: pd.DataFrame) -> Path:
     """A contact sheet of the duplicate groups: one group per sheet row, the kept image first."""
-    from p2d.images import try_read_image, write_image
-    from p2d.sheets import contact_sheet
+    from p2d.images import try_read_image
+    from p2d.sheets import write_sheet
 
     cols = max([min(len(g), 8) for g in report.groups] + [2])
     cells, labels = [], []
     for k, group in enumerate(report.groups):
         for n, i in enumerate(group[:cols]):
             image, _ = try_read_image(files[i])
-            cells.append(image if image is not None else np.full((32, 32, 3), 200, np.uint8))
+            cells.append(image)
             labels.append(f"g{k + 1} {'KEEP' if n == 0 else 'dup'} {df.iloc[i]['domain']}/{df.iloc[i]['split']}\n{files[i].name}")
         for _ in range(cols - min(len(group), cols)):
             cells.append(np.full((8, 8, 3), 255, np.uint8))
             labels.append("")
     if not cells:
         cells, labels = [np.full((32, 32, 3), 255, np.uint8)], ["no duplicate groups"]
-    write_image(path, contact_sheet(cells, labels, cell=128, cols=cols))
-    return Path(path)
+    return write_sheet(path, cells, labels, cell=128, cols=cols)

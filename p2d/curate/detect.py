@@ -49,7 +49,7 @@ ROTATIONS_DEG = (15.0, -15.0, 30.0, -30.0, 45.0, -45.0)
 
 
 @dataclass(frozen=True)
-class Thresholds:
+class DetectorThresholds:
     """Per-detector score thresholds: `alone` trusts a box by itself, `agree` only with support;
     `spread` is a typical score range, used to compare scores across detectors."""
 
@@ -64,18 +64,18 @@ class Thresholds:
 # fairly specific, but cartoons fire it on round shapes, so alone needs a clear weight. YuNet's
 # sample threshold for photos is 0.9; drawn faces score 0.3-0.9 and false boxes on clip art were
 # seen at 0.3-0.5, so alone is 0.6.
-THRESHOLDS: dict[str, Thresholds] = {
-    "dlib_hog": Thresholds(alone=0.0, agree=-0.5, spread=1.0),
-    "dlib_cnn": Thresholds(alone=0.5, agree=0.2, spread=0.5),
-    "haar_frontal": Thresholds(alone=4.0, agree=0.0, spread=3.0),
-    "haar_profile": Thresholds(alone=2.0, agree=0.0, spread=2.0),
-    "yunet": Thresholds(alone=0.6, agree=0.3, spread=0.3),
+THRESHOLDS: dict[str, DetectorThresholds] = {
+    "dlib_hog": DetectorThresholds(alone=0.0, agree=-0.5, spread=1.0),
+    "dlib_cnn": DetectorThresholds(alone=0.5, agree=0.2, spread=0.5),
+    "haar_frontal": DetectorThresholds(alone=4.0, agree=0.0, spread=3.0),
+    "haar_profile": DetectorThresholds(alone=2.0, agree=0.0, spread=2.0),
+    "yunet": DetectorThresholds(alone=0.6, agree=0.3, spread=0.3),
 }
 # Rotated copies are extra tries, and each try is another chance of a false box, so there every
 # agreeing box must reach halfway from `agree` to `alone`. (With the plain `agree` thresholds the
 # rotated tries put false boxes on 2 of 19 face-free scikit-image pictures: cells, a colour wheel.)
-ROTATED_THRESHOLDS: dict[str, Thresholds] = {
-    name: Thresholds(alone=t.alone, agree=(t.agree + t.alone) / 2, spread=t.spread) for name, t in THRESHOLDS.items()
+ROTATED_THRESHOLDS: dict[str, DetectorThresholds] = {
+    name: DetectorThresholds(alone=t.alone, agree=(t.agree + t.alone) / 2, spread=t.spread) for name, t in THRESHOLDS.items()
 }
 # On a tie between two boxes of one cluster, the earlier detector's box wins: dlib's boxes
 # frame brows-to-chin like the landmark predictor expects; Haar and YuNet boxes include the forehead.
@@ -109,14 +109,14 @@ def iou_matrix(boxes: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
-def normalised_score(det: Detection, thresholds: dict[str, Thresholds] = THRESHOLDS) -> float:
+def normalised_score(det: Detection, thresholds: dict[str, DetectorThresholds] = THRESHOLDS) -> float:
     """How far a score is above its detector's `alone` threshold, in that detector's spreads."""
     t = thresholds[det.detector]
     return (det.score - t.alone) / t.spread
 
 
 @dataclass(frozen=True)
-class Face:
+class ChosenFace:
     """The face chosen in one image: its box, the detectors that agree on it, and its support."""
 
     box: Detection
@@ -148,9 +148,9 @@ def choose_face(
     dets: list[Detection],
     min_iou: float = 0.3,
     min_votes: int = 2,
-    thresholds: dict[str, Thresholds] = THRESHOLDS,
+    thresholds: dict[str, DetectorThresholds] = THRESHOLDS,
     trust_alone: bool = True,
-) -> Face | None:
+) -> ChosenFace | None:
     """The face chosen by the rule in this module's docstring, or None (no face).
     `trust_alone=False` asks for `min_votes` agreeing detectors even for strong boxes."""
     usable = [d for d in dets if d.score >= thresholds[d.detector].agree]
@@ -162,7 +162,7 @@ def choose_face(
             continue
         strength = max(normalised_score(d, thresholds) for d in members)
         best = max(members, key=lambda d: (normalised_score(d, thresholds), -BOX_PREFERENCE.index(d.detector)))
-        faces.append(Face(best, tuple(families), len(families), strength))
+        faces.append(ChosenFace(best, tuple(families), len(families), strength))
     if not faces:
         return None
     return max(faces, key=lambda f: (f.votes, f.strength, f.box.w * f.box.h))
@@ -183,7 +183,7 @@ class Candidates:
         return Candidates(keep(self.upright), {a: keep(ds) for a, ds in self.rotated.items()})
 
 
-def choose_with_rotations(c: Candidates, min_iou: float = 0.3, min_votes: int = 2) -> Face | None:
+def choose_with_rotations(c: Candidates, min_iou: float = 0.3, min_votes: int = 2) -> ChosenFace | None:
     """The upright rule first; failing that, the best face of any rotated copy, where (several
     tries giving several chances of a false box) two detectors must agree however strong one is,
     each at least halfway from its `agree` to its `alone` threshold (`ROTATED_THRESHOLDS`)."""
@@ -344,7 +344,7 @@ class DrawingDetector:
                     break
         return c
 
-    def detect(self, image: np.ndarray, min_iou: float = 0.3, min_votes: int = 2) -> tuple[Face | None, Candidates]:
+    def detect(self, image: np.ndarray, min_iou: float = 0.3, min_votes: int = 2) -> tuple[ChosenFace | None, Candidates]:
         """(the chosen face or None, every candidate box)."""
         c = self.all_candidates(image, min_iou, min_votes)
         return choose_with_rotations(c, min_iou=min_iou, min_votes=min_votes), c

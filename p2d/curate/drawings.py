@@ -105,6 +105,18 @@ class DrawingsResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def kept(self) -> int:
+        return sum(1 for x in self.rows if x["keep"])
+
+    def summary_rows(self) -> list[tuple[str, object]]:
+        """Images per outcome: kept by which detector (or hand box), dropped for which reason."""
+        counts: dict[str, int] = {}
+        for x in self.rows:
+            key = f"kept ({x['detector']})" if x["keep"] else f"dropped ({x['reason'].split(':')[0]})"
+            counts[key] = counts.get(key, 0) + 1
+        return sorted(counts.items()) + [("total", len(self.rows)), ("seconds", round(self.seconds, 1))]
+
 
 def _cache_key(path: Path, *settings) -> str:
     """Detections are reused while the file (size, mtime) and the detection settings are unchanged."""
@@ -157,6 +169,8 @@ def crop_drawings(
     cache_path = out / CACHE_NAME
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     detector = DrawingDetector(models, detectors=detectors, **({} if rotate else {"rotations_deg": ()}))
+    settings = CropSettings(manifest_path, hand, detector, size, face_fraction, pad, background, source, min_iou,
+                            min_votes)
     t0 = time.perf_counter()
     rows, review = [], []
     root = raw if raw.is_dir() else raw.parent
@@ -166,8 +180,7 @@ def crop_drawings(
         task = bar.add_task("crop-drawings", total=len(files), status="")
         for i, (path, stem) in enumerate(zip(files, output_stems(files, root))):
             rel = path.relative_to(root).as_posix()
-            row, thumb = _one_drawing(path, rel, out / f"{stem}.png", manifest_path, hand, cache, detector, size,
-                                      face_fraction, pad, background, source, min_iou, min_votes)
+            row, thumb = _one_drawing(path, rel, out / f"{stem}.png", settings, cache)
             rows.append(row)
             review.append(_thumbnail(thumb))
             bar.update(task, advance=1, status=row["reason"] or row["detector"])
@@ -179,59 +192,94 @@ def crop_drawings(
     return DrawingsResult(manifest_path, rows, sheets, time.perf_counter() - t0, detector.notes)
 
 
-def _one_drawing(path, rel, target, manifest_path, hand, cache, detector, size, face_fraction, pad,
-                 background, source, min_iou, min_votes):
+@dataclass(frozen=True)
+class CropSettings:
+    """Everything one drawing's crop depends on besides the drawing itself (see crop_drawings)."""
+
+    manifest_path: Path
+    hand: dict[str, tuple]  # hand boxes by relative path (read_boxes)
+    detector: DrawingDetector
+    size: int
+    face_fraction: float
+    pad: Pad
+    background: tuple[int, int, int]
+    source: str
+    min_iou: float
+    min_votes: int
+
+
+@dataclass(frozen=True)
+class FoundFace:
+    """The face box a drawing is cropped around, and who found it ("hand" for a hand box)."""
+
+    box: tuple[float, float, float, float]
+    detector: str
+    score: float
+    votes: int
+    agreeing: str  # detectors that agree, joined with "+"
+    rotation_deg: float
+
+
+def _find_face(image: np.ndarray, path: Path, rel: str, s: CropSettings, cache: dict) -> FoundFace | None:
+    """The hand box when there is one, else the detectors' choice (their candidates cached by file)."""
+    box = match_box(s.hand, rel)
+    if box is not None:
+        return FoundFace(box, "hand", math.nan, 1, "hand", 0.0)
+    d = s.detector
+    key = _cache_key(path, s.background, d.detectors, d.rotations_deg, s.min_iou, s.min_votes)
+    hit = cache.get(rel)
+    if hit and hit["key"] == key:
+        found = _candidates_from_json(hit["candidates"])
+    else:
+        found = d.all_candidates(image, min_iou=s.min_iou, min_votes=s.min_votes)
+        cache[rel] = {"key": key, "candidates": _candidates_to_json(found)}
+    face = choose_with_rotations(found, min_iou=s.min_iou, min_votes=s.min_votes)
+    if face is None:
+        return None
+    return FoundFace(face.box.box, face.box.detector, face.box.score, face.votes, "+".join(face.detectors),
+                     face.rotation_deg)
+
+
+def _one_drawing(path: Path, rel: str, target: Path, s: CropSettings, cache: dict):
+    """One drawing's manifest row (its crop written to `target` when kept) and what its review cell needs."""
     # Dropped rows name the file they would have had, as the other curate commands do.
-    row = {"path": relative_path(manifest_path, target), "domain": "drawing", "source": source,
+    row = {"path": relative_path(s.manifest_path, target), "domain": "drawing", "source": s.source,
            "split": "train", "crop": "center", "width": "", "height": "", "phash": "", "keep": False,
-           "reason": "", "source_path": relative_path(manifest_path, path)}
-    image, why = try_read_image(path, background=background)
+           "reason": "", "source_path": relative_path(s.manifest_path, path)}
+    image, why = try_read_image(path, background=s.background)
     if image is None:
         row["reason"] = why
         return row, None
     h, w = image.shape[:2]
     row.update(source_width=w, source_height=h)
-    box = match_box(hand, rel)
-    if box is not None:
-        face_box, detector_name, score, votes, agreeing, rotation = box, "hand", math.nan, 1, "hand", 0.0
-    else:
-        key = _cache_key(path, background, detector.detectors, detector.rotations_deg, min_iou, min_votes)
-        hit = cache.get(rel)
-        if hit and hit["key"] == key:
-            found = _candidates_from_json(hit["candidates"])
-        else:
-            found = detector.all_candidates(image, min_iou=min_iou, min_votes=min_votes)
-            cache[rel] = {"key": key, "candidates": _candidates_to_json(found)}
-        face = choose_with_rotations(found, min_iou=min_iou, min_votes=min_votes)
-        if face is None:
-            row["reason"] = "no_face"
-            return row, (image, None, None)
-        face_box, detector_name, score = face.box.box, face.box.detector, face.box.score
-        votes, agreeing, rotation = face.votes, "+".join(face.detectors), face.rotation_deg
-    points = detector.models.landmarks(image, face_box)
-    if landmarks_sane(points, face_box):
-        cx, cy, side = square_from_landmarks(points, face_fraction)
+    face = _find_face(image, path, rel, s, cache)
+    if face is None:
+        row["reason"] = "no_face"
+        return row, (image, None, None)
+    points = s.detector.models.landmarks(image, face.box)
+    if landmarks_sane(points, face.box):
+        cx, cy, side = square_from_landmarks(points, s.face_fraction)
         centred = "landmarks"
     else:
-        cx, cy, side = square_from_box(face_box, face_fraction)
+        cx, cy, side = square_from_box(face.box, s.face_fraction)
         centred = "box"
     try:
-        crop, fraction, (x0, y0, side_px) = crop_square(image, cx, cy, side, size, pad)
+        crop, fraction, (x0, y0, side_px) = crop_square(image, cx, cy, side, s.size, s.pad)
     except P2DError:
         # only a hand box can put the crop wholly outside the image: record it, go on with the rest
         row["reason"] = "bad_box:outside_image"
-        return row, (image, face_box, None)
+        return row, (image, face.box, None)
     write_image(target, crop)
     row.update(
-        width=size, height=size, phash=phash_hex(crop),
+        width=s.size, height=s.size, phash=phash_hex(crop),
         phash_mirror=phash_hex(np.ascontiguousarray(crop[:, ::-1])), keep=True,
-        detector=detector_name, detectors=agreeing, votes=votes, score=round(score, 4),
-        found_rotated_deg=rotation,
-        box_x=round(face_box[0], 1), box_y=round(face_box[1], 1), box_w=round(face_box[2], 1),
-        box_h=round(face_box[3], 1), centred_on=centred, crop_x=x0, crop_y=y0, crop_side=side_px,
-        padded_fraction=round(fraction, 4), pad=str(pad),
+        detector=face.detector, detectors=face.agreeing, votes=face.votes, score=round(face.score, 4),
+        found_rotated_deg=face.rotation_deg,
+        box_x=round(face.box[0], 1), box_y=round(face.box[1], 1), box_w=round(face.box[2], 1),
+        box_h=round(face.box[3], 1), centred_on=centred, crop_x=x0, crop_y=y0, crop_side=side_px,
+        padded_fraction=round(fraction, 4), pad=str(s.pad),
     )
-    return row, (image, face_box, (x0, y0, side_px, side_px))
+    return row, (image, face.box, (x0, y0, side_px, side_px))
 
 
 REVIEW_SIDE_PX = 320  # longest side of a drawing on the review sheet
@@ -239,7 +287,7 @@ REVIEW_SIDE_PX = 320  # longest side of a drawing on the review sheet
 
 def _write_review(out: Path, rows: list[dict], review: list) -> list[Path]:
     """Review sheets: each input with its face box (red) and crop square (blue), failures first."""
-    from p2d.sheets import contact_sheet, draw_box
+    from p2d.sheets import draw_box, write_sheet
 
     order = sorted(range(len(rows)), key=lambda i: (bool(rows[i]["keep"]), rows[i]["source_path"]))
     cells, labels = [], []
@@ -247,7 +295,7 @@ def _write_review(out: Path, rows: list[dict], review: list) -> list[Path]:
         r, item = rows[i], review[i]
         name = Path(r["source_path"]).name
         if item is None:  # unreadable: a gray placeholder
-            cells.append(np.full((64, 64, 3), 200, np.uint8))
+            cells.append(None)
             labels.append(f"{name}\n{r['reason']}")
             continue
         small, box, square = item
@@ -264,8 +312,7 @@ def _write_review(out: Path, rows: list[dict], review: list) -> list[Path]:
     paths = []
     for k in range(0, len(cells), SHEET_CELLS):
         p = out / f"review_{k // SHEET_CELLS + 1:02d}.png"
-        write_image(p, contact_sheet(cells[k:k + SHEET_CELLS], labels[k:k + SHEET_CELLS], cell=200, cols=8))
-        paths.append(p)
+        paths.append(write_sheet(p, cells[k:k + SHEET_CELLS], labels[k:k + SHEET_CELLS], cell=200, cols=8))
     return paths
 
 

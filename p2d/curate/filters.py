@@ -32,12 +32,13 @@ Why the defaults are what they are (faces in general, not tuned to any fixture):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-
-import cv2
-import numpy as np
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING
 
 from p2d.errors import P2DError
+
+if TYPE_CHECKING:  # the CLI reads Thresholds for its options: importing this module stays light
+    import numpy as np
 
 PATCH_PX = 64  # side of the face patch blur and brightness are measured on
 
@@ -46,15 +47,16 @@ PATCH_PX = 64  # side of the face patch blur and brightness are measured on
 class Thresholds:
     """Every filter threshold, with its unit in the name; echoed in each run's summary."""
 
-    smile_threshold: float = 1.05
-    max_yaw_deg: float = 30.0
-    max_roll_deg: float = 20.0
-    min_iod_px: float = 20.0
-    min_laplacian_var: float = 50.0
-    min_mean_gray: float = 40.0
-    max_mean_gray: float = 220.0
-    second_face_min_ratio: float = 0.5
-    second_face_min_score: float = 0.5
+    # `help` is the CLI's option text (`p2d curate celeba/photos --smile-threshold` ...).
+    smile_threshold: float = field(default=1.05, metadata={"help": "Smile score (mouth width + opening, in inter-ocular distances) above which a face counts as a wide smile."})
+    max_yaw_deg: float = field(default=30.0, metadata={"help": "Drop faces turned more than this (degrees)."})
+    max_roll_deg: float = field(default=20.0, metadata={"help": "Drop faces tilted more than this (degrees)."})
+    min_iod_px: float = field(default=20.0, metadata={"help": "Drop faces whose eye centres are closer than this (pixels in the source)."})
+    min_laplacian_var: float = field(default=50.0, metadata={"help": "Drop faces whose variance of the Laplacian (64 px face patch) is below this: blur."})
+    min_mean_gray: float = field(default=40.0, metadata={"help": "Drop faces darker than this mean gray level (0-255)."})
+    max_mean_gray: float = field(default=220.0, metadata={"help": "Drop faces brighter than this mean gray level (0-255)."})
+    second_face_min_ratio: float = field(default=0.5, metadata={"help": "Another detection this wide relative to the main face counts as a second face."})
+    second_face_min_score: float = field(default=0.5, metadata={"help": "...and needs at least this dlib HOG score."})
 
     def __post_init__(self):
         for f in fields(self):
@@ -79,6 +81,7 @@ class Thresholds:
 
 def laplacian_var(gray: np.ndarray) -> float:
     """Variance of the 3x3 Laplacian: low when the image has no fine detail (blur)."""
+    import cv2
     return float(cv2.Laplacian(gray, cv2.CV_64F).var())
 
 

@@ -52,7 +52,7 @@ def curate_photos(
         for f, stem in zip(files, output_stems(files, root))
     ]
     settings = RunSettings(
-        out_dir=out_dir, source=source, mode="detect", crop="frame", size=size, fmt=fmt,
+        out_dir=out_dir, source=source, face_box="detect", crop="frame", size=size, fmt=fmt,
         thresholds=thresholds or Thresholds(), drop_smiles=drop_smiles, drop_outliers=drop_outliers,
         need_face=True, upsample=upsample, workers=workers, models_dir=models_dir,
     )

@@ -58,10 +58,26 @@ class Item:
 
 
 @dataclass
+class Job:
+    """One image for a worker: where it is, how its face box is found, what the cache already has."""
+
+    index: int  # position in the run's items
+    path: str
+    name: str
+    sig: list[int] | None  # file signature (size, mtime): the cache key with `name` and `detector`
+    detector: str  # detector_name(): "fast:template", "fast:landmarks" or "hog:upN"
+    points5: list[list[float]] | None
+    cached: dict | None  # the cached analysis, when only the output image is missing
+    pre_reason: str
+    smiling: int | None
+    out_file: str  # under the output folder, e.g. images/000001.png
+
+
+@dataclass
 class RunSettings:
     out_dir: Path
     source: str
-    mode: str = "fast"  # "fast" (face box known) or "detect" (dlib HOG first)
+    face_box: str = "known"  # "known" (CelebA's face position: template or its landmarks) or "detect" (dlib HOG)
     crop: str = "center"  # "center" (CelebA's square) or "frame" (landmark framing)
     size: int = 128
     fmt: str = "png"
@@ -76,8 +92,8 @@ class RunSettings:
     quiet: bool = False
 
     def validate(self) -> None:
-        if self.mode not in ("fast", "detect"):
-            raise P2DError(f"mode must be 'fast' or 'detect', not {self.mode!r}")
+        if self.face_box not in ("known", "detect"):
+            raise P2DError(f"face_box must be 'known' or 'detect', not {self.face_box!r}")
         if self.crop not in ("center", "frame"):
             raise P2DError(f"crop must be 'center' or 'frame', not {self.crop!r}")
         if not 16 <= self.size <= 1024:
@@ -160,11 +176,11 @@ def template_points(width: int, height: int) -> np.ndarray:
     return CELEBA_TEMPLATE_5 * s + [0.0, (height - CELEBA_HEIGHT * s) / 2]
 
 
-def analyze(image: np.ndarray, models: FaceModels, mode: str, points5, upsample: int) -> dict:
+def analyze(image: np.ndarray, models: FaceModels, face_box: str, points5, upsample: int) -> dict:
     """Detections, 68 landmarks and features of one image (the part worth caching)."""
     h, w = image.shape[:2]
     rec: dict = {"status": "ok", "width": w, "height": h, "faces": []}
-    if mode == "fast":
+    if face_box == "known":
         if points5 is None:
             five = template_points(w, h)
         else:  # CelebA's file gives 178x218 coordinates; follow a copy that was resized
@@ -228,18 +244,18 @@ class _Worker:
         self.s = settings
         self.models = shared_models(settings.models_dir)
 
-    def __call__(self, job: tuple) -> tuple:
-        idx, path, name, sig, method, points5, cached, pre_reason, smiling, out_file = job
+    def __call__(self, job: Job) -> tuple:
         s = self.s
-        image, why = decode(Path(path), fast=s.crop == "center")
-        rec = cached
+        image, why = decode(Path(job.path), fast=s.crop == "center")
+        rec = job.cached
         if rec is None:
             if image is None:
                 rec = {"status": why, "faces": []}
             else:
-                rec = analyze(image, self.models, s.mode, points5, s.upsample)
-            rec.update(name=name, sig=sig, method=method)
-        reason = pre_reason or judge(rec, s, smiling)
+                rec = analyze(image, self.models, s.face_box, job.points5, s.upsample)
+            # the cache calls the detector name its analysis "method"
+            rec.update(name=job.name, sig=job.sig, method=job.detector)
+        reason = job.pre_reason or judge(rec, s, job.smiling)
         out = None
         if not reason:
             if image is None:  # cached analysis, but the file went bad since
@@ -247,12 +263,12 @@ class _Worker:
             else:
                 crop = render_output(image, rec, s.crop, s.size)
                 data, pixels = encode(crop, s.fmt)
-                write_bytes_atomic(s.out_dir / out_file, data)
-                out = {"name": name, "file": out_file, "size": s.size, "crop": s.crop, "src_sig": sig,
-                       "method": method, "phash": phash_hex(pixels),
+                write_bytes_atomic(s.out_dir / job.out_file, data)
+                out = {"name": job.name, "file": job.out_file, "size": s.size, "crop": s.crop, "src_sig": job.sig,
+                       "method": job.detector, "phash": phash_hex(pixels),
                        # the mirror's hash too, so dedup/build need not read every image again
                        "phash_mirror": phash_hex(np.ascontiguousarray(pixels[:, ::-1]))}
-        return idx, (rec if cached is None else None), reason, out
+        return job.index, (rec if job.cached is None else None), reason, out
 
 
 def judge(rec: dict, s: RunSettings, smiling: int | None) -> str:
@@ -268,29 +284,98 @@ def _init_worker(settings: RunSettings) -> None:
     cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would only contend
     _WORKER = _Worker(settings)
     _WORKER.models.predictor  # load the 100 MB model now, not inside the first chunk
-    if settings.mode == "detect":
+    if settings.face_box == "detect":
         _WORKER.models.hog
 
 
-def _run_job(job: tuple) -> tuple:
+def _run_job(job: Job) -> tuple:
     return _WORKER(job)
 
 
 # ------------------------------------------------------------------ the run (main process)
 
 
-def method_name(s: RunSettings, item: Item) -> str:
-    if s.mode == "fast":
+def detector_name(s: RunSettings, item: Item) -> str:
+    """How an image's face box is found, as the manifest's `detector` column names it."""
+    if s.face_box == "known":
         return "fast:landmarks" if item.points5 is not None else "fast:template"
     return f"hog:up{s.upsample}"
 
 
-def _output_current(out: dict | None, out_file: str, s: RunSettings, sig, method: str) -> bool:
+def _output_current(out: dict | None, out_file: str, s: RunSettings, sig, detector: str) -> bool:
     if not out or out.get("file") != out_file or out.get("size") != s.size or out.get("crop") != s.crop:
         return False
-    if out.get("src_sig") != sig or (s.crop == "frame" and out.get("method") != method):
+    if out.get("src_sig") != sig or (s.crop == "frame" and out.get("method") != detector):
         return False
     return (s.out_dir / out_file).is_file()
+
+
+@dataclass
+class _Plan:
+    """What the cache already answers for each item, and the jobs left for the workers."""
+
+    recs: list[dict | None]
+    reasons: list[str]
+    outs: list[dict | None]
+    jobs: list[Job]
+    cache_hits: int
+
+
+def _plan(items: list[Item], s: RunSettings, cache: FaceCache) -> _Plan:
+    """Judge the items whose analysis is cached (and whose output is current) here; the rest become jobs."""
+    n = len(items)
+    plan = _Plan([None] * n, [""] * n, [None] * n, [], 0)
+    for i, it in enumerate(items):
+        sig = file_signature(it.path)
+        detector = detector_name(s, it)
+        out_file = f"images/{it.out_stem}.{s.fmt}"
+        rec = cache.analysis(it.name, sig, detector)
+        if sig is None:
+            rec = {"name": it.name, "status": "unreadable:missing", "faces": []}
+        if rec is None and it.pre_reason:
+            plan.reasons[i] = it.pre_reason  # excluded by its annotations: no need to look at it
+            continue
+        if rec is not None:
+            plan.cache_hits += sig is not None
+            plan.recs[i] = rec
+            plan.reasons[i] = it.pre_reason or judge(rec, s, it.smiling)
+            prev = cache.output(it.name)
+            if plan.reasons[i] or _output_current(prev, out_file, s, sig, detector):
+                plan.outs[i] = None if plan.reasons[i] else prev
+                continue
+        plan.jobs.append(Job(i, str(it.path), it.name, sig, detector, it.points5, rec, it.pre_reason, it.smiling,
+                             out_file))
+    return plan
+
+
+def _remove_stale_outputs(items: list[Item], reasons: list[str], previous_files: list, s: RunSettings,
+                          cache: FaceCache) -> None:
+    """Outputs of images dropped now (stricter thresholds) or written under another name (another
+    --format) are removed, so images/ holds exactly the kept set."""
+    for i, it in enumerate(items):
+        before = previous_files[i]
+        if before and (reasons[i] or before != f"images/{it.out_stem}.{s.fmt}"):
+            (s.out_dir / before).unlink(missing_ok=True)
+        if reasons[i]:
+            cache.outputs.drop(it.name)
+
+
+def _dropped_counts(reasons: list[str]) -> dict[str, int]:
+    dropped: dict[str, int] = {}
+    for r in reasons:
+        if r:
+            key = r.split(":")[0] if r.startswith("unreadable") else r
+            dropped[key] = dropped.get(key, 0) + 1
+    return dropped
+
+
+def _agreement(items: list[Item], recs: list[dict | None], smile_threshold: float) -> dict[str, int] | None:
+    """The landmark smile verdict against CelebA's Smiling attribute, where both are known."""
+    pairs = [(rec["features"]["smile_score"], it.smiling) for it, rec in zip(items, recs)
+             if it.smiling is not None and rec and rec.get("features")]
+    if not pairs:
+        return None
+    return smile_agreement([p[0] for p in pairs], [p[1] for p in pairs], smile_threshold)
 
 
 def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
@@ -311,32 +396,10 @@ def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
     cache = FaceCache(s.out_dir / "cache")
     manifest_path = s.out_dir / "manifest.csv"
     n = len(items)
-    recs: list[dict | None] = [None] * n
-    reasons = [""] * n
-    outs: list[dict | None] = [None] * n
-    jobs = []
-    cache_hits = analyzed = written = 0
     previous_files = [(cache.output(it.name) or {}).get("file") for it in items]
-    for i, it in enumerate(items):
-        sig = file_signature(it.path)
-        method = method_name(s, it)
-        out_file = f"images/{it.out_stem}.{s.fmt}"
-        rec = cache.analysis(it.name, sig, method)
-        if sig is None:
-            rec = {"name": it.name, "status": "unreadable:missing", "faces": []}
-        if rec is None and it.pre_reason:
-            reasons[i] = it.pre_reason  # excluded by its annotations: no need to look at it
-            continue
-        if rec is not None:
-            cache_hits += sig is not None
-            recs[i] = rec
-            reasons[i] = it.pre_reason or judge(rec, s, it.smiling)
-            prev = cache.output(it.name)
-            if reasons[i] or _output_current(prev, out_file, s, sig, method):
-                outs[i] = None if reasons[i] else prev
-                continue
-        jobs.append((i, str(it.path), it.name, sig, method, it.points5, rec, it.pre_reason, it.smiling, out_file))
-
+    plan = _plan(items, s, cache)
+    recs, reasons, outs, jobs = plan.recs, plan.reasons, plan.outs, plan.jobs
+    analyzed = written = 0
     bar = ui.progress(transient=s.quiet)
     try:
         with bar:
@@ -352,37 +415,20 @@ def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
                 reasons[i] = reason
                 outs[i] = out
                 bar.advance(task)
-                if i % 256 == 0 or i == jobs[-1][0]:
+                if i % 256 == 0 or i == jobs[-1].index:
                     cache.flush()
                     bar.update(task, status=f"analysed {analyzed}, written {written}")
     except BaseException:
         cache.close(compact=False)  # an interrupted run keeps every result it received
         raise
-    # Outputs of images dropped now (stricter thresholds) or written under another name (another
-    # --format) are removed, so images/ holds exactly the kept set.
-    for i, it in enumerate(items):
-        before = previous_files[i]
-        if before and (reasons[i] or before != f"images/{it.out_stem}.{s.fmt}"):
-            (s.out_dir / before).unlink(missing_ok=True)
-        if reasons[i]:
-            cache.outputs.drop(it.name)
+    _remove_stale_outputs(items, reasons, previous_files, s, cache)
     cache.close()
     df = _manifest_rows(items, recs, reasons, outs, s, manifest_path)
     write_manifest(df, manifest_path)
     write_review_sheet(s.out_dir / "review.png", items, reasons)
-    seconds = time.perf_counter() - start
-    dropped: dict[str, int] = {}
-    for r in reasons:
-        if r:
-            key = r.split(":")[0] if r.startswith("unreadable") else r
-            dropped[key] = dropped.get(key, 0) + 1
-    agreement = None
-    pairs = [(rec["features"]["smile_score"], it.smiling) for it, rec in zip(items, recs)
-             if it.smiling is not None and rec and rec.get("features")]
-    if pairs:
-        agreement = smile_agreement([p[0] for p in pairs], [p[1] for p in pairs], s.thresholds.smile_threshold)
-    return RunResult(manifest_path, s.out_dir, df, n, sum(1 for r in reasons if not r), dropped,
-                     analyzed, cache_hits, written, seconds, s.thresholds, agreement)
+    return RunResult(manifest_path, s.out_dir, df, n, sum(1 for r in reasons if not r), _dropped_counts(reasons),
+                     analyzed, plan.cache_hits, written, time.perf_counter() - start, s.thresholds,
+                     _agreement(items, recs, s.thresholds.smile_threshold))
 
 
 REVIEW_PER_REASON = 6
@@ -391,8 +437,7 @@ REVIEW_PER_REASON = 6
 def write_review_sheet(path: Path, items: list[Item], reasons: list[str]) -> Path:
     """A contact sheet of the source images: a few kept ones, then a few per drop reason (most
     frequent reason first), so a person can check at a glance what each threshold removed."""
-    from p2d.images import write_image
-    from p2d.sheets import contact_sheet
+    from p2d.sheets import write_sheet
 
     groups: dict[str, list[Item]] = {}
     for it, reason in zip(items, reasons):
@@ -403,13 +448,12 @@ def write_review_sheet(path: Path, items: list[Item], reasons: list[str]) -> Pat
     for key in order:
         for it in groups.get(key, [])[:REVIEW_PER_REASON]:
             img, _ = decode(it.path)
-            images.append(img if img is not None else np.full((64, 64, 3), 200, np.uint8))
+            images.append(img)
             labels.append(f"{key} ({len(groups[key])})\n{Path(it.name).name}")
-    write_image(path, contact_sheet(images, labels, cell=112, cols=REVIEW_PER_REASON))
-    return path
+    return write_sheet(path, images, labels, cell=112, cols=REVIEW_PER_REASON)
 
 
-def _map(jobs: list[tuple], s: RunSettings):
+def _map(jobs: list[Job], s: RunSettings):
     """Results of the jobs in input order, in this process or in `s.workers` processes."""
     if not jobs:
         return

@@ -48,6 +48,12 @@ class ScaleResult:
     rows: list[dict]
     seconds: float
 
+    def summary_rows(self) -> list[tuple[str, object]]:
+        kept = sum(1 for x in self.rows if x["keep"])
+        padded = sum(1 for x in self.rows if x["keep"] and x.get("padded_fraction", 0) > 0)
+        return [("images", len(self.rows)), ("kept", kept), ("padded", padded), ("dropped", len(self.rows) - kept),
+                ("seconds", round(self.seconds, 1))]
+
 
 def scale_folder(
     raw: Path | str,

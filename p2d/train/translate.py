@@ -119,6 +119,13 @@ class TranslateResult:
     def images_per_second(self) -> float:
         return len(self.written) / self.seconds if self.seconds > 0 else 0.0
 
+    SUMMARY_COLUMNS = ("checkpoint", "channels", "size", "written", "skipped", "images/s")
+
+    def summary_rows(self) -> list[list[object]]:
+        cfg = self.config
+        return [[str(self.checkpoint), cfg.data.channels, cfg.data.size, len(self.written), len(self.skipped),
+                 round(self.images_per_second, 2)]]
+
 
 def translate(
     run_or_checkpoint: Path | str,
