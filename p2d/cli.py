@@ -106,7 +106,8 @@ def _threshold_options(command):
 
     @functools.wraps(command)
     def with_thresholds(**kwargs):
-        return command(**kwargs, thresholds=Thresholds(**{n: kwargs.pop(n) for n in names}))
+        thresholds = Thresholds(**{n: kwargs.pop(n) for n in names})
+        return command(**kwargs, thresholds=thresholds)
 
     params = [p for p in own.parameters.values() if p.name != "thresholds"] + options
     with_thresholds.__signature__ = own.replace(parameters=params)

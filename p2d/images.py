@@ -216,6 +216,19 @@ def write_image(path: Path | str, image: np.ndarray, quality: int = 95) -> None:
         pil.save(tmp, format=fmt, **options)
 
 
+def input_images(source: Path | str, out: Path | str, what: str = "images") -> tuple[list[Path], Path]:
+    """The image files of a batch command's input (a folder, searched recursively, or one file)
+    and the folder their names are relative to; refuses an output folder inside the input and an
+    input without images."""
+    source = Path(source)
+    check_output_dir(source, out)
+    files = list_images(source)
+    if not files:
+        kinds = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+        raise P2DError(f"no images under {source} (looked for {kinds} files): give a folder of {what}")
+    return files, source if source.is_dir() else source.parent
+
+
 def check_output_dir(input_dir: Path | str, output_dir: Path | str) -> None:
     """Refuse an output folder inside (or equal to) the input folder: a re-run would read its own
     outputs as inputs, and source images must never be overwritten."""

@@ -100,19 +100,17 @@ def one_torch_thread():
     torch.set_num_threads(before)
 
 
-def make_tiny_run(root: Path, epochs: int = 2) -> Path:
+def make_tiny_run(root: Path, models, epochs: int = 2) -> Path:
     """Train the tiny recipe on a small manifest of the public-domain fixtures: photos framed as
     curation frames them (each also mirrored), drawings as width-scaled random-crop rows.
     4 test photos, 4 test drawings (KID needs 4 per set); 2 optimizer steps per epoch."""
     import numpy as np
 
-    from p2d.faces import FaceModels
     from p2d.framing import frame_face
     from p2d.images import read_image, write_image
     from p2d.manifest import new_rows, write_manifest
     from p2d.train.loop import train
 
-    models = FaceModels()
     rows = []
     for i, path in enumerate(sorted((DATA / "photos").glob("*.png"))):
         img = read_image(path)
@@ -135,7 +133,7 @@ def make_tiny_run(root: Path, epochs: int = 2) -> Path:
 
 
 @pytest.fixture(scope="session")
-def trained_tiny_run(tmp_path_factory) -> Path:
+def trained_tiny_run(tmp_path_factory, face_models) -> Path:
     """The tiny run (gray, 32 px, epochs 1 and 2 saved), trained once per test session for every
     test that needs a trained run (evaluate, report, translate): read it, or copy it (`tiny_run`)
     before writing into it."""
@@ -144,7 +142,7 @@ def trained_tiny_run(tmp_path_factory) -> Path:
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return make_tiny_run(tmp_path_factory.mktemp("tiny-run"))
+        return make_tiny_run(tmp_path_factory.mktemp("tiny-run"), face_models)
     finally:
         torch.set_num_threads(before)
 

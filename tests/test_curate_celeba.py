@@ -192,7 +192,7 @@ def test_ctrl_c_keeps_what_was_done(celeba, tmp_path, monkeypatch):
     def interrupt_after_six(self, job):
         if len(done) == 6:
             raise KeyboardInterrupt  # the user presses Ctrl-C during the 7th image
-        done.append(job[2])
+        done.append(job.name)
         return real_call(self, job)
 
     monkeypatch.setattr(pipeline._Worker, "__call__", interrupt_after_six)

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import DATA
 from p2d import evaluate as ev
-from p2d.faces import FaceModels, inter_ocular
+from p2d.faces import inter_ocular
 from p2d.images import read_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models, one thread
@@ -145,8 +145,8 @@ def test_best_epoch_rule_validates_tolerances():
 
 
 @pytest.fixture(scope="module")
-def probe():
-    return ev.FaceProbe(FaceModels())
+def probe(face_models):
+    return ev.FaceProbe(face_models)
 
 
 @pytest.fixture(scope="module")

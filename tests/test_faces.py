@@ -97,8 +97,8 @@ def test_missing_model_message_names_the_fix(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def models():
-    return faces.FaceModels()
+def models(face_models):
+    return face_models  # conftest: the session's one set of dlib models
 
 
 def test_real_detection_and_landmarks_on_photo(models):

@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 from conftest import DATA
 from p2d.cli import app
 from celeba_synth import jittered_variants, load_source_faces, write_celeba_folder
-from p2d.faces import FaceModels
 from p2d.images import read_image
 from p2d.recipe import bundled_recipe
 
@@ -51,10 +50,9 @@ def test_readme_lists_the_whole_workflow():
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory) -> Path:
+def workspace(tmp_path_factory, face_models) -> Path:
     ws = tmp_path_factory.mktemp("readme")
-    models = FaceModels()
-    faces = load_source_faces(sorted((DATA / "photos").glob("*.png")), models)
+    faces = load_source_faces(sorted((DATA / "photos").glob("*.png")), face_models)
     nonfaces = [read_image(p) for p in sorted((DATA / "nonfaces").glob("*.png"))]
     write_celeba_folder(ws / "celeba", jittered_variants(12, len(faces), len(nonfaces)), faces, nonfaces)
     shutil.copytree(DATA / "drawings", ws / "raw" / "drawings")

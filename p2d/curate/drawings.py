@@ -25,7 +25,7 @@ from p2d.curate.pad import Pad, crop_square
 from p2d.errors import P2DError
 from p2d.faces import Detection, FaceModels, eye_centers, inter_ocular, roll_deg
 from p2d.framing import CELEBA_FACE_FRACTION, square_from_box, square_from_landmarks
-from p2d.images import check_output_dir, downscale, list_images, output_stems, try_read_image, write_image, write_text_atomic
+from p2d.images import downscale, input_images, output_stems, try_read_image, write_image, write_text_atomic
 from p2d.manifest import new_rows, relative_path, write_manifest
 
 CACHE_NAME = ".p2d_detections.json"
@@ -160,10 +160,7 @@ def crop_drawings(
     if not 0.05 <= face_fraction <= 1.0:
         raise P2DError(f"--face-fraction {face_fraction} is out of range: use 0.05..1.0 (CelebA: 0.466)")
     raw, out = Path(raw), Path(out)
-    check_output_dir(raw, out)
-    files = list_images(raw)
-    if not files:
-        raise P2DError(f"no images under {raw}: give a folder with .png/.jpg/... drawings")
+    files, root = input_images(raw, out, "drawings")
     hand = read_boxes(boxes) if boxes else {}
     manifest_path = Path(manifest) if manifest else out / "manifest.csv"
     cache_path = out / CACHE_NAME
@@ -173,7 +170,6 @@ def crop_drawings(
                             min_votes)
     t0 = time.perf_counter()
     rows, review = [], []
-    root = raw if raw.is_dir() else raw.parent
     from p2d.ui import progress
 
     with progress(transient=not show_progress) as bar:

@@ -14,7 +14,7 @@ from pathlib import Path
 from p2d.curate.filters import Thresholds
 from p2d.curate.pipeline import Item, RunResult, RunSettings, run
 from p2d.errors import P2DError
-from p2d.images import check_output_dir, list_images, output_stems
+from p2d.images import input_images, output_stems
 
 __all__ = ["curate_photos", "DEFAULT_OUT"]
 
@@ -42,11 +42,7 @@ def curate_photos(
     if not str(source).strip() or any(c in source for c in ",\n\r"):
         raise P2DError(f"--source {source!r} must be a short label without commas, e.g. my_photos")
     out_dir = Path(out) if out is not None else DEFAULT_OUT / source
-    files = list_images(folder)
-    if not files:
-        raise P2DError(f"no images under {folder} (looked for {', '.join(('jpg', 'png', 'bmp', 'webp', 'tif'))} files)")
-    check_output_dir(folder, out_dir)
-    root = folder if folder.is_dir() else folder.parent
+    files, root = input_images(folder, out_dir, "face photos")
     items = [
         Item(name=f.relative_to(root).as_posix(), path=f, out_stem=stem)
         for f, stem in zip(files, output_stems(files, root))

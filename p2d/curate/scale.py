@@ -18,7 +18,7 @@ import numpy as np
 from p2d.curate.hashing import phash_hex
 from p2d.curate.pad import Pad, pad_image
 from p2d.errors import P2DError
-from p2d.images import check_output_dir, list_images, output_stems, try_read_image, write_image
+from p2d.images import input_images, output_stems, try_read_image, write_image
 from p2d.manifest import new_rows, relative_path, write_manifest
 
 SHORT_ACTIONS = ("pad", "drop")
@@ -75,13 +75,9 @@ def scale_folder(
     if short not in SHORT_ACTIONS:
         raise P2DError(f"--short {short!r}: use pad or drop")
     raw, out = Path(raw), Path(out)
-    check_output_dir(raw, out)
-    files = list_images(raw)
-    if not files:
-        raise P2DError(f"no images under {raw}: give a folder of drawings")
-    source = source or (raw if raw.is_dir() else raw.parent).resolve().name
+    files, root = input_images(raw, out, "drawings")
+    source = source or root.resolve().name
     manifest_path = Path(manifest) if manifest else out / "manifest.csv"
-    root = raw if raw.is_dir() else raw.parent
     t0 = time.perf_counter()
     rows = []
     from p2d.ui import progress

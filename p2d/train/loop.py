@@ -10,6 +10,7 @@ with exactly the weights of an uninterrupted one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import json
@@ -20,6 +21,7 @@ import signal
 import threading
 import time
 import warnings
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -32,7 +34,7 @@ from p2d.errors import ManifestError, P2DError, RecipeError
 from p2d.images import atomic_path, write_image, write_text_atomic
 from p2d.manifest import manifest_hash
 from p2d.recipe import TrainConfig, apply_overrides, config_from_dict, load_recipe
-from p2d.runs import checkpoint_path, pick_device, sample_path, write_losses
+from p2d.runs import INFO_FILE, LOSSES_FILE, RECIPE_FILE, checkpoint_path, pick_device, sample_path, write_losses
 from p2d.train.data import TrainBatches, sample_images, tensor_to_image, training_rows
 from p2d.train.models import ImagePool, LSGANLoss, build_models
 from p2d.ui import console, progress
@@ -242,14 +244,21 @@ class _StopFlag:
             signal.signal(signal.SIGINT, self._previous)
 
 
+@contextlib.contextmanager
 def _tensorboard(run: Path, enabled: bool):
-    if not enabled:
-        return None
+    """A TensorBoard writer for the run (None when off or not installed), closed however the run ends."""
+    writer = None
+    if enabled:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # optional: only when the tensorboard package is installed
+            SummaryWriter = None
+        writer = SummaryWriter(str(run / "tensorboard")) if SummaryWriter is not None else None
     try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # optional: only when the tensorboard package is installed
-        return None
-    return SummaryWriter(str(run / "tensorboard"))
+        yield writer
+    finally:
+        if writer is not None:
+            writer.close()
 
 
 # ----------------------------------------------------------------------------- train
@@ -264,6 +273,139 @@ def resolve_config(manifest: Path, recipe: Path | str | None = None, **overrides
             "or pass --recipe PATH"
         )
     return apply_overrides(load_recipe(recipe_path), **overrides)
+
+
+@dataclass
+class _Nets:
+    """The four networks, their optimizers and schedules, and the two image pools: what a
+    checkpoint saves and a resume restores."""
+
+    nets: dict[str, nn.Module]
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+    sched_G: torch.optim.lr_scheduler.LambdaLR
+    sched_D: torch.optim.lr_scheduler.LambdaLR
+    pools: dict[str, ImagePool]
+    schedule: Callable[[int], float]
+
+
+@dataclass
+class _Position:
+    """Where training stands: epochs done, steps into the current epoch, steps in total, and the
+    current epoch's loss sums and seconds so far."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    sums: torch.Tensor | None = None
+    seconds: float = 0.0
+
+
+def _build_nets(cfg: TrainConfig, dev: torch.device, memory_format) -> _Nets:
+    """Networks (the seed set before fixes their initial weights), Adam optimizers and the
+    linear-decay schedule."""
+    t = cfg.train
+    nets = {k: m.to(dev, memory_format=memory_format) for k, m in build_models(cfg).items()}
+    generators = itertools.chain(nets["G_photo2drawing"].parameters(), nets["G_drawing2photo"].parameters())
+    discriminators = itertools.chain(nets["D_drawing"].parameters(), nets["D_photo"].parameters())
+    opt_G = torch.optim.Adam(generators, lr=t.lr, betas=(t.beta1, t.beta2))
+    opt_D = torch.optim.Adam(discriminators, lr=t.lr, betas=(t.beta1, t.beta2))
+    schedule = functools.partial(_lr_lambda, epochs=t.epochs, decay_from_epoch=t.decay_from_epoch)
+    return _Nets(nets, opt_G, opt_D, torch.optim.lr_scheduler.LambdaLR(opt_G, schedule),
+                 torch.optim.lr_scheduler.LambdaLR(opt_D, schedule),
+                 {"drawing": ImagePool(t.pool_size), "photo": ImagePool(t.pool_size)}, schedule)
+
+
+def _resume_state(run: Path, cfg: TrainConfig, resume: bool, epochs: int | None) -> tuple[dict | None, TrainConfig]:
+    """The `latest` checkpoint to continue from (None for a new run) and the config to train with."""
+    latest = checkpoint_path(run)
+    if not resume:
+        if latest.is_file():
+            raise P2DError(f"{run} already holds a run: pass --resume to continue it, or --out NEW_FOLDER")
+        return None, cfg
+    if not latest.is_file():
+        raise P2DError(f"nothing to resume: {latest} does not exist; start without --resume")
+    state = load_checkpoint(latest)
+    saved_epochs = int(state["recipe"]["train"]["epochs"])
+    if epochs is None and cfg.train.epochs != saved_epochs:
+        # --resume continues the same training: its length is the checkpoint's unless --epochs says otherwise
+        console.print(f"resuming with the run's epochs = {saved_epochs} (the recipe now says "
+                      f"{cfg.train.epochs}; pass --epochs to change it)")
+        cfg = apply_overrides(cfg, train__epochs=saved_epochs)
+    _check_resumable(config_from_dict(state["recipe"], source=str(latest)), cfg, run)
+    return state, cfg
+
+
+def _restore(state: dict, n: _Nets, dev: torch.device) -> _Position:
+    """Load a checkpoint's networks, optimizers, schedules, pools and RNG states into `n`."""
+    for name, net in n.nets.items():
+        net.load_state_dict(state["models"][name])
+    n.opt_G.load_state_dict(state["optimizers"]["G"])
+    n.opt_D.load_state_dict(state["optimizers"]["D"])
+    n.sched_G.load_state_dict(state["schedulers"]["G"])
+    n.sched_D.load_state_dict(state["schedulers"]["D"])
+    # The saved lr belongs to the saved schedule; with another --epochs the slope changed, and
+    # LambdaLR would only apply it at the next epoch. Same epochs: the same value as saved.
+    for opt, sched in ((n.opt_G, n.sched_G), (n.opt_D, n.sched_D)):
+        for group, base in zip(opt.param_groups, sched.base_lrs):
+            group["lr"] = base * n.schedule(sched.last_epoch)
+    for name, pool in n.pools.items():
+        pool.load_state_dict(state["pools"][name], dev)
+    set_rng_state(state["rng"])
+    return _Position(state["epoch"], state["step_in_epoch"], state["global_step"],
+                     state["epoch_loss_sums"].to(dev), float(state["epoch_seconds"]))
+
+
+def _checkpoint(n: _Nets, pos: _Position, cfg: TrainConfig, manifest_sha: str) -> dict:
+    """The plain dict a checkpoint holds (see the module docstring)."""
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "epoch": pos.epoch, "step_in_epoch": pos.step, "global_step": pos.global_step,
+        "models": {k: m.state_dict() for k, m in n.nets.items()},
+        "optimizers": {"G": n.opt_G.state_dict(), "D": n.opt_D.state_dict()},
+        "schedulers": {"G": n.sched_G.state_dict(), "D": n.sched_D.state_dict()},
+        "pools": {k: p.state_dict() for k, p in n.pools.items()},
+        "rng": rng_state(),
+        "epoch_loss_sums": pos.sums.cpu(), "epoch_seconds": pos.seconds,
+        "recipe": cfg.to_dict(), "manifest_sha256": manifest_sha,
+    }
+
+
+def _write_run_info(run: Path, info: dict, resumed_at_step: int | None) -> dict:
+    """Write run.json; a resume keeps when the run began and adds itself to the list of resumes."""
+    info = dict(info, started=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                resumed=resumed_at_step is not None)
+    info_path = run / INFO_FILE
+    if resumed_at_step is not None and info_path.is_file():
+        first = json.loads(info_path.read_text())
+        info["resumes"] = first.get("resumes", []) + [{"at": info["started"], "device": info["device"],
+                                                       "global_step": resumed_at_step}]
+        info["started"] = first.get("started", info["started"])
+    write_text_atomic(info_path, json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def _end_epoch(run: Path, number: int, steps: int, seconds: float, losses: dict[str, float], lr: float,
+               grid: np.ndarray, writer) -> None:
+    """An epoch's outputs: the sample grid, its losses.csv row and the TensorBoard scalars."""
+    write_image(sample_path(run, number), grid)
+    write_losses(run / LOSSES_FILE, number, {"epoch": number, "steps": steps, "seconds": round(seconds, 3),
+                                             **losses, "lr": lr})
+    if writer is not None:
+        for name, value in losses.items():
+            if not math.isnan(value):
+                writer.add_scalar(f"loss/{name}", value, number)
+        writer.add_scalar("lr", lr, number)
+        writer.flush()
+
+
+def _status(losses: dict[str, float], speed: float) -> str:
+    return (f"{speed:.2f} it/s  G {losses['G_total']:.3f}  D {losses['D_drawing'] + losses['D_photo']:.3f}  "
+            f"cycle {losses['cycle_photo'] + losses['cycle_drawing']:.3f}")
+
+
+def _mean_losses(sums: torch.Tensor, steps: int) -> dict[str, float]:
+    return dict(zip(LOSS_NAMES, (sums / steps).tolist()))  # one device sync
 
 
 def train(
@@ -305,20 +447,7 @@ def train(
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
     latest = checkpoint_path(run)
-    state = None
-    if resume:
-        if not latest.is_file():
-            raise P2DError(f"nothing to resume: {latest} does not exist; start without --resume")
-        state = load_checkpoint(latest)
-        saved_epochs = int(state["recipe"]["train"]["epochs"])
-        if epochs is None and cfg.train.epochs != saved_epochs:
-            # --resume continues the same training: its length is the checkpoint's unless --epochs says otherwise
-            console.print(f"resuming with the run's epochs = {saved_epochs} (the recipe now says "
-                          f"{cfg.train.epochs}; pass --epochs to change it)")
-            cfg = apply_overrides(cfg, train__epochs=saved_epochs)
-        _check_resumable(config_from_dict(state["recipe"], source=str(latest)), cfg, run)
-    elif latest.is_file():
-        raise P2DError(f"{run} already holds a run: pass --resume to continue it, or --out NEW_FOLDER")
+    state, cfg = _resume_state(run, cfg, resume, epochs)
     manifest_sha = manifest_hash(manifest)
 
     # ---- data
@@ -333,143 +462,76 @@ def train(
         console.print(f"[yellow]note:[/] {note}")
     steps = batches.steps
 
-    # ---- models (the seed above fixes their initial weights)
-    nets = {k: m.to(dev, memory_format=memory_format) for k, m in build_models(cfg).items()}
-    forward = {k: torch.compile(m) for k, m in nets.items()} if cfg.speed.compile else nets
+    # ---- models, optimizers and schedules (the seed above fixes the initial weights)
+    n = _build_nets(cfg, dev, memory_format)
+    forward = {k: torch.compile(m) for k, m in n.nets.items()} if cfg.speed.compile else n.nets
     gan = LSGANLoss()
-    pools = {"drawing": ImagePool(cfg.train.pool_size), "photo": ImagePool(cfg.train.pool_size)}
-
-    # ---- optimizers and schedules
-    t = cfg.train
-    generators = itertools.chain(nets["G_photo2drawing"].parameters(), nets["G_drawing2photo"].parameters())
-    discriminators = itertools.chain(nets["D_drawing"].parameters(), nets["D_photo"].parameters())
-    opt_G = torch.optim.Adam(generators, lr=t.lr, betas=(t.beta1, t.beta2))
-    opt_D = torch.optim.Adam(discriminators, lr=t.lr, betas=(t.beta1, t.beta2))
-    schedule = functools.partial(_lr_lambda, epochs=t.epochs, decay_from_epoch=t.decay_from_epoch)
-    sched_G = torch.optim.lr_scheduler.LambdaLR(opt_G, schedule)
-    sched_D = torch.optim.lr_scheduler.LambdaLR(opt_D, schedule)
-
-    start_epoch, start_step, global_step = 0, 0, 0
-    sums, seconds_before = torch.zeros(len(LOSS_NAMES), device=dev), 0.0
+    pos = _Position(sums=torch.zeros(len(LOSS_NAMES), device=dev))
     if state is not None:
-        for name, net in nets.items():
-            net.load_state_dict(state["models"][name])
-        opt_G.load_state_dict(state["optimizers"]["G"])
-        opt_D.load_state_dict(state["optimizers"]["D"])
-        sched_G.load_state_dict(state["schedulers"]["G"])
-        sched_D.load_state_dict(state["schedulers"]["D"])
-        # The saved lr belongs to the saved schedule; with another --epochs the slope changed, and
-        # LambdaLR would only apply it at the next epoch. Same epochs: the same value as saved.
-        for opt, sched in ((opt_G, sched_G), (opt_D, sched_D)):
-            for group, base in zip(opt.param_groups, sched.base_lrs):
-                group["lr"] = base * schedule(sched.last_epoch)
-        for name, pool in pools.items():
-            pool.load_state_dict(state["pools"][name], dev)
-        start_epoch, start_step, global_step = state["epoch"], state["step_in_epoch"], state["global_step"]
-        sums = state["epoch_loss_sums"].to(dev)
-        seconds_before = float(state["epoch_seconds"])
-        set_rng_state(state["rng"])
+        pos = _restore(state, n, dev)
         if state["manifest_sha256"] != manifest_sha:
             console.print(f"[yellow]note:[/] {manifest} changed since the checkpoint: the resumed run trains on its current rows")
-        console.print(f"resuming {run} at epoch {start_epoch + 1}, step {start_step + 1} of {steps}")
+        console.print(f"resuming {run} at epoch {pos.epoch + 1}, step {pos.step + 1} of {steps}")
 
     run.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run / "recipe.toml", cfg.to_toml())
-    info = {
+    write_text_atomic(run / RECIPE_FILE, cfg.to_toml())
+    t = cfg.train
+    info = _write_run_info(run, {
         "manifest": str(manifest.resolve()), "manifest_sha256": manifest_sha, "device": str(dev),
         "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "bf16": bf16, "channels_last": nhwc, "compile": cfg.speed.compile, "data_on": batches.where,
         "photos_train": len(rows[("photo", "train")]), "drawings_train": len(rows[("drawing", "train")]),
         "steps_per_epoch": steps, "torch": torch.__version__,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "resumed": bool(state),
-    }
-    if state is not None and (run / "run.json").is_file():
-        # keep when and where the run began; add this resume to the list
-        first = json.loads((run / "run.json").read_text())
-        info["resumes"] = first.get("resumes", []) + [{"at": info["started"], "device": info["device"],
-                                                       "global_step": global_step}]
-        info["started"] = first.get("started", info["started"])
-    write_text_atomic(run / "run.json", json.dumps(info, indent=2) + "\n")
+    }, pos.global_step if state is not None else None)
     console.print(
         f"training {manifest.name} -> {run}: {info['photos_train']} photos, {info['drawings_train']} drawings, "
         f"{steps} steps an epoch; {info['device_name']}, {'bf16' if bf16 else 'fp32'}, images in {batches.where}; "
         f"cycle weights {cfg.cycle_weights}, identity {t.identity_weight}, lr {t.lr} decaying from epoch {t.decay_from_epoch}"
     )
-    writer = _tensorboard(run, cfg.speed.tensorboard)
-
-    def checkpoint(epoch_done: int, step_in_epoch: int, epoch_seconds: float) -> dict:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "epoch": epoch_done, "step_in_epoch": step_in_epoch, "global_step": global_step,
-            "models": {k: m.state_dict() for k, m in nets.items()},
-            "optimizers": {"G": opt_G.state_dict(), "D": opt_D.state_dict()},
-            "schedulers": {"G": sched_G.state_dict(), "D": sched_D.state_dict()},
-            "pools": {k: p.state_dict() for k, p in pools.items()},
-            "rng": rng_state(),
-            "epoch_loss_sums": sums.cpu(), "epoch_seconds": epoch_seconds,
-            "recipe": cfg.to_dict(), "manifest_sha256": manifest_sha,
-        }
 
     # ---- loop
-    if start_epoch >= t.epochs:
-        console.print(f"{run} is already trained to epoch {start_epoch}: raise --epochs to train further")
-    elif max_steps is not None and global_step >= max_steps:
-        console.print(f"{run} has already taken {global_step} steps (--max-steps {max_steps}): nothing to do")
-        if writer is not None:
-            writer.close()
+    if pos.epoch >= t.epochs:
+        console.print(f"{run} is already trained to epoch {pos.epoch}: raise --epochs to train further")
         return run
-    with _StopFlag() as flag, progress() as bar:
-        for epoch in range(start_epoch, t.epochs):
+    if max_steps is not None and pos.global_step >= max_steps:
+        console.print(f"{run} has already taken {pos.global_step} steps (--max-steps {max_steps}): nothing to do")
+        return run
+    with _tensorboard(run, cfg.speed.tensorboard) as writer, _StopFlag() as flag, progress() as bar:
+        for epoch in range(pos.epoch, t.epochs):
             number = epoch + 1
-            task = bar.add_task(f"epoch {number}/{t.epochs}", total=steps, completed=start_step, status="")
+            task = bar.add_task(f"epoch {number}/{t.epochs}", total=steps, completed=pos.step, status="")
             t0, shown = time.perf_counter(), time.perf_counter()
-            for step, (photo, drawing) in enumerate(batches.epoch(epoch, start_step), start=start_step):
+            for step, (photo, drawing) in enumerate(batches.epoch(epoch, pos.step), start=pos.step):
                 photo = photo.contiguous(memory_format=memory_format)
                 drawing = drawing.contiguous(memory_format=memory_format)
-                sums += train_step(forward, opt_G, opt_D, pools, photo, drawing, cfg, gan, autocast)
-                global_step += 1
+                pos.sums += train_step(forward, n.opt_G, n.opt_D, n.pools, photo, drawing, cfg, gan, autocast)
+                pos.global_step += 1
                 bar.advance(task)
                 if time.perf_counter() - shown > 1.0 or step + 1 == steps:
-                    shown = time.perf_counter()
-                    speed = (step + 1 - start_step) / (shown - t0)
-                    mean = (sums / (step + 1)).tolist()  # one device sync per second, not per step
-                    bar.update(task, status=f"{speed:.2f} it/s  G {mean[6]:.3f}  D {mean[7] + mean[8]:.3f}  "
-                                            f"cycle {mean[2] + mean[3]:.3f}")
+                    shown = time.perf_counter()  # one device sync per second, not per step
+                    bar.update(task, status=_status(_mean_losses(pos.sums, step + 1), (step + 1 - pos.step) / (shown - t0)))
                 if on_step is not None:
-                    on_step(global_step)
-                stop = flag.stop or (max_steps is not None and global_step >= max_steps)
+                    on_step(pos.global_step)
+                stop = flag.stop or (max_steps is not None and pos.global_step >= max_steps)
                 if stop and step + 1 < steps:
-                    save_checkpoint(latest, checkpoint(epoch, step + 1, seconds_before + time.perf_counter() - t0))
+                    cut = _Position(epoch, step + 1, pos.global_step, pos.sums, pos.seconds + time.perf_counter() - t0)
+                    save_checkpoint(latest, _checkpoint(n, cut, cfg, manifest_sha))
                     console.print(f"stopped at epoch {number}, step {step + 1}/{steps}: saved {latest}; "
                                   "continue with --resume")
                     return run
-            seconds = seconds_before + time.perf_counter() - t0
-            mean = (sums / steps).tolist()
-            lr = opt_G.param_groups[0]["lr"]
-            sched_G.step()
-            sched_D.step()
-
-            # End of the epoch: samples, losses, checkpoints.
-            write_image(sample_path(run, number), sample_grid(nets, samples, dev))
-            row = {"epoch": number, "steps": steps, "seconds": round(seconds, 3)}
-            row.update({name: value for name, value in zip(LOSS_NAMES, mean)})
-            row["lr"] = lr
-            write_losses(run / "losses.csv", number, row)
-            if writer is not None:
-                for name, value in zip(LOSS_NAMES, mean):
-                    if not math.isnan(value):
-                        writer.add_scalar(f"loss/{name}", value, number)
-                writer.add_scalar("lr", lr, number)
-                writer.flush()
-            sums, seconds_before, start_step = torch.zeros_like(sums), 0.0, 0
-            save_checkpoint(latest, checkpoint(number, 0, 0.0))
+            seconds = pos.seconds + time.perf_counter() - t0
+            losses = _mean_losses(pos.sums, steps)
+            lr = n.opt_G.param_groups[0]["lr"]
+            n.sched_G.step()
+            n.sched_D.step()
+            _end_epoch(run, number, steps, seconds, losses, lr, sample_grid(n.nets, samples, dev), writer)
+            pos = _Position(number, 0, pos.global_step, torch.zeros_like(pos.sums), 0.0)
+            save_checkpoint(latest, _checkpoint(n, pos, cfg, manifest_sha))
             if number % t.save_every == 0 or number == t.epochs:
                 with atomic_path(checkpoint_path(run, number)) as tmp:
                     shutil.copyfile(latest, tmp)
             bar.update(task, description=f"epoch {number}/{t.epochs} done")
-            if flag.stop or (max_steps is not None and global_step >= max_steps):
+            if flag.stop or (max_steps is not None and pos.global_step >= max_steps):
                 console.print(f"stopped after epoch {number}: saved {latest}; continue with --resume")
                 return run
-    if writer is not None:
-        writer.close()
     return run
