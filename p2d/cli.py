@@ -90,30 +90,36 @@ _DropSmiles = Annotated[bool, typer.Option("--drop-smiles", help="Drop wide smil
 _DropOutliers = Annotated[bool, typer.Option("--drop-outliers", help="Drop no/several faces, turned or tilted heads, small, blurry, dark or bright faces.")]
 
 
-def _threshold_options(command):
-    """Give a command the filter threshold options, one per field of p2d.curate.filters.Thresholds
-    (its defaults and help texts), appended after the command's own; the command receives them
-    as one `thresholds: Thresholds` argument."""
+# What every `p2d curate` command takes after its own options: (name, option, default).
+_CURATE_OPTIONS = (("size", _Size, 128), ("fmt", _Format, "png"), ("workers", _Workers, 1),
+                   ("upsample", _Upsample, 1), ("models_dir", _ModelsDir, None))
+
+
+def _curate_options(command):
+    """Give a `p2d curate` command the options all curate commands share (_CURATE_OPTIONS), then
+    the filter thresholds, one option per field of p2d.curate.filters.Thresholds (its defaults and
+    help texts). The command receives them as `common`: keyword arguments for curate_celeba /
+    curate_photos, `thresholds` a Thresholds."""
     from p2d.curate.filters import Thresholds  # light: the module imports numpy/OpenCV only when measuring
 
-    own = inspect.signature(command, eval_str=True)
-    names = [f.name for f in fields(Thresholds)]
-    options = [
-        inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=Annotated[
-            float, typer.Option(f"--{f.name.replace('_', '-')}", help=f.metadata["help"])])
-        for f in fields(Thresholds)
-    ]
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    options = [inspect.Parameter(name, keyword, default=default, annotation=kind)
+               for name, kind, default in _CURATE_OPTIONS]
+    options += [inspect.Parameter(f.name, keyword, default=f.default, annotation=Annotated[
+        float, typer.Option(f"--{f.name.replace('_', '-')}", help=f.metadata["help"])]) for f in fields(Thresholds)]
 
     @functools.wraps(command)
-    def with_thresholds(**kwargs):
-        thresholds = Thresholds(**{n: kwargs.pop(n) for n in names})
-        return command(**kwargs, thresholds=thresholds)
+    def with_common(**kwargs):
+        common = {name: kwargs.pop(name) for name, _, _ in _CURATE_OPTIONS}
+        common["thresholds"] = Thresholds(**{f.name: kwargs.pop(f.name) for f in fields(Thresholds)})
+        return command(**kwargs, common=common)
 
-    params = [p for p in own.parameters.values() if p.name != "thresholds"] + options
-    with_thresholds.__signature__ = own.replace(parameters=params)
-    with_thresholds.__annotations__ = {p.name: p.annotation for p in params}
-    del with_thresholds.__wrapped__  # typer must read the signature above, not the command's
-    return with_thresholds
+    own = inspect.signature(command, eval_str=True)
+    params = [p for p in own.parameters.values() if p.name != "common"] + options
+    with_common.__signature__ = own.replace(parameters=params)
+    with_common.__annotations__ = {p.name: p.annotation for p in params}
+    del with_common.__wrapped__  # typer must read the signature above, not the command's
+    return with_common
 
 
 def _print_run(result, thresholds, **flags) -> None:
@@ -129,7 +135,7 @@ def _print_run(result, thresholds, **flags) -> None:
 
 
 @curate_app.command("celeba")
-@_threshold_options
+@_curate_options
 def curate_celeba_cmd(
     root: Annotated[Path | None, typer.Argument(help="CelebA folder (holding img_align_celeba/); default: ./celeba, ./data/celeba, $P2D_CELEBA ...")] = None,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: curated/celeba).")] = None,
@@ -140,12 +146,7 @@ def curate_celeba_cmd(
     smile_source: Annotated[str, typer.Option("--smile-source", help="landmarks (the smile score) or attr (CelebA's Smiling attribute).")] = "landmarks",
     drop_outliers: _DropOutliers = False,
     detect: Annotated[bool, typer.Option("--detect", help="Run dlib's HOG detector on every image instead of using the known face position (slower; counts faces).")] = False,
-    size: _Size = 128,
-    fmt: _Format = "png",
-    workers: _Workers = 1,
-    upsample: _Upsample = 1,
-    models_dir: _ModelsDir = None,
-    thresholds=None,
+    common: dict | None = None,
 ):
     """Curate CelebA's aligned faces (select, filter, crop) into a manifest.
 
@@ -155,28 +156,21 @@ def curate_celeba_cmd(
 
     result = curate_celeba(
         root, out=out, first=first, partition=partition, exclude_attrs=tuple(exclude_attr or ()),
-        drop_smiles=drop_smiles, smile_source=smile_source, drop_outliers=drop_outliers,
-        thresholds=thresholds, size=size, fmt=fmt, detect=detect, upsample=upsample, workers=workers,
-        models_dir=models_dir,
+        drop_smiles=drop_smiles, smile_source=smile_source, drop_outliers=drop_outliers, detect=detect, **common,
     )
-    _print_run(result, thresholds, drop_smiles=drop_smiles, smile_source=smile_source,
-               drop_outliers=drop_outliers, size=size)
+    _print_run(result, common["thresholds"], drop_smiles=drop_smiles, smile_source=smile_source,
+               drop_outliers=drop_outliers, size=common["size"])
 
 
 @curate_app.command("photos")
-@_threshold_options
+@_curate_options
 def curate_photos_cmd(
     folder: Annotated[Path, typer.Argument(help="Folder of face photos (searched recursively).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (default: curated/SOURCE).")] = None,
     source: Annotated[str, typer.Option("--source", help="Label written to the manifest's source column.")] = "photos",
     drop_smiles: _DropSmiles = False,
     drop_outliers: _DropOutliers = False,
-    size: _Size = 128,
-    fmt: _Format = "png",
-    workers: _Workers = 1,
-    upsample: _Upsample = 1,
-    models_dir: _ModelsDir = None,
-    thresholds=None,
+    common: dict | None = None,
 ):
     """Curate a folder of face photos, framed like CelebA, into a manifest.
 
@@ -184,12 +178,10 @@ def curate_photos_cmd(
     """
     from p2d.curate.photos import curate_photos
 
-    result = curate_photos(
-        folder, out=out, source=source, drop_smiles=drop_smiles, drop_outliers=drop_outliers,
-        thresholds=thresholds, size=size, fmt=fmt, upsample=upsample, workers=workers,
-        models_dir=models_dir,
-    )
-    _print_run(result, thresholds, drop_smiles=drop_smiles, drop_outliers=drop_outliers, size=size)
+    result = curate_photos(folder, out=out, source=source, drop_smiles=drop_smiles, drop_outliers=drop_outliers,
+                           **common)
+    _print_run(result, common["thresholds"], drop_smiles=drop_smiles, drop_outliers=drop_outliers,
+               size=common["size"])
 
 
 # ----------------------------------------------------------------------------- drawings (issue 3)

@@ -58,7 +58,9 @@ def test_threshold_options_are_the_thresholds_fields(argv):
     options = {p.name: p for p in command.params}
     for f in fields(Thresholds):
         assert options[f.name].opts == [f"--{f.name.replace('_', '-')}"] and options[f.name].default == f.default
-    assert "thresholds" not in options
+    assert "thresholds" not in options and "common" not in options
+    for name in ("size", "fmt", "workers", "upsample", "models_dir"):  # the options all curate commands share
+        assert name in options
 
 
 def test_each_command_has_a_one_line_summary():
