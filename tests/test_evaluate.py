@@ -4,7 +4,6 @@ images, the best-epoch rule, and `p2d evaluate` on a tiny trained run."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
