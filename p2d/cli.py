@@ -88,7 +88,7 @@ _ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Folder wi
 _Upsample = Annotated[int, typer.Option("--upsample", help="dlib HOG upsampling when detecting: 1 finds faces down to ~40 px.")]
 _DropSmiles = Annotated[bool, typer.Option("--drop-smiles", help="Drop wide smiles (landmark smile score above --smile-threshold).")]
 _DropOutliers = Annotated[bool, typer.Option("--drop-outliers", help="Drop no/several faces, turned or tilted heads, small, blurry, dark or bright faces.")]
-_SmileThr = Annotated[float, typer.Option("--smile-threshold", help="Smile score (mouth width + opening, in inter-ocular distances) above which a face counts as a wide smile.")]
+_SmileThr = Annotated[float, typer.Option("--smile-threshold", help="Smile score (mouth corners' spread plus half their lift and half the upper lip's upward curve, in inter-ocular distances) above which a face counts as a wide smile.")]
 _MaxYaw = Annotated[float, typer.Option("--max-yaw-deg", help="Drop faces turned more than this (degrees).")]
 _MaxRoll = Annotated[float, typer.Option("--max-roll-deg", help="Drop faces tilted more than this (degrees).")]
 _MinIod = Annotated[float, typer.Option("--min-iod-px", help="Drop faces whose eye centres are closer than this (pixels in the source).")]
@@ -129,7 +129,7 @@ def curate_celeba_cmd(
     workers: _Workers = 1,
     upsample: _Upsample = 1,
     models_dir: _ModelsDir = None,
-    smile_threshold: _SmileThr = 1.05,
+    smile_threshold: _SmileThr = 0.95,
     max_yaw_deg: _MaxYaw = 30.0,
     max_roll_deg: _MaxRoll = 20.0,
     min_iod_px: _MinIod = 20.0,
@@ -170,7 +170,7 @@ def curate_photos_cmd(
     workers: _Workers = 1,
     upsample: _Upsample = 1,
     models_dir: _ModelsDir = None,
-    smile_threshold: _SmileThr = 1.05,
+    smile_threshold: _SmileThr = 0.95,
     max_yaw_deg: _MaxYaw = 30.0,
     max_roll_deg: _MaxRoll = 20.0,
     min_iod_px: _MinIod = 20.0,

@@ -4,13 +4,12 @@ Every number a filter looks at is computed once per image (and cached); the deci
 pure function of those numbers and the thresholds, so a re-run with other thresholds only re-judges.
 
 Why the defaults are what they are (faces in general, not tuned to any fixture):
-- smile_threshold 1.05: the smile score is mouth width / inter-ocular distance (IOD) plus inner-lip
-  opening / IOD. Adult mouths are ~50 mm wide and eye centres ~63 mm apart, so a closed neutral
-  mouth scores ~0.8; talking or a slightly open mouth adds up to ~0.15-0.2. A broad smile widens
-  the mouth by a quarter or more (~1.0) and usually shows teeth (+0.1 or more). 1.05 sits above
-  neutral-with-open-mouth and below a broad open smile: it removes the wide smiles that taught the
-  original model to draw a grin on every face, and keeps slight closed smiles. Use the agreement
-  table against CelebA's `Smiling` attribute to move it.
+- smile_threshold 0.95 (p2d.faces.SMILE_THRESHOLD, derived there from face proportions): the
+  smile score is the mouth's corner spread over the inter-ocular distance (IOD) plus half the
+  corners' lift and half the upper lip's upward curve. A closed neutral mouth scores ~0.79
+  (50 mm over 63 mm); 0.95 is a mouth stretched to a posed smile's ~60 mm before its corners
+  even rise. Opening the mouth adds nothing, so talking faces stay. Use the agreement table
+  against CelebA's `Smiling` attribute to move it.
 - max_yaw_deg 30: beyond ~30 degrees the far cheek is foreshortened and the jaw outline that
   the yaw estimate (and the drawing domain's mostly frontal faces) rely on breaks down; the
   estimate itself is good to ~10 degrees.
@@ -38,6 +37,7 @@ import cv2
 import numpy as np
 
 from p2d.errors import P2DError
+from p2d.faces import SMILE_THRESHOLD
 
 PATCH_PX = 64  # side of the face patch blur and brightness are measured on
 
@@ -46,7 +46,7 @@ PATCH_PX = 64  # side of the face patch blur and brightness are measured on
 class Thresholds:
     """Every filter threshold, with its unit in the name; echoed in each run's summary."""
 
-    smile_threshold: float = 1.05
+    smile_threshold: float = SMILE_THRESHOLD
     max_yaw_deg: float = 30.0
     max_roll_deg: float = 20.0
     min_iod_px: float = 20.0
