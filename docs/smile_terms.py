@@ -5,7 +5,7 @@ Usage: python docs/smile_terms.py [--out docs/smile_terms.png]
 Each panel is a public-domain photo from tests/data/pd-faces/photos, levelled (eye line
 horizontal) and scaled so the eyes are 100 px apart, with dlib's 68 landmarks and the terms of
 p2d.faces.smile_score drawn on it: the corner spread (48-54) against the eye distance, the corners'
-lift above the upper lip's centre (62) and above their neutral height below the nose base (33),
+lift above the lips' centre (between 62 and 66) and above their neutral height below the nose base (33),
 and the inner upper lip (61-62-63) whose upward bend is the curve term.
 """
 
@@ -33,6 +33,7 @@ PHOTOS = ROOT / "tests" / "data" / "pd-faces" / "photos"
 PANELS = (("astronaut.png", "wide smile (astronaut)"), ("a_youngster_01.png", "neutral (a youngster)"))
 IOD_PX = 100  # eye distance in the drawing
 CANVAS, CANVAS_EYES = (400, 420), (200.0, 140.0)
+BOX = dict(facecolor="black", alpha=0.55, pad=1.5, lw=0)  # labels stay legible on skin
 
 
 def levelled(image: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -70,17 +71,18 @@ def draw(ax, image: np.ndarray, points: np.ndarray, title: str) -> None:
     ax.annotate("", b, a, arrowprops=dict(arrowstyle="<->", color="cyan", lw=1.5))
     ax.text((a[0] + b[0]) / 2, a[1] - 6, "IOD (scale)", color="cyan", ha="center", fontsize=8)
     ax.annotate("", p[54], p[48], arrowprops=dict(arrowstyle="<->", color="lime", lw=1.5))
-    ax.text(p[48, 0], p[8, 1] + 2, f"spread {spread:.2f}", color="lime", fontsize=8)
+    ax.text(p[48, 0], p[8, 1] + 2, f"spread {spread:.2f}", color="lime", fontsize=8, bbox=BOX)
     corners_y = (p[48, 1] + p[54, 1]) / 2
     neutral_y = p[33, 1] + faces.NEUTRAL_NOSE_TO_CORNERS * IOD_PX
     ax.plot([p[48, 0] - 10, p[54, 0] + 10], [neutral_y] * 2, "--", color="orange", lw=1)
-    ax.plot([p[48, 0] - 10, p[54, 0] + 10], [p[62, 1]] * 2, ":", color="magenta", lw=1)
+    centre_y = (p[62, 1] + p[66, 1]) / 2
+    ax.plot([p[48, 0] - 10, p[54, 0] + 10], [centre_y] * 2, ":", color="magenta", lw=1)
     ax.plot([p[48, 0] - 10, p[54, 0] + 10], [corners_y] * 2, "-", color="white", lw=0.8)
     ax.plot(*p[33], "o", color="orange", ms=4)
     ax.text(p[54, 0] + 12, neutral_y, "neutral corners\n(0.33 IOD below nose)", color="orange", fontsize=6.5, va="center")
-    ax.text(p[54, 0] + 12, p[62, 1] - 6, "upper-lip centre 62", color="magenta", fontsize=6.5, va="bottom")
+    ax.text(p[54, 0] + 12, centre_y - 6, "lips' centre (62+66)/2", color="magenta", fontsize=6.5, va="bottom")
     ax.plot(*p[[61, 62, 63]].T, "-", color="yellow", lw=1.2)
-    ax.text(p[48, 0], p[8, 1] + 12, f"lift {lift:+.3f}   curve {curve:+.3f}", color="white", fontsize=8)
+    ax.text(p[48, 0], p[8, 1] + 12, f"lift {lift:+.3f}   curve {curve:+.3f}", color="white", fontsize=8, bbox=BOX)
     ax.set_title(f"{title}\nscore {spread:.2f} + 0.5*{lift:+.3f} + 0.5*{curve:+.3f} = {score:.2f}"
                  f" ({'>' if score > faces.SMILE_THRESHOLD else '<='} {faces.SMILE_THRESHOLD})", fontsize=8)
 

@@ -260,9 +260,10 @@ def smile_score(points: np.ndarray) -> float:
       IOD is a stable scale (and shrinks with yaw as the mouth does). ~0.79 neutral, ~0.95 in a
       posed social smile, above 1 in a broad one; an open "O" or a yawn is narrower than neutral.
     - lift: the mean of two measures of the corners' height (48, 54), each 0 for a neutral mouth:
-      above the upper lip's centre (62), which a talking mouth's corners fall below as the lower
-      lip drops; and above their neutral place NEUTRAL_NOSE_TO_CORNERS below the nose base (33),
-      a point expression does not move. Positive: corners up, as in a smile.
+      above the lips' centre (midway between the inner lips, 62 and 66), which a dropping jaw
+      carries down with the corners, while a smile, open or closed, holds the corners above it;
+      and above their neutral place NEUTRAL_NOSE_TO_CORNERS below the nose base (33), a point
+      expression does not move. Positive: corners up, as in a smile.
     - curve: the inner upper-lip line (61-62-63) bent up at its ends: the centre (62) below the
       mean of its neighbours, as the smile's upturned lip; an arched lip (talking, shouting) is
       negative.
@@ -280,9 +281,9 @@ def _corner_spread(p: np.ndarray) -> float:
 
 def _corner_lift(p: np.ndarray) -> float:
     corners_y = (p[48, 1] + p[54, 1]) / 2  # y grows downward: "above" is a smaller y
-    above_lip = p[62, 1] - corners_y
+    above_lips_centre = (p[62, 1] + p[66, 1]) / 2 - corners_y
     above_neutral = NEUTRAL_NOSE_TO_CORNERS - (corners_y - p[33, 1])
-    return float((above_lip + above_neutral) / 2)
+    return float((above_lips_centre + above_neutral) / 2)
 
 
 def _upper_lip_curve(p: np.ndarray) -> float:

