@@ -86,7 +86,13 @@ def test_second_faces_counts_by_width_and_score():
 
 
 def test_default_smile_threshold_is_the_derived_one():
+    import inspect
+
+    from p2d import cli
+
     assert Thresholds().smile_threshold == SMILE_THRESHOLD
+    for command in (cli.curate_celeba_cmd, cli.curate_photos_cmd):  # the CLI keeps a literal for a fast --help
+        assert inspect.signature(command).parameters["smile_threshold"].default == SMILE_THRESHOLD
 
 
 @pytest.mark.parametrize("name", FACES)
