@@ -207,26 +207,91 @@ def _yaw_upright(p: np.ndarray) -> float:
     return math.degrees(math.asin(float(np.clip((left - right) / total, -1.0, 1.0))))
 
 
+# Neutral-face proportions in inter-ocular distances (IOD, eye centre to eye centre, ~63 mm in
+# adults): a closed relaxed mouth is ~50 mm wide (0.79 IOD) and its corners sit ~21 mm below the
+# base of the nose (subnasale, point 33): 0.33 IOD.
+NEUTRAL_MOUTH_WIDTH = 0.79
+NEUTRAL_NOSE_TO_CORNERS = 0.33
+# The vertical terms move a few hundredths of an IOD, where dlib's landmark noise on a small face
+# is of the same size: half weight keeps them from outvoting the corner spread.
+LIFT_WEIGHT = 0.5
+CURVE_WEIGHT = 0.5
+# Default --smile-threshold: a mouth stretched from its neutral ~50 mm to ~60 mm (the
+# intercommissural width of a posed social smile), 60 / 63 = 0.95 IOD, with its corners still at
+# neutral height (lift 0, flat lip). A real wide smile also lifts the corners and curves the lip
+# upward, so it scores above; a mild smile (~55 mm, 0.87) and any mouth that merely opens (which
+# narrows it and drops the corners) score below.
+SMILE_THRESHOLD = 0.95
+
+
 def mouth_width_ratio(points: np.ndarray) -> float:
-    """Mouth corner to corner (48-54) over the inter-ocular distance; ~0.8 for a closed neutral
-    mouth, above 1 for a wide smile."""
-    p = _upright(points)
-    return float(np.linalg.norm(p[54] - p[48]))
+    """Mouth corner to corner (48-54) over the inter-ocular distance: the corner spread; ~0.8 for
+    a closed neutral mouth, ~1.0 for a wide smile."""
+    return _corner_spread(_upright(points))
 
 
 def mouth_open_ratio(points: np.ndarray) -> float:
-    """Inner-lip gap (62-66) over the inter-ocular distance; 0 closed, ~0.2+ for a toothy smile."""
+    """Inner-lip gap (62-66) over the inter-ocular distance; 0 closed, ~0.2+ for a toothy smile.
+    Stored for inspection; it is not part of the smile score (talking opens the mouth too)."""
     p = _upright(points)
     return float(max(p[66, 1] - p[62, 1], 0.0))
 
 
-def smile_score(points: np.ndarray) -> float:
-    """Mouth width plus mouth opening, both relative to the inter-ocular distance.
+def corner_lift(points: np.ndarray) -> float:
+    """How far the mouth corners sit above their neutral height, in IODs (see smile_score)."""
+    return _corner_lift(_upright(points))
 
-    A wide smile both stretches the mouth and opens it (teeth showing); either alone moves the
-    score less. Typical values: ~0.8-0.9 neutral, ~1.0 slight smile, 1.1+ wide open smile.
+
+def upper_lip_curve(points: np.ndarray) -> float:
+    """Upward curvature of the upper lip's inner line, in IODs (see smile_score)."""
+    return _upper_lip_curve(_upright(points))
+
+
+def smile_score(points: np.ndarray) -> float:
+    """How much the mouth has the shape of a smile: one number, in inter-ocular distances (IOD).
+
+    A smile is the corners pulled up and out towards the cheekbones (zygomaticus major); a talking,
+    shouting or yawning mouth opens by dropping the jaw, which narrows the mouth and leaves the
+    corners level or lower. So the score looks at where the corners go, never at the opening:
+
+        score = spread + LIFT_WEIGHT * lift + CURVE_WEIGHT * curve
+
+    - spread: corner to corner (48-54) over the IOD. The eyes do not move with expression, so the
+      IOD is a stable scale (and shrinks with yaw as the mouth does). ~0.79 neutral, ~0.95 in a
+      posed social smile, above 1 in a broad one; an open "O" or a yawn is narrower than neutral.
+    - lift: the mean of two measures of the corners' height (48, 54), each 0 for a neutral mouth:
+      above the lips' centre (midway between the inner lips, 62 and 66), which a dropping jaw
+      carries down with the corners, while a smile, open or closed, holds the corners above it;
+      and above their neutral place NEUTRAL_NOSE_TO_CORNERS below the nose base (33), a point
+      expression does not move. Positive: corners up, as in a smile.
+    - curve: the inner upper-lip line (61-62-63) bent up at its ends: the centre (62) below the
+      mean of its neighbours, as the smile's upturned lip; an arched lip (talking, shouting) is
+      negative.
+
+    All terms are measured upright (the eye line levelled) and over the IOD, so the score does not
+    change with the face's size, its roll, or a mirror image. Typical: ~0.8 neutral or open mouth
+    without a smile, ~0.9 mild smile, ~1.0+ wide smile; the default threshold is SMILE_THRESHOLD.
     """
-    return mouth_width_ratio(points) + mouth_open_ratio(points)
+    return _smile_upright(_upright(points))
+
+
+def _corner_spread(p: np.ndarray) -> float:
+    return float(np.linalg.norm(p[54] - p[48]))
+
+
+def _corner_lift(p: np.ndarray) -> float:
+    corners_y = (p[48, 1] + p[54, 1]) / 2  # y grows downward: "above" is a smaller y
+    above_lips_centre = (p[62, 1] + p[66, 1]) / 2 - corners_y
+    above_neutral = NEUTRAL_NOSE_TO_CORNERS - (corners_y - p[33, 1])
+    return float((above_lips_centre + above_neutral) / 2)
+
+
+def _upper_lip_curve(p: np.ndarray) -> float:
+    return float(p[62, 1] - (p[61, 1] + p[63, 1]) / 2)
+
+
+def _smile_upright(p: np.ndarray) -> float:
+    return _corner_spread(p) + LIFT_WEIGHT * _corner_lift(p) + CURVE_WEIGHT * _upper_lip_curve(p)
 
 
 def face_box(points: np.ndarray) -> tuple[float, float, float, float]:
@@ -244,12 +309,10 @@ def landmark_features(points: np.ndarray) -> dict[str, float]:
     iod = float(np.linalg.norm(b - a))
     p = _upright(points)
     yaw = _yaw_upright(p)
-    width = float(np.linalg.norm(p[54] - p[48]))
-    opening = float(max(p[66, 1] - p[62, 1], 0.0))
     return {
-        "smile_score": width + opening,
-        "mouth_width": width,
-        "mouth_open": opening,
+        "smile_score": _smile_upright(p),
+        "mouth_width": _corner_spread(p),
+        "mouth_open": float(max(p[66, 1] - p[62, 1], 0.0)),
         "yaw_deg": yaw,
         "roll_deg": math.degrees(math.atan2(b[1] - a[1], b[0] - a[0])),
         "iod_px": iod,

@@ -64,7 +64,7 @@ class SourceFace:
     smiling: bool
 
 
-def load_source_faces(photos: list[Path], models: FaceModels, smile_threshold: float = 1.05) -> list[SourceFace]:
+def load_source_faces(photos: list[Path], models: FaceModels, smile_threshold: float = 0.95) -> list[SourceFace]:
     """Each photo's largest face and its five points (dlib HOG + 68-point predictor)."""
     from p2d.faces import smile_score
 

@@ -15,20 +15,68 @@ from p2d.images import read_image
 
 
 def _template() -> np.ndarray:
-    """A frontal, symmetric 68-point face: eyes 1 apart on y=0, nose below, neutral mouth."""
+    """A frontal, symmetric 68-point face in IODs: eyes 1 apart on y=0, a closed neutral mouth.
+
+    Neutral proportions as in faces.py: the mouth 0.79 wide, its corners 0.33 below the nose base
+    (33) and level with the upper lip's centre (62), the inner lip lines flat."""
     p = np.zeros((68, 2))
     p[0:17, 0] = np.linspace(-1.0, 1.0, 17)  # jaw, ear to ear
-    p[0:17, 1] = 0.2 + 1.0 * (1 - np.linspace(-1, 1, 17) ** 2)
+    p[0:17, 1] = 0.2 + 1.3 * (1 - np.linspace(-1, 1, 17) ** 2)
+    p[17:22] = [(x, -0.25) for x in (-0.8, -0.65, -0.5, -0.35, -0.2)]
+    p[22:27] = [(x, -0.25) for x in (0.2, 0.35, 0.5, 0.65, 0.8)]
     for i, x in zip(range(36, 42), (-0.7, -0.6, -0.4, -0.3, -0.4, -0.6)):
         p[i] = (x, 0.0)
     for i, x in zip(range(42, 48), (0.3, 0.4, 0.6, 0.7, 0.6, 0.4)):
         p[i] = (x, 0.0)
-    p[27:31] = [(0, 0.1), (0, 0.3), (0, 0.5), (0, 0.7)]
-    p[48] = (-0.4, 1.2)
-    p[54] = (0.4, 1.2)
-    p[62] = (0.0, 1.2)
-    p[66] = (0.0, 1.2)
+    p[27:31] = [(0, 0.1), (0, 0.25), (0, 0.4), (0, 0.55)]
+    p[31:36] = [(x, 0.62) for x in (-0.12, -0.06, 0.0, 0.06, 0.12)]
+    p[48:55] = [(-0.395, 0.95), (-0.25, 0.9), (-0.1, 0.87), (0, 0.89), (0.1, 0.87), (0.25, 0.9), (0.395, 0.95)]
+    p[55:60] = [(0.25, 1.02), (0.1, 1.05), (0, 1.06), (-0.1, 1.05), (-0.25, 1.02)]
+    p[60:68] = [(-0.35, 0.95), (-0.12, 0.95), (0, 0.95), (0.12, 0.95), (0.35, 0.95), (0.12, 0.95), (0, 0.95),
+                (-0.12, 0.95)]
     return p
+
+
+def _mouth(corner_x: float, corner_y: float, upper_centre_y: float, upper_sides_y: float,
+           lower_drop: float) -> np.ndarray:
+    """The template with its mouth reshaped: corners (48, 54) at (-+corner_x, corner_y), the inner
+    upper lip's centre (62) and sides (61, 63) at the given heights, the lower lip dropped."""
+    p = _template()
+    p[48], p[54] = (-corner_x, corner_y), (corner_x, corner_y)
+    p[60], p[64] = (-corner_x + 0.045, corner_y), (corner_x - 0.045, corner_y)
+    p[62, 1], p[61, 1], p[63, 1] = upper_centre_y, upper_sides_y, upper_sides_y
+    p[49:54, 1] += upper_sides_y - 0.95  # the outer upper lip follows the inner one
+    p[55:60, 1] += lower_drop
+    p[65:68, 1] += lower_drop
+    return p
+
+
+# Each face's score worked out by hand from smile_score's formula:
+# spread + (corners above the lips' centre + corners above neutral) / 2 / 2 + curve / 2.
+FACES = {
+    # closed neutral mouth: 0.79 + 0 + 0
+    "neutral": (_template(), 0.79),
+    # corners out to 1.0 wide and 0.06 up, the lip's sides 0.02 above its centre, closed:
+    # 1.0 + (0.06 + 0.06) / 4 + 0.02 / 2
+    "closed smile": (_mouth(0.5, 0.89, 0.95, 0.93, 0.0), 1.04),
+    # the same corners, upper lip raised (teeth), lower lip dropped 0.25, so the lips' centre is
+    # at (0.92 + 1.20) / 2 = 1.06: 1.0 + ((1.06 - 0.89) + 0.06) / 4 + 0.02 / 2
+    "open smile": (_mouth(0.5, 0.89, 0.92, 0.90, 0.25), 1.0675),
+    # talking: lower lip dropped 0.25 (lips' centre at 1.075), the jaw taking the corners 0.1 down
+    # and the mouth a little narrower, the corners level: 0.74 + ((1.075 - 1.05) - 0.1) / 4 + 0
+    "open mouth, level corners": (_mouth(0.37, 1.05, 0.95, 0.95, 0.25), 0.72125),
+    # yawn: narrow, tall, corners at the lips' centre (0.92 + 1.40) / 2 = 1.16, the upper lip
+    # arched: 0.6 + (0 + (0.33 - 0.54)) / 4 + (0.92 - 0.95) / 2
+    "yawn": (_mouth(0.3, 1.16, 0.92, 0.95, 0.45), 0.5325),
+}
+SMILES = {"closed smile", "open smile"}
+
+# Index of each point's mirror image in the 68-point scheme (left and right swap in a mirror).
+MIRROR = np.array(
+    list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30, 35, 34, 33, 32, 31]
+    + [45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40]
+    + [54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56, 55, 64, 63, 62, 61, 60, 67, 66, 65]
+)
 
 
 def _rotate(points: np.ndarray, deg: float) -> np.ndarray:
@@ -37,32 +85,94 @@ def _rotate(points: np.ndarray, deg: float) -> np.ndarray:
     return points @ rot.T
 
 
+def _mirror(points: np.ndarray) -> np.ndarray:
+    """The landmarks dlib would give on the mirrored image: x flipped, left and right relabelled."""
+    flipped = points * [-1.0, 1.0]
+    return flipped[MIRROR]
+
+
 def test_template_geometry():
     p = _template() * 50 + 100
     assert faces.inter_ocular(p) == pytest.approx(50.0)
     assert faces.roll_deg(p) == pytest.approx(0.0)
     assert faces.yaw_deg(p) == pytest.approx(0.0, abs=1e-9)
-    assert faces.mouth_width_ratio(p) == pytest.approx(0.8)
+    assert faces.mouth_width_ratio(p) == pytest.approx(faces.NEUTRAL_MOUTH_WIDTH)
     assert faces.mouth_open_ratio(p) == pytest.approx(0.0)
-    assert faces.smile_score(p) == pytest.approx(0.8)
+    assert faces.corner_lift(p) == pytest.approx(0.0, abs=1e-12)
+    assert faces.upper_lip_curve(p) == pytest.approx(0.0, abs=1e-12)
+    assert faces.smile_score(p) == pytest.approx(0.79)
+
+
+def test_mirror_map_is_an_involution_and_flips_the_template():
+    assert sorted(MIRROR) == list(range(68)) and (MIRROR[MIRROR] == np.arange(68)).all()
+    assert np.allclose(_mirror(_template()), _template())  # the template is symmetric
+
+
+@pytest.mark.parametrize("name", FACES)
+def test_smile_score_known_answers(name):
+    points, expected = FACES[name]
+    assert faces.smile_score(points) == pytest.approx(expected)
+    assert (faces.smile_score(points) > faces.SMILE_THRESHOLD) == (name in SMILES)
+
+
+def test_opening_alone_adds_nothing():
+    """The old score's failure: a mouth that opens by dropping the jaw (the corners carried down
+    to the opening's middle) scores no higher than closed, however wide it opens."""
+    closed = _mouth(0.37, 0.95, 0.95, 0.95, 0.0)
+    previous = faces.smile_score(closed)
+    for drop in (0.1, 0.25, 0.4):
+        opened = _mouth(0.37, 0.95 + drop / 2, 0.95, 0.95, drop)
+        assert faces.mouth_open_ratio(opened) == pytest.approx(drop)
+        assert faces.smile_score(opened) < previous
+        previous = faces.smile_score(opened)
+
+
+def test_each_term_moves_the_score_its_way():
+    base = faces.smile_score(_template())
+    wider, raised, curved, drooped = (_mouth(0.45, 0.95, 0.95, 0.95, 0), _mouth(0.395, 0.9, 0.95, 0.95, 0),
+                                      _mouth(0.395, 0.95, 0.95, 0.92, 0), _mouth(0.395, 1.0, 0.95, 0.95, 0))
+    assert faces.smile_score(wider) == pytest.approx(base + 0.11)
+    assert faces.corner_lift(raised) == pytest.approx(0.05)
+    assert faces.smile_score(raised) == pytest.approx(base + 0.025)
+    assert faces.upper_lip_curve(curved) == pytest.approx(0.03)
+    assert faces.smile_score(drooped) < base
+
+
+def _lopsided(points: np.ndarray) -> np.ndarray:
+    """A face made asymmetric (one corner higher, the nose off centre), so mirroring changes it."""
+    p = points.copy()
+    p[54] += (0.03, -0.04)
+    p[63, 1] -= 0.01
+    p[30:36, 0] += 0.05
+    return p
+
+
+@pytest.mark.parametrize("name", FACES)
+@pytest.mark.parametrize("deg", [-20.0, -7.5, 0.0, 11.0, 20.0])
+@pytest.mark.parametrize("scale", [0.37, 40.0, 230.0])
+@pytest.mark.parametrize("mirror", [False, True])
+def test_smile_score_invariant_to_mirror_scale_rotation(name, deg, scale, mirror):
+    points = _lopsided(FACES[name][0])
+    expected = faces.smile_score(points)
+    moved = _mirror(points) if mirror else points
+    moved = _rotate(moved, deg) * scale + (321.0, 123.0)
+    assert faces.smile_score(moved) == pytest.approx(expected, abs=1e-9)
+    assert faces.landmark_features(moved)["smile_score"] == pytest.approx(expected, abs=1e-9)
 
 
 @pytest.mark.parametrize("deg", [-30.0, -5.0, 12.0, 40.0])
 def test_roll_measured_and_other_features_invariant(deg):
     p = _rotate(_template(), deg) * 30 + 200
     assert faces.roll_deg(p) == pytest.approx(deg)
-    assert faces.smile_score(p) == pytest.approx(0.8)
+    assert faces.smile_score(p) == pytest.approx(0.79)
     assert faces.yaw_deg(p) == pytest.approx(0.0, abs=1e-9)
 
 
-def test_smile_grows_with_width_and_opening():
-    p = _template()
-    wide = p.copy()
-    wide[48, 0], wide[54, 0] = -0.55, 0.55
-    opened = wide.copy()
-    opened[66, 1] = 1.45
-    assert faces.smile_score(p) < faces.smile_score(wide) < faces.smile_score(opened)
-    assert faces.smile_score(opened) == pytest.approx(1.1 + 0.25)
+def test_threshold_derivation():
+    """The default is a posed smile's ~60 mm mouth over a 63 mm IOD, corners not yet lifted."""
+    posed = _mouth(0.95 / 2, 0.95, 0.95, 0.95, 0.0)
+    assert faces.smile_score(posed) == pytest.approx(faces.SMILE_THRESHOLD)
+    assert faces.SMILE_THRESHOLD == pytest.approx(60 / 63, abs=0.005)
 
 
 @pytest.mark.parametrize("shift,expected", [(0.5, 30.0), (-0.5, -30.0), (0.2, math.degrees(math.asin(0.2)))])
@@ -74,7 +184,7 @@ def test_yaw_from_nose_offset(shift, expected):
 
 def test_face_box_and_features_keys():
     p = _template() * 10 + 5
-    assert faces.face_box(p) == pytest.approx((-5.0, 5.0, 20.0, 12.0))
+    assert faces.face_box(p) == pytest.approx((-5.0, 2.5, 20.0, 17.5))
     assert set(faces.landmark_features(p)) == {"smile_score", "mouth_width", "mouth_open", "yaw_deg", "roll_deg", "iod_px"}
 
 
@@ -111,16 +221,21 @@ def test_real_detection_and_landmarks_on_photo(models):
     for eye in faces.eye_centers(points):
         assert x < eye[0] < x + w and y < eye[1] < y + h * 0.6
     assert abs(faces.yaw_deg(points)) < 15 and abs(faces.roll_deg(points)) < 10
-    assert faces.smile_score(points) < 1.0  # a neutral face
+    assert faces.smile_score(points) < faces.SMILE_THRESHOLD  # a neutral face
 
 
-def test_smiling_photo_scores_higher(models):
-    image = read_image(DATA / "photos" / "astronaut.png")
-    best = max(models.detect_hog(image, upsample=1), key=lambda d: d.score)
-    smiling = faces.smile_score(models.landmarks(image, best.box))
-    neutral_img = read_image(DATA / "photos" / "a_youngster_01.png")
-    neutral = faces.smile_score(models.landmarks(neutral_img, models.detect_hog(neutral_img)[0].box))
-    assert smiling > 1.1 > neutral
+def _photo_score(models, name: str) -> float:
+    image = read_image(DATA / "photos" / name)
+    best = max(models.detect_hog(image, upsample=0) or models.detect_hog(image, upsample=1), key=lambda d: d.score)
+    return faces.smile_score(models.landmarks(image, best.box))
+
+
+def test_fixture_photos_keep_their_verdicts(models):
+    """The astronaut's broad smile is above the default, the neutral boy and King well below."""
+    smiling = _photo_score(models, "astronaut.png")
+    assert smiling > faces.SMILE_THRESHOLD + 0.1
+    for neutral in ("a_youngster_01.png", "martin_luther_king_jr._h_02.png"):
+        assert _photo_score(models, neutral) < faces.SMILE_THRESHOLD - 0.03
 
 
 def test_no_face_on_nonface_drawing(models):

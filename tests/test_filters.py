@@ -11,6 +11,8 @@ from p2d.curate.facecache import FaceCache
 from p2d.curate.filters import Thresholds, drop_reason, laplacian_var, mean_gray, second_faces, smile_agreement
 from p2d.curate.hashing import hamming, phash_hex
 from p2d.errors import P2DError
+from p2d.faces import SMILE_THRESHOLD, landmark_features
+from test_faces import FACES, SMILES, _rotate
 
 GOOD = {"smile_score": 0.8, "mouth_width": 0.78, "mouth_open": 0.02, "yaw_deg": 3.0, "roll_deg": -1.0,
         "iod_px": 39.0, "laplacian_var": 800.0, "mean_gray": 150.0}
@@ -81,6 +83,24 @@ def test_second_faces_counts_by_width_and_score():
     faces = [MAIN, [0, 0, 46, 46, 0.6], [0, 0, 44, 44, 2.0], [0, 0, 80, 80, 0.4]]
     assert second_faces(faces, t) == 1
     assert second_faces(faces, Thresholds(second_face_min_ratio=0.4, second_face_min_score=0.3)) == 3
+
+
+def test_default_smile_threshold_is_the_derived_one():
+    import inspect
+
+    from p2d import cli
+
+    assert Thresholds().smile_threshold == SMILE_THRESHOLD
+    for command in (cli.curate_celeba_cmd, cli.curate_photos_cmd):  # the CLI keeps a literal for a fast --help
+        assert inspect.signature(command).parameters["smile_threshold"].default == SMILE_THRESHOLD
+
+
+@pytest.mark.parametrize("name", FACES)
+def test_drop_smiles_on_constructed_faces(name):
+    """Through landmark_features and drop_reason: smiles go, open mouths and yawns stay."""
+    points = _rotate(FACES[name][0], 15.0) * 60 + 100
+    rec = record(**landmark_features(points))
+    assert drop_reason(rec, Thresholds(), drop_smiles=True) == ("smile" if name in SMILES else "")
 
 
 def test_smile_agreement_four_cases():
