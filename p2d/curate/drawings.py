@@ -21,7 +21,7 @@ import numpy as np
 
 from p2d.curate.align import CELEBA_HOG_BOX, CELEBA_SQUARE_TOP, CELEBA_TEMPLATE_5, CELEBA_WIDTH
 from p2d.curate.detect import DETECTORS, Candidates, DrawingDetector, choose_with_rotations
-from p2d.curate.hashing import phash_hex
+from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.curate.pad import Pad, crop_square
 from p2d.errors import P2DError
 from p2d.faces import Detection, FaceModels, eye_centers, inter_ocular, roll_deg
@@ -257,7 +257,7 @@ def _one_drawing(path, rel, target, manifest_path, hand, cache, detector, size, 
     write_image(target, crop)
     row.update(
         width=size, height=size, phash=phash_hex(crop),
-        phash_mirror=phash_hex(np.ascontiguousarray(crop[:, ::-1])), keep=True,
+        phash_mirror=phash_hex(np.ascontiguousarray(crop[:, ::-1])), thumb=thumb_b64(crop), keep=True,
         detector=detector_name, detectors=agreeing, votes=votes, score=round(score, 4),
         found_rotated_deg=rotation,
         box_x=round(face_box[0], 1), box_y=round(face_box[1], 1), box_w=round(face_box[2], 1),

@@ -31,7 +31,7 @@ from p2d.curate.align import (
 )
 from p2d.curate.facecache import FaceCache, file_signature
 from p2d.curate.filters import Thresholds, drop_reason, laplacian_var, mean_gray, smile_agreement
-from p2d.curate.hashing import phash_hex
+from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.errors import P2DError
 from p2d.faces import FaceModels, landmark_features
 from p2d.images import try_read_image, write_bytes_atomic
@@ -265,7 +265,7 @@ class _Worker:
                 out = {"name": name, "file": out_file, "size": s.size, "crop": s.crop, "src_sig": sig,
                        "method": method, "phash": phash_hex(pixels),
                        # the mirror's hash too, so dedup/build need not read every image again
-                       "phash_mirror": phash_hex(np.ascontiguousarray(pixels[:, ::-1]))}
+                       "phash_mirror": phash_hex(np.ascontiguousarray(pixels[:, ::-1])), "thumb": thumb_b64(pixels)}
         return idx, (rec if cached is None else None), reason, out
 
 
@@ -467,6 +467,7 @@ def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Pa
             "height": s.size if kept else None,
             "phash": (out or {}).get("phash", "") if kept else "",
             "phash_mirror": (out or {}).get("phash_mirror", "") if kept else "",
+            "thumb": (out or {}).get("thumb", "") if kept else "",
             "keep": kept,
             "reason": reason,
             **it.extra,
