@@ -76,30 +76,35 @@ def near_pairs(hashes: np.ndarray, mirrors: np.ndarray | None = None, max_hammin
     radius = max_hamming // len(_CHUNKS)
     found = []
     for first, width in _CHUNKS:
-        mask_all = (1 << width) - 1
-        db_key = ((db >> np.uint64(first)) & np.uint64(mask_all)).astype(np.int64)
-        q_key = ((q >> np.uint64(first)) & np.uint64(mask_all)).astype(np.int64)
-        order = np.argsort(db_key, kind="stable")
-        counts = np.bincount(db_key, minlength=mask_all + 1)
-        starts = np.cumsum(counts) - counts
-        for m in _masks(width, radius):
+        mask_all = np.uint64((1 << width) - 1)
+        # int32 keys and counts: half the memory traffic of the gathers, which dominate the time
+        db_key = ((db >> np.uint64(first)) & mask_all).astype(np.int32)
+        q_key = ((q >> np.uint64(first)) & mask_all).astype(np.int32)
+        # queries in key order: q_key ^ m keeps the high bits, so the gathers below stay cache-local
+        by_key = np.argsort(q_key, kind="stable")
+        q_key = q_key[by_key]
+        order = np.argsort(db_key, kind="stable").astype(np.int32)
+        counts = np.bincount(db_key, minlength=int(mask_all) + 1).astype(np.int32)
+        starts = (np.cumsum(counts, dtype=np.int64) - counts).astype(np.int32)
+        for m in _masks(width, radius).astype(np.int32):
             probe = q_key ^ m
             cnt = counts[probe]
             hit = np.flatnonzero(cnt)
             if hit.size == 0:
                 continue
             c = cnt[hit]
-            qi = np.repeat(hit, c)
-            offsets = np.arange(c.sum()) - np.repeat(np.cumsum(c) - c, c)
+            qi = np.repeat(by_key[hit], c)
+            offsets = np.arange(qi.size) - np.repeat(np.cumsum(c) - c, c)
             di = order[np.repeat(starts[probe[hit]], c) + offsets]
             close = popcount(q[qi] ^ db[di]) <= max_hamming
             a, b = qi[close], owner[di[close]]
             keep = a != b
-            found.append(np.stack([np.minimum(a[keep], b[keep]), np.maximum(a[keep], b[keep])], axis=1))
+            # one int64 per pair (i * n + j, i < j): a 1-D unique is far faster than unique(axis=0)
+            found.append(np.minimum(a[keep], b[keep]) * n + np.maximum(a[keep], b[keep]))
     if not found:
         return np.zeros((0, 2), dtype=np.int64)
-    pairs = np.concatenate(found)
-    return np.unique(pairs, axis=0) if len(pairs) else pairs.reshape(0, 2)
+    code = np.unique(np.concatenate(found))
+    return np.stack([code // n, code % n], axis=1)
 
 
 def group_labels(n: int, pairs: np.ndarray) -> np.ndarray:
@@ -161,23 +166,29 @@ def _mirror(v: np.ndarray) -> np.ndarray:
     return v.reshape(*v.shape[:-1], THUMB_PX, THUMB_PX)[..., ::-1].reshape(v.shape)
 
 
-def thumb_similarity(a: np.ndarray, b: np.ndarray, chunk: int = 2048) -> np.ndarray:
+def thumb_similarity(a: np.ndarray, b: np.ndarray, enough: float | None = None, chunk: int = 2048) -> np.ndarray:
     """Best normalised correlation between gray thumbnails a[k] and b[k] (each (P, 256)), over
     the mirror and small crops of either side (either may be the cropped copy). 1.0: the same
-    picture; distinct aligned faces stay below ~0.91 (benchmarks/dedup.py)."""
-    a = np.asarray(a, dtype=np.float32)
-    b = np.asarray(b, dtype=np.float32)
-    reg = _registrations()
+    picture; distinct aligned faces stay below ~0.91 (benchmarks/dedup.py). Pairs that reach
+    `enough` unregistered skip the crop search (their value is then a lower bound >= enough)."""
+    a = np.asarray(a, dtype=np.float32).reshape(len(a), -1)
+    b = np.asarray(b, dtype=np.float32).reshape(len(b), -1)
+    ua, ub = _unit(a), _unit(b)
+    out = np.maximum((ua * ub).sum(axis=1), (ua * _mirror(ub)).sum(axis=1))
+    todo = np.flatnonzero(out < enough) if enough is not None else np.arange(len(a))
+    reg = _registrations().astype(np.float32)
     n = THUMB_PX * THUMB_PX
-    out = np.empty(len(a), dtype=np.float32)
-    for start in range(0, len(a), chunk):
-        x, y = a[start:start + chunk], b[start:start + chunk]
-        best = np.full(len(x), -1.0, dtype=np.float32)
-        for src, ref in ((x, y), (y, x)):
-            moved = _unit(np.asarray(reg @ src.T, dtype=np.float32).T.reshape(len(src), -1, n))
-            for target in (_unit(ref), _unit(_mirror(ref))):
-                best = np.maximum(best, np.einsum("ptn,pn->pt", moved, target).max(axis=1))
-        out[start:start + chunk] = best
+    for start in range(0, len(todo), chunk):
+        rows = todo[start:start + chunk]
+        best = out[rows]
+        for src, ref in ((a[rows], ub[rows]), (b[rows], ua[rows])):
+            # src resampled by every registration, laid out (T, n, p) as the sparse product gives it
+            moved = (reg @ np.ascontiguousarray(src.T)).reshape(-1, n, len(rows))
+            total = moved.sum(axis=1)
+            norm = np.maximum(np.sqrt(np.maximum(np.einsum("tnp,tnp->tp", moved, moved) - total * total / n, 0)), 1e-3)
+            for target in (ref, _mirror(ref)):  # zero-mean targets: the dot needs no centring of `moved`
+                best = np.maximum(best, (np.einsum("tnp,pn->tp", moved, target) / norm).max(axis=0))
+        out[rows] = best
     return out
 
 
@@ -258,7 +269,7 @@ def find_duplicates(hashes: np.ndarray, mirrors: np.ndarray, thumbs: np.ndarray,
     pairs = near_pairs(hashes, mirrors, max_hamming)
 
     def confirm(i, j):
-        return thumb_similarity(thumbs[i], thumbs[j]) >= min_similarity
+        return thumb_similarity(thumbs[i], thumbs[j], enough=min_similarity) >= min_similarity
 
     ok = confirm(pairs[:, 0], pairs[:, 1]) if len(pairs) else np.zeros(0, dtype=bool)
     good = pairs[ok]
