@@ -111,7 +111,7 @@ def distances(images: list[np.ndarray], title: str) -> None:
 
 def face_like(n: int, faces: list[np.ndarray], seed: int = 0):
     """n hashes with the LFW faces' per-bit bias (phash and mirror phash), thumbnails that are
-    noisy blends of two LFW faces (distinct pictures), and the last 10% planted copies of earlier
+    noisy blends of three LFW faces (distinct pictures), and the last 10% planted copies of earlier
     rows (hash bits flipped within max_hamming, thumbnail plus slight noise)."""
     rng = np.random.default_rng(seed)
     h, m, t = signatures(faces)
@@ -124,9 +124,11 @@ def face_like(n: int, faces: list[np.ndarray], seed: int = 0):
         return np.bitwise_or.reduce(np.where(bits, weights, np.uint64(0)), axis=1)
 
     hashes, mirrors = draw(bias_h), draw(bias_m)
-    a, b = rng.integers(0, len(t), (2, n))
-    w = rng.uniform(0.2, 0.8, (n, 1)).astype(np.float32)
-    thumbs = np.clip(w * t[a] + (1 - w) * t[b] + rng.normal(0, 12, (n, t.shape[1])), 0, 255).astype(np.uint8)
+    # blends of three faces: two blends of the same two faces would be near the same picture
+    mix = rng.dirichlet(np.ones(3), n).astype(np.float32)
+    which = rng.integers(0, len(t), (n, 3))
+    blend = np.einsum("nk,nkd->nd", mix, t[which])
+    thumbs = np.clip(blend + rng.normal(0, 25, blend.shape), 0, 255).astype(np.uint8)
     planted = n // 10
     src = rng.integers(0, n - planted, planted)
     dst = np.arange(n - planted, n)
