@@ -150,6 +150,14 @@ def test_unreadable_file_recorded(planted):
 def test_bad_threshold_is_clear(planted):
     r = CliRunner().invoke(app, ["dedup", str(planted[0]), "--max-hamming", "40"])
     assert r.exit_code == 1 and "--max-hamming" in r.output
+    r = CliRunner().invoke(app, ["dedup", str(planted[0]), "--min-similarity", "1.5"])
+    assert r.exit_code == 1 and "--min-similarity" in r.output
+
+
+def test_no_rows_no_pairs():
+    empty = np.zeros(0, dtype=np.uint64)
+    keepers, rejected, candidates = find_duplicates(empty, empty, np.zeros((0, 256), np.float32), np.zeros(0))
+    assert keepers.size == 0 and rejected == candidates == 0
 
 
 def test_the_same_manifest_twice_is_refused(planted):

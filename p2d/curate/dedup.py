@@ -259,8 +259,8 @@ def _row_signatures(df: pd.DataFrame, rows: np.ndarray, image_paths: list[Path],
 
 def find_duplicates(hashes: np.ndarray, mirrors: np.ndarray, thumbs: np.ndarray, pixels: np.ndarray,
                     max_hamming: int = DEFAULT_MAX_HAMMING, min_similarity: float = DEFAULT_MIN_SIMILARITY
-                    ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Group labels, keeper per item and the number of rejected candidates. Candidates come from the
+                    ) -> tuple[np.ndarray, int, int]:
+    """Keeper per item, rejected and all candidate pairs (counts). Candidates come from the
     phash search; only pairs whose thumbnails correlate >= `min_similarity` join a group, and every
     member confirms against its keeper (the largest by `pixels`)."""
     if not 0.0 < min_similarity <= 1.0:
