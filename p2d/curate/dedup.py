@@ -63,6 +63,30 @@ def _masks(width: int, radius: int) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
+def _balanced_chunks(x: np.ndarray) -> list[np.ndarray]:
+    """The 64 bit positions cut into chunks of the widths in _CHUNKS with about equal entropy.
+    Face hashes have nearly constant bits; in one chunk they would crowd its buckets, and the
+    pigeonhole argument holds for any partition of the bits."""
+    ones = np.array([np.count_nonzero((x >> np.uint64(b)) & np.uint64(1)) for b in range(64)]) / max(len(x), 1)
+    p = np.clip(ones, 1e-9, 1 - 1e-9)
+    entropy = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+    widths = [w for _, w in _CHUNKS]
+    chunks, total = [[] for _ in widths], [0.0] * len(widths)
+    for b in np.argsort(-entropy, kind="stable"):
+        k = min((k for k in range(len(widths)) if len(chunks[k]) < widths[k]), key=lambda k: total[k])
+        chunks[k].append(int(b))
+        total[k] += entropy[b]
+    return [np.array(sorted(c)) for c in chunks]
+
+
+def _chunk_key(x: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """The bits at positions `bits` of each uint64, packed into an int32 key."""
+    key = np.zeros(len(x), dtype=np.int32)
+    for k, b in enumerate(bits):
+        key |= ((x >> np.uint64(b)) & np.uint64(1)).astype(np.int32) << np.int32(k)
+    return key
+
+
 def near_pairs(hashes: np.ndarray, mirrors: np.ndarray | None = None, max_hamming: int = DEFAULT_MAX_HAMMING
                ) -> np.ndarray:
     """(P, 2) array of index pairs i < j whose hashes (or i's hash and j's mirror hash) differ in
@@ -75,16 +99,15 @@ def near_pairs(hashes: np.ndarray, mirrors: np.ndarray | None = None, max_hammin
     owner = np.arange(len(db)) % n
     radius = max_hamming // len(_CHUNKS)
     found = []
-    for first, width in _CHUNKS:
-        mask_all = np.uint64((1 << width) - 1)
+    for bits in _balanced_chunks(db):
+        width = len(bits)
         # int32 keys and counts: half the memory traffic of the gathers, which dominate the time
-        db_key = ((db >> np.uint64(first)) & mask_all).astype(np.int32)
-        q_key = ((q >> np.uint64(first)) & mask_all).astype(np.int32)
+        db_key, q_key = _chunk_key(db, bits), _chunk_key(q, bits)
         # queries in key order: q_key ^ m keeps the high bits, so the gathers below stay cache-local
         by_key = np.argsort(q_key, kind="stable")
         q_key = q_key[by_key]
         order = np.argsort(db_key, kind="stable").astype(np.int32)
-        counts = np.bincount(db_key, minlength=int(mask_all) + 1).astype(np.int32)
+        counts = np.bincount(db_key, minlength=1 << width).astype(np.int32)
         starts = (np.cumsum(counts, dtype=np.int64) - counts).astype(np.int32)
         for m in _masks(width, radius).astype(np.int32):
             probe = q_key ^ m
