@@ -271,7 +271,8 @@ def _print_dedup(report, labels_of) -> None:
 @app.command("dedup")
 def dedup_cmd(
     manifests: Annotated[list[Path], typer.Argument(help="Manifests to dedup across (rewritten in place).")],
-    max_hamming: Annotated[int, typer.Option(help="Most differing phash bits for near duplicates.")] = 8,
+    max_hamming: Annotated[int, typer.Option(help="Most differing phash bits for a candidate pair (widens the search; thumbnails confirm).")] = 8,
+    min_similarity: Annotated[float, typer.Option(help="Thumbnail correlation (0-1) that confirms a candidate as a duplicate.")] = 0.94,
     sheet: Annotated[Path | None, typer.Option(help="Write a contact sheet of the duplicate groups here (PNG).")] = None,
 ):
     """Find near-duplicate images (phash, mirror-aware) and keep one per group.
@@ -280,8 +281,8 @@ def dedup_cmd(
     """
     from p2d.curate.dedup import dedup_manifests
 
-    r = dedup_manifests(manifests, max_hamming=max_hamming, sheet=sheet)
-    print_thresholds(max_hamming=max_hamming)
+    r = dedup_manifests(manifests, max_hamming=max_hamming, sheet=sheet, min_similarity=min_similarity)
+    print_thresholds(max_hamming=max_hamming, min_similarity=min_similarity)
     _print_dedup(r.report, lambda i: r.labels[i])
     if r.sheet:
         console.print(f"sheet: {r.sheet}")
@@ -294,7 +295,8 @@ def manifest_build_cmd(
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output manifest (default: the recipe path with .csv).")] = None,
     test_count: Annotated[int | None, typer.Option(help="Test images per domain.")] = None,
     test_fraction: Annotated[float | None, typer.Option(help="Test fraction per domain (default 0.05).")] = None,
-    max_hamming: Annotated[int, typer.Option(help="Most differing phash bits for near duplicates.")] = 8,
+    max_hamming: Annotated[int, typer.Option(help="Most differing phash bits for a candidate pair (widens the search; thumbnails confirm).")] = 8,
+    min_similarity: Annotated[float, typer.Option(help="Thumbnail correlation (0-1) that confirms a candidate as a duplicate.")] = 0.94,
 ):
     """Join per-source manifests, dedup across them, split train/test, validate, write.
 
@@ -303,8 +305,8 @@ def manifest_build_cmd(
     from p2d.curate.build import build_manifest
 
     r = build_manifest(recipe, sources, output=output, test_count=test_count, test_fraction=test_fraction,
-                       max_hamming=max_hamming)
-    print_thresholds(max_hamming=max_hamming, test_count=test_count, test_fraction=test_fraction)
+                       max_hamming=max_hamming, min_similarity=min_similarity)
+    print_thresholds(max_hamming=max_hamming, min_similarity=min_similarity, test_count=test_count, test_fraction=test_fraction)
     _print_dedup(r.report, lambda i: str(r.frame.iloc[i]["path"]))
     console.print(table(f"{r.output}: {len(r.frame)} rows", ["domain", "source", "rows", "kept", "train", "test"],
                         r.summary))

@@ -21,6 +21,8 @@ DOMAINS = ("drawing", "photo")
 SPLITS = ("train", "test")
 CROPS = ("center", "random")
 _TEXT_COLUMNS = ("path", "domain", "source", "split", "crop", "phash", "reason")
+# optional text columns that could otherwise parse as numbers (a mirror hash of digits only)
+_OPTIONAL_TEXT_COLUMNS = ("phash_mirror", "thumb")
 _PHASH = re.compile(r"^[0-9a-f]{16}$")
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
@@ -69,7 +71,7 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
         )
     try:
         # Only empty cells are missing values: a source named "NA" or "null" stays text.
-        df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS + _OPTIONAL_TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ManifestError(f"manifest {path} is not a readable CSV ({exc}): rebuild it") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]

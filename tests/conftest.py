@@ -151,3 +151,42 @@ def trained_tiny_run(tmp_path_factory, face_models) -> Path:
 def tiny_run(trained_tiny_run, tmp_path):
     """A copy of the shared tiny run that a test may write into."""
     return Path(shutil.copytree(trained_tiny_run, tmp_path / "run"))
+
+
+def _lfw_copy_kinds():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    def resize(a, px):
+        return np.asarray(Image.fromarray(np.ascontiguousarray(a)).resize((px, px), Image.LANCZOS))
+
+    def jpeg(a, quality):
+        buf = io.BytesIO()
+        Image.fromarray(a).save(buf, "JPEG", quality=quality)
+        return np.asarray(Image.open(buf))
+
+    def crop(a, fraction):
+        k = round(a.shape[0] * fraction)
+        return np.ascontiguousarray(a[k:-k, k:-k])
+
+    return {"resized": lambda a: resize(a, 64), "jpeg_q40": lambda a: jpeg(a, 40),
+            "mirrored": lambda a: np.ascontiguousarray(a[:, ::-1]), "mirrored_resized": lambda a: resize(a[:, ::-1], 90),
+            "crop_2pct": lambda a: crop(a, 0.02), "crop_3pct": lambda a: crop(a, 0.03)}
+
+
+# Planted copies of the LFW faces: the kinds of near duplicate dedup must confirm.
+LFW_COPY_KINDS = _lfw_copy_kinds()
+
+
+@pytest.fixture(scope="session")
+def lfw_faces():
+    """The 100 distinct faces of scikit-image's LFW subset (25 px gray, shipped inside scikit-image,
+    no download), upscaled to 128 px: generated here, not stored in tests/data."""
+    import numpy as np
+    from PIL import Image
+
+    data = pytest.importorskip("skimage.data", reason="scikit-image (the dev extra) provides the LFW faces")
+    return [np.asarray(Image.fromarray(np.round(f * 255).astype(np.uint8)).resize((128, 128), Image.LANCZOS))
+            for f in data.lfw_subset()[:100]]

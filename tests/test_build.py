@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -163,3 +164,26 @@ def test_recipes_match_design_table(name, channels, cycle, lr):
 
     cfg = load_recipe(ROOT / "manifests" / f"{name}.toml")
     assert (cfg.data.channels, cfg.train.cycle_weight, cfg.train.lr) == (channels, cycle, lr)
+
+
+def test_build_at_max_hamming_14_drops_exactly_the_planted_copies(lfw_faces, tmp_path):
+    from conftest import LFW_COPY_KINDS
+
+    faces = {f"face{i:03d}.png": a for i, a in enumerate(lfw_faces)}
+    copies = {f"{kind}_of_face{n:03d}.{'jpg' if kind.startswith('jpeg') else 'png'}": LFW_COPY_KINDS[kind](lfw_faces[n])
+              for n, kind in enumerate(sorted(LFW_COPY_KINDS))}
+    originals = make_source(tmp_path / "data" / "lfw", faces, "photo")
+    planted = make_source(tmp_path / "data" / "copies", copies, "photo")
+    shutil.copy(ROOT / "manifests" / "exp4.toml", tmp_path / "r.toml")
+    r = CliRunner().invoke(app, ["manifest", "build", "--recipe", str(tmp_path / "r.toml"), "--from", str(originals),
+                                 "--from", str(planted), "--max-hamming", "14"])
+    assert r.exit_code == 0, r.output
+    df = read_manifest(tmp_path / "r.csv")
+    dup = df[df["reason"].str.startswith("dup_of:")]
+    assert sorted(dup["path"]) == sorted(f"data/copies/img/{name}" for name in copies)
+    for path, reason in zip(dup["path"], dup["reason"]):  # each copy names its own original
+        assert reason == f"dup_of:data/lfw/img/face{path.split('_of_face')[1][:3]}.png"
+    assert df[df["path"].str.startswith("data/lfw/")]["keep"].sum() == 100
+    # the summary shows that the phash alone would have merged distinct faces
+    rejected = re.search(r"candidate pairs rejected by confirmation\s*│\s*(\d+)", r.output)
+    assert rejected and int(rejected.group(1)) > 0, r.output

@@ -12,8 +12,10 @@ from typer.testing import CliRunner
 
 from conftest import DATA
 from p2d.cli import app
-from p2d.curate.dedup import choose_keepers, group_labels, hex_to_uint64, near_pairs
-from p2d.curate.hashing import phash_hex
+from conftest import LFW_COPY_KINDS
+from p2d.curate.dedup import (DEFAULT_MIN_SIMILARITY, choose_keepers, confirmed_keepers, find_duplicates, group_labels,
+                              hex_to_uint64, near_pairs, thumb_similarity)
+from p2d.curate.hashing import phash_hex, thumb_b64, thumbs_from_b64
 from p2d.images import list_images, read_image, write_image
 from p2d.manifest import new_rows, read_manifest, write_manifest
 
@@ -148,6 +150,14 @@ def test_unreadable_file_recorded(planted):
 def test_bad_threshold_is_clear(planted):
     r = CliRunner().invoke(app, ["dedup", str(planted[0]), "--max-hamming", "40"])
     assert r.exit_code == 1 and "--max-hamming" in r.output
+    r = CliRunner().invoke(app, ["dedup", str(planted[0]), "--min-similarity", "1.5"])
+    assert r.exit_code == 1 and "--min-similarity" in r.output
+
+
+def test_no_rows_no_pairs():
+    empty = np.zeros(0, dtype=np.uint64)
+    keepers, rejected, candidates = find_duplicates(empty, empty, np.zeros((0, 256), np.float32), np.zeros(0))
+    assert keepers.size == 0 and rejected == candidates == 0
 
 
 def test_the_same_manifest_twice_is_refused(planted):
@@ -166,3 +176,88 @@ def test_duplicate_whose_file_was_deleted_stays_dropped(planted):
     assert r.exit_code == 0, r.output
     b = read_manifest(mb).set_index("path")
     assert b.loc["resized.png", "reason"] == "unreadable:missing" and not b.loc["resized.png", "keep"]
+
+
+# ----------------------------------------------------------------------------- confirmation (issue 13)
+
+
+def _thumbs(images):
+    return thumbs_from_b64([thumb_b64(a) for a in images])[0]
+
+
+def test_every_distinct_lfw_pair_is_rejected(lfw_faces):
+    t = _thumbs(lfw_faces)
+    i, j = np.triu_indices(len(t), 1)
+    assert len(i) == 4950
+    sim = thumb_similarity(t[i], t[j])
+    assert sim.max() < DEFAULT_MIN_SIMILARITY, (i[sim.argmax()], j[sim.argmax()], sim.max())
+    # the phash alone offers many of them at --max-hamming 14: confirmation is what keeps them apart
+    h, m = (hex_to_uint64([phash_hex(np.ascontiguousarray(x)) for x in imgs])
+            for imgs in (lfw_faces, [a[:, ::-1] for a in lfw_faces]))
+    assert len(near_pairs(h, m, 14)) > 10
+
+
+@pytest.mark.parametrize("kind", sorted(LFW_COPY_KINDS))
+def test_every_planted_copy_kind_is_confirmed(lfw_faces, kind):
+    copies = [LFW_COPY_KINDS[kind](a) for a in lfw_faces]
+    sim = thumb_similarity(_thumbs(lfw_faces), _thumbs(copies))
+    assert sim.min() >= DEFAULT_MIN_SIMILARITY, (kind, sim.argmin(), sim.min())
+
+
+def test_thumb_similarity_is_symmetric_and_flat_images_never_confirm(lfw_faces):
+    t = _thumbs(lfw_faces[:10] + [LFW_COPY_KINDS["crop_3pct"](a) for a in lfw_faces[:10]])
+    a, b = t[:10], t[10:]
+    assert np.allclose(thumb_similarity(a, b), thumb_similarity(b, a), atol=1e-5)
+    full, quick = thumb_similarity(a, b), thumb_similarity(a, b, enough=0.999)
+    assert ((full >= 0.999) == (quick >= 0.999)).all() and np.allclose(quick[quick < 0.999], full[quick < 0.999])
+    flat = np.full((2, 256), 128, dtype=np.float32)
+    assert (thumb_similarity(flat, flat) < DEFAULT_MIN_SIMILARITY).all()
+
+
+def test_groups_never_chain_through_a_failed_pair():
+    # 0-1 and 1-2 confirmed, 0-2 not: 0 (largest) keeps 1; 2 does not confirm against 0, so it stays
+    good = {(0, 1), (1, 2), (3, 4)}
+
+    def confirm(i, j):
+        return np.array([(min(a, b), max(a, b)) in good for a, b in zip(i, j)])
+
+    pairs = np.array(sorted(good))
+    labels = group_labels(5, pairs)
+    keepers = confirmed_keepers(labels, np.array([9.0, 4, 1, 1, 5]), pairs, confirm)
+    assert keepers.tolist() == [0, 0, 2, 4, 4]
+
+
+def test_max_hamming_widens_the_search_not_the_verdict(lfw_faces):
+    faces = lfw_faces[:40]
+    copies = [LFW_COPY_KINDS[k](faces[n]) for n, k in enumerate(sorted(LFW_COPY_KINDS))]
+    images = faces + copies
+    h = hex_to_uint64([phash_hex(a) for a in images])
+    m = hex_to_uint64([phash_hex(np.ascontiguousarray(a[:, ::-1])) for a in images])
+    px = np.array([a.shape[0] * a.shape[1] for a in images])
+    for max_hamming in (8, 14, 20):
+        keepers, rejected, candidates = find_duplicates(h, m, _thumbs(images), px, max_hamming)
+        dropped = np.flatnonzero(keepers != np.arange(len(images)))
+        assert dropped.tolist() == list(range(40, 40 + len(copies))), max_hamming
+        assert keepers[40:].tolist() == list(range(len(copies)))
+        assert candidates - rejected == len(copies)  # exactly the copy-original pairs are confirmed
+    assert rejected > 0  # at 20 bits the phash offers distinct faces; confirmation refuses them
+
+
+def test_old_manifest_without_thumbnails_reads_the_images(planted):
+    ma, mb = planted
+    assert "thumb" not in read_manifest(ma).columns  # written like an older curation run
+    r = CliRunner().invoke(app, ["dedup", str(ma), str(mb)])
+    assert r.exit_code == 0, r.output
+    assert "image read" in r.output
+    a = read_manifest(ma)
+    assert a["thumb"].str.len().eq(344).all()  # stored now: the next run reads no image
+    r = CliRunner().invoke(app, ["dedup", str(ma), str(mb)])
+    assert "image read" not in r.output and "rejected by confirmation" in r.output
+
+
+def test_curation_stores_the_thumbnail():
+    image = np.zeros((40, 30, 3), dtype=np.uint8)
+    image[10:20, 5:25] = 200
+    t, ok = thumbs_from_b64([thumb_b64(image), "", None, "x" * 344])
+    assert ok.tolist() == [True, False, False, False] and t.shape == (4, 256)
+    assert t[0].max() > 100 and (t[1:] == 0).all()

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from p2d.curate.dedup import DEFAULT_MAX_HAMMING, DedupReport, LabelView, dedup_frame
+from p2d.curate.dedup import DEFAULT_MAX_HAMMING, DEFAULT_MIN_SIMILARITY, DedupReport, LabelView, dedup_frame
 from p2d.errors import ManifestError, P2DError, RecipeError
 from p2d.manifest import new_rows, read_manifest, relative_path, resolve_path, validate, write_manifest
 
@@ -82,6 +82,7 @@ def build_manifest(
     test_count: int | None = None,
     test_fraction: float | None = None,
     max_hamming: int = DEFAULT_MAX_HAMMING,
+    min_similarity: float = DEFAULT_MIN_SIMILARITY,
 ) -> BuildResult:
     """Join, dedup, split, validate and write the experiment manifest (default: recipe path .csv)."""
     recipe = Path(recipe)
@@ -118,7 +119,7 @@ def build_manifest(
     gone = df["keep"].astype(bool).to_numpy() & np.array([not f.is_file() for f in files])
     df.loc[gone, ["keep", "reason"]] = [False, "unreadable:missing"]
     labels = LabelView(output, files)
-    df, report = dedup_frame(df, files, [labels] * len(df), max_hamming)
+    df, report = dedup_frame(df, files, [labels] * len(df), max_hamming, min_similarity)
     df["split"] = assign_split(df, test_count, test_fraction)
     df = new_rows(df.to_dict("records"))
     problems = validate(df, output)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from p2d.curate.detect import DETECTORS, Candidates, DrawingDetector, choose_with_rotations
-from p2d.curate.hashing import phash_hex
+from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.curate.pad import Pad, crop_square
 from p2d.errors import P2DError
 from p2d.faces import Detection, FaceModels, eye_centers, inter_ocular, roll_deg
@@ -268,7 +268,7 @@ def _one_drawing(path: Path, rel: str, target: Path, s: CropSettings, cache: dic
     write_image(target, crop)
     row.update(
         width=s.size, height=s.size, phash=phash_hex(crop),
-        phash_mirror=phash_hex(np.ascontiguousarray(crop[:, ::-1])), keep=True,
+        phash_mirror=phash_hex(np.ascontiguousarray(crop[:, ::-1])), thumb=thumb_b64(crop), keep=True,
         detector=face.detector, detectors=face.agreeing, votes=face.votes, score=round(face.score, 4),
         found_rotated_deg=face.rotation_deg,
         box_x=round(face.box[0], 1), box_y=round(face.box[1], 1), box_w=round(face.box[2], 1),

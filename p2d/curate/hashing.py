@@ -1,6 +1,8 @@
-"""Perceptual hashes of image arrays: the manifest's 64-bit `phash` as 16 lowercase hex digits."""
+"""Perceptual hashes of image arrays (the manifest's 64-bit `phash`) and the gray thumbnail that confirms them."""
 
 from __future__ import annotations
+
+import base64
 
 import imagehash
 import numpy as np
@@ -21,3 +23,36 @@ def phash_hex(image: np.ndarray) -> str:
 def hamming(a: str, b: str) -> int:
     """Number of differing bits between two hex hashes of the same length."""
     return int(bin(int(a, 16) ^ int(b, 16)).count("1"))
+
+
+THUMB_PX = 16  # side of the stored gray thumbnail that confirms phash candidates (p2d.curate.dedup)
+
+
+def thumb_b64(image: np.ndarray) -> str:
+    """A 16x16 grayscale thumbnail (Lanczos) of a uint8 HxW or HxWx3/4 array, as base64 of 256 bytes.
+
+    Stored per row at curation time (manifest column `thumb`) so that dedup can confirm phash
+    candidates without reading the images again.
+    """
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(f"thumb_b64 needs a uint8 HxW or HxWx3 array, got {image.dtype} {image.shape}")
+    gray = Image.fromarray(np.ascontiguousarray(image if image.ndim == 2 else image[..., :3])).convert("L")
+    small = np.asarray(gray.resize((THUMB_PX, THUMB_PX), Image.LANCZOS), dtype=np.uint8)
+    return base64.b64encode(small.tobytes()).decode("ascii")
+
+
+def thumbs_from_b64(texts) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 256) float32 thumbnails from `thumb_b64` strings, and a bool mask of the valid ones
+    (rows of older manifests without the column, or damaged cells, are zeros and False)."""
+    out = np.zeros((len(texts), THUMB_PX * THUMB_PX), dtype=np.float32)
+    ok = np.zeros(len(texts), dtype=bool)
+    for i, t in enumerate(texts):
+        if isinstance(t, str) and len(t) == 344:
+            try:
+                raw = base64.b64decode(t, validate=True)
+            except ValueError:
+                continue
+            if len(raw) == THUMB_PX * THUMB_PX:
+                out[i] = np.frombuffer(raw, dtype=np.uint8)
+                ok[i] = True
+    return out, ok

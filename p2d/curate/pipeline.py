@@ -21,7 +21,7 @@ import numpy as np
 
 from p2d.curate.facecache import FaceCache, file_signature
 from p2d.curate.filters import Thresholds, drop_reason, laplacian_var, mean_gray, smile_agreement
-from p2d.curate.hashing import phash_hex
+from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.errors import P2DError
 from p2d.faces import FaceModels, landmark_features
 from p2d.framing import (
@@ -267,7 +267,7 @@ class _Worker:
                 out = {"name": job.name, "file": job.out_file, "size": s.size, "crop": s.crop, "src_sig": job.sig,
                        "method": job.detector, "phash": phash_hex(pixels),
                        # the mirror's hash too, so dedup/build need not read every image again
-                       "phash_mirror": phash_hex(np.ascontiguousarray(pixels[:, ::-1]))}
+                       "phash_mirror": phash_hex(np.ascontiguousarray(pixels[:, ::-1])), "thumb": thumb_b64(pixels)}
         return job.index, (rec if job.cached is None else None), reason, out
 
 
@@ -497,6 +497,7 @@ def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Pa
             "height": s.size if kept else None,
             "phash": (out or {}).get("phash", "") if kept else "",
             "phash_mirror": (out or {}).get("phash_mirror", "") if kept else "",
+            "thumb": (out or {}).get("thumb", "") if kept else "",
             "keep": kept,
             "reason": reason,
             **it.extra,

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2d.curate.hashing import phash_hex
+from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.curate.pad import Pad, pad_image
 from p2d.errors import P2DError
 from p2d.images import input_images, output_stems, try_read_image, write_image
@@ -103,7 +103,7 @@ def scale_folder(
                     write_image(target, scaled)
                     row.update(width=scaled.shape[1],
                                height=scaled.shape[0], phash=phash_hex(scaled),
-                               phash_mirror=phash_hex(np.ascontiguousarray(scaled[:, ::-1])), keep=True,
+                               phash_mirror=phash_hex(np.ascontiguousarray(scaled[:, ::-1])), thumb=thumb_b64(scaled), keep=True,
                                padded_fraction=round(fraction, 4))
             rows.append(row)
             bar.update(task, advance=1, status=row["reason"])
