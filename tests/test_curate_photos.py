@@ -153,6 +153,27 @@ def test_curate_photos_frames_filters_and_records(photo_folder, tmp_path):
     assert {row["source_path"].split("in/")[-1]: row for row in again.rows.to_dict("records")}["mlk.png"]["reason"] == "yaw"
 
 
+def test_a_cached_analysis_is_judged_with_todays_landmark_formulas(photo_folder, tmp_path):
+    """A cache written by an older smile-score formula must not decide today's verdict: the
+    landmark features are recomputed from the cached points on every run."""
+    import json
+
+    first = curate_photos(photo_folder, tmp_path / "out", source="family")
+    fresh = read_manifest(first.manifest).set_index("path")
+    for log in (tmp_path / "out" / "cache").glob("*.jsonl"):
+        lines = [json.loads(line) for line in log.read_text().splitlines()]
+        for rec in lines:
+            if rec.get("features"):
+                rec["features"]["smile_score"] = 99.0  # what a different formula once wrote
+        log.write_text("".join(json.dumps(rec) + "\n" for rec in lines))
+    again = curate_photos(photo_folder, tmp_path / "out", source="family", drop_smiles=True)
+    assert again.analyzed == 0
+    df = read_manifest(again.manifest).set_index("path")
+    assert (df["smile_score"].dropna() < 99).all()
+    assert df.loc["images/trip/boy_png.png", "keep"]  # a neutral face stays: judged with today's score
+    assert df["smile_score"].dropna().equals(fresh["smile_score"].dropna())
+
+
 def test_curate_photos_refuses_bad_input(photo_folder, tmp_path):
     with pytest.raises(P2DError, match="does not exist"):
         curate_photos(tmp_path / "nowhere", tmp_path / "out")
