@@ -147,6 +147,24 @@ def try_read_image(
         return None, f"unreadable:{exc.reason}"
 
 
+MIN_SIDE_PX = 16  # below this on its shorter side an image holds no usable face, drawing or photo
+
+
+def too_small(image: np.ndarray, min_side_px: int = MIN_SIDE_PX) -> str:
+    """"too_small:WxH" when the image's shorter side is under `min_side_px`, else "": the reason
+    a folder-walking command records for a file it cannot use (a detector may even raise on it)."""
+    h, w = image.shape[:2]
+    return f"too_small:{w}x{h}" if min(h, w) < min_side_px else ""
+
+
+def error_reason(exc: BaseException, max_chars: int = 120) -> str:
+    """"error:<Type>: <last line of the message>": what one file's unexpected failure becomes in
+    its manifest row, so that the batch goes on. The last line: dlib puts its sentence there,
+    after the C++ file and line."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"error:{type(exc).__name__}: {lines[-1] if lines else ''}"[:max_chars].rstrip()
+
+
 def file_sha256(path: Path | str) -> str:
     """SHA-256 of a file's bytes as hex, read in 1 MiB chunks (checkpoints are large)."""
     digest = hashlib.sha256()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -193,3 +194,13 @@ def test_cli_curate_photos(photo_folder, tmp_path):
     kept = df[df["keep"]]
     assert set(df["source"]) == {"mine"} and len(kept) == 4  # astronaut, both boys, mlk (yaw 33 < 40)
     assert Image.open(out / kept["path"].iloc[0]).size == (64, 64)
+
+
+def test_tiny_photos_are_rows_not_failures(tmp_path):
+    root = tmp_path / "in"
+    root.mkdir()
+    for w, h in [(1, 1), (2, 2), (1, 500), (5000, 3)]:
+        Image.new("RGB", (w, h), (120, 100, 90)).save(root / f"t_{w}x{h}.png")
+    r = curate_photos(root, tmp_path / "out")
+    reasons = {Path(p).name: why for p, why in zip(r.rows["source_path"], r.rows["reason"])}
+    assert reasons == {f"t_{w}x{h}.png": f"too_small:{w}x{h}" for w, h in [(1, 1), (2, 2), (1, 500), (5000, 3)]}

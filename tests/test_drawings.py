@@ -229,3 +229,46 @@ def test_hand_box_outside_the_image_is_recorded_and_the_rest_curated(raw, tmp_pa
     assert by[SMALL[0]]["reason"] == "bad_box:outside_image" and not by[SMALL[0]]["keep"]
     assert by["card_figure_king_nicu_r.png"]["keep"]
     assert (out / "review_01.png").is_file()
+
+
+# ------------------------------------------------------- no input stops a run (issue 10)
+
+TINY_SHAPES = [(1, 1), (2, 2), (1, 500), (5000, 3)]  # (width, height)
+
+
+def _tiny_folder(root: Path) -> Path:
+    from PIL import Image
+
+    root.mkdir(parents=True)
+    shutil.copy(DATA / "drawings" / SMALL[0], root / SMALL[0])
+    for w, h in TINY_SHAPES:
+        Image.new("RGB", (w, h), (200, 180, 160)).save(root / f"tiny_{w}x{h}.png")
+    # Passes the file's size check, but dlib's CNN would see it 320x1 after its downscale.
+    Image.new("RGB", (5000, 20), (200, 180, 160)).save(root / "strip_5000x20.png")
+    return root
+
+
+def test_tiny_images_are_rows_not_failures(tmp_path):
+    from p2d.curate.drawings import crop_drawings
+
+    r = crop_drawings(_tiny_folder(tmp_path / "raw"), tmp_path / "out", show_progress=False)
+    rows = {Path(row["source_path"]).name: row for row in read_manifest(r.manifest).to_dict("records")}
+    for w, h in TINY_SHAPES:
+        assert rows[f"tiny_{w}x{h}.png"]["reason"] == f"too_small:{w}x{h}"
+        assert not rows[f"tiny_{w}x{h}.png"]["keep"]
+    assert rows["strip_5000x20.png"]["reason"] == "no_face"  # each detector skipped where too small
+    assert rows[SMALL[0]]["keep"]
+
+
+def test_a_detector_that_raises_costs_only_its_file(tmp_path, monkeypatch):
+    """With the per-detector minimum switched off, dlib's CNN really raises on the 320x1 strip
+    ("Filter windows must be small enough ..."): that file gets an error row, the rest go on."""
+    from p2d.curate import detect
+    from p2d.curate.drawings import crop_drawings
+
+    monkeypatch.setitem(detect.DETECTOR_MIN_SIDE_PX, "dlib_cnn", 0)
+    r = crop_drawings(_tiny_folder(tmp_path / "raw"), tmp_path / "out", show_progress=False)
+    rows = {Path(row["source_path"]).name: row for row in read_manifest(r.manifest).to_dict("records")}
+    assert rows["strip_5000x20.png"]["reason"].startswith("error:RuntimeError: ")
+    assert "Filter windows" in rows["strip_5000x20.png"]["reason"]
+    assert rows[SMALL[0]]["keep"] and validate(read_manifest(r.manifest), r.manifest) == []

@@ -181,3 +181,20 @@ def test_output_stems_keep_colliding_names_apart(tmp_path):
     files = [tmp_path / "a.jpg", tmp_path / "a.png", tmp_path / "b.png", tmp_path / "sub" / "c.JPG",
              tmp_path / "sub" / "c.jpg"]
     assert output_stems(files, tmp_path) == ["a_jpg", "a_png", "b", "sub/c_JPG", "sub/c_jpg"]
+
+
+@pytest.mark.parametrize("shape,reason", [((1, 1), "too_small:1x1"), ((500, 1), "too_small:1x500"),
+                                          ((3, 5000), "too_small:5000x3"), ((16, 16), ""), ((16, 900), "")])
+def test_too_small_names_the_size(shape, reason):
+    from p2d.images import too_small
+
+    assert too_small(np.zeros(shape + (3,), np.uint8)) == reason
+
+
+def test_error_reason_keeps_the_last_line():
+    from p2d.images import error_reason
+
+    exc = RuntimeError("\nError detected at line 2957.\nFailing expression was x.\nFilter windows must fit.\n")
+    assert error_reason(exc) == "error:RuntimeError: Filter windows must fit."
+    assert error_reason(ValueError("")) == "error:ValueError:"
+    assert len(error_reason(ValueError("x" * 500))) == 120

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -86,3 +87,17 @@ def test_same_name_in_two_formats_gives_two_outputs(tmp_path):
     paths = sorted(row["path"] for row in r.rows)
     assert paths == ["a_jpg.png", "a_png.png"]
     assert all((tmp_path / "out" / p).is_file() for p in paths)
+
+
+def test_tiny_images_are_recorded_not_scaled(tmp_path):
+    from PIL import Image
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for w, h in [(1, 1), (2, 2), (1, 500), (5000, 3), (40, 40)]:
+        Image.new("RGB", (w, h), (90, 90, 90)).save(raw / f"t_{w}x{h}.png")
+    r = scale_folder(raw, tmp_path / "out")
+    rows = {Path(row["source_path"]).name: row for row in read_manifest(r.manifest).to_dict("records")}
+    for w, h in [(1, 1), (2, 2), (1, 500), (5000, 3)]:
+        assert rows[f"t_{w}x{h}.png"]["reason"] == f"too_small:{w}x{h}" and not rows[f"t_{w}x{h}.png"]["keep"]
+    assert rows["t_40x40.png"]["keep"]  # small but usable: scaled up as before

@@ -232,6 +232,16 @@ def find_yunet_model() -> Path | None:
     return None
 
 
+# The smallest input side each detector is run on. dlib's CNN raises on inputs under ~9 px
+# ("Filter windows must be small enough to fit into the padded image", measured on 1..48 px);
+# Haar's smallest window is 24 px; HOG's 80 px window and YuNet's anchors find nothing smaller anyway.
+DETECTOR_MIN_SIDE_PX = {"dlib_hog": 16, "dlib_cnn": 16, "haar_frontal": 24, "haar_profile": 24, "yunet": 16}
+
+
+def _runs_on(name: str, image: np.ndarray) -> bool:
+    return min(image.shape[:2]) >= DETECTOR_MIN_SIDE_PX[name]
+
+
 def _scaled(d: Detection, s: float) -> Detection:
     return replace(d, x=d.x / s, y=d.y / s, w=d.w / s, h=d.h / s)
 
@@ -286,25 +296,25 @@ class DrawingDetector:
         work, s = downscale(image, self.max_side_px)
         found: list[Detection] = []
         small = max(work.shape[:2]) < 256
-        if "dlib_hog" in self.detectors:
+        if "dlib_hog" in self.detectors and _runs_on("dlib_hog", work):
             # Small images get both upsamplings: the HOG pyramid's steps land differently.
             for up in (1, 2) if small else (1,):
                 found += [_scaled(d, s) for d in self.models.detect_hog(work, up, THRESHOLDS["dlib_hog"].agree)]
-        if "dlib_cnn" in self.detectors:
-            cnn_img, cs = downscale(image, self.cnn_max_side_px)
+        cnn_img, cs = downscale(image, self.cnn_max_side_px)
+        if "dlib_cnn" in self.detectors and _runs_on("dlib_cnn", cnn_img):
             up = 1 if max(cnn_img.shape[:2]) < 200 else 0
             found += [_scaled(d, cs) for d in self.models.detect_cnn(cnn_img, up)
                       if d.score >= THRESHOLDS["dlib_cnn"].agree]
         gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
-        if "haar_frontal" in self.detectors:
+        if "haar_frontal" in self.detectors and _runs_on("haar_frontal", gray):
             found += [_scaled(d, s) for d in self._run_haar("haar_frontal", gray)]
-        if "haar_profile" in self.detectors:
+        if "haar_profile" in self.detectors and _runs_on("haar_profile", gray):
             found += [_scaled(d, s) for d in self._run_haar("haar_profile", gray)]
             mirrored = np.ascontiguousarray(gray[:, ::-1])
             width = gray.shape[1]
             found += [_scaled(replace(d, x=width - d.x - d.w), s)
                       for d in self._run_haar("haar_profile", mirrored)]
-        if "yunet" in self.detectors:
+        if "yunet" in self.detectors and _runs_on("yunet", work):
             found += [_scaled(d, s) for d in self._run_yunet(work)]
         return found
 

@@ -25,7 +25,16 @@ from p2d.curate.pad import Pad, crop_square
 from p2d.errors import P2DError
 from p2d.faces import Detection, FaceModels, eye_centers, inter_ocular, roll_deg
 from p2d.framing import CELEBA_FACE_FRACTION, square_from_box, square_from_landmarks
-from p2d.images import downscale, input_images, output_stems, try_read_image, write_image, write_text_atomic
+from p2d.images import (
+    downscale,
+    error_reason,
+    input_images,
+    output_stems,
+    too_small,
+    try_read_image,
+    write_image,
+    write_text_atomic,
+)
 from p2d.manifest import new_rows, relative_path, write_manifest
 
 CACHE_NAME = ".p2d_detections.json"
@@ -248,6 +257,18 @@ def _one_drawing(path: Path, rel: str, target: Path, s: CropSettings, cache: dic
         return row, None
     h, w = image.shape[:2]
     row.update(source_width=w, source_height=h)
+    row["reason"] = too_small(image)
+    if row["reason"]:
+        return row, (image, None, None)
+    try:
+        return _crop_one(image, path, rel, target, row, s, cache)
+    except Exception as exc:  # one drawing that breaks a detector must not stop the batch
+        row.update(keep=False, reason=error_reason(exc))
+        return row, (image, None, None)
+
+
+def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, s: CropSettings, cache: dict):
+    """Find the face of one readable drawing, write its crop, fill its row (see _one_drawing)."""
     face = _find_face(image, path, rel, s, cache)
     if face is None:
         row["reason"] = "no_face"

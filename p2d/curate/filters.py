@@ -116,12 +116,12 @@ def drop_reason(
 ) -> str:
     """Why this image is dropped ("" to keep it), from its cached analysis record.
 
-    One reason per image, the first that applies in this order: unreadable, no_face, multi_face,
+    One reason per image, the first that applies in this order: unreadable, too_small, error, no_face, multi_face,
     face_small, yaw, roll, dark, bright, blur, smile. `need_face` drops faceless images even
     without --drop-outliers (a photo cannot be framed without landmarks).
     """
     status = record.get("status", "")
-    if status.startswith("unreadable"):
+    if status.startswith(("unreadable", "too_small", "error:")):
         return status
     if status == "no_face":
         return "no_face" if (drop_outliers or need_face) else ""

@@ -35,7 +35,7 @@ from p2d.framing import (
     frame_face,
     resize_square,
 )
-from p2d.images import try_read_image, write_bytes_atomic
+from p2d.images import error_reason, too_small, try_read_image, write_bytes_atomic
 
 # zlib level 1 with run-length matching: ~2x faster to write than OpenCV's default (level 1,
 # default strategy) and ~3x faster than PIL's level 6, for files ~10% larger.
@@ -260,8 +260,13 @@ class _Worker:
         if rec is None:
             if image is None:
                 rec = {"status": why, "faces": []}
+            elif too_small(image):
+                rec = {"status": too_small(image), "faces": []}
             else:
-                rec = analyze(image, self.models, s.face_box, job.points5, s.upsample)
+                try:
+                    rec = analyze(image, self.models, s.face_box, job.points5, s.upsample)
+                except Exception as exc:  # one image that breaks dlib must not stop the batch
+                    rec = {"status": error_reason(exc), "faces": []}
             # the cache calls the detector name its analysis "method"
             rec.update(name=job.name, sig=job.sig, method=job.detector)
         reason = job.pre_reason or judge(rec, s, job.smiling)
@@ -277,7 +282,9 @@ class _Worker:
                        "method": job.detector, "phash": phash_hex(pixels),
                        # the mirror's hash too, so dedup/build need not read every image again
                        "phash_mirror": phash_hex(np.ascontiguousarray(pixels[:, ::-1])), "thumb": thumb_b64(pixels)}
-        return job.index, (rec if job.cached is None else None), reason, out
+        # an error is not cached: a re-run tries the image again
+        fresh = job.cached is None and not rec["status"].startswith("error:")
+        return job.index, (rec if fresh else None), reason, out
 
 
 def judge(rec: dict, s: RunSettings, smiling: int | None) -> str:

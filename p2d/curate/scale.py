@@ -18,7 +18,7 @@ import numpy as np
 from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.curate.pad import Pad, pad_image
 from p2d.errors import P2DError
-from p2d.images import input_images, output_stems, try_read_image, write_image
+from p2d.images import input_images, output_stems, too_small, try_read_image, write_image
 from p2d.manifest import new_rows, relative_path, write_manifest
 
 SHORT_ACTIONS = ("pad", "drop")
@@ -90,8 +90,8 @@ def scale_folder(
                    "split": "train", "crop": "random", "width": "", "height": "", "phash": "",
                    "keep": False, "reason": "", "source_path": relative_path(manifest_path, path)}
             image, why = try_read_image(path, background=background)
-            if image is None:
-                row["reason"] = why
+            if image is None or too_small(image):
+                row["reason"] = why or too_small(image)
             else:
                 row.update(source_width=image.shape[1], source_height=image.shape[0])
                 scaled = scale_to_width(image, width_px)
