@@ -139,7 +139,7 @@ def test_resume_past_max_steps_takes_no_step_and_keeps_the_start(reference_run, 
 def test_ctrl_c_saves_latest_and_resume_continues(reference_run, manifest, tmp_path):
     run = tmp_path / "interrupted"
 
-    def press_ctrl_c(step):
+    def press_ctrl_c(step, nets):
         if step == 5:
             os.kill(os.getpid(), signal.SIGINT)  # a real SIGINT, as a terminal sends it
 

@@ -1,0 +1,42 @@
+"""Test-only torchrun entry for tests/test_train_ddp.py: p2d's `train` with a hook that gathers a
+hash of every rank's weights after each step (all_gather); rank 0 writes them to a JSON file.
+
+Usage: torchrun --standalone --nproc-per-node 2 tests/ddp_worker.py MANIFEST OUT DIGESTS.json [train options as JSON]
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import torch.distributed as dist
+
+from p2d.train.loop import train
+
+
+def weights_digest(nets) -> str:
+    h = hashlib.sha256()
+    for name, net in nets.items():
+        for key, value in net.state_dict().items():
+            h.update(f"{name}.{key}".encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def main(manifest: str, out: str, digests: str, options: str = "{}") -> None:
+    rows = []
+
+    def gather_digests(step: int, nets) -> None:
+        found = [None] * dist.get_world_size()
+        dist.all_gather_object(found, weights_digest(nets))
+        rows.append({"step": step, "digests": found})
+        if dist.get_rank() == 0:
+            Path(digests).write_text(json.dumps(rows))
+
+    train(manifest, out=out, device="cpu", on_step=gather_digests, **json.loads(options))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
