@@ -12,7 +12,7 @@ train.latest_every_minutes).
 Under torchrun (see p2d.train.ddp) every process trains on its slice of each global batch with
 DistributedDataParallel; rank 0 alone writes files and shows progress. A checkpoint holds the
 unwrapped networks (no `module.` prefixes, so single-process train, translate and evaluate read
-it), rank 0's pools and RNG states under the usual keys, and the other ranks' under
+it), rank 0's pools, RNG states and loss sums under the usual keys, and the other ranks' under
 `other_ranks`: each process keeps its own image pool of its own fakes.
 """
 
@@ -450,18 +450,17 @@ def _restore(state: dict, n: _Nets, dev: torch.device, memory_format, ranks: Ran
         pool.load_state_dict(mine["pools"][name], dev, memory_format)
     set_rng_state(mine["rng"], dev)
     return _Position(state["epoch"], state["step_in_epoch"], state["global_step"],
-                     state["epoch_loss_sums"].to(dev), float(state["epoch_seconds"]))
+                     mine["epoch_loss_sums"].to(dev), float(state["epoch_seconds"]))
 
 
 def _checkpoint(n: _Nets, pos: _Position, cfg: TrainConfig, manifest_sha: str, dev: torch.device,
                 ranks: Ranks) -> dict | None:
     """The plain dict a checkpoint holds (see the module docstring), on rank 0; None elsewhere.
     Every rank must call it: it gathers the ranks' pools and RNG states."""
-    own = {"pools": {k: p.state_dict() for k, p in n.pools.items()}, "rng": rng_state(dev)}
+    # Each rank's own loss sums too: the epoch's mean over ranks is then exactly the uninterrupted one.
+    own = {"pools": {k: p.state_dict() for k, p in n.pools.items()}, "rng": rng_state(dev),
+           "epoch_loss_sums": pos.sums.cpu()}
     per_rank = ddp.gather_to_main(own, ranks)
-    # The mean over ranks: a resumed rank adds its own steps to it, and the epoch's mean over
-    # ranks is then exactly the uninterrupted one.
-    sums = mean_over_ranks(pos.sums, ranks)
     if not ranks.main:
         return None
     payload = {
@@ -471,9 +470,8 @@ def _checkpoint(n: _Nets, pos: _Position, cfg: TrainConfig, manifest_sha: str, d
         "optimizers": {"G": n.opt_G.state_dict(), "D": n.opt_D.state_dict()},
         "schedulers": {"G": n.sched_G.state_dict(), "D": n.sched_D.state_dict()},
         "scalers": {k: s.state_dict() for k, s in n.scalers.items()},
-        "pools": own["pools"], "rng": own["rng"],  # rank 0's
-        "world_size": ranks.world_size,
-        "epoch_loss_sums": sums.cpu(), "epoch_seconds": pos.seconds,
+        **own,  # rank 0's pools, RNG states and loss sums
+        "world_size": ranks.world_size, "epoch_seconds": pos.seconds,
         "recipe": cfg.to_dict(), "manifest_sha256": manifest_sha,
     }
     if ranks.distributed:
