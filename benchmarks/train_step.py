@@ -1,14 +1,20 @@
-"""Benchmark: CycleGAN training steps/s and images/s, plain fp32 eager vs p2d's default path.
+"""Benchmark: CycleGAN training steps/s and images/s, plain fp32 eager vs p2d's default path, and each switch alone.
 
 The full experiment model (9 residual blocks, 64 filters, 128x128, batch 2) on the bundled sample
-photos and drawings, through the trainer's own data pipeline and `train_step`. Both paths run in
-one process, on the same data and device:
+photos and drawings, through the trainer's own data pipeline, precision setup and `train_step`.
+All paths run in one process, on the same data and device:
 
-  plain    fp32, contiguous NCHW, images kept in RAM and copied to the device each step
-  default  what `p2d train` does on this device: on CUDA bf16 autocast (where supported),
-           channels_last and the uint8 dataset resident on the GPU; on the CPU the same as
-           plain (bf16 autocast on the CPU is usually slower, so the default does not use it)
-  compile  (with --compile) the default path plus torch.compile
+  plain            fp32, contiguous NCHW, images kept in RAM and copied to the device each step
+  gpu data         plain + the uint8 dataset resident on the GPU (augmented there)
+  precision        plain + gpu data + the precision `auto` picks (bf16 on 8.x+, fp16 + scalers on 7.x)
+  channels_last    plain + channels_last only (fp32, data in RAM): the layout alone
+  default          what `p2d train` does on this device: precision auto, channels_last, gpu data
+  default, NCHW    the default without channels_last (--no-channels-last)
+  compile          (with --compile) the default path plus torch.compile
+
+On the CPU only plain and default run (the switches are CUDA-only). Every timed step is a full
+batch (the trainer pads an epoch's last batch), after --warmup untimed steps (allocator, cuDNN
+autotune, compilation). peak_GiB is torch's peak allocated memory for that path alone.
 
 Usage: python benchmarks/train_step.py [--steps 3] [--warmup 1] [--device auto] [--channels 3] [--threads N] [--compile]
 A step is one image pair through both generators and both discriminators (images/s = 2 x batch x it/s).
@@ -31,7 +37,7 @@ from p2d.manifest import new_rows, write_manifest
 from p2d.recipe import TrainConfig, apply_overrides
 from p2d.train.data import TrainBatches, training_rows
 from p2d.runs import pick_device
-from p2d.train.loop import train_step, use_bf16
+from p2d.train.loop import autocast_for, device_precision, gradient_scalers, train_step
 from p2d.train.models import ImagePool, LSGANLoss, build_models
 
 SAMPLES = Path(__file__).resolve().parent.parent / "p2d" / "samples"
@@ -51,7 +57,7 @@ def sample_manifest(folder: Path) -> Path:
 
 
 def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, warmup: int) -> dict:
-    bf16 = use_bf16(cfg.speed.precision, dev)
+    mode = device_precision(cfg.speed.precision, dev)
     nhwc = cfg.speed.channels_last and dev.type == "cuda"
     fmt = torch.channels_last if nhwc else torch.contiguous_format
     batches = TrainBatches(rows, cfg, dev, gpu_dataset=cfg.speed.gpu_dataset and dev.type == "cuda")
@@ -62,8 +68,8 @@ def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, w
     opt_G = torch.optim.Adam(itertools.chain(nets["G_photo2drawing"].parameters(), nets["G_drawing2photo"].parameters()), lr=t.lr, betas=(t.beta1, t.beta2))
     opt_D = torch.optim.Adam(itertools.chain(nets["D_drawing"].parameters(), nets["D_photo"].parameters()), lr=t.lr, betas=(t.beta1, t.beta2))
     pools = {"drawing": ImagePool(t.pool_size), "photo": ImagePool(t.pool_size)}
-    autocast = functools.partial(torch.autocast, device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
-    gan = LSGANLoss()
+    step = functools.partial(train_step, forward, opt_G, opt_D, pools, cfg=cfg, gan=LSGANLoss(),
+                             autocast=autocast_for(mode, dev), scalers=gradient_scalers(mode, dev))
 
     def batch_stream():
         for epoch in itertools.count():
@@ -71,28 +77,44 @@ def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, w
 
     stream = batch_stream()
     if dev.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(dev)
+        torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
     for i in range(warmup + steps):
         if i == warmup:
             if dev.type == "cuda":
-                torch.cuda.synchronize()
+                torch.cuda.synchronize(dev)
             start = time.perf_counter()
         photo, drawing = next(stream)
-        losses = train_step(forward, opt_G, opt_D, pools, photo.contiguous(memory_format=fmt),
-                            drawing.contiguous(memory_format=fmt), cfg, gan, autocast)
+        losses = step(photo.contiguous(memory_format=fmt), drawing.contiguous(memory_format=fmt))
     losses.tolist()  # waits for the device
     seconds = time.perf_counter() - start
     it_s = steps / seconds
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
-    return {"path": label, "bf16": bf16, "channels_last": nhwc, "data_on": batches.where, "compile": cfg.speed.compile,
+    return {"path": label, "precision": mode, "channels_last": nhwc, "data_on": batches.where, "compile": cfg.speed.compile,
             "it/s": it_s, "images/s": it_s * 2 * t.batch_size, "s/step": 1 / it_s, "peak_GiB": peak}
+
+
+def paths(base: TrainConfig, dev: torch.device, compile: bool) -> list[tuple[str, TrainConfig]]:
+    """(label, config) of every path timed on `dev` (see the module docstring)."""
+    plain = apply_overrides(base, speed__precision="fp32", speed__channels_last=False, speed__gpu_dataset=False)
+    found = [("plain fp32 eager", plain), ("default", base)]
+    if dev.type == "cuda":
+        found += [
+            ("gpu data", apply_overrides(plain, speed__gpu_dataset=True)),
+            ("gpu data + precision", apply_overrides(plain, speed__gpu_dataset=True, speed__precision="auto")),
+            ("channels_last alone", apply_overrides(plain, speed__channels_last=True)),
+            ("default, NCHW", apply_overrides(base, speed__channels_last=False)),
+        ]
+    if compile:
+        found.append(("default + compile", apply_overrides(base, speed__compile=True)))
+    return found
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per path")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (allocator, cuDNN autotune)")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (allocator, cuDNN autotune, compile)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--channels", type=int, default=3, choices=(1, 3))
     parser.add_argument("--size", type=int, default=128)
@@ -106,26 +128,23 @@ def main() -> None:
 
     dev = pick_device(args.device)
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as `p2d train` does on CUDA (both paths)
+        torch.backends.cudnn.benchmark = True  # as `p2d train` does on CUDA (every path)
     base = apply_overrides(TrainConfig(), data__channels=args.channels, data__size=args.size,
                            train__batch_size=args.batch_size, model__blocks=args.blocks)
-    plain = apply_overrides(base, speed__precision="fp32", speed__channels_last=False, speed__gpu_dataset=False)
-    paths = [("plain fp32 eager", plain), ("default", base)]
-    if args.compile:
-        paths.append(("default + compile", apply_overrides(base, speed__compile=True)))
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
     print(f"device: {name}; torch {torch.__version__}; {args.size}x{args.size}, batch {args.batch_size}, "
           f"{args.blocks} blocks, {args.channels} channels; {args.warmup} warm-up + {args.steps} timed steps per path")
     with tempfile.TemporaryDirectory() as tmp:
         rows = training_rows(sample_manifest(Path(tmp)))
-        header = ["path", "bf16", "channels_last", "data_on", "compile", "it/s", "images/s", "s/step", "peak_GiB"]
+        header = ["path", "precision", "channels_last", "data_on", "compile", "it/s", "images/s", "s/step", "peak_GiB"]
         print(" | ".join(header), flush=True)
         results = []
-        for label, cfg in paths:
+        for label, cfg in paths(base, dev, args.compile):
             r = measure(label, rows, cfg, dev, args.steps, args.warmup)
             print(" | ".join(f"{r[h]:.3f}" if isinstance(r[h], float) else str(r[h]) for h in header), flush=True)
             results.append(r)
-    print(f"default / plain speed: {results[1]['it/s'] / results[0]['it/s']:.2f}x")
+    for r in results[1:]:
+        print(f"{r['path']} / plain speed: {r['it/s'] / results[0]['it/s']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -325,24 +325,28 @@ def train_cmd(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from checkpoints/latest.pt.")] = False,
     max_steps: Annotated[int | None, typer.Option(help="Stop after this many steps in total (saves latest).")] = None,
     seed: Annotated[int | None, typer.Option(help="Override the recipe's train.seed.")] = None,
-    precision: Annotated[str | None, typer.Option(help="auto (bf16 on CUDA cards that have it), bf16 or fp32.")] = None,
+    precision: Annotated[str | None, typer.Option(help="auto (bf16 on CUDA 8.x+, fp16 on 7.x, else fp32), bf16, fp16 or fp32.")] = None,
     channels_last: Annotated[bool | None, typer.Option("--channels-last/--no-channels-last", help="NHWC layout on CUDA.")] = None,
     gpu_data: Annotated[bool | None, typer.Option("--gpu-data/--no-gpu-data", help="Hold the images on the GPU as uint8 (CUDA).")] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the networks.")] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader processes decoding from disk (0: decode once into memory).")] = None,
+    latest_every: Annotated[float | None, typer.Option(help="Minutes between saves of latest within an epoch (0: epoch ends only).")] = None,
 ):
     """Train a CycleGAN (photo <-> drawing) on a manifest and its recipe.
 
     Checkpoints, sample grids and losses go to the run folder.
 
     Example: p2d train manifests/exp4.csv --epochs 30 --out runs/exp4
+    Several GPUs: torchrun --nproc-per-node 4 -m p2d train manifests/exp4.csv
     """
     from p2d.runs import LOSS_SUMMARY_COLUMNS, loss_summary_rows
     from p2d.train.loop import train
 
     run = train(manifest, recipe=recipe, out=out, epochs=epochs, device=device, resume=resume, max_steps=max_steps,
                 seed=seed, precision=precision, channels_last=channels_last, gpu_dataset=gpu_data, compile=compile,
-                workers=workers)
+                workers=workers, latest_every_minutes=latest_every)
+    if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports
+        return
     console.print(table(f"{run}: last epochs", LOSS_SUMMARY_COLUMNS, loss_summary_rows(run)))
     console.print(f"samples: {run / 'samples'}   checkpoints: {run / 'checkpoints'}")
 

@@ -27,7 +27,7 @@ else:  # pragma: no cover - exercised on 3.10 only
     import tomli as tomllib
 
 AUGMENTATIONS = ("hflip", "random_crop", "rotation")
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
 @dataclass
@@ -69,12 +69,17 @@ class TrainOptions:
     identity_weight: float = 5.0  # absolute, as in the experiments' code (not relative to cycle)
     pool_size: int = 50
     save_every: int = 5  # epochs between kept checkpoints
+    # minutes between saves of `latest` within an epoch too (0: only at epoch ends); an epoch of
+    # all CelebA is ~100k steps, hours a crash would otherwise lose. Not part of what is learnt.
+    latest_every_minutes: float = 10.0
     seed: int = 0
 
 
 @dataclass
 class SpeedConfig:
-    precision: str = "auto"  # auto: bf16 autocast on a CUDA card that supports it, else fp32
+    # auto: bf16 autocast on CUDA cards with compute capability 8+, fp16 with gradient scalers on
+    # 7.x (fp16 tensor cores), fp32 on older cards and on the CPU
+    precision: str = "auto"
     channels_last: bool = True  # CUDA only: NHWC memory layout (faster convolutions on tensor cores)
     gpu_dataset: bool = True  # CUDA only: hold the curated images on the GPU as uint8 when they fit
     compile: bool = False  # torch.compile the four networks (slow start, faster steps on a GPU)
@@ -261,6 +266,8 @@ def validate_config(cfg: TrainConfig, source: str = "recipe") -> None:
             )
     _need(t.pool_size >= 0, source, "train.pool_size must be >= 0 (0 turns the image pool off)")
     _need(t.save_every >= 1, source, f"train.save_every = {t.save_every} must be at least 1")
+    _need(t.latest_every_minutes >= 0, source,
+          f"train.latest_every_minutes = {t.latest_every_minutes} must be >= 0 (0: save latest at epoch ends only)")
     _need(s.precision in PRECISIONS, source,
           f"speed.precision = {s.precision!r} must be one of {', '.join(PRECISIONS)}")
     _need(s.workers >= 0, source, "speed.workers must be >= 0")

@@ -83,11 +83,15 @@ def loss_summary_rows(run: Path | str, last: int = 5) -> list[list[float]]:
 
 
 def pick_device(device: str | None):
-    """"auto"/None: CUDA when torch sees a GPU, else the CPU (a torch.device)."""
+    """"auto"/None: CUDA when torch sees a GPU, else the CPU (a torch.device).
+
+    A CUDA device always comes back with its index (cuda -> cuda:<current device>): torch before
+    2.5 refuses an index-less device in torch.cuda.mem_get_info.
+    """
     import torch  # only the commands that run a network get here
 
     if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except RuntimeError:
@@ -98,4 +102,6 @@ def pick_device(device: str | None):
     if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
         raise P2DError(f"device {device} asked for, but torch sees {torch.cuda.device_count()} GPU(s): "
                        f"use cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
     return dev

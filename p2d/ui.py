@@ -18,8 +18,9 @@ from rich.table import Table
 console = Console(highlight=False)
 
 
-def progress(transient: bool = False) -> Progress:
-    """A progress bar for long loops: description, bar, done/total, elapsed, remaining."""
+def progress(transient: bool = False, disable: bool = False) -> Progress:
+    """A progress bar for long loops: description, bar, done/total, elapsed, remaining (`disable`:
+    shown nowhere, e.g. on torchrun ranks other than 0)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -29,6 +30,7 @@ def progress(transient: bool = False) -> Progress:
         TextColumn("{task.fields[status]}"),
         console=console,
         transient=transient,
+        disable=disable,
     )
 
 

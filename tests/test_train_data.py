@@ -13,7 +13,9 @@ from p2d.train.data import (
     TrainBatches,
     affine_matrices,
     augment,
+    EpochBatches,
     epoch_plan,
+    rank_positions,
     fit_image,
     image_to_tensor,
     steps_per_epoch,
@@ -60,8 +62,9 @@ def test_epoch_plan_is_pure_unaligned_and_covers_the_larger_domain():
     cfg = TrainConfig()
     a, b = epoch_plan(5, 2, 7, 3, cfg), epoch_plan(5, 2, 7, 3, cfg)
     assert np.array_equal(a.photo, b.photo) and np.array_equal(a.augment, b.augment)
-    assert sorted(a.photo) == list(range(7))  # one pass over the larger domain
-    assert set(a.drawing) == {0, 1, 2} and len(a.drawing) == 7  # the smaller one cycles
+    # one pass over the larger domain, padded to whole batches of 2 from its next permutation
+    assert sorted(a.photo[:7]) == list(range(7)) and len(a.photo) == 8
+    assert set(a.drawing) == {0, 1, 2} and len(a.drawing) == 8  # the smaller one cycles
     assert not np.array_equal(a.photo, epoch_plan(5, 3, 7, 3, cfg).photo)  # a new order each epoch
     assert steps_per_epoch(7, 3, 2) == 4
 
@@ -135,3 +138,44 @@ def test_no_training_drawings_is_an_error(tmp_path):
     manifest = make_manifest(tmp_path, drawings_train=0)
     with pytest.raises(ManifestError, match="no kept training rows for domain 'drawing'"):
         training_rows(manifest)
+
+
+@pytest.mark.parametrize("n_photo, n_drawing, batch_size, world_size", [
+    (7, 3, 2, 1), (7, 3, 2, 2), (6, 4, 4, 2), (13, 5, 6, 3), (5, 9, 8, 4), (1, 1, 4, 4)])
+def test_rank_shards_cover_every_training_row_once_an_epoch(n_photo, n_drawing, batch_size, world_size):
+    """The ranks' slices of every global batch are disjoint and together are the whole (padded)
+    plan; so every row of the larger domain is trained on, every rank takes the same number of
+    steps, and only the padding repeats rows."""
+    cfg = TrainConfig()
+    cfg.train.batch_size = batch_size
+    plan = epoch_plan(0, 1, n_photo, n_drawing, cfg)
+    steps = steps_per_epoch(n_photo, n_drawing, batch_size)
+    seen = [i for step in range(steps) for rank in range(world_size)
+            for i in rank_positions(step, batch_size, rank, world_size)]
+    assert sorted(seen) == list(range(len(plan.photo))) == list(range(steps * batch_size))
+    larger, n = (plan.photo, n_photo) if n_photo >= n_drawing else (plan.drawing, n_drawing)
+    assert set(larger[seen]) == set(range(n))
+    assert len(seen) - n < batch_size  # the padding: less than one batch
+    per_rank = [list(EpochBatches(1, steps, batch_size, rank=r, world_size=world_size)) for r in range(world_size)]
+    assert {len(b) for b in per_rank} == {steps}
+    assert all(len(keys) == batch_size // world_size for b in per_rank for keys in b)
+
+
+def test_rank_positions_are_a_pure_contiguous_slice():
+    assert rank_positions(3, 4, 1, 2) == range(14, 16)
+    assert rank_positions(0, 2) == range(0, 2)
+
+
+def test_batches_are_sharded_by_rank_and_the_last_one_is_padded(tmp_path):
+    """Two ranks' batches together are the single process's batches, image for image; 6 photos
+    at batch 4 give 2 full batches (the second padded)."""
+    manifest = make_manifest(tmp_path)
+    cfg = TrainConfig()
+    cfg.data.size, cfg.train.batch_size = 32, 4
+    rows = training_rows(manifest)
+    whole = list(TrainBatches(rows, cfg, torch.device("cpu")).epoch(1))
+    halves = [list(TrainBatches(rows, cfg, torch.device("cpu"), rank=r, world_size=2).epoch(1)) for r in (0, 1)]
+    assert len(whole) == 2 and all(p.shape[0] == 4 for p, _ in whole)
+    for step, (photo, drawing) in enumerate(whole):
+        assert torch.equal(torch.cat([halves[0][step][0], halves[1][step][0]]), photo)
+        assert torch.equal(torch.cat([halves[0][step][1], halves[1][step][1]]), drawing)

@@ -7,6 +7,7 @@ import shutil
 import json
 import os
 import signal
+import warnings
 
 import pytest
 import torch
@@ -14,10 +15,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from p2d.cli import app
+from p2d.errors import P2DError
 from p2d.manifest import read_manifest, write_manifest
 from p2d.recipe import load_recipe
-from p2d.runs import list_checkpoints, read_losses, write_losses
-from p2d.train.loop import LOSS_NAMES, lr_factor, train
+from p2d.runs import list_checkpoints, pick_device, read_losses, write_losses
+from p2d.train.loop import LOSS_NAMES, lr_factor, precision_mode, train
+from p2d.train.models import ImagePool
 from train_helpers import TINY_RECIPE, make_manifest
 
 torch.set_num_threads(1)  # a shared 2-core machine: oversubscribed threads are far slower
@@ -139,7 +142,7 @@ def test_resume_past_max_steps_takes_no_step_and_keeps_the_start(reference_run, 
 def test_ctrl_c_saves_latest_and_resume_continues(reference_run, manifest, tmp_path):
     run = tmp_path / "interrupted"
 
-    def press_ctrl_c(step):
+    def press_ctrl_c(step, nets):
         if step == 5:
             os.kill(os.getpid(), signal.SIGINT)  # a real SIGINT, as a terminal sends it
 
@@ -229,3 +232,89 @@ def test_other_recipe_changes_refuse_to_resume(reference_run, manifest, tmp_path
     recipe = tmp_path / "wider.toml"
     recipe.write_text(manifest.with_suffix(".toml").read_text().replace("filters = 8", "filters = 16"))
     fails([manifest, "--recipe", recipe, "--out", reference_run, "--resume"], "model.filters: 8 -> 16")
+
+
+# ----------------------------------------------------------------------------- precision, timed saves, devices
+
+
+@pytest.mark.parametrize("asked, device_type, capability, expected", [
+    ("auto", "cpu", None, "fp32"),
+    ("auto", "cuda", (9, 0), "bf16"),  # H100
+    ("auto", "cuda", (8, 6), "bf16"),  # RTX 30xx
+    ("auto", "cuda", (7, 5), "fp16"),  # T4, RTX 20xx
+    ("auto", "cuda", (7, 0), "fp16"),  # V100
+    ("auto", "cuda", (6, 1), "fp32"),  # GTX 1060: fp16 runs slowly on Pascal
+    ("fp32", "cuda", (9, 0), "fp32"),
+    ("fp16", "cuda", (8, 0), "fp16"),
+    ("bf16", "cuda", (7, 5), "fp32"),  # no native bf16: emulated, so fp32 (with a warning)
+    ("bf16", "cpu", None, "bf16"),  # asked for explicitly: honoured (with a warning)
+    ("fp16", "cpu", None, "fp16"),
+])
+def test_precision_mode(asked, device_type, capability, expected):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert precision_mode(asked, device_type, capability) == expected
+
+
+def test_fp16_scaler_state_round_trips_through_a_checkpoint(manifest, tmp_path):
+    """fp16 autocast with one GradScaler per optimizer, on the CPU: an interrupted and resumed
+    run ends with the uninterrupted one's weights and scaler states."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fp16 on the CPU warns that it is slow
+        whole = train(manifest, out=tmp_path / "whole", epochs=2, precision="fp16")
+        train(manifest, out=tmp_path / "parts", epochs=2, precision="fp16", max_steps=4)
+        mid = torch.load(tmp_path / "parts" / "checkpoints" / "latest.pt", weights_only=True)
+        train(manifest, out=tmp_path / "parts", epochs=2, precision="fp16", resume=True)
+    assert mid["step_in_epoch"] == 1 and set(mid["scalers"]) == {"G", "D"}
+    assert mid["scalers"]["G"]["scale"] > 0 and mid["scalers"]["G"]["_growth_tracker"] >= 1
+    assert json.loads((whole / "run.json").read_text())["precision"] == "fp16"
+    assert_same_weights(whole, tmp_path / "parts")
+    a = torch.load(whole / "checkpoints" / "latest.pt", weights_only=True)["scalers"]
+    b = torch.load(tmp_path / "parts" / "checkpoints" / "latest.pt", weights_only=True)["scalers"]
+    assert a == b and a["G"]["scale"] > 0  # scale and growth tracker (reset by an overflow) alike
+
+
+def test_latest_saved_mid_epoch_by_the_clock_resumes_exactly(reference_run, manifest, tmp_path):
+    """With latest_every_minutes tiny, `latest` is saved after every step; a copy of the run taken
+    while step 5 was done (so holding step 4's latest, mid epoch 2), as after a crash, resumes to
+    the uninterrupted run's weights."""
+    run, crashed = tmp_path / "timed", tmp_path / "crashed"
+
+    def crash_copy(step, nets):
+        if step == 5:
+            shutil.copytree(run, crashed)
+
+    train(manifest, out=run, epochs=3, latest_every_minutes=1e-9, on_step=crash_copy)
+    ckpt = torch.load(crashed / "checkpoints" / "latest.pt", weights_only=True)
+    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (1, 1, 4)
+    assert_same_weights(reference_run, run)  # saving does not change the training
+    train(manifest, out=crashed, epochs=3, resume=True)
+    assert_same_weights(reference_run, crashed)
+    assert [r["G_total"] for r in read_losses(reference_run)] == [r["G_total"] for r in read_losses(crashed)]
+
+
+def test_pick_device_gives_cuda_an_index(monkeypatch):
+    """torch < 2.5 refuses an index-less CUDA device in mem_get_info: pick_device resolves it.
+    (No GPU here: torch's CUDA queries are stood in for; the index check is torch's own.)"""
+    from torch.cuda._utils import _get_device_index
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    for asked in ("auto", None, "cuda"):
+        dev = pick_device(asked)
+        assert dev == torch.device("cuda", 1) and _get_device_index(dev) == 1
+    assert pick_device("cuda:0") == torch.device("cuda", 0)
+    with pytest.raises(P2DError, match="cuda:0 .. cuda:1"):
+        pick_device("cuda:2")
+
+
+def test_a_resumed_pool_takes_the_training_layout():
+    pool = ImagePool(3)
+    pool.query(torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last))
+    state = pool.state_dict()
+    assert state["images"].is_contiguous()  # NCHW in the checkpoint
+    resumed = ImagePool(3)
+    resumed.load_state_dict(state, "cpu", torch.channels_last)
+    assert all(img.is_contiguous(memory_format=torch.channels_last) for img in resumed.images)
+    assert all(torch.equal(a, b) for a, b in zip(pool.images, resumed.images))

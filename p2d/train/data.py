@@ -7,6 +7,15 @@ Every random choice of an epoch (which image of each domain goes in which batch,
 crop=random row is cropped, each augmentation's parameters) is a pure function of (seed, epoch),
 computed by `epoch_plan`. That is what makes a resumed run the same run: batch k of epoch e is
 the same whether the process started at batch 0 or at batch k, with or without worker processes.
+Under torchrun each process takes its own slice of every global batch (`rank_positions`), a pure
+function of (step, batch size, rank, world size): together the ranks cover the plan once.
+
+The last batch of an epoch is padded, not dropped and not left smaller: the plan is as long as
+whole global batches need, the extra positions taken from a fresh permutation of the larger
+domain. So every training row is seen every epoch (dropping would skip up to batch_size - 1 rows
+of the larger domain each epoch), every step has the same shape (one torch.compile graph, one
+cuDNN autotune), and every rank takes the same number of steps (DDP collectives never wait for a
+rank that ran out). The price: up to batch_size - 1 rows are seen twice in an epoch.
 
 Augmentation composes horizontal flip, random crop (scale up, crop back) and rotation (reflect
 padding, rotate, centre crop) into ONE affine transform per image and resamples once with
@@ -183,9 +192,10 @@ def _cover(rng: np.random.Generator, n: int, length: int) -> np.ndarray:
 
 def epoch_plan(seed: int, epoch: int, n_photo: int, n_drawing: int, cfg: TrainConfig) -> EpochPlan:
     """The epoch's random choices, a pure function of its arguments. One epoch is one pass over
-    the larger domain; the smaller one is drawn in fresh permutations (unaligned pairs)."""
+    the larger domain, padded to whole global batches (see the module docstring); the smaller
+    domain is drawn in fresh permutations (unaligned pairs)."""
     rng = np.random.default_rng([seed, epoch])
-    n = max(n_photo, n_drawing)
+    n = steps_per_epoch(n_photo, n_drawing, cfg.train.batch_size) * cfg.train.batch_size
     photo, drawing = _cover(rng, n_photo, n), _cover(rng, n_drawing, n)
     crop_u = rng.random((n, 2, 2))
     aug = np.zeros((n, 2, 5))
@@ -212,15 +222,31 @@ def affine_matrices(params: np.ndarray) -> np.ndarray:
     return theta
 
 
+IDENTITY_PARAMS = np.array([1.0, 1.0, 0.0, 0.0, 0.0])  # no flip, no zoom, no shift, no rotation
+
+
 def augment(batch_uint8: torch.Tensor, params: np.ndarray) -> torch.Tensor:
     """uint8 (B, C, S, S) on any device -> float in [-1, 1], augmented by `params` (B, 5)."""
+    theta = None if np.allclose(params, IDENTITY_PARAMS) else torch.from_numpy(affine_matrices(params))
+    return augment_with(batch_uint8, theta if theta is None else theta.to(batch_uint8.device, torch.float32))
+
+
+def augment_with(batch_uint8: torch.Tensor, theta: torch.Tensor | None) -> torch.Tensor:
+    """uint8 (B, C, S, S) -> float in [-1, 1], resampled by the (B, 2, 3) matrices `theta` (already
+    on the batch's device; None: no augmentation)."""
     x = batch_uint8.float().div_(127.5).sub_(1.0)
-    identity = np.array([1.0, 1.0, 0.0, 0.0, 0.0])
-    if np.allclose(params, identity):
+    if theta is None:
         return x
-    theta = torch.from_numpy(affine_matrices(params)).to(x.device, torch.float32)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+
+def epoch_matrices(plan: EpochPlan, device: torch.device) -> torch.Tensor:
+    """(N, 2 domains, 2, 3) float32 matrices of the whole epoch, copied to `device` once: one
+    host-to-device copy an epoch instead of two blocking ones a step."""
+    n = len(plan.augment)
+    theta = affine_matrices(plan.augment.reshape(-1, 5)).reshape(n, 2, 2, 3)
+    return torch.from_numpy(theta).to(device, torch.float32)
 
 
 # ----------------------------------------------------------------------------- batches
@@ -263,21 +289,31 @@ class PairedCrops(Dataset):
         return self.crop("photo", int(p.photo[i]), p.crop_u[i, 0]), self.crop("drawing", int(p.drawing[i]), p.crop_u[i, 1])
 
 
-class EpochBatches:
-    """Batches of positions (epoch, i), in order, starting at batch `start`."""
+def rank_positions(step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> range:
+    """Plan positions that process `rank` of `world_size` trains on at `step`: its contiguous
+    slice of global batch `step` (batch_size is the global batch, a multiple of world_size)."""
+    local = batch_size // world_size
+    start = step * batch_size + rank * local
+    return range(start, start + local)
 
-    def __init__(self, epoch: int, n: int, batch_size: int, start: int = 0):
-        self.epoch, self.n, self.batch_size, self.start = epoch, n, batch_size, start
+
+class EpochBatches:
+    """This rank's batches of positions (epoch, i), in order, starting at step `start`."""
+
+    def __init__(self, epoch: int, steps: int, batch_size: int, start: int = 0, rank: int = 0, world_size: int = 1):
+        self.epoch, self.steps, self.batch_size, self.start = epoch, steps, batch_size, start
+        self.rank, self.world_size = rank, world_size
 
     def __iter__(self):
         for b in range(self.start, len(self)):
-            yield [(self.epoch, i) for i in range(b * self.batch_size, min((b + 1) * self.batch_size, self.n))]
+            yield [(self.epoch, i) for i in rank_positions(b, self.batch_size, self.rank, self.world_size)]
 
     def __len__(self) -> int:
-        return math.ceil(self.n / self.batch_size)
+        return self.steps
 
 
 def steps_per_epoch(n_photo: int, n_drawing: int, batch_size: int) -> int:
+    """Global batches in an epoch: one pass over the larger domain, the last batch padded."""
     return math.ceil(max(n_photo, n_drawing) / batch_size)
 
 
@@ -287,10 +323,11 @@ class TrainBatches:
     With workers=0 every image is decoded once up front and kept as uint8: on the GPU when
     `gpu_dataset` is on and it fits (so the GPU never waits for data), else in RAM. With workers>0
     the images are decoded from disk by spawned DataLoader workers (datasets larger than RAM).
+    Under torchrun, process `rank` of `world_size` yields only its slice of each global batch.
     """
 
     def __init__(self, rows: dict[tuple[str, str], list[Row]], cfg: TrainConfig, device: torch.device,
-                 gpu_dataset: bool = False, workers: int = 0, progress=None):
+                 gpu_dataset: bool = False, workers: int = 0, progress=None, rank: int = 0, world_size: int = 1):
         self.cfg, self.device, self.workers = cfg, device, workers
         photos, drawings = rows[("photo", "train")], rows[("drawing", "train")]
         self.where = "disk (workers)" if workers else "memory"
@@ -304,7 +341,7 @@ class TrainBatches:
                 "drawing": _load_all(drawings, cfg, target, progress, "loading drawings"),
             }
         self.dataset = PairedCrops(photos, drawings, cfg, cache)
-        self._batches = EpochBatches(0, len(self.dataset), cfg.train.batch_size)
+        self._batches = EpochBatches(0, self.steps, cfg.train.batch_size, rank=rank, world_size=world_size)
         self._loader: DataLoader | None = None
 
     @staticmethod
@@ -323,6 +360,7 @@ class TrainBatches:
         batches = self._batches  # one object, so persistent workers see each epoch's positions
         batches.epoch, batches.start = epoch, start_step
         plan = self.dataset.plan(epoch)
+        theta = epoch_matrices(plan, self.device) if self.cfg.data.augment else None
         if self.workers:
             if self._loader is None:
                 self._loader = DataLoader(
@@ -338,10 +376,17 @@ class TrainBatches:
         else:
             source = (_stack([self.dataset[k] for k in keys]) for keys in batches)
         for keys, (photo, drawing) in zip(batches, source):
-            positions = [i for _, i in keys]
+            lo, hi = keys[0][1], keys[-1][1] + 1  # a rank's positions are contiguous: slice, no copy
             photo = photo.to(self.device, non_blocking=True)
             drawing = drawing.to(self.device, non_blocking=True)
-            yield augment(photo, plan.augment[positions, 0]), augment(drawing, plan.augment[positions, 1])
+            yield self._augment(photo, theta, plan, lo, hi, 0), self._augment(drawing, theta, plan, lo, hi, 1)
+
+    @staticmethod
+    def _augment(batch, theta, plan: EpochPlan, lo: int, hi: int, domain: int) -> torch.Tensor:
+        # The identity test reads the plan on the host: no device sync.
+        if theta is None or np.allclose(plan.augment[lo:hi, domain], IDENTITY_PARAMS):
+            return augment_with(batch, None)
+        return augment_with(batch, theta[lo:hi, domain])
 
 
 def ignore_ctrl_c(worker_id: int) -> None:

@@ -3,9 +3,17 @@
 The run folder's layout is p2d.runs'. A checkpoint is a plain dict of tensors and primitive
 containers (loaded with weights_only=True, so a checkpoint from a stranger cannot run code) that
 holds everything the next step depends on: the four networks, both optimizers and schedulers,
-both image pools, the position in the epoch and the python/numpy/torch/cuda RNG states. With the
-data order a pure function of (seed, epoch) (see data.epoch_plan), a resumed run on the CPU ends
-with exactly the weights of an uninterrupted one.
+both image pools, the fp16 gradient scalers, the position in the epoch and the
+python/numpy/torch/cuda RNG states. With the data order a pure function of (seed, epoch) (see
+data.epoch_plan), a resumed run on the CPU ends with exactly the weights of an uninterrupted one,
+whether it stopped at an epoch's end or in the middle (`latest` is also saved every
+train.latest_every_minutes).
+
+Under torchrun (see p2d.train.ddp) every process trains on its slice of each global batch with
+DistributedDataParallel; rank 0 alone writes files and shows progress. A checkpoint holds the
+unwrapped networks (no `module.` prefixes, so single-process train, translate and evaluate read
+it), rank 0's pools, RNG states and loss sums under the usual keys, and the other ranks' under
+`other_ranks`: each process keeps its own image pool of its own fakes.
 """
 
 from __future__ import annotations
@@ -35,7 +43,9 @@ from p2d.images import atomic_path, write_image, write_text_atomic
 from p2d.manifest import manifest_hash
 from p2d.recipe import TrainConfig, apply_overrides, config_from_dict, load_recipe
 from p2d.runs import INFO_FILE, LOSSES_FILE, RECIPE_FILE, checkpoint_path, pick_device, sample_path, write_losses
+from p2d.train import ddp
 from p2d.train.data import TrainBatches, sample_images, tensor_to_image, training_rows
+from p2d.train.ddp import Ranks, any_rank, mean_over_ranks
 from p2d.train.models import ImagePool, LSGANLoss, build_models
 from p2d.ui import console, progress
 
@@ -51,6 +61,10 @@ LOSS_NAMES = (
     "D_drawing",  # least-squares loss of D_drawing on real vs pooled fake drawings
     "D_photo",
 )
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+# Under torchrun, Ctrl-C and the timed save of `latest` are agreed between the processes every
+# this many steps (one tiny all-reduce), so all ranks stop or save at the same step.
+AGREE_EVERY_STEPS = 20
 
 
 # ----------------------------------------------------------------------------- pure helpers
@@ -70,24 +84,54 @@ def _lr_lambda(epochs_done: int, epochs: int, decay_from_epoch: int) -> float:
     return lr_factor(epochs_done + 1, epochs, decay_from_epoch)
 
 
-def use_bf16(precision: str, device: torch.device) -> bool:
-    """bf16 autocast only on CUDA cards with native bf16 (Ampere, compute capability 8, and newer):
-    on older cards it is emulated, and on the CPU it is usually slower than fp32."""
-    if precision == "bf16" and device.type != "cuda":
-        warnings.warn("bf16 asked for on the CPU: training in fp32 (bf16 is slower there)", stacklevel=2)
-    if precision == "fp32" or device.type != "cuda":
-        return False
-    supported = torch.cuda.get_device_capability(device)[0] >= 8
-    if precision == "bf16" and not supported:
-        warnings.warn("this GPU has no bf16 support: training in fp32", stacklevel=2)
-    return supported
+def precision_mode(precision: str, device_type: str, capability: tuple[int, int] | None = None) -> str:
+    """The arithmetic a run trains in, "bf16", "fp16" or "fp32", for speed.precision on a device
+    (`capability`: the CUDA card's compute capability). Pure: tested without a GPU.
+
+    auto: bf16 where the card has it natively (capability 8+, Ampere and newer); fp16 with gradient
+    scalers on 7.x (Volta, Turing: fp16 tensor cores, no bf16); fp32 on older cards (Pascal, such
+    as the experiments' GTX 1060, runs fp16 slowly) and on the CPU. An explicit bf16 or fp16 is
+    honoured, on the CPU too (slower than fp32 there, but it runs the same code), except bf16 on a
+    card without it, which would be emulated: fp32 then, with a warning.
+    """
+    major = capability[0] if capability else 0
+    if precision == "auto":
+        if device_type != "cuda":
+            return "fp32"
+        return "bf16" if major >= 8 else "fp16" if major == 7 else "fp32"
+    if precision == "bf16" and device_type == "cuda" and major < 8:
+        warnings.warn(f"this GPU (compute capability {major}.x) has no native bf16: training in fp32; "
+                      "--precision fp16 uses its fp16 units", stacklevel=2)
+        return "fp32"
+    if precision != "fp32" and device_type != "cuda":
+        warnings.warn(f"{precision} on the {device_type}: usually slower than fp32 there", stacklevel=2)
+    return precision
+
+
+def device_precision(precision: str, device: torch.device) -> str:
+    """precision_mode for a torch device (asks CUDA for the card's compute capability)."""
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    return precision_mode(precision, device.type, capability)
+
+
+def autocast_for(mode: str, device: torch.device):
+    """A context-manager factory: autocast in `mode`'s dtype (off for fp32)."""
+    return functools.partial(torch.autocast, device_type=device.type, dtype=AUTOCAST_DTYPES.get(mode, torch.float32),
+                             enabled=mode in AUTOCAST_DTYPES)
+
+
+def gradient_scalers(mode: str, device: torch.device) -> dict[str, torch.amp.GradScaler]:
+    """One scaler per optimizer ("G", "D"), enabled for fp16 only (bf16 has fp32's range). Their
+    losses differ by orders of magnitude, so they need their own scales."""
+    return {k: torch.amp.GradScaler(device.type, enabled=mode == "fp16") for k in ("G", "D")}
 
 
 # ----------------------------------------------------------------------------- RNG and checkpoints
 
 
-def rng_state() -> dict:
-    """Every RNG the loop touches, as tensors and lists (weights_only-loadable)."""
+def rng_state(device: torch.device | None = None) -> dict:
+    """Every RNG the loop touches, as tensors and lists (weights_only-loadable); with a CUDA
+    `device`, that device's generator (not whichever GPU happens to be current)."""
     np_state = np.random.get_state()
     state = {
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
@@ -95,21 +139,20 @@ def rng_state() -> dict:
                   "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
         "torch": torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
-        # only the current GPU's: a run resumed on a machine with fewer GPUs must still load
-        state["cuda"] = torch.cuda.get_rng_state()
+    if device is not None and device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_state(state: dict) -> None:
+def set_rng_state(state: dict, device: torch.device | None = None) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
+    if "cuda" in state and device is not None and device.type == "cuda":
         cuda_state = state["cuda"]
-        torch.cuda.set_rng_state(cuda_state[0] if isinstance(cuda_state, (list, tuple)) else cuda_state)
+        torch.cuda.set_rng_state(cuda_state[0] if isinstance(cuda_state, (list, tuple)) else cuda_state, device)
 
 
 def save_checkpoint(path: Path, payload: dict) -> None:
@@ -131,8 +174,12 @@ def load_checkpoint(path: Path | str, device: torch.device | str = "cpu") -> dic
         ) from None
 
 
+_MAY_CHANGE_ON_RESUME = {("train", "epochs"), ("train", "latest_every_minutes")}
+
+
 def _check_resumable(saved: TrainConfig, cfg: TrainConfig, run: Path) -> None:
-    """A resumed run must be the same training: only epochs and the [speed] switches may change."""
+    """A resumed run must be the same training: only epochs, how often `latest` is saved and the
+    [speed] switches may change."""
     if saved.data.channels != cfg.data.channels:
         raise RecipeError(
             f"channels: the checkpoint in {run} was trained with channels = {saved.data.channels}, "
@@ -141,7 +188,7 @@ def _check_resumable(saved: TrainConfig, cfg: TrainConfig, run: Path) -> None:
         )
     a, b = saved.to_dict(), cfg.to_dict()
     changed = [f"{t}.{k}: {a[t][k]!r} -> {b[t][k]!r}" for t in ("data", "model", "train") for k in a[t]
-               if a[t][k] != b[t][k] and (t, k) != ("train", "epochs")]
+               if a[t][k] != b[t][k] and (t, k) not in _MAY_CHANGE_ON_RESUME]
     if changed:
         raise RecipeError(
             f"cannot resume {run} with a different recipe ({'; '.join(changed)}): put those keys back "
@@ -158,25 +205,43 @@ def _set_requires_grad(nets: list[nn.Module], flag: bool) -> None:
             p.requires_grad_(flag)
 
 
+def _optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None) -> None:
+    if scaler is None:
+        loss.backward()
+        opt.step()
+        return
+    scaler.scale(loss).backward()  # a disabled scaler (bf16, fp32) passes everything through
+    scaler.step(opt)  # skips the step when fp16 gradients overflowed
+    scaler.update()
+
+
 def train_step(nets: dict[str, nn.Module], opt_G, opt_D, pools: dict[str, ImagePool], photo, drawing,
-               cfg: TrainConfig, gan: LSGANLoss, autocast) -> torch.Tensor:
-    """One CycleGAN step (generators, then discriminators); returns the LOSS_NAMES values."""
+               cfg: TrainConfig, gan: LSGANLoss, autocast, scalers: dict | None = None,
+               judges: dict[str, nn.Module] | None = None) -> torch.Tensor:
+    """One CycleGAN step (generators, then discriminators); returns the LOSS_NAMES values.
+
+    `scalers`: {"G", "D"} gradient scalers (fp16). `judges`: the discriminators as called in the
+    generator phase; under DDP the unwrapped modules: their parameters are frozen there, so DDP
+    would have nothing to reduce, and its per-call bookkeeping is skipped.
+    """
     G_p2d, G_d2p, D_drawing, D_photo = (nets[k] for k in ("G_photo2drawing", "G_drawing2photo", "D_drawing", "D_photo"))
+    judges = judges or nets
+    scalers = scalers or {}
     w_photo, w_drawing = cfg.cycle_weights
     w_id = cfg.train.identity_weight
     l1 = nn.functional.l1_loss
     nan = torch.full((), float("nan"), device=photo.device)
 
     # Generators: the discriminators are only judges here, their weights stay out of the graph.
-    _set_requires_grad([D_drawing, D_photo], False)
+    _set_requires_grad([judges["D_drawing"], judges["D_photo"]], False)
     opt_G.zero_grad(set_to_none=True)
     with autocast():
         fake_drawing = G_p2d(photo)
         back_photo = G_d2p(fake_drawing)
         fake_photo = G_d2p(drawing)
         back_drawing = G_p2d(fake_photo)
-        gan_p2d = gan(D_drawing(fake_drawing), True)
-        gan_d2p = gan(D_photo(fake_photo), True)
+        gan_p2d = gan(judges["D_drawing"](fake_drawing), True)
+        gan_d2p = gan(judges["D_photo"](fake_photo), True)
         cycle_photo = l1(back_photo.float(), photo)
         cycle_drawing = l1(back_drawing.float(), drawing)
         if w_id > 0:  # skipped at weight 0: two generator passes saved
@@ -187,20 +252,18 @@ def train_step(nets: dict[str, nn.Module], opt_G, opt_D, pools: dict[str, ImageP
             id_photo = id_drawing = nan
             identity = 0.0
         loss_G = gan_p2d + gan_d2p + w_photo * cycle_photo + w_drawing * cycle_drawing + identity
-    loss_G.backward()
-    opt_G.step()
+    _optimizer_step(loss_G, opt_G, scalers.get("G"))
 
     # Discriminators: real vs a fake from the pool of past fakes; halved as in the paper, so
     # D learns at half the generators' rate.
-    _set_requires_grad([D_drawing, D_photo], True)
+    _set_requires_grad([judges["D_drawing"], judges["D_photo"]], True)
     opt_D.zero_grad(set_to_none=True)
     with autocast():
         pooled_drawing = pools["drawing"].query(fake_drawing)
         pooled_photo = pools["photo"].query(fake_photo)
         loss_D_drawing = 0.5 * (gan(D_drawing(drawing), True) + gan(D_drawing(pooled_drawing), False))
         loss_D_photo = 0.5 * (gan(D_photo(photo), True) + gan(D_photo(pooled_photo), False))
-    (loss_D_drawing + loss_D_photo).backward()
-    opt_D.step()
+    _optimizer_step(loss_D_drawing + loss_D_photo, opt_D, scalers.get("D"))
     values = [gan_p2d, gan_d2p, cycle_photo, cycle_drawing, id_photo, id_drawing, loss_G, loss_D_drawing, loss_D_photo]
     return torch.stack([v.detach().float() for v in values])  # stays on the device: no sync per step
 
@@ -277,8 +340,8 @@ def resolve_config(manifest: Path, recipe: Path | str | None = None, **overrides
 
 @dataclass
 class _Nets:
-    """The four networks, their optimizers and schedules, and the two image pools: what a
-    checkpoint saves and a resume restores."""
+    """The four networks, their optimizers, schedules and gradient scalers, and the two image
+    pools: what a checkpoint saves and a resume restores."""
 
     nets: dict[str, nn.Module]
     opt_G: torch.optim.Optimizer
@@ -286,6 +349,7 @@ class _Nets:
     sched_G: torch.optim.lr_scheduler.LambdaLR
     sched_D: torch.optim.lr_scheduler.LambdaLR
     pools: dict[str, ImagePool]
+    scalers: dict[str, torch.amp.GradScaler]
     schedule: Callable[[int], float]
 
 
@@ -301,9 +365,9 @@ class _Position:
     seconds: float = 0.0
 
 
-def _build_nets(cfg: TrainConfig, dev: torch.device, memory_format) -> _Nets:
-    """Networks (the seed set before fixes their initial weights), Adam optimizers and the
-    linear-decay schedule."""
+def _build_nets(cfg: TrainConfig, dev: torch.device, memory_format, mode: str) -> _Nets:
+    """Networks (the seed set before fixes their initial weights), Adam optimizers, the
+    linear-decay schedule and the gradient scalers of precision `mode`."""
     t = cfg.train
     nets = {k: m.to(dev, memory_format=memory_format) for k, m in build_models(cfg).items()}
     generators = itertools.chain(nets["G_photo2drawing"].parameters(), nets["G_drawing2photo"].parameters())
@@ -313,10 +377,35 @@ def _build_nets(cfg: TrainConfig, dev: torch.device, memory_format) -> _Nets:
     schedule = functools.partial(_lr_lambda, epochs=t.epochs, decay_from_epoch=t.decay_from_epoch)
     return _Nets(nets, opt_G, opt_D, torch.optim.lr_scheduler.LambdaLR(opt_G, schedule),
                  torch.optim.lr_scheduler.LambdaLR(opt_D, schedule),
-                 {"drawing": ImagePool(t.pool_size), "photo": ImagePool(t.pool_size)}, schedule)
+                 {"drawing": ImagePool(t.pool_size), "photo": ImagePool(t.pool_size)},
+                 gradient_scalers(mode, dev), schedule)
 
 
-def _resume_state(run: Path, cfg: TrainConfig, resume: bool, epochs: int | None) -> tuple[dict | None, TrainConfig]:
+def _forward_nets(nets: dict[str, nn.Module], cfg: TrainConfig, dev: torch.device,
+                  ranks: Ranks) -> tuple[dict[str, nn.Module], dict[str, nn.Module]]:
+    """(the networks a step calls: DDP-wrapped under torchrun, compiled with speed.compile;
+    the discriminators the generator phase calls, unwrapped)."""
+    wrapped = {k: ddp.wrap(m, dev, ranks) for k, m in nets.items()}
+    if cfg.speed.compile:
+        wrapped = {k: torch.compile(m) for k, m in wrapped.items()}
+    if not ranks.distributed:
+        return wrapped, wrapped
+    judges = {k: torch.compile(nets[k]) if cfg.speed.compile else nets[k] for k in ("D_drawing", "D_photo")}
+    return wrapped, judges
+
+
+def _world_size_error(latest: Path, saved: int, now: int) -> P2DError:
+    how = ("run it without torchrun" if saved == 1 else
+           f"run `torchrun --nproc-per-node N --nnodes M -m p2d train ... --resume` with N x M = {saved}")
+    return P2DError(
+        f"{latest} was saved by {saved} training process(es), this run has {now}: each process's image "
+        f"pool, RNG state and data shard belong to its rank, so the run continues exactly only with "
+        f"{saved}: {how}. (translate and evaluate read it with any number.)"
+    )
+
+
+def _resume_state(run: Path, cfg: TrainConfig, resume: bool, epochs: int | None, ranks: Ranks,
+                  say) -> tuple[dict | None, TrainConfig]:
     """The `latest` checkpoint to continue from (None for a new run) and the config to train with."""
     latest = checkpoint_path(run)
     if not resume:
@@ -326,18 +415,21 @@ def _resume_state(run: Path, cfg: TrainConfig, resume: bool, epochs: int | None)
     if not latest.is_file():
         raise P2DError(f"nothing to resume: {latest} does not exist; start without --resume")
     state = load_checkpoint(latest)
+    if int(state.get("world_size", 1)) != ranks.world_size:
+        raise _world_size_error(latest, int(state.get("world_size", 1)), ranks.world_size)
     saved_epochs = int(state["recipe"]["train"]["epochs"])
     if epochs is None and cfg.train.epochs != saved_epochs:
         # --resume continues the same training: its length is the checkpoint's unless --epochs says otherwise
-        console.print(f"resuming with the run's epochs = {saved_epochs} (the recipe now says "
-                      f"{cfg.train.epochs}; pass --epochs to change it)")
+        say(f"resuming with the run's epochs = {saved_epochs} (the recipe now says "
+            f"{cfg.train.epochs}; pass --epochs to change it)")
         cfg = apply_overrides(cfg, train__epochs=saved_epochs)
     _check_resumable(config_from_dict(state["recipe"], source=str(latest)), cfg, run)
     return state, cfg
 
 
-def _restore(state: dict, n: _Nets, dev: torch.device) -> _Position:
-    """Load a checkpoint's networks, optimizers, schedules, pools and RNG states into `n`."""
+def _restore(state: dict, n: _Nets, dev: torch.device, memory_format, ranks: Ranks) -> _Position:
+    """Load a checkpoint's networks, optimizers, schedules, scalers, and this rank's pools and RNG
+    states into `n`."""
     for name, net in n.nets.items():
         net.load_state_dict(state["models"][name])
     n.opt_G.load_state_dict(state["optimizers"]["G"])
@@ -349,26 +441,50 @@ def _restore(state: dict, n: _Nets, dev: torch.device) -> _Position:
     for opt, sched in ((n.opt_G, n.sched_G), (n.opt_D, n.sched_D)):
         for group, base in zip(opt.param_groups, sched.base_lrs):
             group["lr"] = base * n.schedule(sched.last_epoch)
+    for name, scaler in n.scalers.items():
+        saved = state.get("scalers", {}).get(name)
+        if saved and scaler.is_enabled():  # a run that switches fp16 on starts a fresh scale
+            scaler.load_state_dict(saved)
+    mine = state if ranks.rank == 0 else state["other_ranks"][ranks.rank - 1]
     for name, pool in n.pools.items():
-        pool.load_state_dict(state["pools"][name], dev)
-    set_rng_state(state["rng"])
+        pool.load_state_dict(mine["pools"][name], dev, memory_format)
+    set_rng_state(mine["rng"], dev)
     return _Position(state["epoch"], state["step_in_epoch"], state["global_step"],
-                     state["epoch_loss_sums"].to(dev), float(state["epoch_seconds"]))
+                     mine["epoch_loss_sums"].to(dev), float(state["epoch_seconds"]))
 
 
-def _checkpoint(n: _Nets, pos: _Position, cfg: TrainConfig, manifest_sha: str) -> dict:
-    """The plain dict a checkpoint holds (see the module docstring)."""
-    return {
+def _checkpoint(n: _Nets, pos: _Position, cfg: TrainConfig, manifest_sha: str, dev: torch.device,
+                ranks: Ranks) -> dict | None:
+    """The plain dict a checkpoint holds (see the module docstring), on rank 0; None elsewhere.
+    Every rank must call it: it gathers the ranks' pools and RNG states."""
+    # Each rank's own loss sums too: the epoch's mean over ranks is then exactly the uninterrupted one.
+    own = {"pools": {k: p.state_dict() for k, p in n.pools.items()}, "rng": rng_state(dev),
+           "epoch_loss_sums": pos.sums.cpu()}
+    per_rank = ddp.gather_to_main(own, ranks)
+    if not ranks.main:
+        return None
+    payload = {
         "format": CHECKPOINT_FORMAT,
         "epoch": pos.epoch, "step_in_epoch": pos.step, "global_step": pos.global_step,
         "models": {k: m.state_dict() for k, m in n.nets.items()},
         "optimizers": {"G": n.opt_G.state_dict(), "D": n.opt_D.state_dict()},
         "schedulers": {"G": n.sched_G.state_dict(), "D": n.sched_D.state_dict()},
-        "pools": {k: p.state_dict() for k, p in n.pools.items()},
-        "rng": rng_state(),
-        "epoch_loss_sums": pos.sums.cpu(), "epoch_seconds": pos.seconds,
+        "scalers": {k: s.state_dict() for k, s in n.scalers.items()},
+        **own,  # rank 0's pools, RNG states and loss sums
+        "world_size": ranks.world_size, "epoch_seconds": pos.seconds,
         "recipe": cfg.to_dict(), "manifest_sha256": manifest_sha,
     }
+    if ranks.distributed:
+        payload["other_ranks"] = per_rank[1:]
+    return payload
+
+
+def _save_latest(path: Path, n: _Nets, pos: _Position, cfg: TrainConfig, manifest_sha: str,
+                 dev: torch.device, ranks: Ranks) -> None:
+    """Every rank calls it; rank 0 writes."""
+    payload = _checkpoint(n, pos, cfg, manifest_sha, dev, ranks)
+    if payload is not None:
+        save_checkpoint(path, payload)
 
 
 def _write_run_info(run: Path, info: dict, resumed_at_step: int | None) -> dict:
@@ -408,6 +524,10 @@ def _mean_losses(sums: torch.Tensor, steps: int) -> dict[str, float]:
     return dict(zip(LOSS_NAMES, (sums / steps).tolist()))  # one device sync
 
 
+def _quiet(*args, **kwargs) -> None:
+    """console.print on ranks other than 0."""
+
+
 def train(
     manifest: Path | str,
     recipe: Path | str | None = None,
@@ -422,32 +542,44 @@ def train(
     gpu_dataset: bool | None = None,
     compile: bool | None = None,
     workers: int | None = None,
-    on_step: Callable[[int], None] | None = None,
+    latest_every_minutes: float | None = None,
+    on_step: Callable[[int, dict[str, nn.Module]], None] | None = None,
 ) -> Path:
     """Train (or with resume=True continue) a CycleGAN on a manifest; returns the run folder.
 
     `max_steps` stops after that many optimizer steps in total (counting resumed ones), saving
-    `latest`, so a later --resume continues. `on_step(global_step)` is called after each step.
+    `latest`, so a later --resume continues. `on_step(global_step, nets)` is called after each
+    step with the four (unwrapped) networks.
+    Under torchrun (WORLD_SIZE set) every process calls this; see p2d.train.ddp.
     """
-    # ---- config
     manifest = Path(manifest)
     if not manifest.is_file():
         raise ManifestError(f"manifest {manifest} not found: build one with a curate command or `p2d manifest build`")
     cfg = resolve_config(
-        manifest, recipe, train__epochs=epochs, train__seed=seed, speed__precision=precision,
-        speed__channels_last=channels_last, speed__gpu_dataset=gpu_dataset, speed__compile=compile,
-        speed__workers=workers,
+        manifest, recipe, train__epochs=epochs, train__seed=seed, train__latest_every_minutes=latest_every_minutes,
+        speed__precision=precision, speed__channels_last=channels_last, speed__gpu_dataset=gpu_dataset,
+        speed__compile=compile, speed__workers=workers,
     )
-    run = Path(out) if out else Path("runs") / manifest.stem
-    dev = pick_device(device)
-    bf16 = use_bf16(cfg.speed.precision, dev)
+    ranks = ddp.ranks_from_env()
+    ddp.local_batch_size(cfg.train.batch_size, ranks.world_size)  # before any process group starts
+    dev = ddp.start(device, ranks)
+    try:
+        return _train(manifest, cfg, Path(out) if out else Path("runs") / manifest.stem, dev, ranks,
+                      resume, epochs, max_steps, on_step)
+    finally:
+        ddp.stop(ranks)
+
+
+def _train(manifest: Path, cfg: TrainConfig, run: Path, dev: torch.device, ranks: Ranks, resume: bool,
+           epochs: int | None, max_steps: int | None, on_step) -> Path:
+    """train() once the process (group) and device are set up: config -> data -> models -> loop."""
+    say = console.print if ranks.main else _quiet
+    mode = device_precision(cfg.speed.precision, dev)
     nhwc = cfg.speed.channels_last and dev.type == "cuda"
     memory_format = torch.channels_last if nhwc else torch.contiguous_format
-    autocast = functools.partial(torch.autocast, device_type=dev.type, dtype=torch.bfloat16, enabled=bf16)
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick the fastest kernels
-    latest = checkpoint_path(run)
-    state, cfg = _resume_state(run, cfg, resume, epochs)
+        torch.backends.cudnn.benchmark = True  # fixed input sizes (padded last batch): pick the fastest kernels once
+    state, cfg = _resume_state(run, cfg, resume, epochs, ranks, say)
     manifest_sha = manifest_hash(manifest)
 
     # ---- data
@@ -455,83 +587,100 @@ def train(
     random.seed(cfg.train.seed)
     np.random.seed(cfg.train.seed)
     torch.manual_seed(cfg.train.seed)
-    with progress(transient=True) as bar:
-        batches = TrainBatches(rows, cfg, dev, gpu_dataset=cfg.speed.gpu_dataset, workers=cfg.speed.workers, progress=bar)
+    with progress(transient=True, disable=not ranks.main) as bar:
+        batches = TrainBatches(rows, cfg, dev, gpu_dataset=cfg.speed.gpu_dataset, workers=cfg.speed.workers,
+                               progress=bar, rank=ranks.rank, world_size=ranks.world_size)
     samples, notes = sample_images(rows, cfg)
     for note in notes:
-        console.print(f"[yellow]note:[/] {note}")
-    steps = batches.steps
+        say(f"[yellow]note:[/] {note}")
 
     # ---- models, optimizers and schedules (the seed above fixes the initial weights)
-    n = _build_nets(cfg, dev, memory_format)
-    forward = {k: torch.compile(m) for k, m in n.nets.items()} if cfg.speed.compile else n.nets
-    gan = LSGANLoss()
+    n = _build_nets(cfg, dev, memory_format, mode)
     pos = _Position(sums=torch.zeros(len(LOSS_NAMES), device=dev))
     if state is not None:
-        pos = _restore(state, n, dev)
+        pos = _restore(state, n, dev, memory_format, ranks)
         if state["manifest_sha256"] != manifest_sha:
-            console.print(f"[yellow]note:[/] {manifest} changed since the checkpoint: the resumed run trains on its current rows")
-        console.print(f"resuming {run} at epoch {pos.epoch + 1}, step {pos.step + 1} of {steps}")
+            say(f"[yellow]note:[/] {manifest} changed since the checkpoint: the resumed run trains on its current rows")
+        say(f"resuming {run} at epoch {pos.epoch + 1}, step {pos.step + 1} of {batches.steps}")
+    forward, judges = _forward_nets(n.nets, cfg, dev, ranks)
 
-    run.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(run / RECIPE_FILE, cfg.to_toml())
     t = cfg.train
-    info = _write_run_info(run, {
-        "manifest": str(manifest.resolve()), "manifest_sha256": manifest_sha, "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-        "bf16": bf16, "channels_last": nhwc, "compile": cfg.speed.compile, "data_on": batches.where,
-        "photos_train": len(rows[("photo", "train")]), "drawings_train": len(rows[("drawing", "train")]),
-        "steps_per_epoch": steps, "torch": torch.__version__,
-    }, pos.global_step if state is not None else None)
-    console.print(
-        f"training {manifest.name} -> {run}: {info['photos_train']} photos, {info['drawings_train']} drawings, "
-        f"{steps} steps an epoch; {info['device_name']}, {'bf16' if bf16 else 'fp32'}, images in {batches.where}; "
-        f"cycle weights {cfg.cycle_weights}, identity {t.identity_weight}, lr {t.lr} decaying from epoch {t.decay_from_epoch}"
-    )
-
-    # ---- loop
+    if ranks.main:
+        run.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run / RECIPE_FILE, cfg.to_toml())
+        info = _write_run_info(run, {
+            "manifest": str(manifest.resolve()), "manifest_sha256": manifest_sha, "device": str(dev),
+            "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+            "precision": mode, "channels_last": nhwc, "compile": cfg.speed.compile, "data_on": batches.where,
+            "world_size": ranks.world_size, "photos_train": len(rows[("photo", "train")]),
+            "drawings_train": len(rows[("drawing", "train")]), "steps_per_epoch": batches.steps, "torch": torch.__version__,
+        }, pos.global_step if state is not None else None)
+        processes = f", {ranks.world_size} processes x {t.batch_size // ranks.world_size} images" if ranks.distributed else ""
+        say(f"training {manifest.name} -> {run}: {info['photos_train']} photos, {info['drawings_train']} drawings, "
+            f"{batches.steps} steps an epoch (batch {t.batch_size}{processes}); {info['device_name']}, {mode}, "
+            f"images in {batches.where}; cycle weights {cfg.cycle_weights}, identity {t.identity_weight}, "
+            f"lr {t.lr} decaying from epoch {t.decay_from_epoch}")
     if pos.epoch >= t.epochs:
-        console.print(f"{run} is already trained to epoch {pos.epoch}: raise --epochs to train further")
+        say(f"{run} is already trained to epoch {pos.epoch}: raise --epochs to train further")
         return run
     if max_steps is not None and pos.global_step >= max_steps:
-        console.print(f"{run} has already taken {pos.global_step} steps (--max-steps {max_steps}): nothing to do")
+        say(f"{run} has already taken {pos.global_step} steps (--max-steps {max_steps}): nothing to do")
         return run
-    with _tensorboard(run, cfg.speed.tensorboard) as writer, _StopFlag() as flag, progress() as bar:
+    step_fn = functools.partial(train_step, forward, n.opt_G, n.opt_D, n.pools, cfg=cfg, gan=LSGANLoss(),
+                                autocast=autocast_for(mode, dev), scalers=n.scalers, judges=judges)
+    _loop(run, cfg, n, pos, batches, samples, step_fn, manifest_sha, dev, ranks, memory_format, max_steps, on_step, say)
+    return run
+
+
+def _loop(run: Path, cfg: TrainConfig, n: _Nets, pos: _Position, batches: TrainBatches, samples, step_fn,
+          manifest_sha: str, dev: torch.device, ranks: Ranks, memory_format, max_steps, on_step, say) -> None:
+    """Epochs from `pos` on: steps, the timed and end-of-epoch saves of `latest`, stopping."""
+    t, steps, latest = cfg.train, batches.steps, checkpoint_path(run)
+    save_every_s = t.latest_every_minutes * 60
+    with _tensorboard(run, cfg.speed.tensorboard and ranks.main) as writer, _StopFlag() as flag, \
+            progress(disable=not ranks.main) as bar:
+        last_save = time.perf_counter()
         for epoch in range(pos.epoch, t.epochs):
             number = epoch + 1
             task = bar.add_task(f"epoch {number}/{t.epochs}", total=steps, completed=pos.step, status="")
             t0, shown = time.perf_counter(), time.perf_counter()
             for step, (photo, drawing) in enumerate(batches.epoch(epoch, pos.step), start=pos.step):
-                photo = photo.contiguous(memory_format=memory_format)
-                drawing = drawing.contiguous(memory_format=memory_format)
-                pos.sums += train_step(forward, n.opt_G, n.opt_D, n.pools, photo, drawing, cfg, gan, autocast)
+                pos.sums += step_fn(photo.contiguous(memory_format=memory_format),
+                                    drawing.contiguous(memory_format=memory_format))
                 pos.global_step += 1
                 bar.advance(task)
-                if time.perf_counter() - shown > 1.0 or step + 1 == steps:
+                if ranks.main and (time.perf_counter() - shown > 1.0 or step + 1 == steps):
                     shown = time.perf_counter()  # one device sync per second, not per step
                     bar.update(task, status=_status(_mean_losses(pos.sums, step + 1), (step + 1 - pos.step) / (shown - t0)))
                 if on_step is not None:
-                    on_step(pos.global_step)
-                stop = flag.stop or (max_steps is not None and pos.global_step >= max_steps)
-                if stop and step + 1 < steps:
+                    on_step(pos.global_step, n.nets)
+                # Ctrl-C and the clock differ between processes: act on them only where all agree.
+                agree = not ranks.distributed or pos.global_step % AGREE_EVERY_STEPS == 0
+                ctrl_c, due = any_rank([flag.stop, 0 < save_every_s <= time.perf_counter() - last_save], dev, ranks) \
+                    if agree else (False, False)
+                stop = ctrl_c or (max_steps is not None and pos.global_step >= max_steps)
+                if (stop or due) and step + 1 < steps:
                     cut = _Position(epoch, step + 1, pos.global_step, pos.sums, pos.seconds + time.perf_counter() - t0)
-                    save_checkpoint(latest, _checkpoint(n, cut, cfg, manifest_sha))
-                    console.print(f"stopped at epoch {number}, step {step + 1}/{steps}: saved {latest}; "
-                                  "continue with --resume")
-                    return run
+                    _save_latest(latest, n, cut, cfg, manifest_sha, dev, ranks)
+                    last_save = time.perf_counter()
+                    if stop:
+                        say(f"stopped at epoch {number}, step {step + 1}/{steps}: saved {latest}; continue with --resume")
+                        return
             seconds = pos.seconds + time.perf_counter() - t0
-            losses = _mean_losses(pos.sums, steps)
+            losses = _mean_losses(mean_over_ranks(pos.sums, ranks), steps)
             lr = n.opt_G.param_groups[0]["lr"]
             n.sched_G.step()
             n.sched_D.step()
-            _end_epoch(run, number, steps, seconds, losses, lr, sample_grid(n.nets, samples, dev), writer)
+            if ranks.main:
+                _end_epoch(run, number, steps, seconds, losses, lr, sample_grid(n.nets, samples, dev), writer)
             pos = _Position(number, 0, pos.global_step, torch.zeros_like(pos.sums), 0.0)
-            save_checkpoint(latest, _checkpoint(n, pos, cfg, manifest_sha))
-            if number % t.save_every == 0 or number == t.epochs:
+            _save_latest(latest, n, pos, cfg, manifest_sha, dev, ranks)
+            last_save = time.perf_counter()
+            if ranks.main and (number % t.save_every == 0 or number == t.epochs):
                 with atomic_path(checkpoint_path(run, number)) as tmp:
                     shutil.copyfile(latest, tmp)
             bar.update(task, description=f"epoch {number}/{t.epochs} done")
-            if flag.stop or (max_steps is not None and pos.global_step >= max_steps):
-                console.print(f"stopped after epoch {number}: saved {latest}; continue with --resume")
-                return run
-    return run
+            (ctrl_c,) = any_rank([flag.stop], dev, ranks)
+            if ctrl_c or (max_steps is not None and pos.global_step >= max_steps):
+                say(f"stopped after epoch {number}: saved {latest}; continue with --resume")
+                return

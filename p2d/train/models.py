@@ -168,7 +168,10 @@ class ImagePool:
         stored = torch.cat(self.images, 0).float().cpu() if self.images else torch.empty(0)
         return {"size": self.size, "images": stored}
 
-    def load_state_dict(self, state: dict, device: torch.device | str = "cpu") -> None:
+    def load_state_dict(self, state: dict, device: torch.device | str = "cpu",
+                        memory_format: torch.memory_format = torch.contiguous_format) -> None:
+        """`memory_format`: the training's layout, so resumed entries match new ones (a checkpoint
+        holds NCHW; mixed layouts would make every torch.cat of the pool copy)."""
         self.size = int(state["size"])
         images = state["images"]
-        self.images = [images[i : i + 1].to(device) for i in range(images.shape[0])]
+        self.images = [images[i : i + 1].to(device, memory_format=memory_format) for i in range(images.shape[0])]

@@ -53,8 +53,12 @@ def find_checkpoint(run_or_checkpoint: Path | str, epoch: int | None = None) -> 
 
 
 def load_generators(run_or_checkpoint: Path | str, epoch: int | None = None, device="cpu") -> tuple[TrainConfig, nn.Module, nn.Module]:
-    """(config, G_photo2drawing, G_drawing2photo) from a run folder or checkpoint, in eval mode."""
-    ckpt = load_checkpoint(find_checkpoint(run_or_checkpoint, epoch), device)
+    """(config, G_photo2drawing, G_drawing2photo) from a run folder or checkpoint, in eval mode.
+
+    The checkpoint is read into host memory and only the generators go to `device`: the
+    discriminators, optimizer moments and image pools would take GPU memory for nothing.
+    """
+    ckpt = load_checkpoint(find_checkpoint(run_or_checkpoint, epoch), "cpu")
     cfg = config_from_dict(ckpt["recipe"], source=f"checkpoint {run_or_checkpoint}")
     generators = []
     for name in ("G_photo2drawing", "G_drawing2photo"):

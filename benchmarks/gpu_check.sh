@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Every GPU check of issue 14 in one command (about 8-10 minutes on one GPU); prints the figures.
+#   bash benchmarks/gpu_check.sh            # from the repository root, with p2d importable
+# 1. the CUDA device pick_device returns works where torch needs an index (mem_get_info, RNG state)
+# 2. train_step at the experiments' size (128 px, batch 2, 9 blocks, colour): plain fp32 eager,
+#    the default path, each switch alone (gpu data, precision, channels_last, default without
+#    channels_last) and --compile; 20 warm-up + 100 timed full-batch steps per path
+# 3. peak memory at exp4's settings (gray, batch 2): must fit a 6 GB card
+# 4. a 2-minute learning run at 128 px on CUDA (tests/test_learning.py's task), then a resume
+# 5. with 2+ GPUs: torchrun DDP on nccl, 2 processes, a few steps and a resume
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv || true
+
+echo "== 1. device index"
+python - <<'PY'
+import torch
+from p2d.runs import pick_device
+from p2d.train.loop import device_precision, rng_state
+dev = pick_device("auto")
+assert dev.type == "cuda" and dev.index is not None, dev
+free, total = torch.cuda.mem_get_info(dev)
+print(f"pick_device -> {dev}; mem_get_info ok ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free); "
+      f"precision auto -> {device_precision('auto', dev)}; cuda RNG state {tuple(rng_state(dev)['cuda'].shape)}; torch {torch.__version__}")
+PY
+
+echo "== 2. train_step, 128 px, batch 2, 9 blocks, colour (experiments 1-3, 7)"
+python benchmarks/train_step.py --device cuda --channels 3 --warmup 20 --steps 100 --compile
+
+echo "== 3. peak memory at exp4's settings (gray, batch 2): must fit a 6 GB card"
+python benchmarks/train_step.py --device cuda --channels 1 --warmup 5 --steps 20
+
+echo "== 4. learning at 128 px on CUDA for 2 minutes, then a resume on CUDA"
+python benchmarks/learn_check.py --device cuda --minutes 2 --resume-steps 50
+
+echo "== 5. torchrun DDP on nccl"
+if [ "$(python -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
+  tmp=$(mktemp -d)
+  python - "$tmp" <<'PY'
+import sys; sys.path.insert(0, "tests")
+from pathlib import Path
+from train_helpers import make_manifest
+print(make_manifest(Path(sys.argv[1]) / "data"))
+PY
+  torchrun --standalone --nproc-per-node 2 -m p2d train "$tmp/data/faces.csv" --out "$tmp/run" --max-steps 4
+  torchrun --standalone --nproc-per-node 2 -m p2d train "$tmp/data/faces.csv" --out "$tmp/run" --resume
+  python -m p2d translate "$tmp/run" "$tmp/data/photos" --to drawing --out "$tmp/drawn"
+else
+  echo "one GPU: DDP on nccl not checked here (tests/test_train_ddp.py checks it on gloo)"
+fi
