@@ -513,9 +513,23 @@ class Inspection:
         """The actionable lines, for the notable differences (largest first)."""
         notable = [d for d in self.diffs if d.notable]
         lines = [advice(d) for d in notable[:limit]]
+        ok = self.rows[self.rows["problem"] == ""]
+        counts = {dom: int((ok["domain"] == dom).sum()) for dom in ("drawing", "photo")}
         if not lines:
-            lines = ["the drawings and the photos differ on no feature beyond chance "
-                     f"(distance >= {MIN_DISTANCE}, significance {SIGNIFICANCE})"]
+            far = [d for d in self.diffs if math.isfinite(d.distance) and d.distance >= MIN_DISTANCE]
+            if far:
+                lines = [f"no difference is beyond chance with {counts['drawing']} drawings and {counts['photo']} "
+                         f"photos (largest: {far[0].feature.label}, distance {far[0].distance:.2f}): "
+                         f"too few rows to tell (significance {SIGNIFICANCE})"]
+            else:
+                lines = [f"the drawings and the photos differ by less than {MIN_DISTANCE} on every feature"]
+        small = [f"{dom}s ({n})" for dom, n in counts.items() if n < MIN_ROWS]
+        if small:
+            lines.append(f"rows are checked for a counterpart only against a domain of at least {MIN_ROWS} "
+                         f"rows: not against the {' and the '.join(small)}")
+        problems = int((self.rows["problem"] != "").sum())
+        if problems:
+            lines.append(f"{problems} kept row(s) could not be read: see the problem column of features.csv")
         return lines
 
     def source_rows(self, top: int = 3) -> tuple[list[str], list[tuple]]:

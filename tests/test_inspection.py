@@ -286,3 +286,71 @@ def test_rerun_reads_the_cache(frontal_photos, tmp_path):
 
     again = inspect_frame(manifest, read_manifest(manifest), tmp_path / "cache", models=NoModels(), quiet=True)
     pd.testing.assert_frame_equal(first.rows, again.rows)
+
+
+# ----------------------------------------------------------------------------- acting on it: manifest build
+
+
+# The fixture's photos are views of one face, which dedup rightly calls copies: it is turned off
+# here (no candidate pairs, and none would confirm) so that the photo domain keeps its 16 rows.
+NO_DEDUP = {"max_hamming": 0, "min_similarity": 1.0}
+
+
+def _build(tmp_path: Path, frontal_photos, **kwargs):
+    from p2d.curate.build import build_manifest
+
+    root, _ = frontal_photos
+    recipe = tmp_path / "exp.toml"
+    shutil.copy(Path(__file__).parent.parent / "p2d" / "recipes" / "tiny.toml", recipe)
+    return build_manifest(recipe, [DRAWINGS / "manifest.csv", root / "photos" / "manifest.csv"], test_count=1,
+                          **NO_DEDUP, **kwargs)
+
+
+def test_build_drops_nothing_unless_asked(frontal_photos, tmp_path):
+    r = _build(tmp_path, frontal_photos)
+    assert not r.frame["reason"].str.startswith("unmatched").any() and r.moved == []
+    assert r.inspection is not None and r.inspection.notes()
+
+
+def test_build_drop_unmatched_facing(frontal_photos, tmp_path):
+    r = _build(tmp_path, frontal_photos, drop_unmatched=("facing",))
+    inspected = r.inspection.rows
+    turned = inspected.index[inspected["facing"].isin(["left", "right"]) & (inspected["domain"] == "drawing")]
+    assert len(turned) >= 2
+    dropped = r.frame.index[r.frame["reason"] == "unmatched:facing"]
+    assert sorted(dropped) == sorted(turned)
+    assert r.moved == [("drawing", "facing", len(turned))]
+    assert not r.frame.loc[dropped, "keep"].any()
+
+
+def test_recipe_key_drop_unmatched(frontal_photos, tmp_path):
+    from p2d.curate.build import build_manifest
+
+    root, _ = frontal_photos
+    recipe = tmp_path / "exp.toml"
+    text = (Path(__file__).parent.parent / "p2d" / "recipes" / "tiny.toml").read_text()
+    recipe.write_text(text.replace("[data]\n", '[data]\ndrop_unmatched = ["facing"]\n'))
+    r = build_manifest(recipe, [DRAWINGS / "manifest.csv", root / "photos" / "manifest.csv"], test_count=1,
+                       **NO_DEDUP)
+    assert r.drop_unmatched == ("facing",) and r.moved and r.moved[0][:2] == ("drawing", "facing")
+    recipe.write_text(text.replace("[data]\n", '[data]\ndrop_unmatched = ["smiles"]\n'))
+    with pytest.raises(P2DError, match="unknown feature"):
+        build_manifest(recipe, [DRAWINGS / "manifest.csv"], test_count=1)
+
+
+def test_cli_inspect_and_build(frontal_photos, tmp_path):
+    from typer.testing import CliRunner
+
+    from p2d.cli import app
+
+    root, _ = frontal_photos
+    recipe = tmp_path / "exp.toml"
+    shutil.copy(Path(__file__).parent.parent / "p2d" / "recipes" / "tiny.toml", recipe)
+    res = CliRunner().invoke(app, ["manifest", "build", "--recipe", str(recipe), "--from", str(DRAWINGS / "manifest.csv"),
+                                   "--from", str(root / "photos" / "manifest.csv"), "--test-count", "1",
+                                   "--drop-unmatched", "facing", "--max-hamming", "0", "--min-similarity", "1"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "drawings vs photos" in res.output and "dropped as unmatched" in res.output
+    res = CliRunner().invoke(app, ["inspect", str(tmp_path / "exp.csv")], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "per source" in res.output and (tmp_path / "exp_inspect" / "histograms.png").is_file()
