@@ -76,7 +76,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("brightness", "brightness (mean luma)", "0-1", 0.02),
     Feature("contrast", "contrast (luma std)", "0-1", 0.01),
     Feature("colourfulness", "colourfulness (Hasler-Suesstrunk)", "", 2.0),
-    Feature("gray", "nearly gray", category=True),
+    Feature("gray", "gray or colour", category=True),
     Feature("padded", "padded share of the frame", "frame", 0.02),
 )
 FEATURE_NAMES = tuple(f.name for f in FEATURES)
@@ -316,7 +316,7 @@ def advice(diff: Difference) -> str:
         return (f"{_pct(td)} of the drawings face sideways (left or right), {_pct(tp)} of the photos do: "
                 f"add turned {'photos' if more == 'drawings' else 'drawings'}, or {drop}")
     if f.name == "gray":
-        gd, gp = (shares(v).get("True", 0.0) for v in (d, p))
+        gd, gp = (shares(v).get("gray", 0.0) for v in (d, p))
         if gd > gp:
             return (f"{_pct(gd)} of the drawings are nearly gray, {_pct(gp)} of the photos are: train in gray "
                     f"(channels = 1 in the recipe's [data]), or {drop}")
@@ -380,7 +380,7 @@ def row_features(row: dict, measured: dict[str, float]) -> dict:
     given = str(row.get("facing", "") or "").strip().lower()
     out["facing"] = given if given in FACINGS + ("unknown",) else facing_from_yaw(out["yaw"])
     c = out["colourfulness"]
-    out["gray"] = "unknown" if not math.isfinite(c) else str(c < NEAR_GRAY_MAX_COLOURFULNESS)
+    out["gray"] = "unknown" if not math.isfinite(c) else ("gray" if c < NEAR_GRAY_MAX_COLOURFULNESS else "colour")
     return out
 
 

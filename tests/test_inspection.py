@@ -67,7 +67,7 @@ def test_gray_copy_has_no_colour(photo):
     assert colourfulness(gray) == pytest.approx(0.0, abs=1e-9)
     assert colourfulness(photo) > NEAR_GRAY_MAX_COLOURFULNESS
     row = row_features({"domain": "drawing"}, {"colourfulness": colourfulness(gray)})
-    assert row["gray"] == "True"
+    assert row["gray"] == "gray"
 
 
 def test_padded_crop_reports_its_padded_share(photo):
