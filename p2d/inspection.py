@@ -119,11 +119,11 @@ def colourfulness(rgb: np.ndarray) -> float:
     return float(math.hypot(rg.std(), yb.std()) + 0.3 * math.hypot(rg.mean(), yb.mean()))
 
 
-def _uniform_run(lines: np.ndarray, tolerance: float) -> int:
-    """How many leading lines (axis 0) are each one flat colour equal to the first line's."""
-    ref = np.median(lines[0].reshape(-1, lines.shape[-1]), axis=0)
-    flat = np.abs(lines.reshape(lines.shape[0], -1, lines.shape[-1]) - ref).max(axis=(1, 2)) <= tolerance
-    return int(np.argmin(flat)) if not flat.all() else len(flat)
+def _uniform_run(lo: np.ndarray, hi: np.ndarray, tolerance: float) -> int:
+    """How many leading lines are each one flat colour equal to the first line's, given each
+    line's per-channel minimum and maximum (lines x channels)."""
+    flat = ((hi - lo).max(axis=1) <= tolerance) & (np.abs(hi - hi[0]).max(axis=1) <= tolerance)
+    return len(flat) if flat.all() else int(np.argmin(flat))
 
 
 def padded_share(rgb: np.ndarray, tolerance_levels: float = PAD_TOLERANCE_LEVELS) -> float:
@@ -131,16 +131,19 @@ def padded_share(rgb: np.ndarray, tolerance_levels: float = PAD_TOLERANCE_LEVELS
 
     Measured from pixels, for rows without curation's `padded_fraction`; a drawing's own flat
     margin counts too, which is what the network sees either way."""
-    a = np.asarray(rgb, dtype=np.float64)
+    a = np.asarray(rgb)
     if a.ndim == 2:
         a = a[..., None]
+    a = a.astype(np.int16)
     h, w = a.shape[:2]
-    top = _uniform_run(a, tolerance_levels)
+    row_lo, row_hi = a.min(axis=1), a.max(axis=1)  # (h, channels)
+    col_lo, col_hi = a.min(axis=0), a.max(axis=0)  # (w, channels)
+    top = _uniform_run(row_lo, row_hi, tolerance_levels)
     if top == h:
         return 1.0
-    bottom = _uniform_run(a[::-1], tolerance_levels)
-    left = _uniform_run(a.transpose(1, 0, 2), tolerance_levels)
-    right = _uniform_run(a.transpose(1, 0, 2)[::-1], tolerance_levels)
+    bottom = _uniform_run(row_lo[::-1], row_hi[::-1], tolerance_levels)
+    left = _uniform_run(col_lo, col_hi, tolerance_levels)
+    right = _uniform_run(col_lo[::-1], col_hi[::-1], tolerance_levels)
     inner = max(h - top - bottom, 0) * max(w - left - right, 0)
     return float(1.0 - inner / (h * w))
 
@@ -189,16 +192,25 @@ def _silverman(values: np.ndarray) -> float:
 
 
 def _density(at: np.ndarray, sample: np.ndarray, bandwidth: float, leave_one_out: bool = False) -> np.ndarray:
-    """Gaussian kernel density of `sample` at each point of `at` (in chunks: big sets stay small)."""
-    out = np.empty(len(at))
-    n = len(sample) - (1 if leave_one_out else 0)
-    for start in range(0, len(at), 2048):
-        z = (at[start:start + 2048, None] - sample[None, :]) / bandwidth
-        k = np.exp(-0.5 * z * z).sum(axis=1)
-        if leave_one_out:
-            k -= 1.0  # each point's own kernel
-        out[start:start + 2048] = k / max(n, 1) / bandwidth
-    return out
+    """Gaussian kernel density of `sample` at each point of `at` (unnormalised: a kernel peaks at 1).
+
+    Binned: the sample's histogram on a grid a quarter bandwidth fine, convolved with the kernel,
+    read off by linear interpolation; linear in the sample's size (200,000 photos take well
+    under a second), and within a few percent of the exact sum."""
+    lo = min(sample.min(), at.min()) - 4 * bandwidth
+    hi = max(sample.max(), at.max()) + 4 * bandwidth
+    bins = int(min(max(math.ceil((hi - lo) / (bandwidth / 4)), 16), 1 << 21))
+    step = (hi - lo) / bins
+    counts, _ = np.histogram(sample, bins=bins, range=(lo, hi))
+    half = int(math.ceil(4 * bandwidth / step))
+    offsets = np.arange(-half, half + 1) * step
+    smooth = np.convolve(counts.astype(np.float64), np.exp(-0.5 * (offsets / bandwidth) ** 2))[half:half + bins]
+    centres = lo + (np.arange(bins) + 0.5) * step
+    k = np.interp(at, centres, smooth)
+    n = len(sample)
+    if leave_one_out:
+        k, n = k - 1.0, n - 1  # each point's own kernel
+    return np.maximum(k, 0.0) / max(n, 1) / bandwidth
 
 
 def typicality(values: np.ndarray, other: np.ndarray, resolution: float = 0.0, category: bool = False,
