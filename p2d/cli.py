@@ -298,6 +298,7 @@ def manifest_build_cmd(
     max_hamming: Annotated[int, typer.Option(help="Most differing phash bits for a candidate pair (widens the search; thumbnails confirm).")] = 8,
     min_similarity: Annotated[float, typer.Option(help="Thumbnail correlation (0-1) that confirms a candidate as a duplicate.")] = 0.94,
     drop_unmatched: Annotated[str, typer.Option(help="Drop rows of either domain lacking a counterpart on these features (comma-separated, e.g. facing,smile; see `p2d inspect`). Default: the recipe's data.drop_unmatched, else none.")] = "",
+    inspect_sets: Annotated[bool, typer.Option("--inspect/--no-inspect", help="Compare the drawings with the photos (p2d inspect, in short); measures every kept image once, cached.")] = True,
 ):
     """Join per-source manifests, dedup across them, split train/test, validate, write.
 
@@ -309,7 +310,7 @@ def manifest_build_cmd(
 
     r = build_manifest(recipe, sources, output=output, test_count=test_count, test_fraction=test_fraction,
                        max_hamming=max_hamming, min_similarity=min_similarity,
-                       drop_unmatched=parse_features(drop_unmatched) if drop_unmatched else None)
+                       drop_unmatched=parse_features(drop_unmatched) if drop_unmatched else None, inspect=inspect_sets)
     print_thresholds(max_hamming=max_hamming, min_similarity=min_similarity, test_count=test_count,
                      test_fraction=test_fraction, drop_unmatched=",".join(r.drop_unmatched) or "none")
     _print_dedup(r.report, lambda i: str(r.frame.iloc[i]["path"]))
