@@ -668,7 +668,10 @@ def write_unmatched_sheet(result: Inspection, path: Path, count: int = 24) -> Pa
     from p2d.manifest import resolve_path
     from p2d.sheets import write_sheet
 
-    worst = result.rows[result.rows["problem"] == ""].sort_values("mismatch", ascending=False).head(count)
+    ok = result.rows[result.rows["problem"] == ""]
+    # the rows that lack a counterpart somewhere; when none does, the least matched ones anyway
+    worst = (ok[ok["unmatched"] != ""] if (ok["unmatched"] != "").any() else ok)
+    worst = worst.sort_values("mismatch", ascending=False, kind="stable").head(count)
     images = [try_read_image(resolve_path(result.manifest, p))[0] for p in worst["path"]]
     labels = [f"{r.domain} {r.mismatch:.2f} {Path(r.path).name}\nno match: {r.unmatched or '-'}"
               for r in worst.itertuples()]
