@@ -297,6 +297,8 @@ def manifest_build_cmd(
     test_fraction: Annotated[float | None, typer.Option(help="Test fraction per domain (default 0.05).")] = None,
     max_hamming: Annotated[int, typer.Option(help="Most differing phash bits for a candidate pair (widens the search; thumbnails confirm).")] = 8,
     min_similarity: Annotated[float, typer.Option(help="Thumbnail correlation (0-1) that confirms a candidate as a duplicate.")] = 0.94,
+    drop_unmatched: Annotated[str, typer.Option(help="Drop rows of either domain lacking a counterpart on these features (comma-separated, e.g. facing,smile; see `p2d inspect`). Default: the recipe's data.drop_unmatched, else none.")] = "",
+    inspect_sets: Annotated[bool, typer.Option("--inspect/--no-inspect", help="Compare the drawings with the photos (p2d inspect, in short); measures every kept image once, cached.")] = True,
 ):
     """Join per-source manifests, dedup across them, split train/test, validate, write.
 
@@ -304,12 +306,55 @@ def manifest_build_cmd(
     """
     from p2d.curate.build import build_manifest
 
+    from p2d.inspection import parse_features
+
     r = build_manifest(recipe, sources, output=output, test_count=test_count, test_fraction=test_fraction,
-                       max_hamming=max_hamming, min_similarity=min_similarity)
-    print_thresholds(max_hamming=max_hamming, min_similarity=min_similarity, test_count=test_count, test_fraction=test_fraction)
+                       max_hamming=max_hamming, min_similarity=min_similarity,
+                       drop_unmatched=parse_features(drop_unmatched) if drop_unmatched else None, inspect=inspect_sets)
+    print_thresholds(max_hamming=max_hamming, min_similarity=min_similarity, test_count=test_count,
+                     test_fraction=test_fraction, drop_unmatched=",".join(r.drop_unmatched) or "none")
     _print_dedup(r.report, lambda i: str(r.frame.iloc[i]["path"]))
+    if r.inspection is not None:
+        _print_inspection(r.inspection, limit=3)
+    for note in r.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}")
+    if r.moved:
+        console.print(table("dropped as unmatched", ["domain", "feature", "rows"], r.moved))
     console.print(table(f"{r.output}: {len(r.frame)} rows", ["domain", "source", "rows", "kept", "train", "test"],
                         r.summary))
+
+
+# ----------------------------------------------------------------------------- inspect (issue 11)
+
+
+def _print_inspection(result, limit: int | None = None) -> None:
+    """The feature table (in full, or the `limit` most different features) and the advice lines."""
+    rows = result.summary_rows()[:limit] if limit else result.summary_rows()
+    console.print(table(f"{result.manifest}: drawings vs photos (median (quartiles) or shares)",
+                        result.SUMMARY_COLUMNS, rows))
+    for line in result.notes(limit):
+        console.print(f"[yellow]note:[/] {escape(line)}")
+
+
+@app.command("inspect")
+def inspect_cmd(
+    manifest: Annotated[Path, typer.Argument(help="Experiment manifest CSV (drawings and photos).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Folder for features.csv, histograms.png, unmatched.png (default: MANIFEST_inspect/ beside it).")] = None,
+    rare_share: Annotated[float, typer.Option(help="A row lacks a counterpart on a feature when fewer than this share of the other domain's rows are as rare there.")] = 0.02,
+    sheet_rows: Annotated[int, typer.Option(help="Rows on the contact sheet of the least matched rows.")] = 24,
+):
+    """Do the drawings and the photos match? Features per row, per-feature distances, rows without a counterpart.
+
+    Example: p2d inspect manifests/exp4.csv
+    """
+    from p2d.inspection import inspect_manifest
+
+    r = inspect_manifest(manifest, out=out, rare_share=rare_share, sheet_rows=sheet_rows)
+    print_thresholds(rare_share=rare_share)
+    _print_inspection(r)
+    columns, rows = r.source_rows()
+    console.print(table("per source (the most different features)", columns, rows))
+    console.print("features: {}  histograms: {}  least matched rows: {}".format(*r.files))
 
 
 # ----------------------------------------------------------------------------- train (issue 4)

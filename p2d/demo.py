@@ -3,7 +3,7 @@
 The demo is a list of ordinary `p2d` command lines (see `demo_steps`), run one after the other and
 printed before each runs, so that what a new user sees is exactly what they will type on their own
 data: curate photos, crop drawings, width-scale full figures, build (and dedup) a manifest with a
-tiny recipe, train briefly on the CPU, translate the test photos, evaluate the epochs, and report.
+tiny recipe, inspect how the drawings and the photos differ, train briefly on the CPU, translate the test photos, evaluate the epochs, and report.
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ def demo_steps(out: Path) -> list[Step]:
              ("manifest", "build", "--recipe", f"{o}/manifests/demo.toml",
               "--from", f"{o}/data/photos/manifest.csv", "--from", f"{o}/data/drawings/manifest.csv",
               "--from", f"{o}/data/figures/manifest.csv", "--test-count", "1")),
+        Step("do the drawings and the photos match? (features, histograms, least matched rows)",
+             ("inspect", f"{o}/manifests/demo.csv")),
         Step("train the tiny CycleGAN on the CPU", ("train", f"{o}/manifests/demo.csv", "--out", f"{o}/runs/demo",
                                                     "--device", "cpu")),
         Step("turn the photos into drawings", ("translate", f"{o}/runs/demo", f"{o}/raw/photos", "--to", "drawing",

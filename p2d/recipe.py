@@ -44,6 +44,8 @@ class DataConfig:
     random_crop_scale: float = 1.12  # random_crop: scale up by this factor, then crop back to size
     rotation_deg: float = 10.0  # rotation: reflect-pad, rotate uniformly within +-this, centre crop
     sample_rows: int = 4  # fixed test images per domain in each epoch's sample grid
+    # `p2d manifest build` drops rows lacking a counterpart on these features (see `p2d inspect`)
+    drop_unmatched: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -379,7 +379,8 @@ def build_report(
     page.assets.mkdir(parents=True, exist_ok=True)
     notes = [f"{r.label}: {n}" for r in infos for n in r.notes]
 
-    body = (_header_section(infos, notes) + _differences_section(infos) + _losses_section(infos, page)
+    body = (_header_section(infos, notes) + _differences_section(infos) + _data_section(infos, page)
+            + _losses_section(infos, page)
             + _evaluate_section(infos, page))
     samples_html, shown = _samples_section(infos, page, epochs, max_epochs)
     body += samples_html + _recipes_section(infos)
@@ -417,6 +418,33 @@ def _differences_section(infos: Sequence[RunInfo]) -> list[str]:
     if not diffs:
         return ["<h2>Recipe keys that differ</h2>", "<p>The recipes are identical.</p>"]
     return ["<h2>Recipe keys that differ</h2>", _table(["key"] + [r.label for r in infos], [[k] + v for k, v in diffs])]
+
+
+def _data_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
+    """Do the run's drawings and photos match (`p2d inspect` of its manifest): the feature table,
+    what to do about the largest differences, the histograms and the least matched rows."""
+    from p2d.inspection import inspect_manifest
+
+    body = ["<h2>Drawings vs photos (p2d inspect)</h2>"]
+    manifests = {}
+    for r in infos:
+        manifests.setdefault(str(r.info.get("manifest", "")), []).append(r.label)
+    for k, (manifest, labels) in enumerate(manifests.items()):
+        body.append(f"<p class=\"run\">{_esc(', '.join(labels))}: {_esc(manifest)}</p>")
+        if not Path(manifest).is_file():
+            body.append("<p>The manifest is gone: nothing to inspect.</p>")
+            continue
+        try:
+            result = inspect_manifest(manifest, out=page.assets / f"inspect_{k + 1}", quiet=True)
+        except P2DError as exc:
+            body.append(f"<p class=\"note\">{_esc(exc)}</p>")
+            continue
+        body.append(_table(result.SUMMARY_COLUMNS, result.summary_rows()))
+        body.append("<ul>" + "".join(f"<li>{_esc(line)}</li>" for line in result.notes()) + "</ul>")
+        for png in result.files[1:]:
+            page.images.append(png)
+            body.append(f'<img class="plot" src="{_esc(page.rel(png))}" alt="{_esc(png.stem)}">')
+    return body
 
 
 def _losses_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:

@@ -18,7 +18,7 @@ from conftest import (
 )
 from p2d.cli import app
 from p2d.curate.celeba import find_layout, locate, read_annotation, curate_celeba
-from p2d.curate.facecache import FaceCache
+from p2d.facecache import FaceCache
 from p2d.curate.filters import Thresholds
 from p2d.curate.hashing import phash_hex
 from p2d.errors import P2DError

@@ -25,6 +25,8 @@ def test_demo_runs_the_whole_workflow(tmp_path):
     assert set(kept["domain"]) == {"photo", "drawing"}
     assert set(kept["split"]) == {"train", "test"}
     assert "random" in set(kept["crop"])  # the width-scaled figures
+    inspected = out / "manifests" / "demo_inspect"  # the inspect step's table, histograms and sheet
+    assert all((inspected / name).is_file() for name in ("features.csv", "histograms.png", "unmatched.png"))
     drawings = pd.read_csv(out / "data" / "drawings" / "manifest.csv")
     assert (drawings.loc[drawings["path"].str.contains("fire_engine"), "reason"] == "no_face").all()
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from p2d.curate.facecache import FaceCache
+from p2d.facecache import FaceCache
 from p2d.curate.filters import Thresholds, drop_reason, laplacian_var, mean_gray, second_faces, smile_agreement
 from p2d.curate.hashing import hamming, phash_hex
 from p2d.errors import P2DError

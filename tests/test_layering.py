@@ -12,7 +12,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "p2d"
 # Top-level modules that both curate/ and train/ build on (STYLE.md, "Layering").
-SHARED = {"errors", "images", "faces", "framing", "manifest", "recipe", "runs", "sheets", "ui"}
+SHARED = {"errors", "images", "faces", "framing", "manifest", "recipe", "runs", "sheets", "ui", "facecache",
+          "inspection"}
 
 
 def p2d_imports(path: Path) -> list[tuple[str, list[str]]]:
@@ -75,7 +76,7 @@ def _modules_after(code: str) -> set[str]:
 def test_read_only_modules_do_not_import_torch():
     # one process for all: if any of them imported torch, it would be in sys.modules
     modules = ["p2d.report", "p2d.manifest", "p2d.recipe", "p2d.runs", "p2d.framing", "p2d.evaluate", "p2d.cli",
-               "p2d.curate.build"]
+               "p2d.curate.build", "p2d.inspection"]
     loaded = _modules_after("\n".join(f"import {m}" for m in modules))
     assert set(modules) <= loaded and "torch" not in loaded
 

@@ -155,6 +155,8 @@ def test_report_of_one_run(runs):
     text = " ".join(page.text)
     assert "photo 1" in text and "drawing 2" in text and "cycle_weight" in text
     assert result.epochs == {"gray_c10 (tiny)": [1, 2]}
+    # the run's manifest inspected: drawings vs photos, histograms and the least matched rows
+    assert "Drawings vs photos (p2d inspect)" in text and {"histograms.png", "unmatched.png"} <= names
 
 
 def test_report_of_two_runs_shows_what_differs(runs, tmp_path):

@@ -14,7 +14,7 @@ adding rows moves at most as many old rows out of test as new rows with a lower 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ import pandas as pd
 
 from p2d.curate.dedup import DEFAULT_MAX_HAMMING, DEFAULT_MIN_SIMILARITY, DedupReport, LabelView, dedup_frame
 from p2d.errors import ManifestError, P2DError, RecipeError
+from p2d.inspection import Inspection, check_features, default_out, inspect_frame
 from p2d.manifest import new_rows, read_manifest, relative_path, resolve_path, validate, write_manifest
 
 
@@ -73,6 +74,34 @@ class BuildResult:
     frame: pd.DataFrame
     report: DedupReport
     summary: list[tuple[str, str, int, int, int, int]]  # domain, source, rows, kept, train, test
+    inspection: Inspection | None = None  # drawings vs photos, before any unmatched row was dropped
+    drop_unmatched: tuple[str, ...] = ()
+    moved: list[tuple[str, str, int]] = field(default_factory=list)  # domain, feature, rows dropped as unmatched
+    notes: list[str] = field(default_factory=list)
+
+
+def drop_unmatched_rows(df: pd.DataFrame, inspection: Inspection, features: tuple[str, ...]
+                        ) -> tuple[pd.DataFrame, list[tuple[str, str, int]]]:
+    """Rows lacking a counterpart on any of `features` become keep=false, reason `unmatched:<feature>`
+    (the first of `features` they lack); also (domain, feature, rows) of what moved."""
+    lacking = inspection.unmatched_rows(features)
+    df = df.copy()
+    df.loc[lacking.index, "keep"] = False
+    df.loc[lacking.index, "reason"] = ["unmatched:" + f for f in lacking["drop_feature"]]
+    moved = [(domain, feature, len(part)) for (domain, feature), part in
+             lacking.groupby(["domain", "drop_feature"], sort=True)]
+    return df, moved
+
+
+def _inspect(output: Path, df: pd.DataFrame, features: tuple[str, ...]) -> tuple[Inspection | None, list[str]]:
+    """The drawings-vs-photos inspection of the kept rows, or why there is none (it cannot be had
+    without both domains; unmatched rows cannot then be told, which is an error only when asked for)."""
+    try:
+        return inspect_frame(output, df, default_out(output) / "cache", quiet=True), []
+    except P2DError as exc:
+        if features:
+            raise P2DError(f"--drop-unmatched {','.join(features)}: {exc}") from None
+        return None, [f"no inspection: {exc}"]
 
 
 def build_manifest(
@@ -83,10 +112,17 @@ def build_manifest(
     test_fraction: float | None = None,
     max_hamming: int = DEFAULT_MAX_HAMMING,
     min_similarity: float = DEFAULT_MIN_SIMILARITY,
+    drop_unmatched: tuple[str, ...] | None = None,
+    inspect: bool = True,
 ) -> BuildResult:
-    """Join, dedup, split, validate and write the experiment manifest (default: recipe path .csv)."""
+    """Join, dedup, drop rows without a counterpart (`drop_unmatched` features, default: the
+    recipe's data.drop_unmatched), split, validate and write the experiment manifest (default:
+    recipe path .csv). With `inspect`, the drawings are compared with the photos (`p2d inspect`)."""
     recipe = Path(recipe)
-    read_recipe(recipe)
+    recipe_dict = read_recipe(recipe)
+    if drop_unmatched is None:
+        drop_unmatched = tuple(recipe_dict.get("data", {}).get("drop_unmatched", ()))
+    drop_unmatched = check_features(tuple(drop_unmatched))
     if not sources:
         raise P2DError("give the per-source manifests: --from data/drawings/manifest.csv --from ...")
     if test_count is None and test_fraction is None:
@@ -120,6 +156,11 @@ def build_manifest(
     df.loc[gone, ["keep", "reason"]] = [False, "unreadable:missing"]
     labels = LabelView(output, files)
     df, report = dedup_frame(df, files, [labels] * len(df), max_hamming, min_similarity)
+    inspection, notes, moved = None, [], []
+    if inspect or drop_unmatched:
+        inspection, notes = _inspect(output, df, drop_unmatched)
+    if drop_unmatched and inspection is not None:
+        df, moved = drop_unmatched_rows(df, inspection, drop_unmatched)
     df["split"] = assign_split(df, test_count, test_fraction)
     df = new_rows(df.to_dict("records"))
     problems = validate(df, output)
@@ -132,4 +173,4 @@ def build_manifest(
         kept = part["keep"].astype(bool)
         summary.append((domain, source, len(part), int(kept.sum()),
                         int((kept & (part["split"] == "train")).sum()), int((kept & (part["split"] == "test")).sum())))
-    return BuildResult(output, df, report, summary)
+    return BuildResult(output, df, report, summary, inspection, drop_unmatched, moved, notes)

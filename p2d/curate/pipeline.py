@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2d.curate.facecache import FaceCache, file_signature
+from p2d.facecache import FaceCache, file_signature
 from p2d.curate.filters import Thresholds, drop_reason, laplacian_var, mean_gray, smile_agreement
 from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.errors import P2DError
