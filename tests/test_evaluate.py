@@ -351,8 +351,12 @@ def test_cli_evaluate_on_a_tiny_run(tiny_run):
     assert list(df["epoch"]) == [1, 2]
     assert (df[["n_photos", "n_drawings"]] == 4).all().all()
     for col in ("identity_drawing", "identity_cycle", "cycle_l1_photo", "cycle_l1_drawing",
-                "kid_drawing", "kid_drawing_std", "kid_photo", "brightness_gap_drawing"):
+                "kid_drawing", "kid_drawing_std", "kid_photo", "brightness_gap_drawing",
+                "kid_tone_drawing", "kid_tone_photo", "contrast_gap_drawing"):
         assert df[col].notna().all(), col
+        if not col.startswith("kid"):  # a mean with its 95% bootstrap interval around it
+            assert (df[col + "_lo"] <= df[col] + 1e-9).all() and (df[col] <= df[col + "_hi"] + 1e-9).all(), col
+        assert df[col.removesuffix("_std") + "_lo"].notna().all(), col
     assert df["cycle_l1_photo"].between(0, 1).all()
     # a second call reuses the rows (same checkpoints, same settings): nothing is measured again
     before = (tiny_run / "evaluate.csv").read_text()
