@@ -282,7 +282,8 @@ class BestEpochRule:
 
     Score (lower is better; see `rule_scores`): the mean of SCORE_TERMS, each scaled to its range
     over the epochs compared: realism in both feature spaces, the brightness and contrast gaps to
-    real drawings, and both cycle errors. Two epochs are *tied* when their scores differ by less than
+    real drawings, both cycle errors, and the photo-drawing identity distance (the one paired
+    measure defined on every image: how much of this face is left in its drawing). Two epochs are *tied* when their scores differ by less than
     `noise_multiple` x their combined interval half-widths. Among the tie set of the best-scoring
     eligible epoch, epochs with a drift flag (see `drift_flags`) are passed over, and the one in
     the most stable good stretch (lowest mean score with its neighbours) is suggested.
@@ -305,6 +306,7 @@ class BestEpochRule:
 SCORE_TERMS = (
     ("kid_tone_drawing", False), ("kid_drawing", False), ("brightness_gap_drawing", True),
     ("contrast_gap_drawing", True), ("cycle_l1_photo", False), ("cycle_l1_drawing", False),
+    ("identity_drawing", False),
 )
 # Trends that turn: a rise beyond the noise after a fall is drift (the experiments' late epochs).
 DRIFT_TRENDS = (("cycle_l1_drawing", False), ("cycle_l1_photo", False), ("brightness_gap_drawing", True),
@@ -328,7 +330,7 @@ def rule_scores(df: pd.DataFrame, terms=SCORE_TERMS) -> tuple[np.ndarray, np.nda
     """(score, half-width) per row: the mean over the measured terms of (value - lowest) / scale,
     scale = the range over the rows plus the median interval width, so a term that only moves within
     its noise spans about half the range an informative one does. Half-widths add in quadrature.
-    Falls back to the identity distance when no term is measured; all NaN when nothing is."""
+    All NaN when no term is measured."""
     zs, hs = [], []
     for col, absolute in terms:
         v, h = value_and_noise(df, col, absolute)
@@ -339,8 +341,6 @@ def rule_scores(df: pd.DataFrame, terms=SCORE_TERMS) -> tuple[np.ndarray, np.nda
         zs.append((v - np.nanmin(v)) / scale)
         hs.append(h / scale)
     if not zs:
-        if "identity_drawing" in df and df["identity_drawing"].notna().any():
-            return rule_scores(df, (("identity_drawing", False),))
         return np.full(len(df), np.nan), np.zeros(len(df))
     z, h = np.array(zs), np.array(hs)
     count = np.isfinite(z).sum(axis=0)
