@@ -21,6 +21,13 @@ What each column of RUN/evaluate.csv measures (photo->drawing unless named other
   `kid_photo` (+ `_std`): between the translated drawings and the real test photos.
   `brightness_gap_drawing`: mean intensity of the translated photos minus that of the real test
   drawings (0..1; negative: darker, the late-epoch drift the experiments saw).
+  `contrast_gap_drawing`: the same for the per-image intensity std (negative: flatter).
+- `kid_tone_drawing`, `kid_tone_photo` (+ `_std`): KID in a second, offline feature space that sees
+  tone and texture (`tone_texture_features`: gray-level CDF, gradient and Laplacian statistics at
+  three scales), standardized by the real test images of that domain.
+- `<metric>_lo`, `<metric>_hi`: the 95% bootstrap interval of every metric over the test images
+  (200 resamples, the same for every epoch). With 10 test photos KID's interval is as wide as the
+  differences between late epochs; `suggest_best` only prefers an epoch beyond this noise.
 
 Faces on curated 128 px images: faces are framed like CelebA's aligned faces, so HOG's box is ~60 px,
 at the lower limit of dlib's 80 px HOG window (benchmarks/evaluate.py: framed photos at 128 px are
