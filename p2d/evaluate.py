@@ -202,6 +202,17 @@ def mean_ci(values: Sequence[float], n_boot: int = 200, seed: int = 0) -> tuple[
     return float(v.mean()), lo, hi
 
 
+def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a share successes/n (95% at z=1.96). Unlike the bootstrap it is not
+    empty when every image agrees: 0 faces found in 24 still allows a share up to ~0.14."""
+    if n < 1:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def mean_gap_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 200, seed: int = 0) -> tuple[float, float, float]:
     """(mean(x) - mean(y), low, high), both samples resampled."""
     x, y = np.asarray(x, float), np.asarray(y, float)
@@ -284,8 +295,9 @@ class BestEpochRule:
     epoch's: the share of drawings with a face found at most `face_found_drop` below the best share,
     the landmark error at most `landmark_rise_iod` above the lowest (0.05 IOD is about the dlib
     predictor's own error on faces), the identity distance at most `identity_rise` above the lowest
-    (a tenth of dlib's 0.6 range). An epoch fails a gate only when it fails it beyond its own
-    confidence interval (one face more or less on a small test split does not flip it).
+    (a tenth of dlib's 0.6 range). An epoch fails a gate only when its whole 95% interval fails it
+    (one face more or less on a small test split does not flip it); the landmark gate judges only
+    epochs with at least `min_landmark_pairs` faces found in both photo and drawing.
 
     Score (lower is better; see `rule_scores`): the mean of SCORE_TERMS, each scaled to its range
     over the epochs compared: realism in both feature spaces, the brightness and contrast gaps to
@@ -302,10 +314,13 @@ class BestEpochRule:
     identity_rise: float = 0.05
     noise_multiple: float = 1.0
     outlier_margin: float = 0.25  # score units (a quarter of the epochs' range) on top of the noise
+    min_landmark_pairs: int = 10  # fewer face pairs than this: the landmark gate does not judge the epoch
 
     def __post_init__(self):
+        if self.min_landmark_pairs < 1:
+            raise P2DError(f"min_landmark_pairs={self.min_landmark_pairs}: give at least 1 face pair")
         for name, value in asdict(self).items():
-            if not (0 <= value < 10):
+            if name != "min_landmark_pairs" and not (0 <= value < 10):
                 raise P2DError(f"best-epoch tolerance {name}={value} must be >= 0 (and sensible, < 10)")
 
 
@@ -315,6 +330,8 @@ SCORE_TERMS = (
     ("contrast_gap_drawing", True), ("cycle_l1_photo", False), ("cycle_l1_drawing", False),
     ("identity_drawing", False),
 )
+# Shares of yes/no per image (their interval is Wilson's, over `<col>_n` images).
+SHARE_COLUMNS = ("face_found_drawing", "face_found_photo")
 # Trends that turn: a rise beyond the noise after a fall is drift (the experiments' late epochs).
 DRIFT_TRENDS = (("cycle_l1_drawing", False), ("cycle_l1_photo", False), ("brightness_gap_drawing", True),
                 ("contrast_gap_drawing", True))
@@ -410,7 +427,7 @@ def stable_pick(score: np.ndarray, candidates: Sequence[int]) -> int:
 
 
 def _gate_reasons(df: pd.DataFrame, rule: BestEpochRule) -> tuple[dict[int, list[str]], list[str]]:
-    """Per epoch, the gates it fails beyond its interval; and the gates measured in no epoch."""
+    """Per epoch, the gates it fails with its whole 95% interval; and the gates measured in no epoch."""
     gates = [  # column, higher is better, tolerance, label
         ("face_found_drawing", True, rule.face_found_drop, "face found"),
         ("landmark_nme", False, rule.landmark_rise_iod, "landmark err"),
@@ -420,16 +437,25 @@ def _gate_reasons(df: pd.DataFrame, rule: BestEpochRule) -> tuple[dict[int, list
     skipped = []
     for col, higher, tol, label in gates:
         values, half = value_and_noise(df, col)
+        if col == "landmark_nme" and "landmark_pairs" in df:  # a mean of 1-4 faces is not a measure
+            values = np.where(df["landmark_pairs"].to_numpy(float) >= rule.min_landmark_pairs, values, np.nan)
         if np.isnan(values).all():
             skipped.append(label)
             continue
+        lo, hi = values - half, values + half
+        if col + "_lo" in df and col + "_hi" in df:
+            lo, hi = df[col + "_lo"].fillna(df[col]).to_numpy(float), df[col + "_hi"].fillna(df[col]).to_numpy(float)
+        if col in SHARE_COLUMNS:  # older files: bootstrap bounds, empty when all images agree
+            n = df[col + "_n"] if col + "_n" in df else df.get("n_photos", pd.Series(np.nan, index=df.index))
+            hi = np.array([max(h, wilson_interval(v * k, int(k))[1]) if k == k and v == v else h
+                           for v, h, k in zip(values, hi, n)])
         limit = np.nanmax(values) - tol if higher else np.nanmin(values) + tol
-        for epoch, v, h in zip(df["epoch"], values, half):
+        for epoch, v, l_, h_ in zip(df["epoch"], values, lo, hi):
             if np.isnan(v):
-                reasons[int(epoch)].append(f"{label} not measured")
-            elif (v + h < limit - 1e-12) if higher else (v - h > limit + 1e-12):
+                continue  # no face found in its drawings: the face-found gate judges that
+            if (h_ < limit - 1e-12) if higher else (l_ > limit + 1e-12):
                 sign = "<" if higher else ">"
-                reasons[int(epoch)].append(f"{label} {v:.3f} {sign} {limit:.3f}" + (f" beyond +-{h:.3f}" if h else ""))
+                reasons[int(epoch)].append(f"{label} {v:.3f} {sign} {limit:.3f}, interval [{l_:.3f}, {h_:.3f}]")
     return reasons, skipped
 
 
@@ -659,6 +685,9 @@ def measure(
                              "landmark_pairs": len(per_image["landmark_nme"])}
     for col, values in per_image.items():
         out[col], out[col + "_lo"], out[col + "_hi"] = mean_ci(values, **boot)
+    for col in SHARE_COLUMNS:  # shares of yes/no: the Wilson interval (never empty), over n images
+        out[col + "_n"] = len(per_image[col])
+        out[col + "_lo"], out[col + "_hi"] = wilson_interval(sum(per_image[col]), len(per_image[col]))
     realism = {  # column: (translated features, real features)
         "kid_drawing": (probe.features(fake_drawings), ref.drawing_features),
         "kid_photo": (probe.features(fake_photos), ref.photo_features),

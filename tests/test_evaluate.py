@@ -245,6 +245,23 @@ def test_rule_prefers_a_stable_stretch_over_an_isolated_lucky_epoch_and_says_how
     assert "too small" in why.attrs["too_small"] and "--test-count" in why.attrs["too_small"]
 
 
+@pytest.mark.parametrize("k, n, lo, hi", [(0, 24, 0.0, 0.138), (12, 24, 0.314, 0.686), (24, 24, 0.862, 1.0)])
+def test_wilson_interval_of_a_share(k, n, lo, hi):
+    assert ev.wilson_interval(k, n) == pytest.approx((lo, hi), abs=0.002)
+
+
+def test_no_face_found_in_a_few_images_does_not_exclude_an_epoch():
+    """The issue's failure: face-found shares in tenths flipped the gate on one face. 4 of 24 vs 0
+    of 24 is within the Wilson interval; landmark errors of 1-4 face pairs do not judge."""
+    df = _table(face_found_drawing=[4 / 24, 0.0, 0.0], face_found_drawing_n=[24] * 3,
+                landmark_nme=[0.10, 0.30, np.nan], landmark_pairs=[4, 1, 0], kid_drawing=[0.6, 0.3, 0.2])
+    best, why = ev.suggest_best(df)
+    assert why["eligible"].all() and best == 15
+    assert why.attrs["skipped_gates"] == ["landmark err", "identity"]
+    strict = ev.suggest_best(df.assign(face_found_drawing=[1.0, 0.0, 0.0]))[1]
+    assert "face found 0.000 < 0.900" in strict["why"].iloc[2]
+
+
 @pytest.mark.parametrize("n, gap, noise, expected", [(10, 0.1, 0.2, 40), (50, 0.2, 0.1, 13), (10, 0.0, 0.1, None)])
 def test_images_to_separate_scales_with_the_square_of_noise_over_gap(n, gap, noise, expected):
     assert ev.images_to_separate(n, gap, noise) == expected
