@@ -294,7 +294,7 @@ def manifest_build_cmd(
     sources: Annotated[list[Path], typer.Option("--from", help="A per-source manifest (repeatable).")],
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output manifest (default: the recipe path with .csv).")] = None,
     test_count: Annotated[int | None, typer.Option(help="Test images per domain.")] = None,
-    test_fraction: Annotated[float | None, typer.Option(help="Test fraction per domain (default 0.05).")] = None,
+    test_fraction: Annotated[float | None, typer.Option(help="Test fraction per domain (default 0.05, and at least 50 rows where 20% of a domain allows).")] = None,
     max_hamming: Annotated[int, typer.Option(help="Most differing phash bits for a candidate pair (widens the search; thumbnails confirm).")] = 8,
     min_similarity: Annotated[float, typer.Option(help="Thumbnail correlation (0-1) that confirms a candidate as a duplicate.")] = 0.94,
     drop_unmatched: Annotated[str, typer.Option(help="Drop rows of either domain lacking a counterpart on these features (comma-separated, e.g. facing,smile; see `p2d inspect`). Default: the recipe's data.drop_unmatched, else none.")] = "",

@@ -21,6 +21,13 @@ What each column of RUN/evaluate.csv measures (photo->drawing unless named other
   `kid_photo` (+ `_std`): between the translated drawings and the real test photos.
   `brightness_gap_drawing`: mean intensity of the translated photos minus that of the real test
   drawings (0..1; negative: darker, the late-epoch drift the experiments saw).
+  `contrast_gap_drawing`: the same for the per-image intensity std (negative: flatter).
+- `kid_tone_drawing`, `kid_tone_photo` (+ `_std`): KID in a second, offline feature space that sees
+  tone and texture (`tone_texture_features`: gray-level CDF, gradient and Laplacian statistics at
+  three scales), standardized by the real test images of that domain.
+- `<metric>_lo`, `<metric>_hi`: the 95% bootstrap interval of every metric over the test images
+  (200 resamples, the same for every epoch). With 10 test photos KID's interval is as wide as the
+  differences between late epochs; `suggest_best` only prefers an epoch beyond this noise.
 
 Faces on curated 128 px images: faces are framed like CelebA's aligned faces, so HOG's box is ~60 px,
 at the lower limit of dlib's 80 px HOG window (benchmarks/evaluate.py: framed photos at 128 px are
@@ -159,6 +166,122 @@ def _nanmean(values: Sequence[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+# ============================================================================ noise and tone
+
+
+def bootstrap_ci(
+    statistic: Callable[..., float],
+    sizes: Sequence[int],
+    n_boot: int = 200,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `statistic(*index_arrays)`: each replicate draws, for every
+    sample of the given sizes, that many indices with replacement (the test images resampled). The
+    same seed draws the same indices for every epoch, whose test images are the same, so epochs are
+    compared on the same resamples. (nan, nan) when a sample is empty or no replicate is finite."""
+    if n_boot < 2 or not 0 < level < 1:
+        raise ValueError("bootstrap_ci needs n_boot >= 2 and 0 < level < 1")
+    if not len(sizes) or min(sizes) < 1:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(*[rng.integers(0, n, n) for n in sizes]) for _ in range(n_boot)], float)
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
+def mean_ci(values: Sequence[float], n_boot: int = 200, seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high) of per-image values; NaNs (images where it is not measurable) left out."""
+    v = np.asarray([x for x in values if x is not None and not math.isnan(x)], float)
+    if not len(v):
+        return float("nan"), float("nan"), float("nan")
+    lo, hi = bootstrap_ci(lambda i: v[i].mean(), (len(v),), n_boot, seed=seed)
+    return float(v.mean()), lo, hi
+
+
+def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a share successes/n (95% at z=1.96). Unlike the bootstrap it is not
+    empty when every image agrees: 0 faces found in 24 still allows a share up to ~0.14."""
+    if n < 1:
+        return float("nan"), float("nan")
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def mean_gap_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 200, seed: int = 0) -> tuple[float, float, float]:
+    """(mean(x) - mean(y), low, high), both samples resampled."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    if not len(x) or not len(y):
+        return float("nan"), float("nan"), float("nan")
+    lo, hi = bootstrap_ci(lambda i, j: x[i].mean() - y[j].mean(), (len(x), len(y)), n_boot, seed=seed)
+    return float(x.mean() - y.mean()), lo, hi
+
+
+def kid_ci(x: np.ndarray, y: np.ndarray, n_boot: int = 200, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of the MMD^2 between feature sets x and y, both resampled: the noise a
+    small test split leaves in KID. A resample repeats images; pairs of an image with a copy of
+    itself are left out of the within-set sums as the diagonal is (else the repeats bias it up).
+    The kernel matrices are computed once; a replicate only indexes them."""
+    if len(x) < 4 or len(y) < 4:
+        return float("nan"), float("nan")
+    kxx, kyy, kxy = polynomial_kernel(x, x), polynomial_kernel(y, y), polynomial_kernel(x, y)
+
+    def within(k: np.ndarray, i: np.ndarray) -> float:
+        distinct = i[:, None] != i[None, :]
+        return float(k[np.ix_(i, i)][distinct].mean()) if distinct.any() else float("nan")
+
+    return bootstrap_ci(lambda i, j: within(kxx, i) + within(kyy, j) - 2 * float(kxy[np.ix_(i, j)].mean()),
+                        (len(x), len(y)), n_boot, seed=seed)
+
+
+TONE_SCALES = (1, 2, 4)  # block-mean downsampling factors
+TONE_LEVELS = tuple(np.linspace(0, 1, 9)[1:-1])  # gray levels at which the tone CDF is taken
+GRADIENT_LEVELS = (0.02, 0.05, 0.1, 0.2)  # |gradient| thresholds, full intensity per pixel
+
+
+def tone_texture_features(image: np.ndarray) -> np.ndarray:
+    """Tone and texture statistics of one uint8 image (gray, or RGB averaged) at 3 scales (block
+    means of 1, 2, 4 px): mean, std and the gray-level CDF at 7 levels; mean and std of the gradient
+    magnitude, the share of pixels above 4 gradient levels, the std of the Laplacian. 3 x 16 = 48
+    numbers in units of full intensity, so darkening, saturation, smoothing or noise move them
+    (dlib's face descriptor is built not to see these)."""
+    gray = np.asarray(image, np.float64) / 255.0
+    if gray.ndim == 3:
+        gray = gray.mean(axis=2)
+    out: list[float] = []
+    for k in TONE_SCALES:
+        h, w = (gray.shape[0] // k) * k, (gray.shape[1] // k) * k
+        g = gray[:h, :w].reshape(h // k, k, w // k, k).mean(axis=(1, 3))
+        gy, gx = np.gradient(g) if min(g.shape) > 1 else (np.zeros_like(g), np.zeros_like(g))
+        mag = np.hypot(gx, gy) / k  # per original pixel, so that scales compare
+        lap = 4 * g[1:-1, 1:-1] - g[:-2, 1:-1] - g[2:, 1:-1] - g[1:-1, :-2] - g[1:-1, 2:]
+        out += [g.mean(), g.std()] + [float((g <= t).mean()) for t in TONE_LEVELS]
+        out += [mag.mean(), mag.std()] + [float((mag > t).mean()) for t in GRADIENT_LEVELS]
+        out.append(float(lap.std()) if lap.size else 0.0)
+    return np.array(out, np.float64)
+
+
+# Standardized tone features are scaled down so that x.y/d stays ~0.1 and the cubic kernel works
+# near its linear part: the MMD is then mostly the difference of means, far less noisy on a small
+# test split (17 drawings against a 15% darker copy: interval [0.13, 0.31] vs [-0.09, 0.04] for a
+# 2 px shift at 0.3; at 1.0 the shift's interval is [-2.5, 0.3]: tests/test_evaluate.py).
+TONE_FEATURE_SCALE = 0.3
+
+
+def standardize(features: np.ndarray, reference: np.ndarray, min_std: float = 0.01,
+                scale: float = TONE_FEATURE_SCALE) -> np.ndarray:
+    """Features in units of the reference set's spread per dimension, times `scale`; `min_std`
+    keeps near-constant dimensions from blowing up."""
+    mu = reference.mean(axis=0)
+    sd = np.maximum(reference.std(axis=0), min_std)
+    return (np.asarray(features, float) - mu) / sd * scale
+
+
 # ============================================================================ best epoch
 
 
@@ -167,31 +290,144 @@ class BestEpochRule:
     """The rule that suggests a best epoch, with its tolerances (units in the names).
 
     A person picks the epoch that looks most like a drawing while the face is still the same face.
-    So: an epoch is *eligible* when its structure and identity are within a tolerance of the best
+
+    Gates: an epoch is *eligible* when its structure and identity are within a tolerance of the best
     epoch's: the share of drawings with a face found at most `face_found_drop` below the best share,
     the landmark error at most `landmark_rise_iod` above the lowest (0.05 IOD is about the dlib
-    predictor's own error on faces: smaller differences are noise), and the photo-to-drawing identity
-    distance at most `identity_rise` above the lowest (a tenth of dlib's 0.6 same-person threshold
-    range). Among eligible epochs, the one whose drawings are most like real drawings (lowest
-    `kid_drawing`) wins; ties and missing KIDs fall back to the lowest identity distance, then
-    the earliest epoch. A gate whose metric is missing in every epoch is skipped (and said so).
+    predictor's own error on faces), the identity distance at most `identity_rise` above the lowest
+    (a tenth of dlib's 0.6 range). An epoch fails a gate only when its whole 95% interval fails it
+    (one face more or less on a small test split does not flip it); the landmark gate judges only
+    epochs with at least `min_landmark_pairs` faces found in both photo and drawing.
+
+    Score (lower is better; see `rule_scores`): the mean of SCORE_TERMS, each scaled to its range
+    over the epochs compared: realism in both feature spaces, the brightness and contrast gaps to
+    real drawings, both cycle errors, and the photo-drawing identity distance (the one paired
+    measure defined on every image: how much of this face is left in its drawing). Two epochs are *tied* when their scores differ by less than
+    `noise_multiple` x their combined interval half-widths. Among the tie set of the best-scoring
+    eligible epoch, epochs with a drift flag (see `drift_flags`) are passed over, and the one in
+    the most stable good stretch (lowest mean score with its neighbours) is suggested.
+    A gate whose metric is missing in every epoch is skipped (and said so).
     """
 
     face_found_drop: float = 0.10
     landmark_rise_iod: float = 0.05
     identity_rise: float = 0.05
+    noise_multiple: float = 1.0
+    outlier_margin: float = 0.25  # score units (a quarter of the epochs' range) on top of the noise
+    min_landmark_pairs: int = 10  # fewer face pairs than this: the landmark gate does not judge the epoch
 
     def __post_init__(self):
+        if self.min_landmark_pairs < 1:
+            raise P2DError(f"min_landmark_pairs={self.min_landmark_pairs}: give at least 1 face pair")
         for name, value in asdict(self).items():
-            if not (0 <= value < 10):
+            if name != "min_landmark_pairs" and not (0 <= value < 10):
                 raise P2DError(f"best-epoch tolerance {name}={value} must be >= 0 (and sensible, < 10)")
 
 
-def suggest_best(df: pd.DataFrame, rule: BestEpochRule | None = None) -> tuple[int | None, pd.DataFrame]:
-    """(best epoch or None, a frame epoch / eligible / why) by `rule` over evaluate.csv rows."""
-    rule = rule or BestEpochRule()
-    if df.empty:
-        return None, pd.DataFrame(columns=["epoch", "eligible", "why"])
+# Score terms: column, and whether its size (not its sign) counts.
+SCORE_TERMS = (
+    ("kid_tone_drawing", False), ("kid_drawing", False), ("brightness_gap_drawing", True),
+    ("contrast_gap_drawing", True), ("cycle_l1_photo", False), ("cycle_l1_drawing", False),
+    ("identity_drawing", False),
+)
+# Shares of yes/no per image (their interval is Wilson's, over `<col>_n` images).
+SHARE_COLUMNS = ("face_found_drawing", "face_found_photo")
+# Trends that turn: a rise beyond the noise after a fall is drift (the experiments' late epochs).
+DRIFT_TRENDS = (("cycle_l1_drawing", False), ("cycle_l1_photo", False), ("brightness_gap_drawing", True),
+                ("contrast_gap_drawing", True))
+
+
+def value_and_noise(df: pd.DataFrame, col: str, absolute: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """A metric column (its size with `absolute`) and its half-width per row: half the bootstrap
+    interval (`col_lo`, `col_hi`), else the `col_std` of older files, else 0 (no noise known)."""
+    v = df[col].to_numpy(float) if col in df else np.full(len(df), np.nan)
+    if col + "_lo" in df and col + "_hi" in df:
+        h = (df[col + "_hi"].to_numpy(float) - df[col + "_lo"].to_numpy(float)) / 2
+    elif col + "_std" in df:
+        h = df[col + "_std"].to_numpy(float)
+    else:
+        h = np.zeros(len(df))
+    return (np.abs(v) if absolute else v), np.nan_to_num(h, nan=0.0)
+
+
+def rule_scores(df: pd.DataFrame, terms=SCORE_TERMS) -> tuple[np.ndarray, np.ndarray]:
+    """(score, half-width) per row: the mean over the measured terms of (value - lowest) / scale,
+    scale = the range over the rows plus the median interval width, so a term that only moves within
+    its noise spans about half the range an informative one does. Half-widths add in quadrature.
+    All NaN when no term is measured."""
+    zs, hs = [], []
+    for col, absolute in terms:
+        v, h = value_and_noise(df, col, absolute)
+        if not np.isfinite(v).any():
+            continue
+        scale = np.nanmax(v) - np.nanmin(v) + 2 * float(np.median(h))
+        scale = scale if scale > 0 else 1.0
+        zs.append((v - np.nanmin(v)) / scale)
+        hs.append(h / scale)
+    if not zs:
+        return np.full(len(df), np.nan), np.zeros(len(df))
+    z, h = np.array(zs), np.array(hs)
+    count = np.isfinite(z).sum(axis=0)
+    with np.errstate(invalid="ignore"):
+        score = np.where(count > 0, np.nansum(z, axis=0) / np.maximum(count, 1), np.nan)
+    noise = np.sqrt(np.nansum(np.where(np.isfinite(z), h, 0) ** 2, axis=0)) / np.maximum(count, 1)
+    return score, noise
+
+
+def tie_set(score: np.ndarray, noise: np.ndarray, candidates: np.ndarray, multiple: float = 1.0) -> np.ndarray:
+    """Indices of the candidates tied with the best-scoring one: score within `multiple` x the
+    combined half-widths (sqrt(h_best^2 + h^2)); sorted by score."""
+    idx = np.array([i for i in np.flatnonzero(candidates) if np.isfinite(score[i])], int)
+    if not len(idx):
+        return idx
+    b = idx[np.argmin(score[idx])]
+    tied = idx[score[idx] - score[b] <= multiple * np.hypot(noise[b], noise[idx]) + 1e-12]
+    return tied[np.argsort(score[tied], kind="stable")]
+
+
+def drift_flags(
+    df: pd.DataFrame, score: np.ndarray, noise: np.ndarray, multiple: float = 1.0, margin: float = 0.25
+) -> dict[int, list[str]]:
+    """Drift flags per epoch (rows sorted by epoch): an epoch after the first whose score is worse
+    than each of its neighbours' (one, for the last) by more than `multiple` x the combined noise
+    plus `margin`; and an epoch where a
+    DRIFT_TRENDS metric, after falling beyond its noise, has risen beyond its noise above its
+    lowest value so far."""
+    epochs = [int(e) for e in df["epoch"]]
+    flags: dict[int, list[str]] = {e: [] for e in epochs}
+    for i, e in enumerate(epochs[1:], start=1):  # the first epoch is worse than the next by nature
+        nb = [j for j in (i - 1, i + 1) if j < len(epochs) and np.isfinite(score[j])]
+        if nb and np.isfinite(score[i]) and all(
+            score[i] - score[j] > multiple * math.hypot(noise[i], noise[j]) + margin for j in nb
+        ):
+            flags[e].append(f"score {score[i]:.2f} far worse than epoch(s) {', '.join(str(epochs[j]) for j in nb)}")
+    for col, absolute in DRIFT_TRENDS:
+        v, h = value_and_noise(df, col, absolute)
+        label = ("|" + METRIC_LABELS.get(col, col) + "|") if absolute else METRIC_LABELS.get(col, col)
+        for i in range(2, len(v)):
+            past = v[:i]
+            if not np.isfinite(v[i]) or not np.isfinite(past).any():
+                continue
+            m = int(np.nanargmin(past))
+            fell = np.isfinite(v[0]) and v[0] - v[m] > multiple * math.hypot(h[0], h[m])
+            rose = v[i] - v[m] > multiple * math.hypot(h[i], h[m])
+            if fell and rose:
+                flags[epochs[i]].append(f"{label} rising since epoch {epochs[m]} ({v[m]:.3f} -> {v[i]:.3f})")
+    return flags
+
+
+def stable_pick(score: np.ndarray, candidates: Sequence[int]) -> int:
+    """Of candidate row indices, the one whose score averaged with its neighbours' is lowest (a
+    stable good stretch beats an isolated lucky epoch); ties go to the lower own score."""
+    def stretch(i: int) -> float:
+        window = [score[j] for j in (i - 1, i, i + 1) if 0 <= j < len(score) and np.isfinite(score[j])]
+        return float(np.mean(window))
+
+    return min(candidates, key=lambda i: (stretch(i), score[i], i))
+
+
+def _gate_reasons(df: pd.DataFrame, rule: BestEpochRule) -> tuple[dict[int, list[str]], list[str]]:
+    """Per epoch, the gates it fails with its whole 95% interval; and the gates measured in no epoch."""
     gates = [  # column, higher is better, tolerance, label
         ("face_found_drawing", True, rule.face_found_drop, "face found"),
         ("landmark_nme", False, rule.landmark_rise_iod, "landmark err"),
@@ -200,46 +436,93 @@ def suggest_best(df: pd.DataFrame, rule: BestEpochRule | None = None) -> tuple[i
     reasons: dict[int, list[str]] = {int(e): [] for e in df["epoch"]}
     skipped = []
     for col, higher, tol, label in gates:
-        values = df[col] if col in df else pd.Series([np.nan] * len(df), index=df.index)
-        if values.isna().all():
+        values, half = value_and_noise(df, col)
+        if col == "landmark_nme" and "landmark_pairs" in df:  # a mean of 1-4 faces is not a measure
+            values = np.where(df["landmark_pairs"].to_numpy(float) >= rule.min_landmark_pairs, values, np.nan)
+        if np.isnan(values).all():
             skipped.append(label)
             continue
-        best = values.max() if higher else values.min()
-        limit = best - tol if higher else best + tol
-        for epoch, v in zip(df["epoch"], values):
-            if pd.isna(v):
-                reasons[int(epoch)].append(f"{label} not measured")
-            elif (v < limit - 1e-12) if higher else (v > limit + 1e-12):
+        lo, hi = values - half, values + half
+        if col + "_lo" in df and col + "_hi" in df:
+            lo, hi = df[col + "_lo"].fillna(df[col]).to_numpy(float), df[col + "_hi"].fillna(df[col]).to_numpy(float)
+        if col in SHARE_COLUMNS:  # older files: bootstrap bounds, empty when all images agree
+            n = df[col + "_n"] if col + "_n" in df else df.get("n_photos", pd.Series(np.nan, index=df.index))
+            hi = np.array([max(h, wilson_interval(v * k, int(k))[1]) if k == k and v == v else h
+                           for v, h, k in zip(values, hi, n)])
+        limit = np.nanmax(values) - tol if higher else np.nanmin(values) + tol
+        for epoch, v, l_, h_ in zip(df["epoch"], values, lo, hi):
+            if np.isnan(v):
+                continue  # no face found in its drawings: the face-found gate judges that
+            if (h_ < limit - 1e-12) if higher else (l_ > limit + 1e-12):
                 sign = "<" if higher else ">"
-                reasons[int(epoch)].append(f"{label} {v:.3f} {sign} {limit:.3f}")
-    eligible = df[[not reasons[int(e)] for e in df["epoch"]]]
-    order = eligible.assign(
-        _kid=eligible.get("kid_drawing", np.nan), _id=eligible.get("identity_drawing", np.nan)
-    ).sort_values(["_kid", "_id", "epoch"], na_position="last")
-    best_epoch = int(order["epoch"].iloc[0]) if len(order) else None
+                reasons[int(epoch)].append(f"{label} {v:.3f} {sign} {limit:.3f}, interval [{l_:.3f}, {h_:.3f}]")
+    return reasons, skipped
+
+
+def images_to_separate(n_images: int, gap: float, noise: float) -> int | None:
+    """Test images needed for a score gap to exceed its noise, the half-width shrinking as
+    1/sqrt(n): n * (noise / gap)^2 (None when the gap is 0)."""
+    if gap <= 0 or n_images < 1:
+        return None
+    return int(math.ceil(n_images * (noise / gap) ** 2))
+
+
+def suggest_best(df: pd.DataFrame, rule: BestEpochRule | None = None) -> tuple[int | None, pd.DataFrame]:
+    """(suggested epoch or None, a frame epoch / eligible / score / score_noise / flags / why) by
+    `rule` over evaluate.csv rows; attrs: tie_set, skipped_gates, and too_small (a sentence) when
+    the test split cannot separate the tied epochs."""
+    rule = rule or BestEpochRule()
+    if df.empty:
+        return None, pd.DataFrame(columns=["epoch", "eligible", "score", "score_noise", "flags", "why"])
+    df = df.sort_values("epoch").reset_index(drop=True)
+    epochs = [int(e) for e in df["epoch"]]
+    reasons, skipped = _gate_reasons(df, rule)
+    score, noise = rule_scores(df)
+    flags = drift_flags(df, score, noise, rule.noise_multiple, rule.outlier_margin)
+    eligible = np.array([not reasons[e] for e in epochs])
+    tied = tie_set(score, noise, eligible, rule.noise_multiple)
+    if not len(tied) and eligible.any():  # nothing scored: the earliest eligible epoch
+        tied = np.flatnonzero(eligible)[:1]
+    steady = [int(i) for i in tied if not flags[epochs[i]]]
+    pick = stable_pick(score, steady or [int(i) for i in tied]) if len(tied) else None
+    best_epoch = epochs[pick] if pick is not None else None
+    tie_epochs = sorted(epochs[i] for i in tied)
     rows = []
-    for _, r in df.iterrows():
-        e = int(r["epoch"])
+    for i, e in enumerate(epochs):
         if reasons[e]:
             why = "not eligible: " + "; ".join(reasons[e])
         elif e == best_epoch:
-            kid_v = r.get("kid_drawing", np.nan)
-            why = (f"best: lowest KID {kid_v:.4g} among {len(order)} eligible" if not pd.isna(kid_v)
-                   else f"best: no KID, lowest identity among {len(order)} eligible")
-            # KID on a small test set is noisy: say when another eligible epoch is within its spread.
-            spread = r.get("kid_drawing_std", np.nan)
-            close = [int(o) for o, k in zip(order["epoch"], order["_kid"])
-                     if int(o) != e and not pd.isna(spread) and k - kid_v <= spread]
-            if close:
-                why += f"; epochs {', '.join(map(str, close))} within its std (+-{spread:.3g}): look at them too"
+            why = f"suggested: score {score[i]:.3f} +- {noise[i]:.3f}"
+            if len(tie_epochs) > 1:
+                why += f", tied with {', '.join(str(t) for t in tie_epochs if t != e)}"
+                why += "" if steady else " (all of them flagged)"
+        elif e in tie_epochs:
+            why = f"tied: score {score[i]:.3f} +- {noise[i]:.3f}" + (", flagged" if flags[e] else "")
         else:
-            kid_v = r.get("kid_drawing", np.nan)
-            why = f"eligible, KID {kid_v:.4g}" if not pd.isna(kid_v) else "eligible, no KID"
-        rows.append({"epoch": e, "eligible": not reasons[e], "why": why})
+            why = f"eligible, score {score[i]:.3f} +- {noise[i]:.3f}"
+        rows.append({"epoch": e, "eligible": not reasons[e], "score": score[i], "score_noise": noise[i],
+                     "flags": "; ".join(flags[e]), "why": why})
     table = pd.DataFrame(rows)
+    table.attrs["tie_set"] = tie_epochs
     if skipped:
         table.attrs["skipped_gates"] = skipped
+    if len(tie_epochs) > 1 and "n_photos" in df:
+        table.attrs["too_small"] = _too_small_note(df, score, noise, tied, pick, rule.noise_multiple)
     return best_epoch, table
+
+
+def _too_small_note(df, score, noise, tied, pick, multiple: float) -> str:
+    """What the tie set says about the test split's size, and how many images would separate."""
+    n = int(df["n_photos"].iloc[pick])
+    others = [int(i) for i in tied if i != pick]
+    far = max(others, key=lambda i: abs(score[i] - score[pick]))
+    gap = abs(score[far] - score[pick])
+    need = images_to_separate(n, gap, multiple * math.hypot(noise[far], noise[pick]))
+    epochs = df["epoch"].astype(int).tolist()
+    return (f"{len(tied)} epochs are tied within the noise of {n} test photos: the test split is too small "
+            f"to separate them; " + (f"about {need} test photos would separate epoch {epochs[pick]} from "
+                                     f"epoch {epochs[far]} (rebuild the manifest with --test-count {need})"
+                                     if need else "their scores are equal"))
 
 
 # ============================================================================ dlib measurements
@@ -306,6 +589,8 @@ class Reference:
     photo_embeddings: list[np.ndarray]
     photo_features: np.ndarray
     drawing_features: np.ndarray
+    photo_tone_raw: np.ndarray  # tone/texture features of the real test images: the standard
+    drawing_tone_raw: np.ndarray
 
     @classmethod
     def build(cls, photos: list[np.ndarray], drawings: list[np.ndarray], probe: FaceProbe) -> "Reference":
@@ -319,7 +604,15 @@ class Reference:
             photo_embeddings=[probe.embedding(p, f.points) for p, f in zip(photos, photo_faces)],
             photo_features=probe.features(photos),
             drawing_features=probe.features(drawings),
+            photo_tone_raw=np.array([tone_texture_features(im) for im in photos]),
+            drawing_tone_raw=np.array([tone_texture_features(im) for im in drawings]),
         )
+
+    def tone(self, images: Sequence[np.ndarray], domain: str) -> tuple[np.ndarray, np.ndarray]:
+        """Tone/texture features of translated images into `domain` and of its real test images,
+        both standardized by the real ones."""
+        real = self.photo_tone_raw if domain == "photo" else self.drawing_tone_raw
+        return standardize(np.array([tone_texture_features(im) for im in images]), real), standardize(real, real)
 
 
 @dataclass(frozen=True)
@@ -332,6 +625,7 @@ class EvalSettings:
     min_detect_px: int = DETECT_MIN_PX
     max_images: int | None = None
     seed: int = 0
+    bootstrap: int = 200  # resamples of the test images behind every metric's 95% interval
 
     def __post_init__(self):
         if self.kid_subsets < 1:
@@ -340,11 +634,34 @@ class EvalSettings:
             raise P2DError(f"kid_subset_size={self.kid_subset_size}: give at least 2 images per subset")
         if self.min_detect_px < 32:
             raise P2DError(f"min_detect_px={self.min_detect_px}: give at least 32 (dlib's HOG window is 80 px)")
+        if self.bootstrap < 20:
+            raise P2DError(f"bootstrap={self.bootstrap}: give at least 20 resamples (200 gives stable 95% intervals)")
         if self.max_images is not None and self.max_images < 1:
             raise P2DError(f"max_images={self.max_images}: give at least 1 (or leave it unset for all)")
 
     def key(self) -> str:
         return ",".join(f"{k}={v}" for k, v in asdict(self).items())
+
+
+def _face_measures(ref: Reference, fake_drawings, back_photos, fake_photos, probe: FaceProbe) -> dict[str, list]:
+    """Per-image structure and identity values (the module docstring says what each is)."""
+    found, nme, smile, id_drawing, id_cycle = [], [], [], [], []
+    for photo_face, emb, drawing, back in zip(ref.photo_faces, ref.photo_embeddings, fake_drawings, back_photos):
+        id_drawing.append(embedding_distance(emb, probe.embedding(drawing, photo_face.points)))
+        id_cycle.append(embedding_distance(emb, probe.embedding(back, photo_face.points)))
+        if not photo_face.hog_found:
+            continue  # no detector-confirmed face in the input: "still found" has no meaning
+        seen = probe.face(drawing, fallback=False)
+        found.append(float(seen.hog_found))
+        if seen.hog_found:
+            nme.append(landmark_error(photo_face.points, seen.points))
+            smile.append(smile_score(seen.points) - smile_score(photo_face.points))
+    found_photo = [
+        float(probe.face(fake, fallback=False).hog_found)
+        for face, fake in zip(ref.drawing_faces, fake_photos) if face.hog_found
+    ]
+    return {"face_found_drawing": found, "face_found_photo": found_photo, "landmark_nme": nme,
+            "smile_drift": smile, "identity_drawing": id_drawing, "identity_cycle": id_cycle}
 
 
 def measure(
@@ -360,48 +677,32 @@ def measure(
     back_photos = drawing2photo(fake_drawings)
     fake_photos = drawing2photo(ref.drawings)
     back_drawings = photo2drawing(fake_photos)
-
-    found, nme, smile, id_drawing, id_cycle = [], [], [], [], []
-    for photo_face, emb, drawing, back in zip(ref.photo_faces, ref.photo_embeddings, fake_drawings, back_photos):
-        id_drawing.append(embedding_distance(emb, probe.embedding(drawing, photo_face.points)))
-        id_cycle.append(embedding_distance(emb, probe.embedding(back, photo_face.points)))
-        if not photo_face.hog_found:
-            continue  # no detector-confirmed face in the input: "still found" has no meaning
-        out = probe.face(drawing, fallback=False)
-        found.append(out.hog_found)
-        if out.hog_found:
-            nme.append(landmark_error(photo_face.points, out.points))
-            smile.append(smile_score(out.points) - smile_score(photo_face.points))
-    found_photo = [
-        probe.face(fake, fallback=False).hog_found
-        for face, fake in zip(ref.drawing_faces, fake_photos) if face.hog_found
-    ]
-    kid_d = kid(probe.features(fake_drawings), ref.drawing_features, settings.kid_subsets,
-                settings.kid_subset_size, settings.seed)
-    kid_p = kid(probe.features(fake_photos), ref.photo_features, settings.kid_subsets,
-                settings.kid_subset_size, settings.seed)
-    brightness = (
-        float(np.mean([d.mean() for d in fake_drawings]) - np.mean([d.mean() for d in ref.drawings])) / 255.0
-        if fake_drawings and ref.drawings else float("nan")
-    )
-    return {
-        "n_photos": len(ref.photos),
-        "n_drawings": len(ref.drawings),
-        "face_found_drawing": _nanmean([float(f) for f in found]),
-        "face_found_photo": _nanmean([float(f) for f in found_photo]),
-        "landmark_nme": _nanmean(nme),
-        "landmark_pairs": len(nme),
-        "smile_drift": _nanmean(smile),
-        "identity_drawing": _nanmean(id_drawing),
-        "identity_cycle": _nanmean(id_cycle),
-        "cycle_l1_photo": _nanmean([l1_error(a, b) for a, b in zip(ref.photos, back_photos)]),
-        "cycle_l1_drawing": _nanmean([l1_error(a, b) for a, b in zip(ref.drawings, back_drawings)]),
-        "kid_drawing": kid_d[0],
-        "kid_drawing_std": kid_d[1],
-        "kid_photo": kid_p[0],
-        "kid_photo_std": kid_p[1],
-        "brightness_gap_drawing": brightness,
+    per_image = _face_measures(ref, fake_drawings, back_photos, fake_photos, probe)
+    per_image["cycle_l1_photo"] = [l1_error(a, b) for a, b in zip(ref.photos, back_photos)]
+    per_image["cycle_l1_drawing"] = [l1_error(a, b) for a, b in zip(ref.drawings, back_drawings)]
+    boot = dict(n_boot=settings.bootstrap, seed=settings.seed)
+    out: dict[str, float] = {"n_photos": len(ref.photos), "n_drawings": len(ref.drawings),
+                             "landmark_pairs": len(per_image["landmark_nme"])}
+    for col, values in per_image.items():
+        out[col], out[col + "_lo"], out[col + "_hi"] = mean_ci(values, **boot)
+    for col in SHARE_COLUMNS:  # shares of yes/no: the Wilson interval (never empty), over n images
+        out[col + "_n"] = len(per_image[col])
+        out[col + "_lo"], out[col + "_hi"] = wilson_interval(sum(per_image[col]), len(per_image[col]))
+    realism = {  # column: (translated features, real features)
+        "kid_drawing": (probe.features(fake_drawings), ref.drawing_features),
+        "kid_photo": (probe.features(fake_photos), ref.photo_features),
+        "kid_tone_drawing": ref.tone(fake_drawings, "drawing"),
+        "kid_tone_photo": ref.tone(fake_photos, "photo"),
     }
+    for col, (fake, real) in realism.items():
+        out[col], out[col + "_std"] = kid(fake, real, settings.kid_subsets, settings.kid_subset_size, settings.seed)
+        out[col + "_lo"], out[col + "_hi"] = kid_ci(fake, real, **boot)
+    # Tone gaps to the real drawings (0..1; negative brightness: darker, the drift the experiments saw).
+    gaps = {"brightness_gap_drawing": np.mean, "contrast_gap_drawing": np.std}
+    for col, stat in gaps.items():
+        out[col], out[col + "_lo"], out[col + "_hi"] = mean_gap_ci(
+            [stat(d) / 255.0 for d in fake_drawings], [stat(d) / 255.0 for d in ref.drawings], **boot)
+    return out
 
 
 # ============================================================================ a run, epoch by epoch
@@ -486,23 +787,29 @@ METRIC_LABELS = {
     "face_found_drawing": "face found", "landmark_nme": "landmark err", "smile_drift": "smile drift",
     "identity_drawing": "id drawing", "identity_cycle": "id cycle", "cycle_l1_photo": "cycle photo",
     "cycle_l1_drawing": "cycle drawing", "kid_drawing": "KID drawing", "kid_photo": "KID photo",
-    "brightness_gap_drawing": "brightness",
+    "brightness_gap_drawing": "brightness", "contrast_gap_drawing": "contrast",
+    "kid_tone_drawing": "KID tone drawing", "kid_tone_photo": "KID tone photo",
 }
 # The terminal summary: three narrow tables rather than one wide one, each fits 80 columns.
 SUMMARY_GROUPS = {
     "structure and identity (photo -> drawing)": (
         "face_found_drawing", "landmark_nme", "smile_drift", "identity_drawing", "identity_cycle"),
-    "cycle error and realism": (
-        "cycle_l1_photo", "cycle_l1_drawing", "kid_drawing", "kid_photo", "brightness_gap_drawing"),
+    "cycle error and realism (dlib features)": ("cycle_l1_photo", "cycle_l1_drawing", "kid_drawing", "kid_photo"),
+    "tone and texture (gaps: translated photos minus real drawings)": (
+        "kid_tone_drawing", "kid_tone_photo", "brightness_gap_drawing", "contrast_gap_drawing"),
 }
 
 
 def metric_cell(row, col: str) -> str | float:
     """One metric of an evaluate.csv row for a table: "–" where not measurable (no face found, too
-    few images for KID), KID as "mean ± std", otherwise the number."""
+    few images for KID), "value ± half its 95% interval" where measured with one, KID of older
+    files as "mean ± std", otherwise the number."""
     value = row.get(col)
     if value is None or pd.isna(value):
         return "–"
+    lo, hi = row.get(col + "_lo"), row.get(col + "_hi")
+    if lo is not None and hi is not None and not pd.isna(lo) and not pd.isna(hi):
+        return f"{value:.3g} ± {(hi - lo) / 2:.2g}"
     std = row.get(col + "_std")
     if std is not None and not pd.isna(std):
         return f"{value:.3g} ± {std:.2g}"
@@ -513,7 +820,7 @@ def metric_cell(row, col: str) -> str | float:
 class EvaluateResult:
     table: pd.DataFrame  # one row per evaluated epoch, sorted by epoch
     best_epoch: int | None
-    why: pd.DataFrame  # epoch / eligible / why
+    why: pd.DataFrame  # epoch / eligible / score / score_noise / flags / why (attrs: tie_set ...)
     csv_path: Path
     skipped: list[str] = field(default_factory=list)  # "epoch 7: reason" for epochs not evaluated
 
@@ -523,21 +830,35 @@ class EvaluateResult:
         for title, columns in SUMMARY_GROUPS.items():
             rows = [[int(r["epoch"])] + [metric_cell(r, c) for c in columns] for _, r in self.table.iterrows()]
             out.append((title, ["epoch"] + [METRIC_LABELS[c] for c in columns], rows))
-        why = dict(zip(self.why["epoch"], self.why["why"]))
-        out.append(("best-epoch rule", ["epoch", "verdict"], [(int(e), why[int(e)]) for e in self.table["epoch"]]))
+        verdicts = [(int(r["epoch"]), r["why"], r["flags"] or "–") for _, r in self.why.iterrows()]
+        out.append(("best-epoch rule (score: lower is better, ± its noise)", ["epoch", "verdict", "drift flags"], verdicts))
         return out
 
+    @property
+    def tie_set(self) -> list[int]:
+        """Epochs tied with the best-scoring eligible one (within the noise), the suggestion among them."""
+        return list(self.why.attrs.get("tie_set", []))
+
+    @property
+    def drift_flags(self) -> dict[int, str]:
+        """Epoch -> its drift flags, for the flagged epochs."""
+        return {int(e): f for e, f in zip(self.why["epoch"], self.why["flags"]) if f}
+
     def notes(self) -> list[str]:
-        """Epochs not evaluated, gates skipped, and the verdict (rich markup)."""
+        """Epochs not evaluated, gates skipped, the verdict, its tie set and the drift (rich markup)."""
         lines = [f"[yellow]skipped[/] {note}" for note in self.skipped]
         lines += [f"[yellow]rule[/]: {gate} was measured in no epoch (no faces found by HOG); gate skipped"
                   for gate in self.why.attrs.get("skipped_gates", [])]
+        if self.drift_flags:
+            lines.append(f"[yellow]drift flags[/] on epochs {', '.join(map(str, self.drift_flags))} (passed over when tied)")
+        if "too_small" in self.why.attrs:
+            lines.append(f"[yellow]noise[/]: {self.why.attrs['too_small']}")
         if self.best_epoch is None:
             lines.append("[bold yellow]no epoch passes the structure/identity gates[/]: loosen the tolerances to compare")
         else:
-            why = dict(zip(self.why["epoch"], self.why["why"]))
-            lines.append(f"[bold green]suggested best epoch: {self.best_epoch}[/] ({why[self.best_epoch]}). "
-                         f"Wrote {self.csv_path}")
+            ties = [e for e in self.tie_set if e != self.best_epoch]
+            tied = f"; tied within the noise: {', '.join(map(str, ties))} (look at them too)" if ties else ""
+            lines.append(f"[bold green]suggested best epoch: {self.best_epoch}[/]{tied}. Wrote {self.csv_path}")
         return lines
 
 

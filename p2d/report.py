@@ -36,17 +36,19 @@ LOSS_SKIP = ("epoch", "steps", "seconds", "lr")
 EVALUATE_PLOTS = (
     ("kid_drawing", "KID photo->drawing (lower: more like real drawings)"),
     ("kid_photo", "KID drawing->photo (lower: more like real photos)"),
+    ("kid_tone_drawing", "KID tone/texture photo->drawing (lower)"),
     ("face_found_drawing", "faces still found in drawings (higher)"),
     ("landmark_nme", "landmark error / inter-ocular (lower)"),
     ("identity_drawing", "identity distance photo-drawing (lower)"),
     ("smile_drift", "smile drift (0: none)"),
     ("cycle_l1_photo", "cycle L1 photo (lower)"),
     ("brightness_gap_drawing", "brightness vs real drawings (0: same)"),
+    ("contrast_gap_drawing", "contrast vs real drawings (0: same)"),
 )
 
 # evaluate.csv columns in the report's table (KID with its std; labels: evaluate.METRIC_LABELS).
-EVALUATE_TABLE = ("kid_drawing", "kid_photo", "face_found_drawing", "landmark_nme", "identity_drawing", "smile_drift",
-                  "cycle_l1_photo", "brightness_gap_drawing")
+EVALUATE_TABLE = ("kid_drawing", "kid_tone_drawing", "kid_photo", "face_found_drawing", "landmark_nme",
+                  "identity_drawing", "smile_drift", "cycle_l1_photo", "brightness_gap_drawing", "contrast_gap_drawing")
 
 
 # ============================================================================ pure helpers
@@ -241,8 +243,8 @@ def plot_losses(runs: Sequence[RunInfo], out: Path) -> bool:
 
 
 def plot_evaluate(runs: Sequence[RunInfo], best: dict[str, int | None], out: Path) -> bool:
-    """evaluate.csv curves per epoch (KID with its std as error bars); a star on each run's
-    suggested best epoch."""
+    """evaluate.csv curves per epoch (error bars: the 95% interval, or KID's std in older files); a
+    star on each run's suggested best epoch."""
     have = [r for r in runs if r.evaluate is not None and len(r.evaluate)]
     if not have:
         return False
@@ -254,7 +256,10 @@ def plot_evaluate(runs: Sequence[RunInfo], best: dict[str, int | None], out: Pat
             if df is None or col not in df:
                 continue
             df = df.sort_values("epoch")
-            err = df.get(col + "_std")
+            if col + "_lo" in df and col + "_hi" in df:
+                err = [(df[col] - df[col + "_lo"]).clip(lower=0), (df[col + "_hi"] - df[col]).clip(lower=0)]
+            else:
+                err = df.get(col + "_std")
             ax.errorbar(df["epoch"], df[col], yerr=err, marker="o", ms=3, capsize=2, color=f"C{i}", label=r.label)
             b = best.get(r.label)
             if b is not None and b in set(df["epoch"]):
@@ -453,29 +458,41 @@ def _losses_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
 
 
 def _evaluate_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
-    """Measured curves, the suggested best epoch of each evaluated run, and every epoch's metrics."""
+    """Measured curves, the suggested epoch of each evaluated run with its tie set and drift flags,
+    and every epoch's metrics."""
     from p2d.evaluate import METRIC_LABELS, suggest_best
 
     best: dict[str, int | None] = {}
-    why_rows = []
+    verdicts, why_rows, notes = [], [], []
     for r in infos:
         if r.evaluate is not None and len(r.evaluate):
             b, why = suggest_best(r.evaluate)
             best[r.label] = b
-            rule = dict(zip(why["epoch"], why["why"]))
+            flagged = [f"{int(e)}: {f}" for e, f in zip(why["epoch"], why["flags"]) if f]
+            verdicts.append((r.label, b if b is not None else "none passes",
+                             ", ".join(map(str, why.attrs.get("tie_set", []))), "; ".join(flagged) or "none"))
+            if "too_small" in why.attrs:
+                notes.append(f"<p>{_esc(r.label)}: {_esc(why.attrs['too_small'])}.</p>")
+            rule = why.set_index("epoch")
             for _, row in r.evaluate.sort_values("epoch").iterrows():
-                why_rows.append([r.label, int(row["epoch"])] + [_fmt(row, c) for c in EVALUATE_TABLE]
-                                + [rule.get(int(row["epoch"]), "")])
+                e = int(row["epoch"])
+                why_rows.append([r.label, e] + [_fmt(row, c) for c in EVALUATE_TABLE]
+                                + [rule.at[e, "why"], rule.at[e, "flags"] or ""])
     body = []
     if best:
         body.append("<h2>Evaluation (p2d evaluate)</h2>")
         img = page.plot("evaluate.png", lambda png: plot_evaluate(infos, best, png), "evaluation curves")
         body += [img] if img else []
-        body.append("<p>Suggested best epoch (star): the lowest KID photo-&gt;drawing among the epochs whose "
-                    "faces, landmarks and identity stay within a tolerance of the best epoch's "
-                    "(default tolerances; see <code>p2d evaluate --help</code>).</p>")
-        body.append(_table(["run", "best epoch"], [(k, v if v is not None else "none passes") for k, v in best.items()]))
-        body.append(_table(["run", "epoch"] + [METRIC_LABELS[c] for c in EVALUATE_TABLE] + ["rule"], why_rows))
+        body.append("<p>Suggested epoch (star): among the epochs whose faces, landmarks and identity stay "
+                    "within a tolerance of the best epoch's, the lowest score (realism in dlib and tone/texture "
+                    "features, brightness and contrast gaps, cycle errors, each scaled to its range over the "
+                    "epochs). Epochs whose score is within the noise of the best (95% bootstrap intervals over "
+                    "the test images) are tied; among them, epochs with a drift flag are passed over and the "
+                    "one in the most stable stretch is suggested (<code>p2d evaluate --help</code>).</p>")
+        body.append(_table(["run", "suggested epoch", "tied within the noise", "drift flags"], verdicts))
+        body += notes
+        body.append(_table(["run", "epoch"] + [METRIC_LABELS[c] for c in EVALUATE_TABLE] + ["rule", "drift flags"],
+                           why_rows))
     missing_eval = [r.label for r in infos if r.label not in best]
     if missing_eval:
         body.append(f"<p>No evaluate.csv for {_esc(', '.join(missing_eval))}: run "

@@ -62,6 +62,19 @@ def test_small_domain_gets_one_test_row():
     assert (assign_split(frame(6), test_fraction=0.0) == "train").all()  # asked for none
 
 
+def test_default_split_gives_evaluate_50_test_photos_and_the_drawings_it_can_spare():
+    df = pd.concat([frame(100), frame(600, "photo"), frame(3000, "photo", offset=600)], ignore_index=True)
+    s = assign_split(df, test_fraction=0.05, min_test=50)
+    photos = (df["domain"] == "photo") & (s == "test")
+    assert ((df["domain"] == "drawing") & (s == "test")).sum() == 20  # 20% of 100 drawings: the rest train
+    assert photos.sum() >= 50 and photos.sum() == max(50, (assign_split(df, test_fraction=0.05) == "test")[df["domain"] == "photo"].sum())
+    small = pd.concat([frame(100), frame(600, "photo")], ignore_index=True)
+    small_test = assign_split(small, test_fraction=0.05, min_test=50)
+    assert ((small["domain"] == "photo") & (small_test == "test")).sum() == 50  # 5% of 600 is only ~30
+    # the rows below the fraction stay test: the minimum only adds the next-ranked ones
+    assert (small_test[assign_split(small, test_fraction=0.05) == "test"] == "test").all()
+
+
 def test_dropped_rows_stay_train():
     df = frame(20)
     df["keep"] = False

@@ -8,6 +8,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from p2d import report as rp
@@ -154,6 +155,12 @@ def test_report_of_one_run(runs):
     assert {"strip_run1_row1.png", "strip_run1_row4.png"} <= names
     text = " ".join(page.text)
     assert "photo 1" in text and "drawing 2" in text and "cycle_weight" in text
+    # the rule's verdict: suggested epoch, its tie set and the drift flags (none on 2 epochs)
+    from p2d.evaluate import suggest_best
+
+    best, why = suggest_best(pd.read_csv(run / "evaluate.csv"))
+    assert "tied within the noise" in text and "drift flags" in text
+    assert f"gray_c10 (tiny) {best} {' '.join(map(str, why.attrs['tie_set']))}".replace(",", "") in text.replace(",", "")
     assert result.epochs == {"gray_c10 (tiny)": [1, 2]}
     # the run's manifest inspected: drawings vs photos, histograms and the least matched rows
     assert "Drawings vs photos (p2d inspect)" in text and {"histograms.png", "unmatched.png"} <= names

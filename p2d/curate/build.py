@@ -9,6 +9,9 @@ has no phash). `--test-fraction f`: a row is test when u < f, decided row by row
 never moves an existing row (a domain of 2+ kept rows that would get none gets its lowest-ranked
 row, so every domain has a test image to sample). `--test-count n`: the n lowest-ranked rows of each domain are test;
 adding rows moves at most as many old rows out of test as new rows with a lower rank come in.
+Neither given: 5% per domain, but at least DEFAULT_MIN_TEST rows where the domain can spare them
+(at most MAX_TEST_SHARE of it): `p2d evaluate` needs ~50 test photos to separate epochs beyond the
+noise (a 10-photo split left KID's noise as large as the differences between late epochs).
 """
 
 from __future__ import annotations
@@ -32,8 +35,15 @@ def split_rank(domain: str, key: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def assign_split(df: pd.DataFrame, test_count: int | None = None, test_fraction: float | None = None) -> pd.Series:
-    """`train`/`test` for every row (dropped rows are train), per domain, as the module docstring says."""
+DEFAULT_TEST_FRACTION = 0.05
+DEFAULT_MIN_TEST = 50
+MAX_TEST_SHARE = 0.2  # the minimum never takes more than this share of a domain's kept rows
+
+
+def assign_split(df: pd.DataFrame, test_count: int | None = None, test_fraction: float | None = None,
+                 min_test: int = 0) -> pd.Series:
+    """`train`/`test` for every row (dropped rows are train), per domain, as the module docstring
+    says; with `test_fraction`, at least min(min_test, MAX_TEST_SHARE of the kept rows) per domain."""
     if (test_count is None) == (test_fraction is None):
         raise P2DError("give exactly one of --test-count N or --test-fraction F")
     if test_fraction is not None and not 0.0 <= test_fraction < 1.0:
@@ -52,6 +62,9 @@ def assign_split(df: pd.DataFrame, test_count: int | None = None, test_fraction:
                 # A small domain would get no test row at all, and training would have nothing
                 # to draw samples from: take its lowest-ranked row (still a pure function of content).
                 chosen = rows[np.argsort(rank[rows], kind="stable")[:1]]
+            floor = min(min_test, int(MAX_TEST_SHARE * len(rows)))
+            if len(chosen) < floor:  # the lowest-ranked rows: a superset of those below the fraction
+                chosen = rows[np.argsort(rank[rows], kind="stable")[:floor]]
         else:
             chosen = rows[np.argsort(rank[rows], kind="stable")[:test_count]]
         split[chosen] = "test"
@@ -125,8 +138,9 @@ def build_manifest(
     drop_unmatched = check_features(tuple(drop_unmatched))
     if not sources:
         raise P2DError("give the per-source manifests: --from data/drawings/manifest.csv --from ...")
+    min_test = 0
     if test_count is None and test_fraction is None:
-        test_fraction = 0.05
+        test_fraction, min_test = DEFAULT_TEST_FRACTION, DEFAULT_MIN_TEST
     output = Path(output) if output else recipe.with_suffix(".csv")
     # Paths like ../data/x.png resolve through the output folder, so it must exist to check them.
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +175,7 @@ def build_manifest(
         inspection, notes = _inspect(output, df, drop_unmatched)
     if drop_unmatched and inspection is not None:
         df, moved = drop_unmatched_rows(df, inspection, drop_unmatched)
-    df["split"] = assign_split(df, test_count, test_fraction)
+    df["split"] = assign_split(df, test_count, test_fraction, min_test)
     df = new_rows(df.to_dict("records"))
     problems = validate(df, output)
     if problems:
