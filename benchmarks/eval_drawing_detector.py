@@ -12,6 +12,8 @@ own choice): "found" when it overlaps a hand box by --min-iou, "wrong" when it o
 detector gives the hand label's facing (frontal / left / right). Seconds: per image, this machine.
 `drawing+combined`: today's combination, and the new detector's box where that finds none.
 --sweep prints found / wrong / face-free boxes of the new detector for several score thresholds.
+--sheet DIR saves, per image set, a contact sheet of the drawings with a face: hand boxes blue,
+the new detector's box green (found) or red (wrong), with its view and score.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from p2d.curate.detect import DrawingDetector, choose_with_rotations  # noqa: E402
 from p2d.drawing_detector import MIN_SCORE, DrawingFaceDetector, box_iou  # noqa: E402
-from p2d.images import read_image  # noqa: E402
+from p2d.images import read_image, write_image  # noqa: E402
+from p2d.sheets import contact_sheet, draw_box  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
@@ -97,7 +100,7 @@ def run(images: dict[str, np.ndarray], stock: DrawingDetector | None, new: Drawi
     raw = {}
     for name, img in images.items():
         t0 = time.perf_counter()
-        raw[name] = new.detect(img, min_score=-1.0)
+        raw[name] = new.detect(img, min_score=-1.5)
         seconds["drawing"] += time.perf_counter() - t0
         top = next((f for f in raw[name] if f.score >= min_score), None)
         picks["drawing"][name] = (None, None) if top is None else (top.box, top.view)
@@ -143,7 +146,7 @@ def summary_rows(picks, seconds, truth: dict[str, list], skimage_picks, min_iou:
     return rows
 
 
-def sweep_rows(raw: dict, truth: dict, min_iou: float, thresholds=(-0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0)):
+def sweep_rows(raw: dict, truth: dict, min_iou: float, thresholds=(-1.0, -0.9, -0.8, -0.7, -0.6, -0.5, -0.25, 0.0, 0.5)):
     rows = []
     for t in thresholds:
         v = {}
@@ -155,6 +158,24 @@ def sweep_rows(raw: dict, truth: dict, min_iou: float, thresholds=(-0.5, -0.25, 
     return rows
 
 
+def review_sheet(images: dict, truth: dict, raw: dict, min_score: float, min_iou: float) -> np.ndarray:
+    """The drawings with a hand box: hand boxes blue, the new detector's top box green or red."""
+    cells, labels = [], []
+    for name in sorted(n for n in images if truth[n]):
+        img = images[name]
+        for box, _ in truth[name]:
+            img = draw_box(img, box, (0, 90, 255))
+        top = next((f for f in raw[name] if f.score >= min_score), None)
+        label = "none"
+        if top is not None:
+            ok = verdict(top.box, truth[name], min_iou) == "found"
+            img = draw_box(img, top.box, (0, 180, 0) if ok else (230, 0, 0))
+            label = f"{top.view} {top.score:+.2f}"
+        cells.append(img)
+        labels.append(f"{Path(name).name}\n{label}")
+    return contact_sheet(cells, labels, cell=200, cols=6)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--clipart", type=Path, default=Path("/usr/share/openclipart/png"))
@@ -162,6 +183,7 @@ def main() -> None:
     ap.add_argument("--min-score", type=float, default=MIN_SCORE, help="the new detector's threshold")
     ap.add_argument("--skip-stock", action="store_true", help="only the new detector (fast)")
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--sheet", type=Path, help="folder for review sheets (PNG)")
     args = ap.parse_args()
     new = DrawingFaceDetector()
     stock = None if args.skip_stock else DrawingDetector()
@@ -182,6 +204,11 @@ def main() -> None:
             ["detector", "drawings found", "wrong box", "box on face-free", f"skimage face-free ({len(sk_images)})",
              "facing ok", "s/image"],
             summary_rows(picks, seconds, truth, sk_picks, args.min_iou)))
+        if args.sheet:
+            args.sheet.mkdir(parents=True, exist_ok=True)
+            out = args.sheet / f"drawing_detector_{title.replace(' ', '_')}.png"
+            write_image(out, review_sheet(images, truth, raw, args.min_score, args.min_iou))
+            console.print(f"review sheet: {out}")
         if args.sweep:
             sk_truth = {n: [] for n in sk_raw}
             rows = [(t, f, w, fa, sk) for (t, f, w, fa), (_, _, _, sk) in
