@@ -5,7 +5,7 @@ Usage: python benchmarks/eval_drawing_detector.py [--clipart /usr/share/openclip
 
 Images: the `eval` rows of p2d/models/drawing_faces_labels.csv (drawings with hand boxes and
 face-free drawings; none of them trained or tuned on; needs `apt-get install openclipart-png`),
-the fixtures (tests/data/pd-faces/drawings + nonfaces, boxes in tests/data/drawing_face_boxes.csv),
+the fixtures (p2d/samples/drawings + nonfaces, boxes in tests/data/drawing_face_boxes.csv),
 and scikit-image's face-free sample pictures. Per detector, one box per image (each detector's
 own choice; single stock detectors choose among the candidates of the combined pass): "found" when it overlaps a hand box by --min-iou, "wrong" when it overlaps none,
 "on face-free" when the image has no face. "facing ok": of the found faces, how many the new
@@ -63,7 +63,7 @@ def fixture_set() -> dict[str, tuple[Path, list]]:
             boxes.setdefault(r["path"], []).append((tuple(float(r[k]) for k in "xywh"), None))
     out = {}
     for folder in ("drawings", "nonfaces"):
-        for p in sorted((DATA / "pd-faces" / folder).glob("*.png")):
+        for p in sorted((ROOT / "p2d" / "samples" / folder).glob("*.png")):
             out[f"{folder}/{p.name}"] = (p, boxes.get(f"{folder}/{p.name}", []))
     return out
 

@@ -210,7 +210,7 @@ def crop_drawings_cmd(
     background: Annotated[str, typer.Option(help="Colour under transparent drawings.")] = "white",
     boxes: Annotated[Path | None, typer.Option(help="CSV path,x,y,w,h of hand boxes; they win over detection.")] = None,
     source: Annotated[str, typer.Option(help="Manifest `source` label.")] = "drawings",
-    detector: Annotated[list[str] | None, typer.Option(help="Detector to use (repeatable): dlib_hog, dlib_cnn, haar_frontal, haar_profile, yunet. Default: all.")] = None,
+    detector: Annotated[list[str] | None, typer.Option(help="Detector to use (repeatable): dlib_hog, dlib_cnn, haar_frontal, haar_profile, yunet, drawn_hog (p2d's own drawing detector). Default: all.")] = None,
     min_iou: Annotated[float, typer.Option(help="IoU at which boxes of two detectors are the same face.")] = 0.3,
     min_votes: Annotated[int, typer.Option(help="Detectors that must agree on a weak face.")] = 2,
     rotate: Annotated[bool, typer.Option(help="Where no face is found upright, also search copies turned 15-45 degrees.")] = True,

@@ -16,6 +16,7 @@ from p2d.errors import ModelFileMissing
 from p2d.images import read_image
 
 DATA = Path(__file__).parent / "data"
+SAMPLES = Path(__file__).resolve().parent.parent / "p2d" / "samples"
 LABELS = MODELS_DIR / "drawing_faces_labels.csv"
 
 
@@ -119,7 +120,7 @@ def fixture_truth() -> dict[str, tuple[float, float, float, float]]:
 
 
 def test_boxes_lie_in_the_image_with_a_known_view(detector):
-    img = read_image(DATA / "pd-faces" / "drawings" / "head1.png")
+    img = read_image(SAMPLES / "drawings" / "head1.png")
     faces = detector.detect(img, min_score=-1.0)
     assert faces, "a low threshold gives candidates on a drawn head"
     h, w = img.shape[:2]
@@ -130,8 +131,8 @@ def test_boxes_lie_in_the_image_with_a_known_view(detector):
 
 
 def test_gray_input_gives_the_same_boxes_as_rgb(detector):
-    img = read_image(DATA / "pd-faces" / "drawings" / "head2.png")
-    gray = read_image(DATA / "pd-faces" / "drawings" / "head2.png", mode="L")
+    img = read_image(SAMPLES / "drawings" / "head2.png")
+    gray = read_image(SAMPLES / "drawings" / "head2.png", mode="L")
     rgb_boxes = [f.box for f in detector.detect(np.stack([gray] * 3, -1), min_score=-1.0)]
     assert rgb_boxes
     assert [f.box for f in detector.detect(gray, min_score=-1.0)] == pytest.approx(rgb_boxes)
@@ -150,11 +151,11 @@ def test_fixture_detection_rate_does_not_regress(detector):
     truth = fixture_truth()
     found = wrong = 0
     for name, box in truth.items():
-        faces = detector.detect(read_image(DATA / "pd-faces" / name))
+        faces = detector.detect(read_image(SAMPLES / name))
         if faces:
             ok = box_iou(faces[0].box, box) >= 0.3
             found += ok
             wrong += not ok
     assert found >= MIN_FIXTURES_FOUND
     assert wrong <= MAX_FIXTURES_WRONG
-    assert detector.detect(read_image(DATA / "pd-faces" / "nonfaces" / "fire_engine_mimooh_01.png")) == []
+    assert detector.detect(read_image(SAMPLES / "nonfaces" / "fire_engine_mimooh_01.png")) == []

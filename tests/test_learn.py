@@ -179,3 +179,20 @@ def test_a_profiles_far_eye_is_not_drawn(name, drawn):
     points = FaceModels().landmarks(image, box)
     assert landmarks_sane(points, box)
     assert eyes_drawn(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), points, box) == drawn
+
+
+def test_a_drawing_and_its_mirror_face_opposite_ways(tmp_path):
+    """head2, a three-quarter head turned to the image left, and its mirror: found by dlib's HOG,
+    whose box the landmarks fit with yaw beyond the frontal limit, with opposite signs.
+    (With the hand box instead the predictor's shape stays near frontal: see drawings.py.)"""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    image = read_image(DATA / "drawings" / "head2.png")
+    write_image(raw / "head2.png", image)
+    write_image(raw / "mirror.png", np.ascontiguousarray(image[:, ::-1]))
+    r = crop_drawings(raw, tmp_path / "out", detectors=("dlib_hog",), rotate=False, show_progress=False)
+    by = {Path(x["source_path"]).stem: x for x in r.rows}
+    assert by["head2"]["facing_from"] == by["mirror"]["facing_from"] == "landmarks"
+    assert by["head2"]["facing"] == "left" and by["mirror"]["facing"] == "right"
+    assert by["head2"]["yaw_deg"] < 0 < by["mirror"]["yaw_deg"]
+    assert by["head2"]["centred_on"] == by["mirror"]["centred_on"] == "box"  # turned heads: framed on the box

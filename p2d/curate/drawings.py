@@ -441,16 +441,17 @@ def _one_drawing(path: Path, rel: str, target: Path, s: CropSettings, cache: dic
         return row, (image, None, None), None
 
 
-def _pose(image: np.ndarray, points: np.ndarray, face: FoundFace, s: CropSettings) -> dict:
-    """facing, facing_from, and yaw_deg / roll_deg where the landmarks are sane and sit on drawn
-    eyes (else blank: a profile's landmarks fail the eyes check, its far eye is not drawn)."""
+def face_pose(image: np.ndarray, points: np.ndarray, box: tuple[float, float, float, float], hand_view: str = "",
+              detector_view: str = "", max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG) -> dict:
+    """facing, facing_from, landmarks_trusted, and yaw_deg / roll_deg where the landmarks are sane
+    and sit on drawn eyes (else blank: a profile's landmarks fail the eyes check, its far eye is
+    not drawn). See choose_facing for the order of the evidence."""
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-    sane = landmarks_sane(points, face.box) and eyes_drawn(gray, points, face.box)
-    features = landmark_features(points) if sane else None
-    facing, source = choose_facing(face.view if face.detector == "hand" else "",
-                                   features["yaw_deg"] if features else None,
-                                   face.view if face.detector != "hand" else "", s.max_frontal_yaw_deg)
-    return {"facing": facing, "facing_from": source, "landmarks_sane": sane,
+    trusted = landmarks_sane(points, box) and eyes_drawn(gray, points, box)
+    features = landmark_features(points) if trusted else None
+    facing, source = choose_facing(hand_view, features["yaw_deg"] if features else None, detector_view,
+                                   max_frontal_yaw_deg)
+    return {"facing": facing, "facing_from": source, "landmarks_trusted": trusted,
             "yaw_deg": round(features["yaw_deg"], 2) if features else "",
             "roll_deg": round(features["roll_deg"], 2) if features else ""}
 
@@ -462,9 +463,11 @@ def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, 
         row["reason"] = "no_face"
         return row, (image, None, None), None
     points = s.detector.models.landmarks(image, face.box)
-    pose = _pose(image, points, face, s)
+    hand = face.detector == "hand"
+    pose = face_pose(image, points, face.box, face.view if hand else "", "" if hand else face.view,
+                     s.max_frontal_yaw_deg)
     profile = pose["facing"] in PROFILES
-    if pose.pop("landmarks_sane") and not profile:
+    if pose.pop("landmarks_trusted") and not profile:
         cx, cy, side = square_from_landmarks(points, s.face_fraction)
         centred = "landmarks"
     else:  # a profile is framed on the head: its landmarks would look for a second eye
