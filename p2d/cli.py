@@ -45,6 +45,8 @@ curate_app = typer.Typer(cls=_Group, help="Curate a photo source into a manifest
 manifest_app = typer.Typer(cls=_Group, help="Check and build manifests.", no_args_is_help=True)
 app.add_typer(curate_app, name="curate")
 app.add_typer(manifest_app, name="manifest")
+detector_app = typer.Typer(cls=_Group, help="Train a drawing-face detector on your own boxes.", no_args_is_help=True)
+app.add_typer(detector_app, name="detector")
 
 
 @app.callback()
@@ -208,10 +210,14 @@ def crop_drawings_cmd(
     background: Annotated[str, typer.Option(help="Colour under transparent drawings.")] = "white",
     boxes: Annotated[Path | None, typer.Option(help="CSV path,x,y,w,h of hand boxes; they win over detection.")] = None,
     source: Annotated[str, typer.Option(help="Manifest `source` label.")] = "drawings",
-    detector: Annotated[list[str] | None, typer.Option(help="Detector to use (repeatable): dlib_hog, dlib_cnn, haar_frontal, haar_profile, yunet. Default: all.")] = None,
+    detector: Annotated[list[str] | None, typer.Option(help="Detector to use (repeatable): dlib_hog, dlib_cnn, haar_frontal, haar_profile, yunet, drawn_hog (p2d's own drawing detector). Default: all.")] = None,
     min_iou: Annotated[float, typer.Option(help="IoU at which boxes of two detectors are the same face.")] = 0.3,
     min_votes: Annotated[int, typer.Option(help="Detectors that must agree on a weak face.")] = 2,
     rotate: Annotated[bool, typer.Option(help="Where no face is found upright, also search copies turned 15-45 degrees.")] = True,
+    detector_model: Annotated[Path | None, typer.Option(help="A detector trained with `p2d detector train` (.svm); it votes as `user`.")] = None,
+    learn: Annotated[bool, typer.Option("--learn", help="Train a detector on this set's confirmed boxes and run it on the drawings left without a face.")] = False,
+    drop_profiles: Annotated[bool, typer.Option("--drop-profiles", help="Drop faces that look left or right (reason `profile`).")] = False,
+    max_frontal_yaw_deg: Annotated[float, typer.Option(help="Landmark yaw (degrees) beyond which a face is a profile (left/right).")] = 30.0,
 ):
     """Find the face in each drawing, crop it square like CelebA's framing, pad, and review.
 
@@ -224,17 +230,39 @@ def crop_drawings_cmd(
     r = crop_drawings(raw, out, size=size, face_fraction=face_fraction, pad=parse_pad(pad),
                       background=_colour(background), boxes=boxes, source=source,
                       detectors=tuple(detector) if detector else DETECTORS, min_iou=min_iou, min_votes=min_votes,
-                      rotate=rotate)
+                      rotate=rotate, detector_model=detector_model, learn=learn, drop_profiles=drop_profiles,
+                      max_frontal_yaw_deg=max_frontal_yaw_deg)
     for note in r.notes:
         console.print(f"[yellow]note:[/] {note}")
     print_thresholds(size=size, face_fraction=face_fraction, pad=pad, min_iou=min_iou, min_votes=min_votes,
-                     rotate=rotate)
+                     rotate=rotate, max_frontal_yaw_deg=max_frontal_yaw_deg, drop_profiles=drop_profiles, learn=learn)
     console.print(table(f"crop-drawings: {r.kept} of {len(r.rows)} kept", ["outcome", "images"], r.summary_rows()))
     console.print(f"manifest: {r.manifest}\nreview: {', '.join(str(p) for p in r.sheets)}")
     missed = len(r.rows) - r.kept
     if missed:
         console.print(f"{missed} drawing(s) without a usable face: see the review sheet (failures first) "
                       "and give boxes with --boxes boxes.csv (path,x,y,w,h)")
+
+
+@detector_app.command("train")
+def detector_train_cmd(
+    boxes: Annotated[Path, typer.Argument(help="CSV path,x,y,w,h of face boxes (paths relative to RAW).")],
+    raw: Annotated[Path, typer.Argument(help="Folder of the drawings the boxes are on.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Detector file to write (.svm).")] = Path("my_detector.svm"),
+    c: Annotated[float, typer.Option("--c", help="SVM C: higher fits the boxes more tightly (dlib's example: 5).")] = 5.0,
+):
+    """Train a face detector on your own boxes (dlib fHOG, left-right flips).
+
+    Example: p2d detector train boxes.csv raw/drawings -o my_detector.svm
+    """
+    from p2d.curate.learn import train_from_boxes
+
+    r = train_from_boxes(boxes, raw, output, c=c)
+    print_thresholds(c=c)
+    console.print(table("detector train", ["", ""], r.summary_rows()))
+    if r.skipped:
+        console.print(table("rows not used", ["path", "why"], r.skipped))
+    console.print(f"use it: p2d crop-drawings RAW OUT --detector-model {r.model}")
 
 
 @app.command("scale")

@@ -71,7 +71,9 @@ def _import_dlib():
 
 @dataclass(frozen=True)
 class Detection:
-    """A face box in pixel coordinates (x, y, w, h), the detector that found it and its score."""
+    """A face box in pixel coordinates (x, y, w, h), the detector that found it and its score, and
+    the way the face looks where the detector knows it (`left`/`right`/`frontal`, see yaw_deg's
+    sign; "" when the detector does not say)."""
 
     x: float
     y: float
@@ -79,6 +81,7 @@ class Detection:
     h: float
     detector: str
     score: float
+    view: str = ""
 
     @property
     def box(self) -> tuple[float, float, float, float]:

@@ -66,6 +66,19 @@ def test_two_weak_detectors_agreeing_make_a_face():
     assert face is not None and face.votes == 2 and face.detectors == ("dlib_hog", "yunet")
 
 
+def test_the_face_takes_the_view_of_its_most_certain_viewed_member():
+    face = choose_face([det(10, 10, 50, 50, "dlib_hog", 0.8), Detection(12, 8, 52, 56, "haar_profile", 1.0, "left"),
+                        Detection(11, 9, 50, 52, "drawn_hog", -0.5, "right")])
+    assert face.view == "right"  # drawn_hog is 0.2 / 0.3 spreads above alone, haar_profile below it
+    assert choose_face([det(10, 10, 50, 50, "dlib_hog", 0.8)]).view == ""
+
+
+def test_a_user_detector_votes_with_its_thresholds():
+    assert choose_face([det(10, 10, 50, 50, "user", 0.1)]) is not None
+    assert choose_face([det(10, 10, 50, 50, "user", -0.3)]) is None
+    assert choose_face([det(10, 10, 50, 50, "user", -0.3), det(12, 8, 52, 56, "yunet", 0.45)]).votes == 2
+
+
 def test_two_weak_detectors_apart_are_not_a_face():
     assert choose_face([det(10, 10, 50, 50, "dlib_hog", -0.3), det(200, 200, 50, 50, "yunet", 0.45)]) is None
 
@@ -152,7 +165,7 @@ def test_combined_detection_rate_does_not_regress(fixture_candidates):
 def test_combination_beats_every_single_detector(fixture_candidates):
     truth, candidates = fixture_candidates
     combined = score_choices(candidates, truth)["correct"]
-    for name in ("dlib_hog", "dlib_cnn", "haar_frontal", "haar_profile", "yunet"):
+    for name in ("dlib_hog", "dlib_cnn", "haar_frontal", "haar_profile", "yunet", "drawn_hog"):
         assert score_choices(candidates, truth, (name,))["correct"] < combined
 
 

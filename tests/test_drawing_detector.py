@@ -1,0 +1,161 @@
+"""Tests for p2d.drawing_detector: its pure geometry, the shipped model files, and tiny or odd inputs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from p2d.drawing_detector import (
+    MODEL_FILES, MODELS_DIR, VIEWS, DrawingFaceDetector, DrawnFace, box_iou, clip_box, mirror_box, model_paths,
+    suppress_overlaps, too_small, work_scale,
+)
+from p2d.errors import ModelFileMissing
+from p2d.images import read_image
+
+DATA = Path(__file__).parent / "data"
+SAMPLES = Path(__file__).resolve().parent.parent / "p2d" / "samples"
+LABELS = MODELS_DIR / "drawing_faces_labels.csv"
+
+
+@pytest.mark.parametrize(
+    "shape,expected",
+    [
+        ((1, 1, 3), "too_small:1x1"),
+        ((2, 2), "too_small:2x2"),
+        ((500, 1, 3), "too_small:1x500"),
+        ((3, 5000, 3), "too_small:5000x3"),
+        ((16, 16, 3), None),
+        ((400, 300, 4), None),
+    ],
+)
+def test_too_small(shape, expected):
+    assert too_small(shape, min_side_px=16) == expected
+
+
+@pytest.mark.parametrize("shape,expected", [((200, 100), 2.0), ((800, 1600, 3), 0.25), ((400, 400), 1.0)])
+def test_work_scale_brings_the_longer_side_to_work_size(shape, expected):
+    assert work_scale(shape, work_side_px=400) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("box", [(0, 0, 10, 10), (12.5, 3, 40, 20), (90, 5, 10, 10)])
+def test_mirror_box_is_its_own_inverse_and_keeps_size(box):
+    once = mirror_box(box, 100)
+    assert once[2:] == box[2:] and once[1] == box[1]
+    assert once[0] + once[2] / 2 == pytest.approx(100 - (box[0] + box[2] / 2))
+    assert mirror_box(once, 100) == pytest.approx(box)
+
+
+@pytest.mark.parametrize(
+    "box,expected",
+    [((10, 10, 20, 20), (10, 10, 20, 20)), ((-5, 90, 20, 20), (0, 90, 15, 10)), ((120, 5, 10, 10), (100, 5, 0, 10))],
+)
+def test_clip_box_keeps_the_part_inside(box, expected):
+    assert clip_box(box, 100, 100) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "a,b,expected",
+    [((0, 0, 10, 10), (0, 0, 10, 10), 1.0), ((0, 0, 10, 10), (5, 0, 10, 10), 50 / 150),
+     ((0, 0, 10, 10), (20, 20, 5, 5), 0.0)],
+)
+def test_box_iou(a, b, expected):
+    assert box_iou(a, b) == pytest.approx(expected)
+
+
+def test_suppress_overlaps_keeps_the_strongest_of_overlapping_boxes():
+    faces = [DrawnFace(0, 0, 10, 10, "frontal", 0.2), DrawnFace(1, 1, 10, 10, "left", 0.9),
+             DrawnFace(50, 50, 10, 10, "right", -0.1)]
+    kept = suppress_overlaps(faces, max_iou=0.3)
+    assert [f.view for f in kept] == ["left", "right"]
+
+
+def test_missing_model_files_name_the_fix(tmp_path):
+    with pytest.raises(ModelFileMissing, match="train_drawing_detector.py"):
+        model_paths(tmp_path)
+
+
+def test_shipped_models_are_small_and_listed_in_package_data():
+    paths = model_paths()
+    assert set(paths) == set(MODEL_FILES)
+    assert sum(p.stat().st_size for p in paths.values()) < 5 * 2**20
+    pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert "models/*.svm" in pyproject and "models/*.csv" in pyproject
+
+
+def test_label_csv_has_disjoint_splits_and_known_views():
+    with open(LABELS, newline="") as f:
+        rows = list(csv.DictReader(f))
+    split_of: dict[str, set[str]] = {}
+    for r in rows:
+        split_of.setdefault(r["path"], set()).add(r["split"])
+        assert r["view"] in {"none", "frontal", "left", "right", "three_quarter_left", "three_quarter_right"}
+        assert len(r["sha256"]) == 64
+    assert all(len(s) == 1 for s in split_of.values()), "a file is in both train and eval"
+    splits = [next(iter(s)) for s in split_of.values()]
+    assert {"train", "eval"} <= set(splits)
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return DrawingFaceDetector()
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 2, 3), (500, 1, 3), (3, 5000, 3), (15, 40)])
+def test_tiny_and_thin_images_give_no_box_and_no_error(detector, shape):
+    assert detector.detect(np.full(shape, 255, np.uint8)) == []
+
+
+def test_blank_and_noise_images_give_no_box(detector):
+    rng = np.random.default_rng(0)
+    assert detector.detect(np.full((300, 300, 3), 255, np.uint8)) == []
+    assert detector.detect(rng.integers(0, 256, (256, 320, 3), dtype=np.uint8)) == []
+
+
+def fixture_truth() -> dict[str, tuple[float, float, float, float]]:
+    with open(DATA / "drawing_face_boxes.csv", newline="") as f:
+        return {r["path"]: tuple(float(r[k]) for k in "xywh") for r in csv.DictReader(f)}
+
+
+def test_boxes_lie_in_the_image_with_a_known_view(detector):
+    img = read_image(SAMPLES / "drawings" / "head1.png")
+    faces = detector.detect(img, min_score=-1.0)
+    assert faces, "a low threshold gives candidates on a drawn head"
+    h, w = img.shape[:2]
+    for f in faces:
+        assert f.view in VIEWS
+        assert 0 <= f.x and f.x + f.w <= w and 0 <= f.y and f.y + f.h <= h
+    assert [f.score for f in faces] == sorted((f.score for f in faces), reverse=True)
+
+
+def test_gray_input_gives_the_same_boxes_as_rgb(detector):
+    img = read_image(SAMPLES / "drawings" / "head2.png")
+    gray = read_image(SAMPLES / "drawings" / "head2.png", mode="L")
+    rgb_boxes = [f.box for f in detector.detect(np.stack([gray] * 3, -1), min_score=-1.0)]
+    assert rgb_boxes
+    assert [f.box for f in detector.detect(gray, min_score=-1.0)] == pytest.approx(rgb_boxes)
+    assert img.shape[:2] == gray.shape
+
+
+# Measured with benchmarks/eval_drawing_detector.py on the fixtures (none of them in the label CSV,
+# so never trained on; the thresholds were set on the CSV's eval split): at MIN_SCORE the top box
+# is right (IoU >= 0.3 with the hand box) on 9 of the 18 fixture faces and wrong on 1, with no box
+# on the fire engine.
+MIN_FIXTURES_FOUND = 9
+MAX_FIXTURES_WRONG = 1
+
+
+def test_fixture_detection_rate_does_not_regress(detector):
+    truth = fixture_truth()
+    found = wrong = 0
+    for name, box in truth.items():
+        faces = detector.detect(read_image(SAMPLES / name))
+        if faces:
+            ok = box_iou(faces[0].box, box) >= 0.3
+            found += ok
+            wrong += not ok
+    assert found >= MIN_FIXTURES_FOUND
+    assert wrong <= MAX_FIXTURES_WRONG
+    assert detector.detect(read_image(SAMPLES / "nonfaces" / "fire_engine_mimooh_01.png")) == []
