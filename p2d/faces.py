@@ -201,6 +201,19 @@ def yaw_deg(points: np.ndarray) -> float:
     return _yaw_upright(_upright(points))
 
 
+MAX_FRONTAL_YAW_DEG = 30.0  # turned more than this counts as looking left or right (curation's --max-yaw-deg)
+
+
+def facing_from_yaw(yaw: float | None, max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG) -> str:
+    """`frontal` up to `max_frontal_yaw_deg` of yaw, else the side the nose points to in the image
+    (yaw > 0: `right`); `unknown` without a yaw. One rule for drawings (crop-drawings) and inspect."""
+    if yaw is None or not math.isfinite(yaw):
+        return "unknown"
+    if abs(yaw) <= max_frontal_yaw_deg:
+        return "frontal"
+    return "right" if yaw > 0 else "left"
+
+
 def _yaw_upright(p: np.ndarray) -> float:
     left = p[30, 0] - p[0, 0]
     right = p[16, 0] - p[30, 0]

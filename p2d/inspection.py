@@ -29,13 +29,13 @@ import numpy as np
 import pandas as pd
 
 from p2d.errors import P2DError
-from p2d.faces import SMILE_THRESHOLD, face_box, inter_ocular, landmark_features
+from p2d.faces import MAX_FRONTAL_YAW_DEG, SMILE_THRESHOLD, face_box, facing_from_yaw, inter_ocular, landmark_features
 from p2d.framing import framing_box
 
 # Beyond ~30 degrees of yaw the far cheek is foreshortened and the jaw outline the yaw estimate
 # relies on breaks down (curation's default --max-yaw-deg says the same): a face turned further
 # is no longer frontal.
-FRONTAL_MAX_YAW_DEG = 30.0
+FRONTAL_MAX_YAW_DEG = MAX_FRONTAL_YAW_DEG
 # Hasler & Suesstrunk (2003) call an image of colourfulness 15 "slightly colourful"; below half of
 # that, what colour there is is a scan's tint or JPEG noise: the image is nearly gray.
 NEAR_GRAY_MAX_COLOURFULNESS = 7.5
@@ -146,15 +146,6 @@ def padded_share(rgb: np.ndarray, tolerance_levels: float = PAD_TOLERANCE_LEVELS
     right = _uniform_run(col_lo[::-1], col_hi[::-1], tolerance_levels)
     inner = max(h - top - bottom, 0) * max(w - left - right, 0)
     return float(1.0 - inner / (h * w))
-
-
-def facing_from_yaw(yaw_deg: float, frontal_max_yaw_deg: float = FRONTAL_MAX_YAW_DEG) -> str:
-    """frontal, left or right (where the nose points in the image), or unknown without a yaw."""
-    if yaw_deg is None or not math.isfinite(yaw_deg):
-        return "unknown"
-    if abs(yaw_deg) <= frontal_max_yaw_deg:
-        return "frontal"
-    return "right" if yaw_deg > 0 else "left"
 
 
 def frame_features(points: np.ndarray, side_px: float) -> dict[str, float]:

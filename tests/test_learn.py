@@ -24,7 +24,7 @@ BOXES = Path(__file__).parent / "data" / "drawing_face_boxes.csv"
 # ----------------------------------------------------------------------------- pure
 
 
-@pytest.mark.parametrize("yaw,facing", [(0.0, "frontal"), (29.9, "frontal"), (-29.9, "frontal"), (30.0, "right"),
+@pytest.mark.parametrize("yaw,facing", [(0.0, "frontal"), (29.9, "frontal"), (-30.0, "frontal"), (30.1, "right"),
                                         (-45.0, "left"), (80.0, "right")])
 def test_facing_from_yaw(yaw, facing):
     assert facing_from_yaw(yaw, max_frontal_yaw_deg=30.0) == facing

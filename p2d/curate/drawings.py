@@ -40,7 +40,16 @@ from p2d.curate.detect import DETECTORS, Candidates, DrawingDetector, choose_wit
 from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.curate.pad import Pad, crop_square
 from p2d.errors import P2DError
-from p2d.faces import Detection, FaceModels, eye_centers, inter_ocular, landmark_features, roll_deg
+from p2d.faces import (
+    MAX_FRONTAL_YAW_DEG,
+    Detection,
+    FaceModels,
+    eye_centers,
+    facing_from_yaw,
+    inter_ocular,
+    landmark_features,
+    roll_deg,
+)
 from p2d.framing import CELEBA_FACE_FRACTION, square_from_box, square_from_landmarks
 from p2d.images import (
     downscale,
@@ -58,9 +67,6 @@ CACHE_NAME = ".p2d_detections.json"
 CACHE_VERSION = 2  # 2: boxes carry the detector's view
 FACINGS = ("frontal", "left", "right", "unknown")
 PROFILES = ("left", "right")
-# A head turned further than this is a profile or three-quarter view: the photo filter's default
-# turn limit (p2d.curate.filters.Thresholds.max_yaw_deg), beyond which the far cheek is foreshortened.
-MAX_FRONTAL_YAW_DEG = 30.0
 # A face found by one detector alone is confirmed for --learn when its score is this many of that
 # detector's spreads above its `alone` threshold (a clear, not a borderline, hit).
 FIRM_STRENGTH = 0.5
@@ -90,13 +96,6 @@ def landmarks_sane(points: np.ndarray, box: tuple[float, float, float, float], m
         and abs(roll_deg(points)) <= max_roll_deg
         and x <= mid[0] <= x + w and y <= mid[1] <= y + h
     )
-
-
-def facing_from_yaw(yaw: float, max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG) -> str:
-    """frontal within the limit, else the side the nose points to (yaw > 0: image right)."""
-    if abs(yaw) < max_frontal_yaw_deg:
-        return "frontal"
-    return "right" if yaw > 0 else "left"
 
 
 def choose_facing(hand_view: str, yaw: float | None, detector_view: str,
