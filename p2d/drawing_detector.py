@@ -17,7 +17,7 @@ A box's `view` is `frontal`, `left` or `right` (the label CSV also tells three-q
 Every image is first scaled so its longer side is `work_side_px` (the size the filters were
 trained at: small drawings are enlarged, large scans shrunk), then searched with one 2x upsampling
 (the filters were trained on work images upsampled once): faces down to ~32 px at work size. Images below `min_side_px` on either
-side are too small to hold a findable face: `detect` returns no box, and `too_small` gives the
+side are too small to hold a findable face: `detect` returns no box, and `p2d.images.too_small` gives the
 reason a batch run records.
 """
 
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from p2d.errors import ModelFileMissing
+from p2d.images import MIN_SIDE_PX, too_small
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 # filter name -> file; the order is the order of `run_multiple`'s detector indices.
@@ -39,7 +40,6 @@ VIEWS = ("frontal", "left", "right")
 VIEW_OF = {("frontal", False): "frontal", ("side", False): "left", ("side", True): "right"}
 
 WORK_SIDE_PX = 400
-MIN_SIDE_PX = 16
 # Set on the held-out eval split of the label CSV (benchmarks/eval_drawing_detector.py --sweep): the
 # filters were trained on few faces, so their SVM scores sit low (true faces about -0.95 to -0.5).
 # At MIN_SCORE no box fell on any of 114 face-free eval drawings or 21 face-free scikit-image
@@ -66,12 +66,6 @@ class DrawnFace:
 
 
 # ----------------------------------------------------------------------------- pure geometry
-
-
-def too_small(shape: tuple[int, ...], min_side_px: int = MIN_SIDE_PX) -> str | None:
-    """`too_small:WxH` when an image of this (h, w, ...) shape cannot hold a findable face, else None."""
-    h, w = int(shape[0]), int(shape[1])
-    return f"too_small:{w}x{h}" if min(h, w) < min_side_px else None
 
 
 def work_scale(shape: tuple[int, ...], work_side_px: int = WORK_SIDE_PX) -> float:
@@ -153,7 +147,7 @@ class DrawingFaceDetector:
     def detect(self, image: np.ndarray, min_score: float = MIN_SCORE, max_iou: float = 0.3) -> list[DrawnFace]:
         """Faces in an RGB (or gray) uint8 image scoring at least `min_score`, overlaps removed
         (`max_iou`), strongest first. An image below `min_side_px` gives no face."""
-        if too_small(image.shape, self.min_side_px):
+        if too_small(image, self.min_side_px):
             return []
         import cv2
 

@@ -10,7 +10,7 @@ import pytest
 
 from p2d.drawing_detector import (
     MODEL_FILES, MODELS_DIR, VIEWS, DrawingFaceDetector, DrawnFace, box_iou, clip_box, mirror_box, model_paths,
-    suppress_overlaps, too_small, work_scale,
+    suppress_overlaps, work_scale,
 )
 from p2d.errors import ModelFileMissing
 from p2d.images import read_image
@@ -18,21 +18,6 @@ from p2d.images import read_image
 DATA = Path(__file__).parent / "data"
 SAMPLES = Path(__file__).resolve().parent.parent / "p2d" / "samples"
 LABELS = MODELS_DIR / "drawing_faces_labels.csv"
-
-
-@pytest.mark.parametrize(
-    "shape,expected",
-    [
-        ((1, 1, 3), "too_small:1x1"),
-        ((2, 2), "too_small:2x2"),
-        ((500, 1, 3), "too_small:1x500"),
-        ((3, 5000, 3), "too_small:5000x3"),
-        ((16, 16, 3), None),
-        ((400, 300, 4), None),
-    ],
-)
-def test_too_small(shape, expected):
-    assert too_small(shape, min_side_px=16) == expected
 
 
 @pytest.mark.parametrize("shape,expected", [((200, 100), 2.0), ((800, 1600, 3), 0.25), ((400, 400), 1.0)])
