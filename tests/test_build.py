@@ -200,3 +200,17 @@ def test_build_at_max_hamming_14_drops_exactly_the_planted_copies(lfw_faces, tmp
     # the summary shows that the phash alone would have merged distinct faces
     rejected = re.search(r"candidate pairs rejected by confirmation\s*│\s*(\d+)", r.output)
     assert rejected and int(rejected.group(1)) > 0, r.output
+
+
+def test_the_build_summary_inspects_a_fixed_sample_of_a_large_domain():
+    import pandas as pd
+
+    from p2d.curate.build import _summary_sample
+
+    df = pd.DataFrame({"path": [f"p{i}.png" for i in range(30)], "domain": ["photo"] * 25 + ["drawing"] * 5,
+                       "keep": [True] * 24 + [False] + [True] * 5})
+    a, b = _summary_sample(df, rows=10), _summary_sample(df, rows=10)
+    assert a["path"].tolist() == b["path"].tolist()  # the same rows on every run
+    assert (a["domain"] == "photo").sum() == 10 and (a["domain"] == "drawing").sum() == 5
+    assert a["keep"].all() and a.index.is_monotonic_increasing
+    assert _summary_sample(df, rows=30) is df  # small sets are inspected whole
