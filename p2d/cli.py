@@ -326,7 +326,7 @@ def manifest_build_cmd(
     max_hamming: Annotated[int, typer.Option(help="Most differing phash bits for a candidate pair (widens the search; thumbnails confirm).")] = 8,
     min_similarity: Annotated[float, typer.Option(help="Thumbnail correlation (0-1) that confirms a candidate as a duplicate.")] = 0.94,
     drop_unmatched: Annotated[str, typer.Option(help="Drop rows of either domain lacking a counterpart on these features (comma-separated, e.g. facing,smile; see `p2d inspect`). Default: the recipe's data.drop_unmatched, else none.")] = "",
-    inspect_sets: Annotated[bool, typer.Option("--inspect/--no-inspect", help="Compare the drawings with the photos (p2d inspect, in short); measures every kept image once, cached.")] = True,
+    inspect_sets: Annotated[bool, typer.Option("--inspect/--no-inspect", help="Compare the drawings with the photos (p2d inspect, in short); measures up to 2,000 kept images per domain once, cached.")] = True,
 ):
     """Join per-source manifests, dedup across them, split train/test, validate, write.
 
