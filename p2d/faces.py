@@ -223,11 +223,13 @@ def _yaw_upright(p: np.ndarray) -> float:
     return math.degrees(math.asin(float(np.clip((left - right) / total, -1.0, 1.0))))
 
 
-# Neutral-face proportions in inter-ocular distances (IOD). dlib's eye centre is the mean of the
-# eye's six contour points, about midway between its canthi, so the IOD is (en-en + ex-ex) / 2:
-# ~64 mm in adults (e.g. en-en 32 mm, ex-ex 96 mm). A closed relaxed mouth (ch-ch) is ~54 mm wide
-# (56 in men, 52 in women): 54 / 64 = 0.84 IOD. The upper lip, from the nose base (subnasale,
-# point 33) to where the lips meet (stomion, ~62), is ~21.5 mm long (23 men, 20 women): 0.34 IOD.
+# Neutral-face proportions in inter-ocular distances (IOD), adult means. dlib's eye centre is the
+# mean of the eye's six contour points, about midway between its canthi, so the IOD is
+# (en-en + ex-ex) / 2: ~64 mm (en-en 32 mm, ex-ex 96 mm; e.g. Maxillofac Plast Reconstr Surg 2019,
+# s40902-019-0191-7), not the 63 mm pupil distance. A closed relaxed mouth (ch-ch) is ~54 mm wide
+# (56 in men, 52 in women, same table): 54 / 64 = 0.84 IOD. The upper lip, from the nose base
+# (subnasale, point 33) to where the lips meet (~62), is ~21.5 mm long (23 in men, 20 in women, as
+# orthodontists measure it at rest): 0.34 IOD. One face differs from these means by a few percent.
 NEUTRAL_MOUTH_WIDTH = 0.84
 NEUTRAL_UPPER_LIP = 0.34
 # A full smile (Tarantili et al. 2005, spontaneous smiles filmed frame by frame) widens the mouth
@@ -281,7 +283,8 @@ def smile_score(points: np.ndarray) -> float:
       base (33): 0 at rest, ~0.1 in a full smile (the lip ~28% shorter). Neither point moves with
       the jaw, so opening the mouth leaves it where it was. The corners' own height is not used:
       the jaw carries them down when the mouth opens, and at rest they sit higher or lower from
-      face to face (a down-turned mouth) by as much as a smile lifts them.
+      face to face (a down-turned mouth) by as much as a smile lifts them. Being a height over a
+      width, the lift shrinks with yaw: by 0.34 * (1 / cos(yaw) - 1), 0.05 at 30 degrees.
 
     The lower lip is not read at all, so opening the mouth never raises the score. Both terms are
     measured upright (the eye line levelled) and over the IOD, so the score does not change with
