@@ -2,11 +2,11 @@
 
 Usage: python docs/smile_terms.py [--out docs/smile_terms.png]
 
-Each panel is a public-domain photo from tests/data/pd-faces/photos, levelled (eye line
+Each panel is a public-domain photo from p2d/samples/photos, levelled (eye line
 horizontal) and scaled so the eyes are 100 px apart, with dlib's 68 landmarks and the terms of
-p2d.faces.smile_score drawn on it: the corner spread (48-54) against the eye distance, the corners'
-lift above the lips' centre (between 62 and 66) and above their neutral height below the nose base (33),
-and the inner upper lip (61-62-63) whose upward bend is the curve term.
+p2d.faces.smile_score drawn on it: the corner spread (48-54) against the eye distance, and the
+upper lip's inner centre (62) against its neutral height below the nose base (33), whose rise is
+the lift term.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from p2d import faces  # noqa: E402
 from p2d.images import read_image  # noqa: E402
 
-PHOTOS = ROOT / "tests" / "data" / "pd-faces" / "photos"
+PHOTOS = ROOT / "p2d" / "samples" / "photos"
 PANELS = (("astronaut.png", "wide smile (astronaut)"), ("a_youngster_01.png", "neutral (a youngster)"))
 IOD_PX = 100  # eye distance in the drawing
 CANVAS, CANVAS_EYES = (400, 420), (200.0, 140.0)
@@ -56,7 +56,7 @@ def landmarks(name: str, models: faces.FaceModels) -> tuple[np.ndarray, np.ndarr
 
 def draw(ax, image: np.ndarray, points: np.ndarray, title: str) -> None:
     score = faces.smile_score(points)
-    spread, lift, curve = faces.mouth_width_ratio(points), faces.corner_lift(points), faces.upper_lip_curve(points)
+    spread, lift = faces.mouth_width_ratio(points), faces.upper_lip_lift(points)
     img, p = levelled(image, points)
     eye_y = faces.eye_centers(p)[0][1]
     x0, x1 = p[:, 0].min() - 15, p[:, 0].max() + 75
@@ -72,18 +72,18 @@ def draw(ax, image: np.ndarray, points: np.ndarray, title: str) -> None:
     ax.text((a[0] + b[0]) / 2, a[1] - 6, "IOD (scale)", color="cyan", ha="center", fontsize=8)
     ax.annotate("", p[54], p[48], arrowprops=dict(arrowstyle="<->", color="lime", lw=1.5))
     ax.text(p[48, 0], p[8, 1] + 2, f"spread {spread:.2f}", color="lime", fontsize=8, bbox=BOX)
-    corners_y = (p[48, 1] + p[54, 1]) / 2
-    neutral_y = p[33, 1] + faces.NEUTRAL_NOSE_TO_CORNERS * IOD_PX
+    neutral_y = p[33, 1] + faces.NEUTRAL_UPPER_LIP * IOD_PX
     ax.plot([p[48, 0] - 10, p[54, 0] + 10], [neutral_y] * 2, "--", color="orange", lw=1)
-    centre_y = (p[62, 1] + p[66, 1]) / 2
-    ax.plot([p[48, 0] - 10, p[54, 0] + 10], [centre_y] * 2, ":", color="magenta", lw=1)
-    ax.plot([p[48, 0] - 10, p[54, 0] + 10], [corners_y] * 2, "-", color="white", lw=0.8)
+    ax.plot([p[33, 0] - 25, p[33, 0] + 25], [p[33, 1]] * 2, "-", color="orange", lw=0.8)
     ax.plot(*p[33], "o", color="orange", ms=4)
-    ax.text(p[54, 0] + 12, neutral_y, "neutral corners\n(0.33 IOD below nose)", color="orange", fontsize=6.5, va="center")
-    ax.text(p[54, 0] + 12, centre_y - 6, "lips' centre (62+66)/2", color="magenta", fontsize=6.5, va="bottom")
-    ax.plot(*p[[61, 62, 63]].T, "-", color="yellow", lw=1.2)
-    ax.text(p[48, 0], p[8, 1] + 12, f"lift {lift:+.3f}   curve {curve:+.3f}", color="white", fontsize=8, bbox=BOX)
-    ax.set_title(f"{title}\nscore {spread:.2f} + 0.5*{lift:+.3f} + 0.5*{curve:+.3f} = {score:.2f}"
+    ax.plot(*p[62], "o", color="magenta", ms=4)
+    ax.annotate("", (p[62, 0], p[62, 1]), (p[62, 0], neutral_y),
+                arrowprops=dict(arrowstyle="->", color="magenta", lw=1.2, shrinkA=0, shrinkB=0))
+    ax.text(p[54, 0] + 12, neutral_y, f"neutral upper lip\n({faces.NEUTRAL_UPPER_LIP} IOD below nose)",
+            color="orange", fontsize=6.5, va="center")
+    ax.text(p[54, 0] + 12, p[33, 1], "nose base (33)", color="orange", fontsize=6.5, va="center")
+    ax.text(p[48, 0], p[8, 1] + 12, f"lift of 62 {lift:+.3f}", color="#ff8cff", fontsize=8, bbox=BOX)
+    ax.set_title(f"{title}\nscore {spread:.2f} + {lift:+.3f} = {score:.2f}"
                  f" ({'>' if score > faces.SMILE_THRESHOLD else '<='} {faces.SMILE_THRESHOLD})", fontsize=8)
 
 

@@ -223,26 +223,32 @@ def _yaw_upright(p: np.ndarray) -> float:
     return math.degrees(math.asin(float(np.clip((left - right) / total, -1.0, 1.0))))
 
 
-# Neutral-face proportions in inter-ocular distances (IOD, eye centre to eye centre, ~63 mm in
-# adults): a closed relaxed mouth is ~50 mm wide (0.79 IOD) and its corners sit ~21 mm below the
-# base of the nose (subnasale, point 33): 0.33 IOD.
-NEUTRAL_MOUTH_WIDTH = 0.79
-NEUTRAL_NOSE_TO_CORNERS = 0.33
-# The vertical terms move a few hundredths of an IOD, where dlib's landmark noise on a small face
-# is of the same size: half weight keeps them from outvoting the corner spread.
-LIFT_WEIGHT = 0.5
-CURVE_WEIGHT = 0.5
-# Default --smile-threshold: a mouth stretched from its neutral ~50 mm to ~60 mm (the
-# intercommissural width of a posed social smile), 60 / 63 = 0.95 IOD, with its corners still at
-# neutral height (lift 0, flat lip). A real wide smile also lifts the corners and curves the lip
-# upward, so it scores above; a mild smile (~55 mm, 0.87) and any mouth that merely opens (which
-# narrows it and drops the corners) score below.
-SMILE_THRESHOLD = 0.95
+# Neutral-face proportions in inter-ocular distances (IOD), adult means. dlib's eye centre is the
+# mean of the eye's six contour points, about midway between its canthi, so the IOD is
+# (en-en + ex-ex) / 2: ~64 mm (en-en 32 mm, ex-ex 96 mm; e.g. Maxillofac Plast Reconstr Surg 2019,
+# s40902-019-0191-7), not the 63 mm pupil distance. A closed relaxed mouth (ch-ch) is ~54 mm wide
+# (56 in men, 52 in women, same table): 54 / 64 = 0.84 IOD. The upper lip, from the nose base
+# (subnasale, point 33) to where the lips meet (~62), is ~21.5 mm long (23 in men, 20 in women, as
+# orthodontists measure it at rest): 0.34 IOD. One face differs from these means by a few percent.
+NEUTRAL_MOUTH_WIDTH = 0.84
+NEUTRAL_UPPER_LIP = 0.34
+# A full smile (Tarantili et al. 2005, spontaneous smiles filmed frame by frame) widens the mouth
+# by ~27% and raises the upper lip by ~28% of its length (Miron et al. 2012: the upper lip is 23-30%
+# shorter at maximum smile than at rest). So it scores 0.84 * 1.27 + 0.34 * 0.28 = 1.16.
+FULL_SMILE_WIDENING = 0.27
+FULL_SMILE_LIP_RAISE = 0.28
+# Default --smile-threshold: halfway from the neutral mouth (0.84) to that full smile (1.16), i.e.
+# half of a full smile's widening and lip raise together: 0.84 + (0.227 + 0.095) / 2 = 1.00. A
+# talking or shouting mouth opens by dropping the jaw, which moves neither term up (see smile_score).
+SMILE_THRESHOLD = round(
+    NEUTRAL_MOUTH_WIDTH + (NEUTRAL_MOUTH_WIDTH * FULL_SMILE_WIDENING + NEUTRAL_UPPER_LIP * FULL_SMILE_LIP_RAISE) / 2,
+    2,
+)
 
 
 def mouth_width_ratio(points: np.ndarray) -> float:
-    """Mouth corner to corner (48-54) over the inter-ocular distance: the corner spread; ~0.8 for
-    a closed neutral mouth, ~1.0 for a wide smile."""
+    """Mouth corner to corner (48-54) over the inter-ocular distance: the corner spread; ~0.84 for
+    a closed neutral mouth, ~1.07 for a full smile."""
     return _corner_spread(_upright(points))
 
 
@@ -253,40 +259,37 @@ def mouth_open_ratio(points: np.ndarray) -> float:
     return float(max(p[66, 1] - p[62, 1], 0.0))
 
 
-def corner_lift(points: np.ndarray) -> float:
-    """How far the mouth corners sit above their neutral height, in IODs (see smile_score)."""
-    return _corner_lift(_upright(points))
-
-
-def upper_lip_curve(points: np.ndarray) -> float:
-    """Upward curvature of the upper lip's inner line, in IODs (see smile_score)."""
-    return _upper_lip_curve(_upright(points))
+def upper_lip_lift(points: np.ndarray) -> float:
+    """How far the upper lip's inner centre (62) has risen towards the nose base (33) from its
+    neutral place, in IODs: 0 at rest, ~0.1 in a full smile (see smile_score)."""
+    return _upper_lip_lift(_upright(points))
 
 
 def smile_score(points: np.ndarray) -> float:
     """How much the mouth has the shape of a smile: one number, in inter-ocular distances (IOD).
 
-    A smile is the corners pulled up and out towards the cheekbones (zygomaticus major); a talking,
-    shouting or yawning mouth opens by dropping the jaw, which narrows the mouth and leaves the
-    corners level or lower. So the score looks at where the corners go, never at the opening:
+    A smile is the mouth pulled out and up by the muscles that run to the cheekbones (zygomaticus
+    major for the corners, the lip elevators for the upper lip): it widens and its upper lip rises
+    off the teeth. A talking, shouting or yawning mouth opens by dropping the jaw, which carries
+    the lower lip and the corners down and a little inward, and does not move the upper lip, which
+    sits on the upper jaw. So the score adds two displacements, both in IODs:
 
-        score = spread + LIFT_WEIGHT * lift + CURVE_WEIGHT * curve
+        score = spread + lift
 
     - spread: corner to corner (48-54) over the IOD. The eyes do not move with expression, so the
-      IOD is a stable scale (and shrinks with yaw as the mouth does). ~0.79 neutral, ~0.95 in a
-      posed social smile, above 1 in a broad one; an open "O" or a yawn is narrower than neutral.
-    - lift: the mean of two measures of the corners' height (48, 54), each 0 for a neutral mouth:
-      above the lips' centre (midway between the inner lips, 62 and 66), which a dropping jaw
-      carries down with the corners, while a smile, open or closed, holds the corners above it;
-      and above their neutral place NEUTRAL_NOSE_TO_CORNERS below the nose base (33), a point
-      expression does not move. Positive: corners up, as in a smile.
-    - curve: the inner upper-lip line (61-62-63) bent up at its ends: the centre (62) below the
-      mean of its neighbours, as the smile's upturned lip; an arched lip (talking, shouting) is
-      negative.
+      IOD is a stable scale (and shrinks with yaw as the mouth does). ~0.84 neutral, ~1.07 in a
+      full smile; an open "O" or a yawn is narrower than neutral.
+    - lift: NEUTRAL_UPPER_LIP minus the height of the upper lip's inner centre (62) below the nose
+      base (33): 0 at rest, ~0.1 in a full smile (the lip ~28% shorter). Neither point moves with
+      the jaw, so opening the mouth leaves it where it was. The corners' own height is not used:
+      the jaw carries them down when the mouth opens, and at rest they sit higher or lower from
+      face to face (a down-turned mouth) by as much as a smile lifts them. Being a height over a
+      width, the lift shrinks with yaw: by 0.34 * (1 / cos(yaw) - 1), 0.05 at 30 degrees.
 
-    All terms are measured upright (the eye line levelled) and over the IOD, so the score does not
-    change with the face's size, its roll, or a mirror image. Typical: ~0.8 neutral or open mouth
-    without a smile, ~0.9 mild smile, ~1.0+ wide smile; the default threshold is SMILE_THRESHOLD.
+    The lower lip is not read at all, so opening the mouth never raises the score. Both terms are
+    measured upright (the eye line levelled) and over the IOD, so the score does not change with
+    the face's size, its roll, or a mirror image. Typical: ~0.84 neutral, ~0.8 talking, ~1.16 a
+    full smile; the default threshold SMILE_THRESHOLD (1.00) is halfway between neutral and full.
     """
     return _smile_upright(_upright(points))
 
@@ -295,19 +298,12 @@ def _corner_spread(p: np.ndarray) -> float:
     return float(np.linalg.norm(p[54] - p[48]))
 
 
-def _corner_lift(p: np.ndarray) -> float:
-    corners_y = (p[48, 1] + p[54, 1]) / 2  # y grows downward: "above" is a smaller y
-    above_lips_centre = (p[62, 1] + p[66, 1]) / 2 - corners_y
-    above_neutral = NEUTRAL_NOSE_TO_CORNERS - (corners_y - p[33, 1])
-    return float((above_lips_centre + above_neutral) / 2)
-
-
-def _upper_lip_curve(p: np.ndarray) -> float:
-    return float(p[62, 1] - (p[61, 1] + p[63, 1]) / 2)
+def _upper_lip_lift(p: np.ndarray) -> float:
+    return float(NEUTRAL_UPPER_LIP - (p[62, 1] - p[33, 1]))  # y grows downward
 
 
 def _smile_upright(p: np.ndarray) -> float:
-    return _corner_spread(p) + LIFT_WEIGHT * _corner_lift(p) + CURVE_WEIGHT * _upper_lip_curve(p)
+    return _corner_spread(p) + _upper_lip_lift(p)
 
 
 def face_box(points: np.ndarray) -> tuple[float, float, float, float]:

@@ -25,7 +25,7 @@ from p2d.framing import (
     transform_points,
 )
 from p2d.errors import P2DError
-from p2d.faces import FaceModels
+from p2d.faces import SMILE_THRESHOLD, FaceModels
 from p2d.images import read_image, write_bytes_atomic, write_text_atomic
 
 ATTRIBUTES = (
@@ -64,7 +64,7 @@ class SourceFace:
     smiling: bool
 
 
-def load_source_faces(photos: list[Path], models: FaceModels, smile_threshold: float = 0.95) -> list[SourceFace]:
+def load_source_faces(photos: list[Path], models: FaceModels, smile_threshold: float = SMILE_THRESHOLD) -> list[SourceFace]:
     """Each photo's largest face and its five points (dlib HOG + 68-point predictor)."""
     from p2d.faces import smile_score
 

@@ -4,12 +4,12 @@ Every number a filter looks at is computed once per image (and cached); the deci
 pure function of those numbers and the thresholds, so a re-run with other thresholds only re-judges.
 
 Why the defaults are what they are (faces in general, not tuned to any fixture):
-- smile_threshold 0.95 (p2d.faces.SMILE_THRESHOLD, derived there from face proportions): the
-  smile score is the mouth's corner spread over the inter-ocular distance (IOD) plus half the
-  corners' lift and half the upper lip's upward curve. A closed neutral mouth scores ~0.79
-  (50 mm over 63 mm); 0.95 is a mouth stretched to a posed smile's ~60 mm before its corners
-  even rise. Opening the mouth adds nothing, so talking faces stay. Use the agreement table
-  against CelebA's `Smiling` attribute to move it.
+- smile_threshold 1.00 (p2d.faces.SMILE_THRESHOLD, derived there from face proportions): the
+  smile score is the mouth's corner spread over the inter-ocular distance (IOD) plus how far the
+  upper lip has risen towards the nose. A closed neutral mouth scores ~0.84 (54 mm over 64 mm), a
+  full smile ~1.16 (27% wider, upper lip 28% higher); 1.00 is halfway. Opening the mouth by
+  dropping the jaw moves neither term up, so talking faces stay. Use the agreement table against
+  CelebA's `Smiling` attribute to move it.
 - max_yaw_deg 30: beyond ~30 degrees the far cheek is foreshortened and the jaw outline that
   the yaw estimate (and the drawing domain's mostly frontal faces) rely on breaks down; the
   estimate itself is good to ~10 degrees.
@@ -48,7 +48,7 @@ class Thresholds:
     """Every filter threshold, with its unit in the name; echoed in each run's summary."""
 
     # `help` is the CLI's option text (`p2d curate celeba/photos --smile-threshold` ...).
-    smile_threshold: float = field(default=SMILE_THRESHOLD, metadata={"help": "Smile score (mouth corners' spread plus half their lift and half the upper lip's upward curve, in inter-ocular distances) above which a face counts as a wide smile."})
+    smile_threshold: float = field(default=SMILE_THRESHOLD, metadata={"help": "Smile score (mouth corners' spread plus the upper lip's rise towards the nose, in inter-ocular distances) above which a face counts as a wide smile."})
     max_yaw_deg: float = field(default=30.0, metadata={"help": "Drop faces turned more than this (degrees)."})
     max_roll_deg: float = field(default=20.0, metadata={"help": "Drop faces tilted more than this (degrees)."})
     min_iod_px: float = field(default=20.0, metadata={"help": "Drop faces whose eye centres are closer than this (pixels in the source)."})
