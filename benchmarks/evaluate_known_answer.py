@@ -71,6 +71,7 @@ TASKS = (
     # another filter and another size, so the table shows how the rule does on a task it was not
     # developed on.
     Task("lines40-drift", "lines", 40, True, 14, held_out=True),
+    Task("lines32-converge", "lines", 32, False, 14, held_out=True),
 )
 
 
@@ -170,24 +171,27 @@ def train_task(task: Task, work: Path) -> Path:
     return run
 
 
-def true_errors(run: Path, manifest: Path, filter_name: str, epochs: list[int]) -> tuple[dict[int, np.ndarray], float]:
+def true_errors(run: Path, manifest: Path, filter_name: str, epochs: list[int]) -> tuple[dict[int, np.ndarray], dict[int, float], float]:
     """Per saved epoch: the L1 of G_photo2drawing(test photo) to filter(test photo), one value per
-    test photo; and the L1 of a constant gray image (the real test drawings' mean intensity) to
-    the filter's outputs: the error of a model that learned nothing about the photo."""
+    test photo, and the mean pixel correlation of the two (negative: the model maps tones the
+    wrong way round); and the L1 of a constant gray image (the real test drawings' mean
+    intensity) to the filter's outputs: the error of a model that learned nothing about the photo."""
     from p2d.evaluate import l1_error, load_test_image, torch_translator
     from p2d.manifest import manifest_images
     from p2d.train.translate import load_generators
 
-    out = {}
+    out, corr = {}, {}
     for epoch in epochs:
         cfg, g, _ = load_generators(run, epoch)
         photos = [load_test_image(p, 1, cfg.data.size) for p in manifest_images(manifest, "photo", "test")]
         fakes = torch_translator(g, 1)(photos)
-        out[epoch] = np.array([l1_error(f, apply_filter(p, filter_name)) for f, p in zip(fakes, photos)])
+        truth = [apply_filter(p, filter_name) for p in photos]
+        out[epoch] = np.array([l1_error(f, t) for f, t in zip(fakes, truth)])
+        corr[epoch] = float(np.nanmean([np.corrcoef(f.ravel(), t.ravel())[0, 1] for f, t in zip(fakes, truth)]))
     drawings = [load_test_image(p, 1, cfg.data.size) for p in manifest_images(manifest, "drawing", "test")]
     gray = float(np.mean(drawings)) / 255.0
     baseline = float(np.mean([np.abs(apply_filter(p, filter_name) / 255.0 - gray).mean() for p in photos]))
-    return out, baseline
+    return out, corr, baseline
 
 
 def true_error_noise(per_image: dict[int, np.ndarray], n_boot: int = 1000, seed: int = 0) -> dict:
@@ -216,6 +220,13 @@ def true_error_noise(per_image: dict[int, np.ndarray], n_boot: int = 1000, seed:
             "separable": sorted(epochs[i] for i in chain)}
 
 
+# evaluate.csv columns whose Spearman with the true error is printed (lower = better for each,
+# the gaps by their size); the score's terms first.
+TRACKED = ("kid_tone_drawing", "kid_drawing", "brightness_gap_drawing", "contrast_gap_drawing", "cycle_l1_drawing",
+           "identity_drawing", "cycle_l1_photo", "identity_cycle", "kid_photo", "kid_tone_photo", "landmark_nme")
+SIGNED = ("brightness_gap_drawing", "contrast_gap_drawing")
+
+
 def evaluate_task(task: Task, work: Path, every: int) -> dict:
     from scipy.stats import spearmanr
 
@@ -226,7 +237,7 @@ def evaluate_task(task: Task, work: Path, every: int) -> dict:
     start = time.perf_counter()
     epochs = list(range(every, task.epochs + 1, every))
     result = evaluate_run(run, epochs=epochs, device="cpu", settings=EvalSettings(kid_subsets=50))
-    per_image, baseline = true_errors(run, manifest, task.filter, epochs)
+    per_image, corr, baseline = true_errors(run, manifest, task.filter, epochs)
     truth = {e: float(v.mean()) for e, v in per_image.items()}
     noise = true_error_noise(per_image)
     score = result.why.set_index("epoch")["score"]
@@ -236,6 +247,12 @@ def evaluate_task(task: Task, work: Path, every: int) -> dict:
         return spearmanr(s, [truth[e] for e in among]).statistic if np.isfinite(s).all() and len(among) > 2 else float("nan")
 
     epochs = sorted(truth)
+    err = [truth[e] for e in epochs]
+    table = result.table.set_index("epoch").loc[epochs]
+    measures = {  # which measure tracks the true error: Spearman of each (its size for the gaps)
+        col: spearmanr(table[col].abs() if col in SIGNED else table[col], err).statistic
+        for col in TRACKED if col in table and table[col].notna().all() and table[col].nunique() > 1
+    }
     best_true = min(epochs, key=truth.get)
     pick = result.best_epoch
     sep = noise["separable"]
@@ -245,12 +262,13 @@ def evaluate_task(task: Task, work: Path, every: int) -> dict:
         "spearman sep.": rho(sep), "sep.": len(sep),
         "suggested": pick, "ties": ",".join(map(str, result.tie_set)), "true best": best_true,
         "regret": truth[pick] / truth[best_true] if pick is not None else float("nan"),
-        "err best": truth[best_true], "gray": baseline,
+        "err best": truth[best_true], "gray": baseline, "corr": corr[best_true],
         "flags": "; ".join(f"{e}: {f}" for e, f in result.drift_flags.items()),
         "eval s": round(time.perf_counter() - start),
         "true errors": " ".join(f"{e}:{truth[e]:.4f} [{noise['interval'][e][0]:.4f}, {noise['interval'][e][1]:.4f}]"
                                 for e in epochs),
         "separable epochs": ",".join(map(str, sep)),
+        "measures": measures,
     }
 
 
@@ -261,13 +279,16 @@ def print_table(rows: list[dict]) -> None:
     for held, title in ((False, "tasks the rule was developed on"), (True, "held-out tasks (not used to develop the rule)")):
         part = table[table["held out"] == held]
         if len(part):
-            print(f"\n{title}:\n" + part.drop(columns=["true errors", "flags", "held out", "separable epochs"])
+            print(f"\n{title}:\n" + part.drop(columns=["true errors", "flags", "held out", "separable epochs", "measures"])
                   .to_string(index=False, float_format="%.3f"))
+    print("\nSpearman of each measure with the true error (score terms first):\n"
+          + pd.DataFrame({r["task"]: r["measures"] for r in rows}).to_string(float_format="%.2f"))
     for r in rows:
         learned = "" if r["err best"] < r["gray"] else "  NO epoch beats the constant gray image: the model never learned the filter"
         print(f"\n{r['task']}: true error per epoch [95% interval over test photos]\n  {r['true errors']}"
               f"\n  separable chain (best first, each beyond the noise of the next): {r['separable epochs']}"
-              f"\n  constant gray image: {r['gray']:.4f}{learned}\n  drift flags: {r['flags'] or 'none'}")
+              f"\n  constant gray image: {r['gray']:.4f}{learned}"
+              f"\n  correlation of output and true drawing at the true best: {r['corr']:.2f}\n  drift flags: {r['flags'] or 'none'}")
     ok = (table["regret"] <= 1.10) & (table["spearman"] >= 0.8)
     print(f"\ntargets (regret <= 1.10 and Spearman >= 0.8) met on {int(ok[~table['held out']].sum())} of "
           f"{int((~table['held out']).sum())} developed-on tasks, {int(ok[table['held out']].sum())} of "
