@@ -5,33 +5,62 @@ Each task: scikit-image's 100 LFW face crops (shipped in its wheel, offline) and
 images, scaled to the task's size. Photos are the first 50 faces, drawings are a fixed filter
 applied to the other 50, so the true drawing of every test photo is known: the true error of an
 epoch is the mean L1 between G_photo2drawing(test photo) and filter(test photo), in units of full
-intensity. Tasks cover two filters (a pencil sketch by colour dodge, a gamma-bright negative), two
-sizes (32 and 48 px) and two kinds of training: converging (the usual decaying learning rate,
-cycle 10, identity 5) and drifting (a high constant learning rate, weak cycle, no identity: the
-late-epoch drift the experiments saw).
+intensity. Tasks cover three filters (a pencil sketch by colour dodge, a gamma-bright negative,
+ink lines where the image has edges), three sizes (32, 40, 48 px) and two kinds of training:
+converging (the usual decaying learning rate, cycle 10, identity 5) and drifting (a high constant
+learning rate, weak cycle, no identity: the late-epoch drift the experiments saw). Tasks marked
+held_out were added after the rule was last changed and are reported apart.
 
-Printed per task: Spearman of the rule's score with the true error over the saved epochs, the
-suggested epoch and its tie set, the truly best epoch, and the regret (true error at the pick /
-true best; 1.0 = picked the best). Targets: regret <= 1.10 and Spearman >= 0.8 on every task.
+Printed per task: Spearman of the rule's score with the true error over the evaluated epochs, the
+suggested epoch and its tie set, the truly best epoch, the regret (true error at the pick / true
+best; 1.0 = picked the best). Targets: regret <= 1.10 and Spearman >= 0.8 on every task. Beside
+them, what the true error itself is worth:
+- its 95% interval per epoch (bootstrap over the test photos), its `true ceiling` (median
+  Spearman between the true ranking on a resample of the test photos and on all of them: how
+  far the ranking is set by which photos were drawn) and `spearman sep.`, the Spearman over a
+  chain of epochs each separable from the next beyond that noise (paired: the same photos);
+- `gray`, the error of a constant gray image, and `learned` (some epoch beats it): where no epoch
+  does, the model never learned the filter and the true error only ranks kinds of failure;
+  `corr`, the pixel correlation of output and true drawing at the true best (negative: tones
+  mapped the wrong way round);
+- the Spearman of each measured column with the true error (which measure tracks it).
 
 Usage: python benchmarks/evaluate_known_answer.py [--work /tmp/p2d_known_answer] [--tasks a,b]
        [--phase all|train|evaluate] [--threads 1] [--every 1]
-Runs are cached in --work: a second call re-trains nothing and re-evaluates only changed epochs.
+Runs are cached in --work: a second call re-trains nothing and re-evaluates only changed epochs
+(re-scoring cached runs with a changed rule takes ~10 s a task).
 
-Measured on a shared 2-core CPU (load ~10 from other jobs), --every 2 (7 epochs a task, 30 test
-photos and 30 test drawings each), 14 epochs trained per task (2-9 min each), ~80-120 s wall
-per evaluated epoch (dlib's descriptor dominates):
+Measured on a shared 2-core CPU (busy: load 5-15 from other jobs), --every 2 (7 epochs a task,
+30 test photos and 30 test drawings), 14 epochs trained per task (1.5-9 min each), 30-130 s wall
+per evaluated epoch (dlib dominates). Cached runs: /work/data/s15/ka (re-scoring all: ~60 s).
 
-    task                 Spearman  suggested  tie set      true best  regret
-    sketch32-converge       0.786         14  8,10,12,14          14   1.000
-    sketch48-drift          0.893         10  8,10,12,14          12   1.016
-    negative32-drift        0.714         10  8,10,12,14          10   1.000
-    negative48-converge     0.000         14  12,14                8   1.079
+    task                      Spearman  sep.  ceiling  suggested  tie set     true best  regret  learned
+    sketch32-converge            0.821  0.90     1.00         14  8,10,12,14         14   1.000  yes
+    sketch48-drift               0.929  0.90     1.00         12  8,10,12,14         12   1.000  yes
+    negative32-drift             0.857  1.00     1.00         10  6,10,12            10   1.000  yes
+    negative48-converge          0.000  0.00     0.96         14  12,14               8   1.079  no (corr -0.47)
+    held out:
+    lines40-drift               -0.429 -0.40     1.00         14  14                  2   1.327  no
+    lines32-converge            -0.893 -0.70     1.00         14  8,10,12,14          2   1.132  no
+    sketch40-drift              -0.036 -0.37     1.00         14  10,14               4   1.003  yes
+    negative40-drift            -0.250 -0.50     0.89         12  8,12               14   1.013  yes
 
-Regret <= 1.10 on all four; Spearman >= 0.8 on one. The true errors move little between late
-epochs (these small models learn the filters only roughly: 0.08-0.18 L1), often less than the
-score's noise with 30 test photos, which is what the tie sets say; negative48's true error is not
-monotonic while every measured metric improves steadily, so no score ranks it.
+What it says. (1) The true error's ranking is not test-photo noise: its ceiling is 0.89-1.00, so a
+Spearman target against it is meaningful (marginal intervals of late epochs overlap, but epochs
+compared on the same photos separate). (2) Regret <= 1.10 on 6 of 8 tasks, both failures on
+tasks whose model never learned the filter. Spearman >= 0.8 on the 3 developed-on tasks where the
+model learned, on no held-out task. (3) Where no epoch beats a constant gray image (negative48:
+the photo's tones kept instead of inverted, correlation -0.47 with the true drawing; both lines
+tasks: outputs uncorrelated with it) the true error ranks degrees of failure (on the lines tasks
+the blandest, earliest epoch wins it), and the measures either do not rank it (negative48) or
+rank it the other way (lines, realism Spearman -0.4 to -0.9). (4) On the held-out tasks that
+learned, the pick is near-best (regret 1.003, 1.013) and negative40's drift epoch (10) is flagged,
+but the score does not order the other epochs: negative40's epochs 2, 4, 12, 14 lie within
+0.0766-0.0788 (only 3 of its epochs are separable), and sketch40's jump at epoch 10 (0.119 ->
+0.139) is seen by no measure (its score ranks 10 second best). Scoring only G_photo2drawing's
+measures (dropping the photo cycle) raised the developed-on Spearmans (0.79, 0.89, 0.71 -> 0.82,
+0.93, 0.86); on the held-out tasks it changed one pick (lines32, regret 1.159 -> 1.131) and one
+Spearman (negative40, -0.04 -> -0.25): that gain is partly fit to the tasks it was found on.
 """
 
 from __future__ import annotations
@@ -72,6 +101,10 @@ TASKS = (
     # developed on.
     Task("lines40-drift", "lines", 40, True, 14, held_out=True),
     Task("lines32-converge", "lines", 32, False, 14, held_out=True),
+    # Neither lines task learned its filter (every epoch worse than a constant gray image), so two
+    # more held-out tasks at a size not used before, with filters these small models did learn.
+    Task("sketch40-drift", "sketch", 40, True, 14, held_out=True),
+    Task("negative40-drift", "negative", 40, True, 14, held_out=True),
 )
 
 
@@ -262,7 +295,8 @@ def evaluate_task(task: Task, work: Path, every: int) -> dict:
         "spearman sep.": rho(sep), "sep.": len(sep),
         "suggested": pick, "ties": ",".join(map(str, result.tie_set)), "true best": best_true,
         "regret": truth[pick] / truth[best_true] if pick is not None else float("nan"),
-        "err best": truth[best_true], "gray": baseline, "corr": corr[best_true],
+        "err best": truth[best_true], "gray": baseline, "learned": truth[best_true] < baseline,
+        "corr": corr[best_true],
         "flags": "; ".join(f"{e}: {f}" for e, f in result.drift_flags.items()),
         "eval s": round(time.perf_counter() - start),
         "true errors": " ".join(f"{e}:{truth[e]:.4f} [{noise['interval'][e][0]:.4f}, {noise['interval'][e][1]:.4f}]"
@@ -290,9 +324,10 @@ def print_table(rows: list[dict]) -> None:
               f"\n  constant gray image: {r['gray']:.4f}{learned}"
               f"\n  correlation of output and true drawing at the true best: {r['corr']:.2f}\n  drift flags: {r['flags'] or 'none'}")
     ok = (table["regret"] <= 1.10) & (table["spearman"] >= 0.8)
-    print(f"\ntargets (regret <= 1.10 and Spearman >= 0.8) met on {int(ok[~table['held out']].sum())} of "
-          f"{int((~table['held out']).sum())} developed-on tasks, {int(ok[table['held out']].sum())} of "
-          f"{int(table['held out'].sum())} held-out tasks")
+    for held, name in ((False, "developed-on"), (True, "held-out")):
+        part, learned = ok[table["held out"] == held], table["learned"][table["held out"] == held]
+        print(f"targets (regret <= 1.10 and Spearman >= 0.8) met on {int(part.sum())} of {len(part)} {name} "
+              f"tasks; on {int(part[learned].sum())} of {int(learned.sum())} where some epoch beats a constant gray image")
 
 
 def main() -> None:
