@@ -5,33 +5,62 @@ Each task: scikit-image's 100 LFW face crops (shipped in its wheel, offline) and
 images, scaled to the task's size. Photos are the first 50 faces, drawings are a fixed filter
 applied to the other 50, so the true drawing of every test photo is known: the true error of an
 epoch is the mean L1 between G_photo2drawing(test photo) and filter(test photo), in units of full
-intensity. Tasks cover two filters (a pencil sketch by colour dodge, a gamma-bright negative), two
-sizes (32 and 48 px) and two kinds of training: converging (the usual decaying learning rate,
-cycle 10, identity 5) and drifting (a high constant learning rate, weak cycle, no identity: the
-late-epoch drift the experiments saw).
+intensity. Tasks cover three filters (a pencil sketch by colour dodge, a gamma-bright negative,
+ink lines where the image has edges), three sizes (32, 40, 48 px) and two kinds of training:
+converging (the usual decaying learning rate, cycle 10, identity 5) and drifting (a high constant
+learning rate, weak cycle, no identity: the late-epoch drift the experiments saw). Tasks marked
+held_out were added after the rule was last changed and are reported apart.
 
-Printed per task: Spearman of the rule's score with the true error over the saved epochs, the
-suggested epoch and its tie set, the truly best epoch, and the regret (true error at the pick /
-true best; 1.0 = picked the best). Targets: regret <= 1.10 and Spearman >= 0.8 on every task.
+Printed per task: Spearman of the rule's score with the true error over the evaluated epochs, the
+suggested epoch and its tie set, the truly best epoch, the regret (true error at the pick / true
+best; 1.0 = picked the best). Targets: regret <= 1.10 and Spearman >= 0.8 on every task. Beside
+them, what the true error itself is worth:
+- its 95% interval per epoch (bootstrap over the test photos), its `true ceiling` (median
+  Spearman between the true ranking on a resample of the test photos and on all of them: how
+  far the ranking is set by which photos were drawn) and `spearman sep.`, the Spearman over a
+  chain of epochs each separable from the next beyond that noise (paired: the same photos);
+- `gray`, the error of a constant gray image, and `learned` (some epoch beats it): where no epoch
+  does, the model never learned the filter and the true error only ranks kinds of failure;
+  `corr`, the pixel correlation of output and true drawing at the true best (negative: tones
+  mapped the wrong way round);
+- the Spearman of each measured column with the true error (which measure tracks it).
 
 Usage: python benchmarks/evaluate_known_answer.py [--work /tmp/p2d_known_answer] [--tasks a,b]
        [--phase all|train|evaluate] [--threads 1] [--every 1]
-Runs are cached in --work: a second call re-trains nothing and re-evaluates only changed epochs.
+Runs are cached in --work: a second call re-trains nothing and re-evaluates only changed epochs
+(re-scoring cached runs with a changed rule takes ~10 s a task).
 
-Measured on a shared 2-core CPU (load ~10 from other jobs), --every 2 (7 epochs a task, 30 test
-photos and 30 test drawings each), 14 epochs trained per task (2-9 min each), ~80-120 s wall
-per evaluated epoch (dlib's descriptor dominates):
+Measured on a shared 2-core CPU (busy: load 5-15 from other jobs), --every 2 (7 epochs a task,
+30 test photos and 30 test drawings), 14 epochs trained per task (1.5-9 min each), 30-130 s wall
+per evaluated epoch (dlib dominates). Cached runs: /work/data/s15/ka (re-scoring all: ~60 s).
 
-    task                 Spearman  suggested  tie set      true best  regret
-    sketch32-converge       0.786         14  8,10,12,14          14   1.000
-    sketch48-drift          0.893         10  8,10,12,14          12   1.016
-    negative32-drift        0.714         10  8,10,12,14          10   1.000
-    negative48-converge     0.000         14  12,14                8   1.079
+    task                      Spearman  sep.  ceiling  suggested  tie set     true best  regret  learned
+    sketch32-converge            0.821  0.90     1.00         14  8,10,12,14         14   1.000  yes
+    sketch48-drift               0.929  0.90     1.00         12  8,10,12,14         12   1.000  yes
+    negative32-drift             0.857  1.00     1.00         10  6,10,12            10   1.000  yes
+    negative48-converge          0.000  0.00     0.96         14  12,14               8   1.079  no (corr -0.47)
+    held out:
+    lines40-drift               -0.429 -0.40     1.00         14  14                  2   1.327  no
+    lines32-converge            -0.893 -0.70     1.00         14  8,10,12,14          2   1.132  no
+    sketch40-drift              -0.036 -0.37     1.00         14  10,14               4   1.003  yes
+    negative40-drift            -0.250 -0.50     0.89         12  8,12               14   1.013  yes
 
-Regret <= 1.10 on all four; Spearman >= 0.8 on one. The true errors move little between late
-epochs (these small models learn the filters only roughly: 0.08-0.18 L1), often less than the
-score's noise with 30 test photos, which is what the tie sets say; negative48's true error is not
-monotonic while every measured metric improves steadily, so no score ranks it.
+What it says. (1) The true error's ranking is not test-photo noise: its ceiling is 0.89-1.00, so a
+Spearman target against it is meaningful (marginal intervals of late epochs overlap, but epochs
+compared on the same photos separate). (2) Regret <= 1.10 on 6 of 8 tasks, both failures on
+tasks whose model never learned the filter. Spearman >= 0.8 on the 3 developed-on tasks where the
+model learned, on no held-out task. (3) Where no epoch beats a constant gray image (negative48:
+the photo's tones kept instead of inverted, correlation -0.47 with the true drawing; both lines
+tasks: outputs uncorrelated with it) the true error ranks degrees of failure (on the lines tasks
+the blandest, earliest epoch wins it), and the measures either do not rank it (negative48) or
+rank it the other way (lines, realism Spearman -0.4 to -0.9). (4) On the held-out tasks that
+learned, the pick is near-best (regret 1.003, 1.013) and negative40's drift epoch (10) is flagged,
+but the score does not order the other epochs: negative40's epochs 2, 4, 12, 14 lie within
+0.0766-0.0788 (only 3 of its epochs are separable), and sketch40's jump at epoch 10 (0.119 ->
+0.139) is seen by no measure (its score ranks 10 second best). Scoring only G_photo2drawing's
+measures (dropping the photo cycle) raised the developed-on Spearmans (0.79, 0.89, 0.71 -> 0.82,
+0.93, 0.86); on the held-out tasks it changed one pick (lines32, regret 1.159 -> 1.131) and one
+Spearman (negative40, -0.04 -> -0.25): that gain is partly fit to the tasks it was found on.
 """
 
 from __future__ import annotations
@@ -59,6 +88,7 @@ class Task:
     size: int
     drift: bool
     epochs: int
+    held_out: bool = False  # not looked at while the rule was developed: reported apart
 
 
 TASKS = (
@@ -66,6 +96,15 @@ TASKS = (
     Task("sketch48-drift", "sketch", 48, True, 14),
     Task("negative32-drift", "negative", 32, True, 14),
     Task("negative48-converge", "negative", 48, False, 14),
+    # Added after the rule was revised (issue 15, second session) and only run on the final rule:
+    # another filter and another size, so the table shows how the rule does on a task it was not
+    # developed on.
+    Task("lines40-drift", "lines", 40, True, 14, held_out=True),
+    Task("lines32-converge", "lines", 32, False, 14, held_out=True),
+    # Neither lines task learned its filter (every epoch worse than a constant gray image), so two
+    # more held-out tasks at a size not used before, with filters these small models did learn.
+    Task("sketch40-drift", "sketch", 40, True, 14, held_out=True),
+    Task("negative40-drift", "negative", 40, True, 14, held_out=True),
 )
 
 
@@ -79,6 +118,9 @@ def apply_filter(gray: np.ndarray, name: str) -> np.ndarray:
         y = np.clip(x / np.maximum(1.0 - blurred, 1e-3), 0, 1) ** 2.0
     elif name == "negative":
         y = (1.0 - x) ** 0.6
+    elif name == "lines":  # ink lines: dark where the lightly blurred image has strong edges
+        gy, gx = np.gradient(gaussian_filter(x, sigma=max(0.5, gray.shape[0] / 64)))
+        y = 1.0 - np.clip(np.hypot(gx, gy) * gray.shape[0] / 8, 0, 1)
     else:
         raise ValueError(f"unknown filter {name}")
     return np.round(y * 255).astype(np.uint8)
@@ -162,19 +204,60 @@ def train_task(task: Task, work: Path) -> Path:
     return run
 
 
-def true_errors(run: Path, manifest: Path, filter_name: str, epochs: list[int]) -> dict[int, float]:
-    """Per saved epoch: mean L1 of G_photo2drawing(test photo) to filter(test photo)."""
+def true_errors(run: Path, manifest: Path, filter_name: str, epochs: list[int]) -> tuple[dict[int, np.ndarray], dict[int, float], float]:
+    """Per saved epoch: the L1 of G_photo2drawing(test photo) to filter(test photo), one value per
+    test photo, and the mean pixel correlation of the two (negative: the model maps tones the
+    wrong way round); and the L1 of a constant gray image (the real test drawings' mean
+    intensity) to the filter's outputs: the error of a model that learned nothing about the photo."""
     from p2d.evaluate import l1_error, load_test_image, torch_translator
     from p2d.manifest import manifest_images
     from p2d.train.translate import load_generators
 
-    out = {}
+    out, corr = {}, {}
     for epoch in epochs:
         cfg, g, _ = load_generators(run, epoch)
         photos = [load_test_image(p, 1, cfg.data.size) for p in manifest_images(manifest, "photo", "test")]
         fakes = torch_translator(g, 1)(photos)
-        out[epoch] = float(np.mean([l1_error(f, apply_filter(p, filter_name)) for f, p in zip(fakes, photos)]))
-    return out
+        truth = [apply_filter(p, filter_name) for p in photos]
+        out[epoch] = np.array([l1_error(f, t) for f, t in zip(fakes, truth)])
+        corr[epoch] = float(np.nanmean([np.corrcoef(f.ravel(), t.ravel())[0, 1] for f, t in zip(fakes, truth)]))
+    drawings = [load_test_image(p, 1, cfg.data.size) for p in manifest_images(manifest, "drawing", "test")]
+    gray = float(np.mean(drawings)) / 255.0
+    baseline = float(np.mean([np.abs(apply_filter(p, filter_name) / 255.0 - gray).mean() for p in photos]))
+    return out, corr, baseline
+
+
+def true_error_noise(per_image: dict[int, np.ndarray], n_boot: int = 1000, seed: int = 0) -> dict:
+    """How much of the true error's ranking of epochs is test-image noise. The same test photos
+    are resampled (with replacement) for every epoch, so epochs are compared pairwise on the
+    same images. Returns per epoch the 95% interval of its mean; `ceiling`: the median Spearman
+    between a resample's ranking and the full sample's (1.0: the ranking does not depend on which
+    test photos were drawn; a score cannot be expected to rank better than this); `separable`: a
+    chain of epochs, best first, each worse than the one before beyond the noise (the 95% interval
+    of their paired difference above 0), over which a Spearman means something."""
+    from scipy.stats import spearmanr
+
+    epochs = sorted(per_image)
+    errors = np.array([per_image[e] for e in epochs])  # epochs x test photos
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, errors.shape[1], (n_boot, errors.shape[1]))
+    boot = errors[:, draws].mean(axis=2)  # epochs x resamples
+    mean = errors.mean(axis=1)
+    lo, hi = np.percentile(boot, [2.5, 97.5], axis=1)
+    ceiling = float(np.median([spearmanr(boot[:, j], mean).statistic for j in range(min(n_boot, 300))]))
+    chain = []
+    for i in np.argsort(mean, kind="stable"):
+        if not chain or np.percentile(boot[i] - boot[chain[-1]], 2.5) > 0:
+            chain.append(int(i))
+    return {"interval": {e: (float(a), float(b)) for e, a, b in zip(epochs, lo, hi)}, "ceiling": ceiling,
+            "separable": sorted(epochs[i] for i in chain)}
+
+
+# evaluate.csv columns whose Spearman with the true error is printed (lower = better for each,
+# the gaps by their size); the score's terms first.
+TRACKED = ("kid_tone_drawing", "kid_drawing", "brightness_gap_drawing", "contrast_gap_drawing", "cycle_l1_drawing",
+           "identity_drawing", "cycle_l1_photo", "identity_cycle", "kid_photo", "kid_tone_photo", "landmark_nme")
+SIGNED = ("brightness_gap_drawing", "contrast_gap_drawing")
 
 
 def evaluate_task(task: Task, work: Path, every: int) -> dict:
@@ -187,23 +270,64 @@ def evaluate_task(task: Task, work: Path, every: int) -> dict:
     start = time.perf_counter()
     epochs = list(range(every, task.epochs + 1, every))
     result = evaluate_run(run, epochs=epochs, device="cpu", settings=EvalSettings(kid_subsets=50))
-    truth = true_errors(run, manifest, task.filter, epochs)
-    why = result.why.set_index("epoch")
+    per_image, corr, baseline = true_errors(run, manifest, task.filter, epochs)
+    truth = {e: float(v.mean()) for e, v in per_image.items()}
+    noise = true_error_noise(per_image)
+    score = result.why.set_index("epoch")["score"]
+
+    def rho(among: list[int]) -> float:
+        s = score.loc[among].to_numpy(float)
+        return spearmanr(s, [truth[e] for e in among]).statistic if np.isfinite(s).all() and len(among) > 2 else float("nan")
+
     epochs = sorted(truth)
-    score = why.loc[epochs, "score"].to_numpy(float)
-    err = np.array([truth[e] for e in epochs])
-    best_true = epochs[int(np.argmin(err))]
+    err = [truth[e] for e in epochs]
+    table = result.table.set_index("epoch").loc[epochs]
+    measures = {  # which measure tracks the true error: Spearman of each (its size for the gaps)
+        col: spearmanr(table[col].abs() if col in SIGNED else table[col], err).statistic
+        for col in TRACKED if col in table and table[col].notna().all() and table[col].nunique() > 1
+    }
+    best_true = min(epochs, key=truth.get)
     pick = result.best_epoch
-    rho = spearmanr(score, err).statistic if np.isfinite(score).all() else float("nan")
+    sep = noise["separable"]
     return {
-        "task": task.name, "epochs": len(epochs), "spearman": rho,
+        "task": task.name + (" (held out)" if task.held_out else ""), "held out": task.held_out,
+        "epochs": len(epochs), "spearman": rho(epochs), "true ceiling": noise["ceiling"],
+        "spearman sep.": rho(sep), "sep.": len(sep),
         "suggested": pick, "ties": ",".join(map(str, result.tie_set)), "true best": best_true,
-        "err@pick": truth[pick] if pick is not None else float("nan"), "err best": truth[best_true],
         "regret": truth[pick] / truth[best_true] if pick is not None else float("nan"),
+        "err best": truth[best_true], "gray": baseline, "learned": truth[best_true] < baseline,
+        "corr": corr[best_true],
         "flags": "; ".join(f"{e}: {f}" for e, f in result.drift_flags.items()),
         "eval s": round(time.perf_counter() - start),
-        "true errors": " ".join(f"{truth[e]:.4f}" for e in epochs),
+        "true errors": " ".join(f"{e}:{truth[e]:.4f} [{noise['interval'][e][0]:.4f}, {noise['interval'][e][1]:.4f}]"
+                                for e in epochs),
+        "separable epochs": ",".join(map(str, sep)),
+        "measures": measures,
     }
+
+
+def print_table(rows: list[dict]) -> None:
+    """The per-task table (developed-on tasks, then held-out ones apart), true errors and flags."""
+    pd.set_option("display.width", 200)
+    table = pd.DataFrame(rows)
+    for held, title in ((False, "tasks the rule was developed on"), (True, "held-out tasks (not used to develop the rule)")):
+        part = table[table["held out"] == held]
+        if len(part):
+            print(f"\n{title}:\n" + part.drop(columns=["true errors", "flags", "held out", "separable epochs", "measures"])
+                  .to_string(index=False, float_format="%.3f"))
+    print("\nSpearman of each measure with the true error (score terms first):\n"
+          + pd.DataFrame({r["task"]: r["measures"] for r in rows}).to_string(float_format="%.2f"))
+    for r in rows:
+        learned = "" if r["err best"] < r["gray"] else "  NO epoch beats the constant gray image: the model never learned the filter"
+        print(f"\n{r['task']}: true error per epoch [95% interval over test photos]\n  {r['true errors']}"
+              f"\n  separable chain (best first, each beyond the noise of the next): {r['separable epochs']}"
+              f"\n  constant gray image: {r['gray']:.4f}{learned}"
+              f"\n  correlation of output and true drawing at the true best: {r['corr']:.2f}\n  drift flags: {r['flags'] or 'none'}")
+    ok = (table["regret"] <= 1.10) & (table["spearman"] >= 0.8)
+    for held, name in ((False, "developed-on"), (True, "held-out")):
+        part, learned = ok[table["held out"] == held], table["learned"][table["held out"] == held]
+        print(f"targets (regret <= 1.10 and Spearman >= 0.8) met on {int(part.sum())} of {len(part)} {name} "
+              f"tasks; on {int(part[learned].sum())} of {int(learned.sum())} where some epoch beats a constant gray image")
 
 
 def main() -> None:
@@ -225,15 +349,11 @@ def main() -> None:
             train_task(task, args.work)
         if args.phase in ("all", "evaluate"):
             rows.append(evaluate_task(task, args.work, args.every))
-            print(pd.DataFrame(rows[-1:]).to_string(index=False), flush=True)
+            r = rows[-1]
+            print(f"{r['task']}: Spearman {r['spearman']:.3f}, suggested {r['suggested']}, true best "
+                  f"{r['true best']}, regret {r['regret']:.3f} ({r['eval s']} s)", flush=True)
     if rows:
-        table = pd.DataFrame(rows)
-        pd.set_option("display.width", 200)
-        print("\n" + table.drop(columns=["true errors", "flags"]).to_string(index=False, float_format="%.3f"))
-        for r in rows:
-            print(f"\n{r['task']}: true error per epoch {r['true errors']}\n  drift flags: {r['flags'] or 'none'}")
-        ok = (table["regret"] <= 1.10) & (table["spearman"] >= 0.8)
-        print(f"\ntargets (regret <= 1.10 and Spearman >= 0.8) met on {int(ok.sum())} of {len(table)} tasks")
+        print_table(rows)
 
 
 if __name__ == "__main__":

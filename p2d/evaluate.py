@@ -300,9 +300,15 @@ class BestEpochRule:
     epochs with at least `min_landmark_pairs` faces found in both photo and drawing.
 
     Score (lower is better; see `rule_scores`): the mean of SCORE_TERMS, each scaled to its range
-    over the epochs compared: realism in both feature spaces, the brightness and contrast gaps to
-    real drawings, both cycle errors, and the photo-drawing identity distance (the one paired
-    measure defined on every image: how much of this face is left in its drawing). Two epochs are *tied* when their scores differ by less than
+    over the epochs compared. Every term judges the photo->drawing generator, the one the user
+    keeps: realism in both feature spaces, the brightness and contrast gaps to real drawings (does
+    it look like a drawing?), the drawing cycle error and the photo-drawing identity distance (does
+    the drawing keep this photo's face?). The drawing cycle drawing->photo->drawing ends in
+    G_photo2drawing, so its error is that generator redrawing a face. The photo cycle is measured
+    but not scored: it ends in G_drawing2photo, and CycleGAN can satisfy it by hiding the photo in
+    its drawing (Chu et al. 2017, "CycleGAN, a master of steganography"), so a low photo cycle
+    error does not mean a better drawing (on the known-answer tasks its Spearman with the true
+    error was 0.39, 0.64, 0.00, -0.14). Two epochs are *tied* when their scores differ by less than
     `noise_multiple` x their combined interval half-widths. Among the tie set of the best-scoring
     eligible epoch, epochs with a drift flag (see `drift_flags`) are passed over, and the one in
     the most stable good stretch (lowest mean score with its neighbours) is suggested.
@@ -324,17 +330,17 @@ class BestEpochRule:
                 raise P2DError(f"best-epoch tolerance {name}={value} must be >= 0 (and sensible, < 10)")
 
 
-# Score terms: column, and whether its size (not its sign) counts.
+# Score terms, all about G_photo2drawing (BestEpochRule says why the photo cycle is not one):
+# column, and whether its size (not its sign) counts.
 SCORE_TERMS = (
     ("kid_tone_drawing", False), ("kid_drawing", False), ("brightness_gap_drawing", True),
-    ("contrast_gap_drawing", True), ("cycle_l1_photo", False), ("cycle_l1_drawing", False),
-    ("identity_drawing", False),
+    ("contrast_gap_drawing", True), ("cycle_l1_drawing", False), ("identity_drawing", False),
 )
 # Shares of yes/no per image (their interval is Wilson's, over `<col>_n` images).
 SHARE_COLUMNS = ("face_found_drawing", "face_found_photo")
-# Trends that turn: a rise beyond the noise after a fall is drift (the experiments' late epochs).
-DRIFT_TRENDS = (("cycle_l1_drawing", False), ("cycle_l1_photo", False), ("brightness_gap_drawing", True),
-                ("contrast_gap_drawing", True))
+# Trends that turn: a rise beyond the noise after a fall is drift (the experiments' late epochs);
+# like the score, only of G_photo2drawing's measures.
+DRIFT_TRENDS = (("cycle_l1_drawing", False), ("brightness_gap_drawing", True), ("contrast_gap_drawing", True))
 
 
 def value_and_noise(df: pd.DataFrame, col: str, absolute: bool = False) -> tuple[np.ndarray, np.ndarray]:

@@ -41,14 +41,15 @@ EVALUATE_PLOTS = (
     ("landmark_nme", "landmark error / inter-ocular (lower)"),
     ("identity_drawing", "identity distance photo-drawing (lower)"),
     ("smile_drift", "smile drift (0: none)"),
-    ("cycle_l1_photo", "cycle L1 photo (lower)"),
+    ("cycle_l1_drawing", "cycle L1 drawing->photo->drawing (lower; scored)"),
+    ("cycle_l1_photo", "cycle L1 photo->drawing->photo (lower; not scored)"),
     ("brightness_gap_drawing", "brightness vs real drawings (0: same)"),
     ("contrast_gap_drawing", "contrast vs real drawings (0: same)"),
 )
 
 # evaluate.csv columns in the report's table (KID with its std; labels: evaluate.METRIC_LABELS).
 EVALUATE_TABLE = ("kid_drawing", "kid_tone_drawing", "kid_photo", "face_found_drawing", "landmark_nme",
-                  "identity_drawing", "smile_drift", "cycle_l1_photo", "brightness_gap_drawing", "contrast_gap_drawing")
+                  "identity_drawing", "smile_drift", "cycle_l1_drawing", "brightness_gap_drawing", "contrast_gap_drawing")
 
 
 # ============================================================================ pure helpers

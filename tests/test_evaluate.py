@@ -207,6 +207,17 @@ def test_scores_count_the_brightness_gap_whatever_its_sign():
     assert (noise == 0).all()
 
 
+def test_score_and_drift_flags_judge_the_drawing_generator_not_the_photo_cycle():
+    """The photo cycle ends in G_drawing2photo (and can be met by hiding the photo in the drawing):
+    measured, but a falling-then-rising photo cycle neither scores nor flags; the drawing cycle does."""
+    df = _table(cycle_l1_photo=[0.30, 0.05, 0.20, 0.30], cycle_l1_drawing=[0.10, 0.09, 0.08, 0.06])
+    score, noise = ev.rule_scores(df)
+    assert score[3] < score[2] < score[1] < score[0]
+    assert not any(ev.drift_flags(df, score, noise).values())
+    best, _ = ev.suggest_best(df)
+    assert best == 20
+
+
 def test_tie_set_holds_the_epochs_within_the_combined_noise():
     score = np.array([0.30, 0.00, 0.09, 0.50])
     noise = np.array([0.05, 0.05, 0.08, 0.05])
