@@ -4,21 +4,23 @@ Per image: decode, landmarks (fast path: the face box is known, only the shape p
 detect path: dlib HOG first), features, the filters' decision, and for kept images the output
 crop (CelebA's centre square, or the face framed like CelebA from its landmarks) written as PNG.
 Analyses and outputs are cached in OUT/cache/, so a re-run (other thresholds, or after an
-interruption) recomputes nothing it already has. Work runs in `workers` processes; results come
-back in input order, so the manifest is the same for any number of workers.
+interruption) recomputes nothing it already has. The per-image work (`_Worker`) runs where
+p2d.curate.engine sends it (this process, `workers` processes, or Ray actors); results come back in
+input order, so the manifest is the same for any engine and number of workers.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import functools
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from p2d.curate.engine import Engine, map_jobs
 from p2d.facecache import FaceCache, file_signature
 from p2d.curate.filters import Thresholds, drop_reason, laplacian_var, mean_gray, smile_agreement
 from p2d.curate.hashing import phash_hex, thumb_b64
@@ -90,6 +92,12 @@ class RunSettings:
     workers: int = 1
     models_dir: Path | str | None = None
     quiet: bool = False
+    engine: str = "local"  # see p2d.curate.engine
+    ray_address: str | None = None
+
+    @property
+    def engine_spec(self) -> Engine:
+        return Engine(self.engine, self.workers, self.ray_address)
 
     def validate(self) -> None:
         if self.face_box not in ("known", "detect"):
@@ -104,8 +112,7 @@ class RunSettings:
             raise P2DError(f"--smile-source {self.smile_source} is not known: use landmarks or attr")
         if not 0 <= self.upsample <= 3:
             raise P2DError(f"--upsample {self.upsample} is out of range: give 0 to 3")
-        if self.workers < 1:
-            raise P2DError(f"--workers {self.workers} must be at least 1")
+        self.engine_spec.validate()
 
 
 @dataclass
@@ -292,20 +299,14 @@ def judge(rec: dict, s: RunSettings, smiling: int | None) -> str:
                        smile_source=s.smile_source, smiling_attr=smiling, need_face=s.need_face)
 
 
-_WORKER: _Worker | None = None
-
-
-def _init_worker(settings: RunSettings) -> None:
-    global _WORKER
-    cv2.setNumThreads(1)  # one process per core already; OpenCV's own threads would only contend
-    _WORKER = _Worker(settings)
-    _WORKER.models.predictor  # load the 100 MB model now, not inside the first chunk
+def ready_worker(settings: RunSettings) -> _Worker:
+    """The per-image callable of a worker process or Ray actor, its models loaded now (not inside
+    the first chunk of work)."""
+    worker = _Worker(settings)
+    worker.models.predictor
     if settings.face_box == "detect":
-        _WORKER.models.hog
-
-
-def _run_job(job: Job) -> tuple:
-    return _WORKER(job)
+        worker.models.hog
+    return worker
 
 
 # ------------------------------------------------------------------ the run (main process)
@@ -360,7 +361,7 @@ def _plan(items: list[Item], s: RunSettings, cache: FaceCache) -> _Plan:
             if plan.reasons[i] or _output_current(prev, out_file, s, sig, detector):
                 plan.outs[i] = None if plan.reasons[i] else prev
                 continue
-        plan.jobs.append(Job(i, str(it.path), it.name, sig, detector, it.points5, rec, it.pre_reason, it.smiling,
+        plan.jobs.append(Job(i, str(Path(it.path).absolute()), it.name, sig, detector, it.points5, rec, it.pre_reason, it.smiling,
                              out_file))
     return plan
 
@@ -471,19 +472,17 @@ def write_review_sheet(path: Path, items: list[Item], reasons: list[str]) -> Pat
 
 
 def _map(jobs: list[Job], s: RunSettings):
-    """Results of the jobs in input order, in this process or in `s.workers` processes."""
+    """Results of the jobs in input order, from the engine `s` names. Paths go absolute: a worker
+    process or Ray node may not share this process' working folder."""
     if not jobs:
         return
-    if s.workers == 1 or len(jobs) < 2:
-        worker = _Worker(s)
-        for job in jobs:
-            yield worker(job)
+    ws = replace(s, out_dir=s.out_dir.absolute())
+    if s.workers == 1 and s.engine == "local":
+        worker = _Worker(ws)  # models load on first use: a run with nothing to analyse loads none
+        yield from (worker(job) for job in jobs)
         return
-    # spawn, not fork: the parent may hold threads (the progress bar) and dlib/OpenCV state.
-    ctx = multiprocessing.get_context("spawn")
-    chunk = max(1, min(32, len(jobs) // (s.workers * 8)))
-    with ctx.Pool(min(s.workers, len(jobs)), initializer=_init_worker, initargs=(s,)) as pool:
-        yield from pool.imap(_run_job, jobs, chunksize=chunk)
+    yield from map_jobs(jobs, functools.partial(ready_worker, ws), s.engine_spec,
+                        shared=[ws.out_dir, Path(jobs[0].path), Path(jobs[-1].path)])
 
 
 def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Path):
