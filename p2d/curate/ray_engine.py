@@ -85,7 +85,9 @@ def connected(ray, engine: Engine):
             ray.init(address=engine.ray_address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise P2DError(f"could not join the Ray cluster at {engine.ray_address}: {exc}; start one with "
-                           "`ray start --head` and give the address it prints (e.g. 10.0.0.1:6379)") from exc
+                           "`ray start --head` and give the address it prints (e.g. 10.0.0.1:6379). A cluster "
+                           "with token authentication (Ray's default) also needs RAY_AUTH_MODE=token here and "
+                           "the head's token in ~/.ray/auth_token") from exc
     else:
         ray.init(address="local", num_cpus=engine.workers, log_to_driver=False, **quiet)
     try:
