@@ -342,6 +342,8 @@ def ready_worker(settings: RunSettings) -> _Worker:
     worker.models.predictor
     if settings.face_box == "detect":
         worker.models.hog
+    # imagehash imports scipy.fftpack on its first phash (~0.65 s here): start-up, not the first image's hashes
+    output_hashes(np.zeros((8, 8, 3), np.uint8))
     return worker
 
 
