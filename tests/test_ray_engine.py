@@ -70,6 +70,13 @@ def test_crop_drawings_on_two_processes_and_on_ray_equal_one_process(local_ray, 
         assert (other.manifest.parent / CACHE_NAME).read_bytes() == (tmp_path / "one" / CACHE_NAME).read_bytes()
 
 
+def test_more_workers_than_the_cluster_has_cpus_names_the_limit(local_ray, tmp_path):
+    from p2d.curate.ray_engine import ray_map
+
+    with pytest.raises(P2DError, match="more than the 2 CPUs"):
+        list(ray_map([1, 2, 3], lambda: None, Engine("ray", 3), [tmp_path]))
+
+
 def test_a_node_that_cannot_see_the_files_is_named(tmp_path):
     marker = tmp_path / ".p2d-ray-check-x"
     marker.write_text("token")

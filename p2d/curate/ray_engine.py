@@ -57,6 +57,10 @@ def ray_map(jobs: list, make_worker: Callable[[], Callable], engine: Engine, sha
     """`make_worker()(job)` for every job on `engine.workers` Ray actors, in job order."""
     ray = import_ray()
     with connected(ray, engine):
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if engine.workers > cpus:  # Ray Data would wait for actors that never get a CPU
+            raise P2DError(f"--workers {engine.workers} is more than the {cpus} CPUs of the Ray cluster: give at "
+                           f"most {cpus} (one actor per CPU), or add nodes")
         check_shared_storage(ray, shared)
         per_row = max(1, min(JOBS_PER_ROW, len(jobs) // (engine.workers * 8)))
         rows = [{"jobs": pickle.dumps(jobs[k:k + per_row])} for k in range(0, len(jobs), per_row)]
