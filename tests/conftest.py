@@ -190,3 +190,19 @@ def lfw_faces():
     data = pytest.importorskip("skimage.data", reason="scikit-image (the dev extra) provides the LFW faces")
     return [np.asarray(Image.fromarray(np.round(f * 255).astype(np.uint8)).resize((128, 128), Image.LANCZOS))
             for f in data.lfw_subset()[:100]]
+
+
+# ---------------------------------------------------------------- one local Ray for every Ray test
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """A local Ray with 2 CPUs, started once (it costs seconds) and shut down after the session,
+    so no Ray process outlives the tests. `--engine ray` runs use it instead of starting their own."""
+    ray = pytest.importorskip("ray", reason='Ray is the optional extra p2d[ray] (the dev extra installs it)')
+    import logging
+
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level=logging.WARNING,
+             log_to_driver=False)
+    yield ray
+    ray.shutdown()

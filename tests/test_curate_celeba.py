@@ -304,13 +304,6 @@ def test_full_detection_path_counts_faces(celeba, tmp_path):
         assert rows[name]["smile_score"] == pytest.approx(by_id(fast.rows)[name]["smile_score"], abs=0.08)
 
 
-def test_two_workers_write_the_same_manifest(celeba, tmp_path):
-    one = curate_celeba(celeba.official, tmp_path / "w1" / "out", workers=1, **OUTLIERS)
-    two = curate_celeba(celeba.official, tmp_path / "w2" / "out", workers=2, **OUTLIERS)
-    assert one.manifest.read_bytes() == two.manifest.read_bytes()
-    assert two.analyzed == two.selected
-
-
 def test_size_format_and_refused_output(celeba, tmp_path):
     out = tmp_path / "out"
     curate_celeba(celeba.official, out, first=2)

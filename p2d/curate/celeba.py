@@ -294,6 +294,8 @@ def curate_celeba(
     workers: int = 1,
     models_dir: Path | str | None = None,
     source: str = "celeba",
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> RunResult:
     """Curate CelebA's aligned images into OUT/images/*.png and OUT/manifest.csv.
 
@@ -317,7 +319,7 @@ def curate_celeba(
         out_dir=out_dir, source=source, face_box="detect" if detect else "known", crop=crop, size=size,
         fmt=fmt, thresholds=thresholds or Thresholds(), drop_smiles=drop_smiles,
         drop_outliers=drop_outliers, smile_source=smile_source, upsample=upsample, workers=workers,
-        models_dir=models_dir,
+        models_dir=models_dir, engine=engine, ray_address=ray_address,
         # framing needs landmarks: an image without a face cannot be kept, whatever the filters
         need_face=crop == "frame",
     )

@@ -305,6 +305,10 @@ def _scaled(d: Detection, s: float) -> Detection:
     return replace(d, x=d.x / s, y=d.y / s, w=d.w / s, h=d.h / s)
 
 
+def _detector_from_settings(models_dir, detectors, max_side_px, cnn_max_side_px, rotations_deg, user_model):
+    return DrawingDetector(FaceModels(models_dir), detectors, max_side_px, cnn_max_side_px, rotations_deg, user_model)
+
+
 class DrawingDetector:
     """Runs every detector on an RGB image and returns all their boxes in the image's pixels.
 
@@ -340,6 +344,14 @@ class DrawingDetector:
             detectors = tuple(d for d in detectors if d != "yunet")
         self.user = _load_user_model(user_model) if user_model is not None else None
         self.detectors = detectors + ((USER,) if self.user is not None and USER not in detectors else ())
+        # what a copy in a worker process or Ray actor is built from (__reduce__): paths made absolute
+        models_dir = self.models.models_dir and str(Path(self.models.models_dir).absolute())
+        user = str(Path(user_model).absolute()) if isinstance(user_model, (str, Path)) else user_model
+        self._settings = (models_dir, detectors, max_side_px, cnn_max_side_px, self.rotations_deg, user)
+
+    def __reduce__(self):
+        """Pickled as its settings: dlib's and OpenCV's models cannot travel, each copy loads its own."""
+        return _detector_from_settings, self._settings
 
     @cached_property
     def _haar(self) -> dict[str, cv2.CascadeClassifier]:

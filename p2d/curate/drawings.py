@@ -27,15 +27,17 @@ on the drawings still without a face; it votes as `user` (thresholds in p2d.cura
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from p2d.curate.engine import Engine, map_jobs
 from p2d.curate.detect import DETECTORS, Candidates, DrawingDetector, choose_with_rotations
 from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.curate.pad import Pad, crop_square
@@ -268,11 +270,16 @@ def crop_drawings(
     learn: bool = False,
     drop_profiles: bool = False,
     max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG,
+    workers: int = 1,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> DrawingsResult:
     """Crop the face of every drawing under `raw` into `out`, write `out/manifest.csv` and review
     sheets. Detections are cached in `out` (an interrupted or repeated run skips them).
     `detector_model`: a user-trained detector (.svm) that votes as `user`; `learn`: train one on
-    this set's confirmed boxes and run it on the drawings left without a face (module docstring)."""
+    this set's confirmed boxes and run it on the drawings left without a face (module docstring).
+    `workers`, `engine`, `ray_address`: where the per-drawing work runs (p2d.curate.engine)."""
+    Engine(engine, workers, ray_address).validate()
     if not 16 <= size <= 4096:
         raise P2DError(f"--size {size} is out of range: use 16..4096 pixels")
     if not 0.05 <= face_fraction <= 1.0:
@@ -290,18 +297,23 @@ def crop_drawings(
     settings = CropSettings(manifest_path, hand, views, detector, size, face_fraction, pad, background, source,
                             min_iou, min_votes, drop_profiles, max_frontal_yaw_deg, _model_stamp(detector_model))
     t0 = time.perf_counter()
-    rows, review, found, items = [], [], [], []
+    items = [(path, path.relative_to(root).as_posix(), out / f"{stem}.png")
+             for path, stem in zip(files, output_stems(files, root))]
+    # paths absolute: a worker process or Ray node may not share this process' working folder
+    jobs = [(path.absolute(), rel, target.absolute(), cache.get(rel)) for path, rel, target in items]
+    work = functools.partial(DrawingWorker, replace(settings, manifest_path=manifest_path.absolute()))
+    rows, review, found = [], [], []
     from p2d.ui import progress
 
     with progress(transient=not show_progress) as bar:
         task = bar.add_task("crop-drawings", total=len(files), status="")
-        for i, (path, stem) in enumerate(zip(files, output_stems(files, root))):
-            item = (path, path.relative_to(root).as_posix(), out / f"{stem}.png")
-            row, thumb, face = _one_drawing(*item, settings, cache)
+        for i, (row, cell, face, detections) in enumerate(
+                map_jobs(jobs, work, Engine(engine, workers, ray_address), shared=[out, jobs[0][0], jobs[-1][0]])):
+            if detections is not None:
+                cache[items[i][1]] = detections
             rows.append(row)
-            review.append(_thumbnail(thumb))
+            review.append(cell)
             found.append(face)
-            items.append(item)
             bar.update(task, advance=1, status=row["reason"] or row["detector"])
             if i % 20 == 19:  # an interrupted run keeps the detections done so far
                 write_text_atomic(cache_path, json.dumps(cache))
@@ -323,8 +335,6 @@ def _learn_and_retry(out: Path, rows: list, review: list, found: list, items: li
                      notes: list[str]) -> int:
     """--learn: train on the confirmed boxes, save the detector in `out`, run it on the drawings
     without a face (rows and review cells replaced in place); the number of faces it added."""
-    from dataclasses import replace
-
     from p2d.curate.learn import MIN_BOXES, train_detector
 
     examples = []
@@ -415,6 +425,26 @@ def _find_face(image: np.ndarray, path: Path, rel: str, s: CropSettings, cache: 
         return None
     return FoundFace(face.box.box, face.box.detector, face.box.score, face.votes, "+".join(face.detectors),
                      face.rotation_deg, face.view, face.strength)
+
+
+class DrawingWorker:
+    """The per-drawing work of a worker process or Ray actor (or of this process): the detectors'
+    models load once, in the constructor. A job is (path, rel, target, its cached detections or
+    None); the result is its row, review cell, face, and the detections to cache (None: unchanged)."""
+
+    def __init__(self, settings: CropSettings):
+        self.s = settings
+        models = settings.detector.models
+        models.predictor
+        if "dlib_hog" in settings.detector.detectors:
+            models.hog
+
+    def __call__(self, job: tuple) -> tuple:
+        path, rel, target, cached = job
+        cache = {rel: cached} if cached is not None else {}
+        row, thumb, face = _one_drawing(Path(path), rel, Path(target), self.s, cache)
+        new = cache.get(rel)
+        return row, _thumbnail(thumb), face, (new if new is not cached else None)
 
 
 def _one_drawing(path: Path, rel: str, target: Path, s: CropSettings, cache: dict):

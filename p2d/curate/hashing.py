@@ -41,6 +41,20 @@ def thumb_b64(image: np.ndarray) -> str:
     return base64.b64encode(small.tobytes()).decode("ascii")
 
 
+def output_hashes(image: np.ndarray) -> tuple[str, str, str]:
+    """phash_hex of an RGB (or gray) uint8 image, phash_hex of its mirror image, and thumb_b64, the
+    same strings as those three calls give, from one gray conversion: curation's hot loop stores all
+    three for every kept image. Mirroring commutes with the gray conversion (per pixel), so the
+    mirror's hash comes from the flipped gray image, not from a copy of the colour one."""
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ValueError(f"output_hashes needs a uint8 HxW or HxWx3 array, got {image.dtype} {image.shape}")
+    gray = Image.fromarray(np.ascontiguousarray(image if image.ndim == 2 else image[..., :3])).convert("L")
+    mirror = gray.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    small = np.asarray(gray.resize((THUMB_PX, THUMB_PX), Image.LANCZOS), dtype=np.uint8)
+    return (str(imagehash.phash(gray)), str(imagehash.phash(mirror)),
+            base64.b64encode(small.tobytes()).decode("ascii"))
+
+
 def thumbs_from_b64(texts) -> tuple[np.ndarray, np.ndarray]:
     """(N, 256) float32 thumbnails from `thumb_b64` strings, and a bool mask of the valid ones
     (rows of older manifests without the column, or damaged cells, are zeros and False)."""

@@ -34,6 +34,8 @@ def curate_photos(
     upsample: int = 1,
     workers: int = 1,
     models_dir: Path | str | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
 ) -> RunResult:
     """Detect, landmark, filter and frame every photo under `folder` into OUT/images and
     OUT/manifest.csv (source = `source`). Photos without a face are kept in the manifest as
@@ -51,6 +53,7 @@ def curate_photos(
         out_dir=out_dir, source=source, face_box="detect", crop="frame", size=size, fmt=fmt,
         thresholds=thresholds or Thresholds(), drop_smiles=drop_smiles, drop_outliers=drop_outliers,
         need_face=True, upsample=upsample, workers=workers, models_dir=models_dir,
+        engine=engine, ray_address=ray_address,
     )
     result = run(items, settings, title=source)
     result.notes = [f"{len(items)} photos under {folder}; faces found by dlib HOG (upsample {upsample}), "
