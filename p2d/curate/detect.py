@@ -50,7 +50,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2d.drawing_detector import MIN_SCORE, DrawingFaceDetector
+from p2d.drawing_detector import MIN_SCORE, DrawingFaceDetector, view_from_scores
 from p2d.faces import Detection, FaceModels
 from p2d.images import downscale
 
@@ -356,6 +356,14 @@ class DrawingDetector:
     @cached_property
     def _yunet(self):
         return cv2.FaceDetectorYN.create(str(find_yunet_model()), "", (320, 320), 0.3, 0.3, 50)
+
+    def view_of(self, image: np.ndarray, box: tuple[float, float, float, float], min_margin: float = 0.0) -> str:
+        """Which way the face in `box` looks, by which of p2d's drawing filters (frontal, side, side
+        on the mirror) scores best on it, whichever detector found it; "" when drawn_hog is not
+        enabled or no filter wins by more than `min_margin`."""
+        if "drawn_hog" not in self.detectors:
+            return ""
+        return view_from_scores(self._drawn.view_scores(image, box), min_margin)
 
     def candidates(self, image: np.ndarray) -> list[Detection]:
         """Every box every enabled detector finds, down to each detector's `agree` threshold.
