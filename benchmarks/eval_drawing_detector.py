@@ -183,6 +183,7 @@ def main() -> None:
     ap.add_argument("--min-score", type=float, default=MIN_SCORE, help="the new detector's threshold")
     ap.add_argument("--skip-stock", action="store_true", help="only the new detector (fast)")
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--thresholds", type=float, nargs="+", help="--sweep's score thresholds (default: -1 to 0.5)")
     ap.add_argument("--sheet", type=Path, help="folder for review sheets (PNG)")
     args = ap.parse_args()
     new = DrawingFaceDetector()
@@ -210,9 +211,10 @@ def main() -> None:
             write_image(out, review_sheet(images, truth, raw, args.min_score, args.min_iou))
             console.print(f"review sheet: {out}")
         if args.sweep:
+            grid = (tuple(args.thresholds),) if args.thresholds else ()
             sk_truth = {n: [] for n in sk_raw}
             rows = [(t, f, w, fa, sk) for (t, f, w, fa), (_, _, _, sk) in
-                    zip(sweep_rows(raw, truth, args.min_iou), sweep_rows(sk_raw, sk_truth, args.min_iou))]
+                    zip(sweep_rows(raw, truth, args.min_iou, *grid), sweep_rows(sk_raw, sk_truth, args.min_iou, *grid))]
             console.print(table(f"{title}: new detector by threshold", ["min_score", "found", "wrong",
                                 "face-free boxes", "skimage boxes"], rows))
 
