@@ -37,7 +37,8 @@ from p2d.images import list_images, read_image  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from eval_drawing_detector import eval_set  # noqa: E402  (the label CSV's eval split)
+from drawing_labels import CARDS, CLIPART, available  # noqa: E402
+from eval_drawing_detector import as_image, eval_set  # noqa: E402  (the label CSV's eval split)
 
 DATA = ROOT / "p2d" / "samples"
 BOXES = ROOT / "tests" / "data" / "drawing_face_boxes.csv"
@@ -69,7 +70,8 @@ def facing_rows(candidates: dict, images: dict, truth: dict, detector: DrawingDe
         if iou(face.box.box, box) < min_iou or not FACING[view]:
             continue
         points = detector.models.landmarks(images[name], face.box.box)
-        pose = face_pose(images[name], points, face.box.box, detector_view=face.view)
+        view = detector.view_of(images[name], face.box.box) or face.view  # as crop-drawings does
+        pose = face_pose(images[name], points, face.box.box, detector_view=view)
         labelled += 1
         ok += pose["facing"] == FACING[view]
         if pose["facing"] != FACING[view]:
@@ -78,7 +80,7 @@ def facing_rows(candidates: dict, images: dict, truth: dict, detector: DrawingDe
 
 
 def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per_image: bool) -> None:
-    images = {n: read_image(p) for n, (p, _) in items.items()}
+    images = {n: as_image(p) for n, (p, _) in items.items()}
     truth = {n: t for n, (_, t) in items.items()}
     boxes = {n: [b for b, _ in t] for n, t in truth.items()}
     detector = DrawingDetector()
@@ -119,16 +121,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--min-iou", type=float, default=0.3, help="IoU with the hand box that counts as found")
     ap.add_argument("--skimage", action="store_true", help="also run on 20 face-free scikit-image pictures")
-    ap.add_argument("--clipart", type=Path, default=Path("/usr/share/openclipart/png"))
+    ap.add_argument("--clipart", type=Path, default=CLIPART)
+    ap.add_argument("--cards", type=Path, default=CARDS, help="aisleriot's card decks (gnome-cards-data)")
     ap.add_argument("--fixtures-only", action="store_true")
     args = ap.parse_args()
     measure("fixtures", fixture_set(), args.min_iou, per_image=True)
     if args.fixtures_only:
         pass
-    elif args.clipart.is_dir():
-        measure("eval split", eval_set(args.clipart), args.min_iou, per_image=False)
+    elif any(available(args.clipart, args.cards).values()):
+        measure("eval split", eval_set(args.clipart, args.cards), args.min_iou, per_image=False)
     else:
-        console.print(f"[yellow]{args.clipart} missing (apt-get install openclipart-png): fixtures only[/]")
+        console.print("[yellow]openclipart-png and gnome-cards-data missing: fixtures only[/]")
     if args.skimage:
         rows = skimage_false_boxes(DrawingDetector())
         false = sum(1 for _, v in rows if v.startswith("FALSE"))

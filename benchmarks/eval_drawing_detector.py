@@ -35,6 +35,9 @@ from p2d.images import read_image, write_image  # noqa: E402
 from p2d.sheets import contact_sheet, draw_box  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from drawing_labels import CARDS, CLIPART, available, labelled_set  # noqa: E402
+
 DATA = ROOT / "tests" / "data"
 FACING = {"frontal": "frontal", "left": "left", "right": "right",
           "three_quarter_left": "left", "three_quarter_right": "right"}
@@ -43,17 +46,15 @@ SKIMAGE_NONFACES = ("coins", "text", "page", "horse", "rocket", "coffee", "hubbl
                     "cell", "colorwheel", "retina", "shepp_logan_phantom", "cat", "chelsea")
 
 
-def eval_set(clipart: Path) -> dict[str, tuple[Path, list]]:
-    """{name: (file, [(box, view)])} for the label CSV's eval split."""
-    out: dict[str, tuple[Path, list]] = {}
-    with open(ROOT / "p2d" / "models" / "drawing_faces_labels.csv", newline="") as f:
-        for r in csv.DictReader(f):
-            if r["split"] != "eval":
-                continue
-            entry = out.setdefault(r["path"], (clipart / r["path"], []))
-            if r["view"] != "none":
-                entry[1].append((tuple(float(r[k]) for k in "xywh"), r["view"]))
-    return out
+def eval_set(clipart: Path = CLIPART, cards: Path = CARDS) -> dict[str, tuple[np.ndarray, list]]:
+    """{name: (image, [(box, view)])} for the label CSV's eval split (openclipart drawings and
+    card faces, from whichever of the two packages is installed)."""
+    return labelled_set("eval", clipart, cards)
+
+
+def as_image(item) -> np.ndarray:
+    """An image given as an array or as a file."""
+    return item if isinstance(item, np.ndarray) else read_image(item)
 
 
 def fixture_set() -> dict[str, tuple[Path, list]]:
@@ -176,24 +177,26 @@ def review_sheet(images: dict, truth: dict, raw: dict, min_score: float, min_iou
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clipart", type=Path, default=Path("/usr/share/openclipart/png"))
+    ap.add_argument("--clipart", type=Path, default=CLIPART)
+    ap.add_argument("--cards", type=Path, default=CARDS, help="aisleriot's card decks (gnome-cards-data)")
     ap.add_argument("--min-iou", type=float, default=0.3)
     ap.add_argument("--min-score", type=float, default=MIN_SCORE, help="the new detector's threshold")
     ap.add_argument("--skip-stock", action="store_true", help="only the new detector (fast)")
     ap.add_argument("--sweep", action="store_true")
+    ap.add_argument("--thresholds", type=float, nargs="+", help="--sweep's score thresholds (default: -1 to 0.5)")
     ap.add_argument("--sheet", type=Path, help="folder for review sheets (PNG)")
     args = ap.parse_args()
     new = DrawingFaceDetector()
     stock = None if args.skip_stock else DrawingDetector()
     sets = {"fixtures": fixture_set()}
-    if args.clipart.is_dir():
-        sets = {"eval split": eval_set(args.clipart), **sets}
+    if any(available(args.clipart, args.cards).values()):
+        sets = {"eval split": eval_set(args.clipart, args.cards), **sets}
     else:
-        console.print(f"[yellow]{args.clipart} missing (apt-get install openclipart-png): fixtures only[/]")
+        console.print("[yellow]openclipart-png and gnome-cards-data missing: fixtures only[/]")
     sk_images = skimage_set()
     sk_picks, _, sk_raw = run(sk_images, stock, new, args.min_score)
     for title, items in sets.items():
-        images = {n: read_image(p) for n, (p, _) in items.items()}
+        images = {n: as_image(p) for n, (p, _) in items.items()}
         truth = {n: t for n, (_, t) in items.items()}
         picks, seconds, raw = run(images, stock, new, args.min_score)
         console.print(table(
@@ -208,9 +211,10 @@ def main() -> None:
             write_image(out, review_sheet(images, truth, raw, args.min_score, args.min_iou))
             console.print(f"review sheet: {out}")
         if args.sweep:
+            grid = (tuple(args.thresholds),) if args.thresholds else ()
             sk_truth = {n: [] for n in sk_raw}
             rows = [(t, f, w, fa, sk) for (t, f, w, fa), (_, _, _, sk) in
-                    zip(sweep_rows(raw, truth, args.min_iou), sweep_rows(sk_raw, sk_truth, args.min_iou))]
+                    zip(sweep_rows(raw, truth, args.min_iou, *grid), sweep_rows(sk_raw, sk_truth, args.min_iou, *grid))]
             console.print(table(f"{title}: new detector by threshold", ["min_score", "found", "wrong",
                                 "face-free boxes", "skimage boxes"], rows))
 

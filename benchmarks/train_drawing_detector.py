@@ -1,14 +1,15 @@
 """Rebuild the shipped drawing-face filters (p2d/models/*.svm) from the label CSV and openclipart-png.
 
 Usage: python benchmarks/train_drawing_detector.py [--clipart /usr/share/openclipart/png]
-           [--labels p2d/models/drawing_faces_labels.csv] [--out p2d/models] [--exclude FILE.sha256]
-           [--C 1 5 20] [--window-px 64]
+           [--cards /usr/share/aisleriot/cards] [--labels p2d/models/drawing_faces_labels.csv]
+           [--out p2d/models] [--exclude FILE.sha256] [--C 1 5 20] [--window-px 64]
 
-Needs Debian's `openclipart-png` (`apt-get install openclipart-png`; public domain). Only rows of
-split `train` are used; of those, a quarter of the files (by SHA-256) is held back to choose C,
-then the filter is retrained on all train files with the chosen C. Every file's SHA-256 must
-match the CSV (a different openclipart release is refused), and no file listed in --exclude
-(e.g. ../shared/eval-exclude.sha256) is ever read.
+Needs Debian's `openclipart-png` (public domain) and aisleriot's card decks (`apt-get install
+openclipart-png gnome-cards-data librsvg2-bin`; see benchmarks/drawing_labels.py). Only rows of
+split `train` are used; of those, a quarter of the files (by SHA-256; a deck's cards together) is
+held back to choose C, then the filter is retrained on all train files with the chosen C. Every file's SHA-256
+must match the CSV (another package release is refused), and no file listed in --exclude (e.g.
+../shared/eval-exclude.sha256) is ever read.
 
 Two filters: `frontal` (frontal boxes, with left-right flips) and `side` (profiles and
 three-quarter views, all as faces looking LEFT: right-facing ones are mirrored). In each filter's
@@ -19,11 +20,8 @@ over with the background (dlib treats every unboxed face as a negative).
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from p2d.drawing_detector import MODEL_FILES, WORK_SIDE_PX, mirror_box, work_scale  # noqa: E402
-from p2d.images import read_image  # noqa: E402
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from drawing_labels import CARDS, CLIPART, LABELS, available, load, read_labels  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
 FILTER_OF_VIEW = {"frontal": "frontal", "left": "side", "three_quarter_left": "side",
@@ -42,17 +41,6 @@ MIRRORED_VIEWS = ("right", "three_quarter_right")
 # upsampling), so a box of `window_px` here is a face of window_px / 2 at detection size.
 TRAIN_UPSAMPLE = 2
 VERBOSE = False
-
-
-def read_labels(path: Path) -> dict[str, dict]:
-    """{package path: {"sha256", "split", "boxes": [(x, y, w, h, view)]}} from the label CSV."""
-    files: dict[str, dict] = {}
-    with open(path, newline="") as f:
-        for r in csv.DictReader(f):
-            entry = files.setdefault(r["path"], {"sha256": r["sha256"], "split": r["split"], "boxes": []})
-            if r["view"] != "none":
-                entry["boxes"].append((*(float(r[k]) for k in "xywh"), r["view"]))
-    return files
 
 
 def square(box: tuple[float, float, float, float]) -> tuple[float, float, float, float]:
@@ -131,35 +119,34 @@ def validation_score(detector, imgs: list, rects: list) -> tuple[float, float, f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--clipart", type=Path, default=Path("/usr/share/openclipart/png"))
-    ap.add_argument("--labels", type=Path, default=ROOT / "p2d" / "models" / "drawing_faces_labels.csv")
+    ap.add_argument("--clipart", type=Path, default=CLIPART)
+    ap.add_argument("--cards", type=Path, default=CARDS, help="aisleriot's card decks (gnome-cards-data)")
+    ap.add_argument("--labels", type=Path, default=LABELS)
     ap.add_argument("--out", type=Path, default=ROOT / "p2d" / "models")
     ap.add_argument("--exclude", type=Path, help="a file of SHA-256 sums never to read (one per line)")
-    ap.add_argument("--C", type=float, nargs="+", default=[10.0, 50.0], help="SVM C values to try")
+    ap.add_argument("--C", type=float, nargs="+", default=[10.0, 50.0],
+                    help="SVM C values to try (one value: train once with it, no validation round)")
     ap.add_argument("--val-negatives", type=int, default=100,
                     help="face-free files used while choosing C (all of them in the final training)")
     ap.add_argument("--window-px", type=int, default=64, help="HOG window side at training scale")
+    ap.add_argument("--filters", nargs="+", choices=list(MODEL_FILES), default=list(MODEL_FILES),
+                    help="train only these filters (e.g. one per process on a multi-core machine)")
     ap.add_argument("--verbose", action="store_true", help="dlib's optimiser progress")
     args = ap.parse_args()
     global VERBOSE
     VERBOSE = args.verbose
-    if not args.clipart.is_dir():
-        sys.exit(f"{args.clipart} not found: install it with `apt-get install openclipart-png`")
-    excluded = set(args.exclude.read_text().split()) if args.exclude else set()
+    missing = [name for name, ok in available(args.clipart, args.cards).items() if not ok]
+    if missing:
+        sys.exit(f"{', '.join(missing)} not found: apt-get install openclipart-png gnome-cards-data librsvg2-bin")
+    excluded = frozenset(args.exclude.read_text().split()) if args.exclude else frozenset()
     files = {p: e for p, e in read_labels(args.labels).items() if e["split"] == "train"}
-    images = {}
-    for path, entry in files.items():
-        if entry["sha256"] in excluded:
-            sys.exit(f"{path} is on the exclude list: remove it from {args.labels}")
-        data = (args.clipart / path).read_bytes()
-        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
-            sys.exit(f"{path}: SHA-256 differs from the label CSV (another openclipart release?)")
-        images[path] = read_image(args.clipart / path)
-    console.print(f"{len(images)} train files read")
-    held = {p for p in files if int(files[p]["sha256"][2:4], 16) < 64}  # a quarter, by hash
+    images = {path: load(path, e["sha256"], args.clipart, args.cards, excluded) for path, e in files.items()}
+    console.print(f"{len(images)} train images read")
+    # a quarter held back, by the file's hash (a deck's cards stay together)
+    held = {p for p in files if int(files[p]["sha256"][2:4], 16) < 64}
     rows = []
     args.out.mkdir(parents=True, exist_ok=True)
-    for want in MODEL_FILES:
+    for want in args.filters:
         # Choosing C on a subset of the face-free files keeps each trial short on a 2-core machine.
         negatives = sorted((p for p in files if p not in held and not files[p]["boxes"]),
                            key=lambda p: files[p]["sha256"])[: args.val_negatives]
@@ -167,17 +154,18 @@ def main() -> None:
         val = {p: e for p, e in files.items() if p in held}
         fit_set, val_set = build_set(fit, images, want, args.window_px), build_set(val, images, want, args.window_px)
         scores = {}
-        for c in args.C:
+        for c in args.C if len(args.C) > 1 else []:  # one C given: no choice to make, train once
             t0 = time.perf_counter()
             det = train(*fit_set, want, c, args.window_px)
             scores[c] = validation_score(det, *val_set)
             console.print(f"{want} C={c}: precision/recall/AP {scores[c]}")
             rows.append((want, c, sum(map(len, fit_set[1])), sum(map(len, val_set[1])),
                          *(f"{v:.2f}" for v in scores[c]), f"{time.perf_counter() - t0:.0f}"))
-        best = max(scores, key=lambda c: (scores[c][2], scores[c][0], -c))
+        best = max(scores, key=lambda c: (scores[c][2], scores[c][0], -c)) if scores else args.C[0]
+        t0 = time.perf_counter()
         det = train(*build_set(files, images, want, args.window_px), want, best, args.window_px)
         det.save(str(args.out / MODEL_FILES[want]))
-        console.print(f"{want}: C={best} -> {args.out / MODEL_FILES[want]}")
+        console.print(f"{want}: C={best} -> {args.out / MODEL_FILES[want]} ({time.perf_counter() - t0:.0f} s)")
     console.print(table("validation (a quarter of the train files, by hash); 2-core CPU",
                         ["filter", "C", "train boxes", "val boxes", "precision", "recall", "AP", "seconds"], rows))
 

@@ -174,3 +174,10 @@ def test_unknown_detector_is_an_error():
 
     with pytest.raises(P2DError, match="unknown detector"):
         DrawingDetector(detectors=("dlib_hog", "magic"))
+
+
+def test_view_of_asks_the_drawing_filters_only_when_they_run():
+    img = read_image(DATA / "drawings" / "head1.png")
+    box = load_truth()["drawings/head1.png"]
+    assert DrawingDetector(detectors=("haar_frontal",)).view_of(img, box) == ""
+    assert DrawingDetector(detectors=("drawn_hog",)).view_of(img, box) in ("frontal", "left", "right")

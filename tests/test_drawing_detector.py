@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from p2d.drawing_detector import (
-    MODEL_FILES, MODELS_DIR, VIEWS, DrawingFaceDetector, DrawnFace, box_iou, clip_box, mirror_box, model_paths,
-    suppress_overlaps, work_scale,
+    MIN_SCORE, MODEL_FILES, MODELS_DIR, VIEWS, DrawingFaceDetector, DrawnFace, box_iou, clip_box, mirror_box,
+    model_paths, suppress_overlaps, view_from_scores, work_scale,
 )
 from p2d.errors import ModelFileMissing
 from p2d.images import read_image
@@ -128,11 +128,11 @@ def test_gray_input_gives_the_same_boxes_as_rgb(detector):
 
 
 # Measured with benchmarks/eval_drawing_detector.py on the fixtures (none of them in the label CSV,
-# so never trained on; the thresholds were set on the CSV's eval split): at MIN_SCORE the top box
-# is right (IoU >= 0.3 with the hand box) on 9 of the 18 fixture faces and wrong on 1, with no box
-# on the fire engine.
-MIN_FIXTURES_FOUND = 9
-MAX_FIXTURES_WRONG = 1
+# so never trained on; the threshold was set on the CSV's eval split): at MIN_SCORE the top box
+# is right (IoU >= 0.3 with the hand box) on 8 of the 18 fixture faces and wrong on none, with no
+# box on the fire engine. (The filters before the card-deck labels: 9 right, 1 wrong.)
+MIN_FIXTURES_FOUND = 8
+MAX_FIXTURES_WRONG = 0
 
 
 def test_fixture_detection_rate_does_not_regress(detector):
@@ -147,3 +147,25 @@ def test_fixture_detection_rate_does_not_regress(detector):
     assert found >= MIN_FIXTURES_FOUND
     assert wrong <= MAX_FIXTURES_WRONG
     assert detector.detect(read_image(SAMPLES / "nonfaces" / "fire_engine_mimooh_01.png")) == []
+
+
+@pytest.mark.parametrize(
+    "scores,margin,expected",
+    [({"frontal": -0.5, "left": -0.9, "right": -2.0}, 0.0, "frontal"),
+     ({"frontal": -0.9, "left": -0.6, "right": -0.95}, 0.2, "left"),
+     ({"frontal": -0.9, "left": -0.8, "right": -0.85}, 0.1, ""),  # no clear winner
+     ({"frontal": -2.0, "left": -2.0, "right": -2.0}, 0.0, "")],
+)
+def test_view_from_scores_needs_a_clear_winner(scores, margin, expected):
+    assert view_from_scores(scores, margin) == expected
+
+
+def test_view_scores_give_every_view_a_score_and_the_floor_off_the_face(detector):
+    img = read_image(SAMPLES / "drawings" / "head1.png")
+    box = fixture_truth()["drawings/head1.png"]
+    scores = detector.view_scores(img, box, floor=-2.0)
+    assert set(scores) == set(VIEWS)
+    assert max(scores.values()) > -2.0, "some filter puts a window on a drawn head"
+    blank = np.full((200, 200, 3), 255, np.uint8)
+    assert max(detector.view_scores(blank, (50, 50, 60, 60), floor=-2.0).values()) < MIN_SCORE
+    assert detector.view_scores(img, (10, 10, 0, 0), floor=-2.0) == {v: -2.0 for v in VIEWS}

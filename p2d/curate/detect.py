@@ -50,7 +50,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2d.drawing_detector import MIN_SCORE, DrawingFaceDetector
+from p2d.drawing_detector import MIN_SCORE, DrawingFaceDetector, view_from_scores
 from p2d.faces import Detection, FaceModels
 from p2d.images import downscale
 
@@ -88,13 +88,11 @@ THRESHOLDS: dict[str, DetectorThresholds] = {
     # default threshold); below it, to -0.5, a box counts only when a stock detector agrees, as
     # for dlib's HOG. Trained on one style from few boxes, its scores spread like HOG's.
     USER: DetectorThresholds(alone=0.0, agree=-0.5, spread=1.0),
-    # p2d's own drawing detector: alone at its MIN_SCORE (set on its held-out eval split, not on
-    # the fixtures: no box on any face-free eval drawing). Its CANDIDATE_SCORE (-0.9) was tried as
-    # `agree` and made false boxes with other detectors' weak boxes (scikit-image's coffee and cell
-    # at -0.88 and -0.79, two face-free clip-art drawings in rotated tries; it boxes 11 face-free
-    # eval drawings by itself there), so it votes only where it is firm. True faces: about -0.95
-    # to -0.5, spread 0.3.
-    "drawn_hog": DetectorThresholds(alone=MIN_SCORE, agree=MIN_SCORE, spread=0.3),
+    # p2d's own drawing detector: alone and agreeing at its MIN_SCORE (set on its held-out eval split,
+    # not on the fixtures: no box on any face-free eval drawing or scikit-image picture). Below it
+    # the filters box face-free drawings quickly (2 at -0.93, 13 at -0.96), so it votes only where
+    # it is firm. True faces score about -0.93 to -0.85: spread 0.1.
+    "drawn_hog": DetectorThresholds(alone=MIN_SCORE, agree=MIN_SCORE, spread=0.1),
 }
 # Rotated copies are extra tries, and each try is another chance of a false box, so there every
 # agreeing box must reach halfway from `agree` to `alone`. (With the plain `agree` thresholds the
@@ -368,6 +366,14 @@ class DrawingDetector:
     @cached_property
     def _yunet(self):
         return cv2.FaceDetectorYN.create(str(find_yunet_model()), "", (320, 320), 0.3, 0.3, 50)
+
+    def view_of(self, image: np.ndarray, box: tuple[float, float, float, float], min_margin: float = 0.0) -> str:
+        """Which way the face in `box` looks, by which of p2d's drawing filters (frontal, side, side
+        on the mirror) scores best on it, whichever detector found it; "" when drawn_hog is not
+        enabled or no filter wins by more than `min_margin`."""
+        if "drawn_hog" not in self.detectors:
+            return ""
+        return view_from_scores(self._drawn.view_scores(image, box), min_margin)
 
     def candidates(self, image: np.ndarray) -> list[Detection]:
         """Every box every enabled detector finds, down to each detector's `agree` threshold.

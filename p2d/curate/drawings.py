@@ -493,8 +493,10 @@ def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, 
         return row, (image, None, None), None
     points = s.detector.models.landmarks(image, face.box)
     hand = face.detector == "hand"
-    pose = face_pose(image, points, face.box, face.view if hand else "", "" if hand else face.view,
-                     s.max_frontal_yaw_deg)
+    # Where the landmarks do not hold, the drawing filters' own view of the box (frontal / side /
+    # mirrored side) says which way it looks, else the view of the detector that found it.
+    detector_view = "" if hand else (s.detector.view_of(image, face.box) or face.view)
+    pose = face_pose(image, points, face.box, face.view if hand else "", detector_view, s.max_frontal_yaw_deg)
     profile = pose["facing"] in PROFILES
     if pose.pop("landmarks_trusted") and not profile:
         cx, cy, side = square_from_landmarks(points, s.face_fraction)
