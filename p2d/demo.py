@@ -73,7 +73,7 @@ def prepare(out: Path) -> None:
     write_lfw_photos(raw / "photos")
     # The drawings come with their face boxes (found by p2d's detectors when they were bundled,
     # each checked by eye): crop-drawings uses a given box instead of detecting again.
-    shutil.copytree(DRAWING_FACES, raw / "drawings", dirs_exist_ok=True)
+    shutil.copytree(DRAWING_FACES, raw / "drawings" / "faces", dirs_exist_ok=True)
     (out / "manifests").mkdir(parents=True, exist_ok=True)
     shutil.copy2(RECIPE, out / "manifests" / "demo.toml")
 
@@ -87,7 +87,7 @@ def demo_steps(out: Path) -> list[Step]:
              ("curate", "photos", f"{o}/raw/photos", "--out", f"{o}/data/photos", "--source", "lfw", "--size", s)),
         Step("crop the face out of each drawing (boxes given; review sheet)",
              ("crop-drawings", f"{o}/raw/drawings", f"{o}/data/drawings", "--size", s,
-              "--boxes", f"{o}/raw/drawings/boxes.csv", "--source", "openclipart")),
+              "--boxes", f"{o}/raw/drawings/faces/boxes.csv", "--source", "openclipart")),
         Step("join, dedup and split into one experiment manifest",
              ("manifest", "build", "--recipe", f"{o}/manifests/demo.toml",
               "--from", f"{o}/data/photos/manifest.csv", "--from", f"{o}/data/drawings/manifest.csv",
@@ -98,7 +98,7 @@ def demo_steps(out: Path) -> list[Step]:
                                                     "--device", "cpu")),
         Step("turn the photos into drawings", ("translate", run, f"{o}/data/photos/images", "--to", "drawing",
                                                "--out", f"{o}/translated/photos", "--device", "cpu")),
-        Step("and the drawings into photos", ("translate", run, f"{o}/data/drawings/images", "--to", "photo",
+        Step("and the drawings into photos", ("translate", run, f"{o}/data/drawings/faces", "--to", "photo",
                                               "--out", f"{o}/translated/drawings", "--device", "cpu")),
         Step("measure every saved epoch", ("evaluate", run, "--device", "cpu")),
         Step("write the report", ("report", run)),
@@ -112,9 +112,9 @@ def _test_pairs(out: Path, domain: str) -> list[tuple[np.ndarray, np.ndarray]]:
 
     df = read_manifest(out / "manifests" / "demo.csv")
     rows = df[df["keep"] & (df["split"] == "test") & (df["domain"] == domain)]
-    folder = "photos" if domain == "photo" else "drawings"
+    folder, crops = ("photos", "images") if domain == "photo" else ("drawings", "faces")
     pairs = []
-    images = (out / "data" / folder / "images").resolve()
+    images = (out / "data" / folder / crops).resolve()
     for path in rows["path"]:
         src = (out / "manifests" / path).resolve()  # manifest paths are relative to the manifest
         # translate keeps each file's path under the folder it was given
