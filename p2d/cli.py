@@ -191,7 +191,7 @@ def curate_photos_cmd(
 
 # ----------------------------------------------------------------------------- drawings (issue 3)
 
-_PAD_HELP = "Fill past the image edge: auto (border colour), edge, reflect, inpaint, or a colour (white, #rrggbb, r,g,b)."
+_PAD_HELP = "Fill past the image edge: auto (border colour), edge, blur (edge, blurred), reflect, inpaint, or a colour (white, #rrggbb, r,g,b)."
 
 
 def _colour(text: str) -> tuple[int, int, int]:

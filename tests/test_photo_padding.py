@@ -53,6 +53,27 @@ def test_blur_fill_is_smooth_and_keeps_the_inside():
     assert parse_pad("blur") == Pad("blur")
 
 
+def test_blur_pads_a_real_drawing_square_too():
+    """Drawings crop axis-aligned squares (`crop_square`): blur keeps the drawing and fills past its
+    edge with no copy of it."""
+    from conftest import DATA
+    from p2d.curate.pad import crop_square
+
+    image = read_image(DATA / "drawings" / "head1.png")
+    h, w = image.shape[:2]
+    # A square twice the image's larger side, centred: three quarters of it lie past the edge.
+    crop, fraction, _ = crop_square(image, w / 2, h / 2, 2 * max(h, w), 128, Pad("blur"))
+    assert fraction > 0.5 and crop.shape == (128, 128, 3)
+    mirrored, _, _ = crop_square(image, w / 2, h / 2, 2 * max(h, w), 128, Pad("reflect"))
+    ring = np.ones((128, 128), bool)
+    ring[20:108, 20:108] = False  # all fill: the drawing covers the middle 64 px
+
+    def detail(img):
+        return cv2.Laplacian(img.mean(axis=2), cv2.CV_64F)[ring].var()
+
+    assert detail(mirrored) > 100 * max(detail(crop), 1.0)  # mirrored strokes there; blur: none
+
+
 # ------------------------------------------------------------------ real tight crops (LFW)
 
 
