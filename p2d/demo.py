@@ -1,9 +1,15 @@
-"""`p2d demo`: the whole workflow on the public-domain samples bundled with p2d, as real commands.
+"""`p2d demo`: the whole workflow on real data (LFW photos, bundled clip-art faces), as real commands.
 
 The demo is a list of ordinary `p2d` command lines (see `demo_steps`), run one after the other and
 printed before each runs, so that what a new user sees is exactly what they will type on their own
-data: curate photos, crop drawings, width-scale full figures, build (and dedup) a manifest with a
-tiny recipe, inspect how the drawings and the photos differ, train briefly on the CPU, translate the test photos, evaluate the epochs, and report.
+data: curate photos, crop drawings, build a manifest with the 64 px demo recipe, inspect how the
+drawings and the photos differ, train on the CPU (~3 minutes on 2 quiet cores), translate, evaluate
+the saved epochs, and report. It ends with one picture a person would share (`demo_picture`): test
+photos beside their drawings, and test drawings beside their photos.
+
+The photos are the 100 faces of scikit-image's LFW subset (Labeled Faces in the Wild, 25x25 gray,
+shipped inside scikit-image); the drawings are the face crops from the Open Clip Art Library
+bundled under p2d/samples/drawing_faces (see its PROVENANCE.md).
 """
 
 from __future__ import annotations
@@ -14,17 +20,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
+import numpy as np
+
 from p2d.errors import P2DError
 from p2d.ui import console
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
-RECIPE = Path(__file__).resolve().parent / "recipes" / "tiny.toml"
+DRAWING_FACES = SAMPLES / "drawing_faces"
+RECIPE = Path(__file__).resolve().parent / "recipes" / "demo.toml"
 DEFAULT_OUT = Path("p2d-demo")
-
-# The tiny recipe trains on 32 px images; 12 epochs of its ~10 steps take well under a minute on a
-# 2-core CPU and are enough for the sample grids to change visibly between epochs.
-DEMO_EPOCHS = 12
-DEMO_SAVE_EVERY = 3
+LFW_FACES = 100  # skimage.data.lfw_subset(): the first 100 images are faces, the other 100 are not
+# LFW's subset is 25x25; dlib's HOG window needs faces of ~80 px and the filters an eye distance of
+# 20 px, so the photos are scaled up 4x (Lanczos) to 100 px, as a user would hand in small photos.
+LFW_SCALE = 4
+DEMO_SIZE = 64  # the demo recipe's training size
+TEST_COUNT = 16  # test images per domain: enough for KID's estimate and a picture of 8 + 8 pairs
+PICTURE_PAIRS = 8  # pairs per direction in the demo picture
+PICTURE_CELL_PX = 128  # each 64 px image shown at this size in the picture
 
 
 @dataclass(frozen=True)
@@ -33,63 +45,130 @@ class Step:
     argv: tuple[str, ...]
 
 
-def _recipe_text() -> str:
-    """The bundled tiny recipe, with the demo's epochs and checkpoint interval."""
-    lines = []
-    for line in RECIPE.read_text(encoding="utf-8").splitlines():
-        key = line.split("=", 1)[0].strip()
-        if key == "epochs":
-            line = f"epochs = {DEMO_EPOCHS}"
-        elif key == "save_every":
-            line = f"save_every = {DEMO_SAVE_EVERY}"
-        lines.append(line)
-    return "# p2d demo: the bundled tiny recipe, trained a little longer.\n" + "\n".join(lines) + "\n"
+def write_lfw_photos(folder: Path | str, count: int = LFW_FACES, scale: int = LFW_SCALE) -> list[Path]:
+    """The first `count` faces of scikit-image's LFW subset as PNG photos in `folder`, scaled up
+    `scale` times; returns their paths. Existing files are kept (a re-run writes nothing)."""
+    from PIL import Image
+    from skimage.data import lfw_subset
+
+    faces = lfw_subset()[: min(count, LFW_FACES)]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, face in enumerate(faces):
+        path = folder / f"lfw_{i:03d}.png"
+        if not path.is_file():
+            img = Image.fromarray(np.clip(face * 255 + 0.5, 0, 255).astype(np.uint8))
+            side = face.shape[0] * scale
+            img.resize((side, side), Image.LANCZOS).save(path)
+        paths.append(path)
+    return paths
 
 
 def prepare(out: Path) -> None:
-    """Lay out the samples as a user's raw folders (OUT/raw/...) and the recipe (OUT/manifests/)."""
-    if not SAMPLES.is_dir():
-        raise P2DError(f"the bundled samples are missing from {SAMPLES}: reinstall p2d (pip install -e .)")
+    """Lay out the data as a user's raw folders (OUT/raw/...) and the recipe (OUT/manifests/)."""
+    if not (DRAWING_FACES / "boxes.csv").is_file():
+        raise P2DError(f"the bundled drawings are missing from {DRAWING_FACES}: reinstall p2d (pip install -e .)")
     raw = out / "raw"
-    for folder in ("photos", "figures"):
-        shutil.copytree(SAMPLES / folder, raw / folder, dirs_exist_ok=True)
-    # Drawings and a few non-faces together, as a hand-gathered folder would be: the non-faces end
-    # up in the manifest as keep=false, reason=no_face, first on the review sheet.
-    shutil.copytree(SAMPLES / "drawings", raw / "drawings", dirs_exist_ok=True)
-    shutil.copytree(SAMPLES / "nonfaces", raw / "drawings", dirs_exist_ok=True)
-    shutil.copy2(SAMPLES / "PROVENANCE.md", raw / "PROVENANCE.md")
+    write_lfw_photos(raw / "photos")
+    # The drawings come with their face boxes (found by p2d's detectors when they were bundled,
+    # each checked by eye): crop-drawings uses a given box instead of detecting again.
+    shutil.copytree(DRAWING_FACES, raw / "drawings" / "faces", dirs_exist_ok=True)
     (out / "manifests").mkdir(parents=True, exist_ok=True)
-    (out / "manifests" / "demo.toml").write_text(_recipe_text(), encoding="utf-8")
+    shutil.copy2(RECIPE, out / "manifests" / "demo.toml")
 
 
 def demo_steps(out: Path) -> list[Step]:
     """The demo's command lines, in the order a user runs them."""
-    o = out.as_posix()
+    o, s = out.as_posix(), str(DEMO_SIZE)
+    run = f"{o}/runs/demo"
     return [
-        Step("curate the face photos (detect, landmarks, frame like CelebA)",
-             ("curate", "photos", f"{o}/raw/photos", "--out", f"{o}/data/photos", "--source", "pd-photos")),
-        Step("crop the face out of each drawing (several detectors, review sheet)",
-             ("crop-drawings", f"{o}/raw/drawings", f"{o}/data/drawings")),
-        Step("scale full-figure drawings to the training width (trained with random crops)",
-             ("scale", f"{o}/raw/figures", f"{o}/data/figures", "--width", "32", "--min-height", "32")),
+        Step("curate the face photos (detect, landmarks, frame like CelebA, fill past the edge)",
+             ("curate", "photos", f"{o}/raw/photos", "--out", f"{o}/data/photos", "--source", "lfw", "--size", s)),
+        Step("crop the face out of each drawing (boxes given; review sheet)",
+             ("crop-drawings", f"{o}/raw/drawings", f"{o}/data/drawings", "--size", s,
+              "--boxes", f"{o}/raw/drawings/faces/boxes.csv", "--source", "openclipart")),
         Step("join, dedup and split into one experiment manifest",
              ("manifest", "build", "--recipe", f"{o}/manifests/demo.toml",
               "--from", f"{o}/data/photos/manifest.csv", "--from", f"{o}/data/drawings/manifest.csv",
-              "--from", f"{o}/data/figures/manifest.csv", "--test-count", "1")),
+              "--test-count", str(TEST_COUNT))),
         Step("do the drawings and the photos match? (features, histograms, least matched rows)",
              ("inspect", f"{o}/manifests/demo.csv")),
-        Step("train the tiny CycleGAN on the CPU", ("train", f"{o}/manifests/demo.csv", "--out", f"{o}/runs/demo",
+        Step("train the 64 px CycleGAN on the CPU", ("train", f"{o}/manifests/demo.csv", "--out", run,
                                                     "--device", "cpu")),
-        Step("turn the photos into drawings", ("translate", f"{o}/runs/demo", f"{o}/raw/photos", "--to", "drawing",
-                                               "--out", f"{o}/translated", "--crop-faces", "--device", "cpu")),
-        Step("measure every saved epoch", ("evaluate", f"{o}/runs/demo", "--device", "cpu")),
-        Step("write the report", ("report", f"{o}/runs/demo")),
+        Step("turn the photos into drawings", ("translate", run, f"{o}/data/photos/images", "--to", "drawing",
+                                               "--out", f"{o}/translated/photos", "--device", "cpu")),
+        Step("and the drawings into photos", ("translate", run, f"{o}/data/drawings/faces", "--to", "photo",
+                                              "--out", f"{o}/translated/drawings", "--device", "cpu")),
+        Step("measure every saved epoch", ("evaluate", run, "--device", "cpu")),
+        Step("write the report", ("report", run)),
     ]
 
 
+def _test_pairs(out: Path, domain: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(input, translation) of the manifest's test rows of one domain, in manifest order."""
+    from p2d.images import read_image
+    from p2d.manifest import read_manifest
+
+    df = read_manifest(out / "manifests" / "demo.csv")
+    rows = df[df["keep"] & (df["split"] == "test") & (df["domain"] == domain)]
+    folder, crops = ("photos", "images") if domain == "photo" else ("drawings", "faces")
+    pairs = []
+    images = (out / "data" / folder / crops).resolve()
+    for path in rows["path"]:
+        src = (out / "manifests" / path).resolve()  # manifest paths are relative to the manifest
+        # translate keeps each file's path under the folder it was given
+        pairs.append((read_image(src), read_image(out / "translated" / folder / src.relative_to(images))))
+    return pairs
+
+
+def compose_picture(photo_pairs: Sequence[tuple[np.ndarray, np.ndarray]],
+                    drawing_pairs: Sequence[tuple[np.ndarray, np.ndarray]], cell_px: int = PICTURE_CELL_PX,
+                    pairs: int = PICTURE_PAIRS) -> np.ndarray:
+    """One RGB picture: a row of test photos over their drawings, then a row of test drawings over
+    their photos (`pairs` each), every image scaled to cell_px, with a caption per block."""
+    from PIL import Image, ImageDraw
+
+    def cell(img: np.ndarray) -> np.ndarray:
+        rgb = img if img.ndim == 3 else np.stack([img] * 3, axis=-1)
+        return np.asarray(Image.fromarray(rgb[..., :3]).resize((cell_px, cell_px), Image.LANCZOS))
+
+    gap, caption_px = 4, 18
+    blocks = []
+    for title, chosen in (("test photos -> drawings", photo_pairs[:pairs]),
+                          ("test drawings -> photos", drawing_pairs[:pairs])):
+        if not chosen:
+            continue
+        width = len(chosen) * (cell_px + gap) - gap
+        block = np.full((caption_px + 2 * cell_px + gap, width, 3), 255, np.uint8)
+        for i, (src, dst) in enumerate(chosen):
+            x = i * (cell_px + gap)
+            block[caption_px:caption_px + cell_px, x:x + cell_px] = cell(src)
+            block[caption_px + cell_px + gap:, x:x + cell_px] = cell(dst)
+        pil = Image.fromarray(block)
+        ImageDraw.Draw(pil).text((2, 3), title, fill=(0, 0, 0))
+        blocks.append(np.asarray(pil))
+    if not blocks:
+        raise P2DError("no test images to show: the manifest has no kept test rows")
+    width = max(b.shape[1] for b in blocks)
+    padded = [np.pad(b, ((0, 2 * gap), (0, width - b.shape[1]), (0, 0)), constant_values=255) for b in blocks]
+    return np.concatenate(padded, axis=0)
+
+
+def demo_picture(out: Path | str) -> Path:
+    """OUT/demo.png: the demo's test photos beside their drawings and drawings beside their photos."""
+    from p2d.images import write_image
+
+    out = Path(out)
+    picture = compose_picture(_test_pairs(out, "photo"), _test_pairs(out, "drawing"))
+    path = out / "demo.png"
+    write_image(path, picture)
+    return path
+
+
 def run_demo(out: Path | str, invoke: Callable[[Sequence[str]], None]) -> Path:
-    """Run every step through `invoke(argv)` (the CLI), printing each command first; return the
-    report page. Re-running continues: curation skips finished images, training resumes."""
+    """Run every step through `invoke(argv)` (the CLI), printing each command first, then write the
+    demo picture; return it. Re-running continues: curation skips finished images, training resumes."""
     out = Path(out)
     prepare(out)
     run = out / "runs" / "demo"
@@ -102,8 +181,9 @@ def run_demo(out: Path | str, invoke: Callable[[Sequence[str]], None]) -> Path:
         console.rule(f"[bold]step {i}/{len(steps)}: {step.title}")
         console.print(f"$ p2d {' '.join(argv)}", style="cyan", soft_wrap=True)
         invoke(argv)
-    page = run / "report.html"
+    picture = demo_picture(out)
     console.rule()
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s. "
-                  f"The report: [bold green]{page}[/] (open it in a browser)")
-    return page
+                  f"The picture: [bold green]{picture}[/]; the report: [bold green]{run / 'report.html'}[/] "
+                  "(open it in a browser)")
+    return picture

@@ -109,20 +109,42 @@ def frame_matrix(points68: np.ndarray, size: int) -> np.ndarray:
     return similarity_fit(five_points(points68), target)
 
 
-def frame_face(image: np.ndarray, points68: np.ndarray, size: int = 128) -> np.ndarray:
+def frame_face(image: np.ndarray, points68: np.ndarray, size: int = 128,
+               border: int = cv2.BORDER_REFLECT_101, value: tuple[int, ...] = (0, 0, 0)) -> np.ndarray:
     """The face with these 68 landmarks, rotated upright and scaled so that its eyes, nose and
     mouth sit where CelebA's aligned faces have them, as a size x size image (same channels).
 
-    Parts of the frame outside the photo are filled by reflecting the photo at its border (as
-    CelebA's own aligned images do), so no black wedges enter training.
+    Parts of the frame outside the photo are filled by OpenCV's `border` mode (by default
+    reflecting the photo at its border, as CelebA's own aligned images do; `curate photos --pad`
+    chooses another), so no black wedges enter training.
     """
     if size < 8:
         raise ValueError(f"size must be at least 8 pixels, got {size}")
-    return warp_similarity(image, frame_matrix(points68, size), (size, size))
+    return warp_similarity(image, frame_matrix(points68, size), (size, size), border, value)
 
 
-def warp_similarity(image: np.ndarray, m: np.ndarray, size_wh: tuple[int, int]) -> np.ndarray:
-    """Warp by a similarity into a (width, height) frame, reflecting the image at its border."""
+def frame_padded_fraction(m: np.ndarray, width: int, height: int, size: int, samples: int = 64) -> float:
+    """The share of a size x size frame (warped from a width x height image by the similarity `m`)
+    that lies past the image's edge: pixel centres on a samples x samples grid mapped back into
+    the image (1/samples^2 resolution; the share does not depend on `size`)."""
+    grid = (np.arange(samples) + 0.5) * (size / samples) - 0.5
+    gx, gy = np.meshgrid(grid, grid)
+    inv = cv2.invertAffineTransform(np.asarray(m, dtype=np.float64))
+    src = transform_points(inv, np.stack([gx.ravel(), gy.ravel()], axis=1))
+    inside = (src[:, 0] >= -0.5) & (src[:, 0] <= width - 0.5) & (src[:, 1] >= -0.5) & (src[:, 1] <= height - 0.5)
+    return float(1.0 - inside.mean())
+
+
+# Past this share of filled frame the fill must cover part of the face box itself: the frame
+# outside CelebA's face box is 1 - 0.466^2 = 78% of it (any filled area beyond that overlaps the
+# face). A tight crop such as LFW's (face box ~ the whole photo) fills ~70% and stays under it.
+MAX_PADDED_FRACTION = round(1.0 - CELEBA_FACE_FRACTION**2, 2)
+
+
+def warp_similarity(image: np.ndarray, m: np.ndarray, size_wh: tuple[int, int],
+                    border: int = cv2.BORDER_REFLECT_101, value: tuple[int, ...] = (0, 0, 0)) -> np.ndarray:
+    """Warp by a similarity into a (width, height) frame; outside the image, OpenCV's `border`
+    mode fills (reflection by default; `value` is the colour of BORDER_CONSTANT)."""
     scale = transform_scale(m)
     src = image
     if scale < 0.5:
@@ -133,7 +155,8 @@ def warp_similarity(image: np.ndarray, m: np.ndarray, size_wh: tuple[int, int]) 
         src = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA)
         m = m @ np.linalg.inv(np.diag([new_w / w, new_h / h, 1.0]))  # frame <- original <- resized
     return cv2.warpAffine(
-        np.ascontiguousarray(src), m, size_wh, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+        np.ascontiguousarray(src), m, size_wh, flags=cv2.INTER_LINEAR, borderMode=border,
+        borderValue=tuple(float(v) for v in value),
     )
 
 

@@ -46,6 +46,16 @@ def contact_sheet(
     return np.asarray(sheet, dtype=np.uint8)
 
 
+def side_by_side(left: np.ndarray, right: np.ndarray, gap_px: int = 4) -> np.ndarray:
+    """Two images in one RGB row, both scaled to the taller's height, a white gap between."""
+    rgb = [np.asarray(im if im.ndim == 3 else np.stack([im] * 3, axis=-1), np.uint8) for im in (left, right)]
+    h = max(im.shape[0] for im in rgb)
+    scaled = [np.asarray(Image.fromarray(im).resize((max(1, round(im.shape[1] * h / im.shape[0])), h)))
+              for im in rgb]
+    gap = np.full((h, gap_px, 3), 255, np.uint8)
+    return np.concatenate([scaled[0], gap, scaled[1]], axis=1)
+
+
 def placeholder(side_px: int = 64, level: int = 200) -> np.ndarray:
     """A flat gray square standing in for an image that could not be read."""
     return np.full((side_px, side_px, 3), level, np.uint8)

@@ -1,10 +1,12 @@
-"""Filling the part of a crop that lies past the image edge: --pad auto|edge|reflect|inpaint|COLOUR.
+"""Filling the part of a crop that lies past the image edge: --pad auto|edge|blur|reflect|inpaint|COLOUR.
 
 Drawings sit on a background (white paper, a flat colour); a crop that runs past the edge should
 continue that background, not add a black bar the model would learn. `auto` takes the median
-colour of the image's outer ring; `edge` repeats the edge pixels, `reflect` mirrors the image,
-`inpaint` lets OpenCV (Telea) fill the gap from its surroundings; a colour name or `#rrggbb` or
-`r,g,b` fills with that colour. All pure numpy/OpenCV functions on arrays.
+colour of the image's outer ring; `edge` repeats the edge pixels, `blur` repeats them and blurs
+the repeated part (no streaks), `reflect` mirrors the image (on a tight face photo: mirrored
+eyes and mouths), `inpaint` lets OpenCV (Telea) fill the gap from its surroundings; a colour name
+or `#rrggbb` or `r,g,b` fills with that colour. Drawings crop axis-aligned squares (`crop_square`),
+photos warp the face upright (`frame_padded`). All pure numpy/OpenCV functions on arrays.
 """
 
 from __future__ import annotations
@@ -16,15 +18,18 @@ import numpy as np
 from PIL import ImageColor
 
 from p2d.errors import P2DError
+from p2d.framing import warp_similarity
 
-PAD_MODES = ("auto", "edge", "reflect", "inpaint")
+PAD_MODES = ("auto", "edge", "blur", "reflect", "inpaint")
+INPAINT_RADIUS_PX = 5  # Telea's neighbourhood: a few pixels, as OpenCV's examples use
+BLUR_SIGMA_OF_SIDE = 0.08  # `blur`: Gaussian sigma as a share of the crop side (5 px at 64 px)
 
 
 @dataclass(frozen=True)
 class Pad:
     """A parsed --pad value: a mode, and the colour when the mode is `color`."""
 
-    mode: str  # auto | edge | reflect | inpaint | color
+    mode: str  # auto | edge | blur | reflect | inpaint | color
     color: tuple[int, int, int] | None = None
 
     def __str__(self) -> str:
@@ -32,7 +37,7 @@ class Pad:
 
 
 def parse_pad(spec: str) -> Pad:
-    """`auto`, `edge`, `reflect`, `inpaint`, a colour name (`white`), `#rrggbb` or `r,g,b`."""
+    """`auto`, `edge`, `blur`, `reflect`, `inpaint`, a colour name (`white`), `#rrggbb` or `r,g,b`."""
     text = str(spec).strip().lower()
     if text in PAD_MODES:
         return Pad(text)
@@ -78,8 +83,13 @@ def pad_image(image: np.ndarray, top: int, bottom: int, left: int, right: int, p
     if top == bottom == left == right == 0:
         return image.copy()
     widths = [(top, bottom), (left, right)] + [(0, 0)] * (image.ndim - 2)
-    if pad.mode == "edge":
-        return np.pad(image, widths, mode="edge")
+    if pad.mode in ("edge", "blur"):
+        out = np.pad(image, widths, mode="edge")
+        if pad.mode == "blur":
+            inside = np.zeros(out.shape[:2], np.uint8)
+            inside[top:top + image.shape[0], left:left + image.shape[1]] = 255
+            out = fill_outside(out, inside, pad)
+        return out
     if pad.mode == "reflect":
         return np.pad(image, widths, mode="symmetric")
     color = pad.color if pad.mode == "color" else border_color(image)
@@ -90,7 +100,35 @@ def pad_image(image: np.ndarray, top: int, bottom: int, left: int, right: int, p
     if pad.mode == "inpaint":
         mask = np.full(out.shape[:2], 255, dtype=np.uint8)
         mask[top:top + image.shape[0], left:left + image.shape[1]] = 0
-        out = cv2.inpaint(out, mask, 5, cv2.INPAINT_TELEA)
+        out = cv2.inpaint(out, mask, INPAINT_RADIUS_PX, cv2.INPAINT_TELEA)
+    return out
+
+
+def fill_outside(image: np.ndarray, inside: np.ndarray, pad: Pad) -> np.ndarray:
+    """`image` with the pixels outside the source (where the uint8 mask `inside` is below 255)
+    refilled for the `blur` and `inpaint` modes; other modes' fills are left as they are."""
+    if pad.mode not in ("blur", "inpaint") or inside.min() == 255:
+        return image
+    if pad.mode == "inpaint":
+        return cv2.inpaint(image, (inside < 255).astype(np.uint8) * 255, INPAINT_RADIUS_PX, cv2.INPAINT_TELEA)
+    sigma = BLUR_SIGMA_OF_SIDE * max(image.shape[:2])
+    blurred = cv2.GaussianBlur(image, (0, 0), sigma)
+    # Feather over `sigma` pixels inside the edge, so no hard seam marks where the photo ends.
+    dist = cv2.distanceTransform((inside == 255).astype(np.uint8), cv2.DIST_L2, 3)
+    w = np.clip(dist / sigma, 0.0, 1.0).reshape(*inside.shape, *([1] * (image.ndim - 2)))
+    return np.clip(image * w + blurred * (1.0 - w) + 0.5, 0, 255).astype(image.dtype)
+
+
+def frame_padded(image: np.ndarray, m: np.ndarray, size: int, pad: Pad) -> np.ndarray:
+    """The size x size frame that the similarity `m` warps out of `image` (a photo's face set
+    upright), its part past the image edge filled as `pad` says."""
+    color = pad.color if pad.mode == "color" else border_color(image)
+    border = {"edge": cv2.BORDER_REPLICATE, "blur": cv2.BORDER_REPLICATE,
+              "reflect": cv2.BORDER_REFLECT_101}.get(pad.mode, cv2.BORDER_CONSTANT)
+    out = warp_similarity(image, m, (size, size), border, color)
+    if pad.mode in ("blur", "inpaint"):
+        ones = np.full(image.shape[:2], 255, np.uint8)
+        out = fill_outside(out, warp_similarity(ones, m, (size, size), cv2.BORDER_CONSTANT, (0,)), pad)
     return out
 
 

@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from p2d.curate.filters import Thresholds
+from p2d.curate.pad import Pad
 from p2d.curate.pipeline import Item, RunResult, RunSettings, run
 from p2d.errors import P2DError
+from p2d.framing import MAX_PADDED_FRACTION
 from p2d.images import input_images, output_stems
 
 __all__ = ["curate_photos", "DEFAULT_OUT"]
@@ -36,10 +38,13 @@ def curate_photos(
     models_dir: Path | str | None = None,
     engine: str = "local",
     ray_address: str | None = None,
+    pad: Pad = Pad("blur"),
+    max_padded_fraction: float = MAX_PADDED_FRACTION,
 ) -> RunResult:
     """Detect, landmark, filter and frame every photo under `folder` into OUT/images and
     OUT/manifest.csv (source = `source`). Photos without a face are kept in the manifest as
-    keep=false, reason no_face."""
+    keep=false, reason no_face; photos whose frame is filled past their edge (`pad`) more than
+    `max_padded_fraction` of its area, as reason padded."""
     folder = Path(folder)
     if not str(source).strip() or any(c in source for c in ",\n\r"):
         raise P2DError(f"--source {source!r} must be a short label without commas, e.g. my_photos")
@@ -54,6 +59,8 @@ def curate_photos(
         thresholds=thresholds or Thresholds(), drop_smiles=drop_smiles, drop_outliers=drop_outliers,
         need_face=True, upsample=upsample, workers=workers, models_dir=models_dir,
         engine=engine, ray_address=ray_address,
+        need_face=True, upsample=upsample, workers=workers, models_dir=models_dir, pad=pad,
+        max_padded_fraction=max_padded_fraction,
     )
     result = run(items, settings, title=source)
     result.notes = [f"{len(items)} photos under {folder}; faces found by dlib HOG (upsample {upsample}), "

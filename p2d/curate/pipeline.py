@@ -24,6 +24,7 @@ from p2d.curate.engine import Engine, map_jobs
 from p2d.facecache import FaceCache, file_signature
 from p2d.curate.filters import Thresholds, drop_reason, laplacian_var, mean_gray, smile_agreement
 from p2d.curate.hashing import output_hashes
+from p2d.curate.pad import Pad, frame_padded
 from p2d.errors import P2DError
 from p2d.faces import FaceModels, landmark_features
 from p2d.framing import (
@@ -32,9 +33,11 @@ from p2d.framing import (
     CELEBA_WIDTH,
     box_from_five,
     center_crop_square,
+    MAX_PADDED_FRACTION,
     detect_faces,
     face_patch,
-    frame_face,
+    frame_matrix,
+    frame_padded_fraction,
     resize_square,
 )
 from p2d.images import error_reason, too_small, try_read_image, write_bytes_atomic
@@ -100,6 +103,8 @@ class RunSettings:
     quiet: bool = False
     engine: str = "local"  # see p2d.curate.engine
     ray_address: str | None = None
+    pad: Pad = Pad("blur")  # fill of a framed photo past the image edge (crop "frame")
+    max_padded_fraction: float = MAX_PADDED_FRACTION  # frames filled more than this: reason "padded"
 
     @property
     def engine_spec(self) -> Engine:
@@ -119,6 +124,9 @@ class RunSettings:
         if not 0 <= self.upsample <= 3:
             raise P2DError(f"--upsample {self.upsample} is out of range: give 0 to 3")
         self.engine_spec.validate()
+        if not 0.0 <= self.max_padded_fraction <= 1.0:
+            raise P2DError(f"--max-padded-fraction {self.max_padded_fraction} is out of range: give 0 to 1 "
+                           f"(default {MAX_PADDED_FRACTION}: more filled frame than that covers part of the face)")
 
 
 @dataclass
@@ -249,11 +257,22 @@ def _refresh_landmark_features(rec: dict) -> None:
         rec["features"].update({k: round(float(v), 5) for k, v in landmark_features(points).items()})
 
 
-def render_output(image: np.ndarray, rec: dict, crop: str, size: int) -> np.ndarray:
+def render_output(image: np.ndarray, rec: dict, crop: str, size: int, pad: Pad = Pad("blur")) -> np.ndarray:
     if crop == "center":
         return resize_square(center_crop_square(image), size)
     points = np.asarray(rec["points"], dtype=np.float64).reshape(68, 2)
-    return frame_face(image, points, size)
+    return frame_padded(image, frame_matrix(points, size), size, pad)
+
+
+def padded_share(rec: dict | None, crop: str) -> float | None:
+    """The share of the output frame that lies past the source image (and is filled by --pad):
+    0 for CelebA's centre square, from the landmarks for a framed face; None without landmarks."""
+    if not rec or not rec.get("points") or not rec.get("width"):
+        return None
+    if crop == "center":
+        return 0.0
+    points = np.asarray(rec["points"], dtype=np.float64).reshape(68, 2)
+    return round(frame_padded_fraction(frame_matrix(points, 64), rec["width"], rec["height"], 64), 4)
 
 
 def encode(image: np.ndarray, fmt: str) -> tuple[bytes, np.ndarray]:
@@ -314,7 +333,7 @@ class _Worker:
                 reason = why or "unreadable:decode_error"
             else:
                 clock.lap("features")
-                crop = render_output(image, rec, s.crop, s.size)
+                crop = render_output(image, rec, s.crop, s.size, s.pad)
                 clock.lap("crop")
                 data, pixels = encode(crop, s.fmt)
                 clock.lap("encode")
@@ -331,8 +350,10 @@ class _Worker:
 
 
 def judge(rec: dict, s: RunSettings, smiling: int | None) -> str:
-    return drop_reason(rec, s.thresholds, drop_smiles=s.drop_smiles, drop_outliers=s.drop_outliers,
-                       smile_source=s.smile_source, smiling_attr=smiling, need_face=s.need_face)
+    reason = drop_reason(rec, s.thresholds, drop_smiles=s.drop_smiles, drop_outliers=s.drop_outliers,
+                         smile_source=s.smile_source, smiling_attr=smiling, need_face=s.need_face)
+    share = padded_share(rec, s.crop) if not reason else None
+    return "padded" if share is not None and share > s.max_padded_fraction else reason
 
 
 def ready_worker(settings: RunSettings) -> _Worker:
@@ -360,7 +381,7 @@ def detector_name(s: RunSettings, item: Item) -> str:
 def _output_current(out: dict | None, out_file: str, s: RunSettings, sig, detector: str) -> bool:
     if not out or out.get("file") != out_file or out.get("size") != s.size or out.get("crop") != s.crop:
         return False
-    if out.get("src_sig") != sig or (s.crop == "frame" and out.get("method") != detector):
+    if out.get("src_sig") != sig or (s.crop == "frame" and (out.get("method"), out.get("pad")) != (detector, str(s.pad))):
         return False
     return (s.out_dir / out_file).is_file()
 
@@ -483,7 +504,7 @@ def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
     cache.close()
     df = _manifest_rows(items, recs, reasons, outs, s, manifest_path)
     write_manifest(df, manifest_path)
-    write_review_sheet(s.out_dir / "review.png", items, reasons)
+    write_review_sheet(s.out_dir / "review.png", items, reasons, recs, s)
     return RunResult(manifest_path, s.out_dir, df, n, sum(1 for r in reasons if not r), _dropped_counts(reasons),
                      analyzed, plan.cache_hits, written, time.perf_counter() - start, s.thresholds,
                      _agreement(items, recs, s.thresholds.smile_threshold),
@@ -493,23 +514,27 @@ def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
 REVIEW_PER_REASON = 6
 
 
-def write_review_sheet(path: Path, items: list[Item], reasons: list[str]) -> Path:
-    """A contact sheet of the source images: a few kept ones, then a few per drop reason (most
-    frequent reason first), so a person can check at a glance what each threshold removed."""
-    from p2d.sheets import write_sheet
+def write_review_sheet(path: Path, items: list[Item], reasons: list[str], recs: list[dict | None],
+                       s: RunSettings) -> Path:
+    """A contact sheet: a few kept images, then a few per drop reason (most frequent reason first),
+    so a person can check at a glance what each threshold removed. Each source image has beside it
+    what will be trained on: the output crop (for a `padded` drop, the frame it would have been)."""
+    from p2d.sheets import side_by_side, write_sheet
 
-    groups: dict[str, list[Item]] = {}
-    for it, reason in zip(items, reasons):
+    groups: dict[str, list[int]] = {}
+    for i, reason in enumerate(reasons):
         key = reason.split(":")[0] if reason.startswith("unreadable") else (reason or "kept")
-        groups.setdefault(key, []).append(it)
+        groups.setdefault(key, []).append(i)
     order = ["kept"] + sorted((k for k in groups if k != "kept"), key=lambda k: -len(groups[k]))
     images, labels = [], []
     for key in order:
-        for it in groups.get(key, [])[:REVIEW_PER_REASON]:
-            img, _ = decode(it.path)
+        for i in groups.get(key, [])[:REVIEW_PER_REASON]:
+            img, _ = decode(items[i].path)
+            if img is not None and key in ("kept", "padded") and recs[i] and recs[i].get("points"):
+                img = side_by_side(img, render_output(img, recs[i], s.crop, s.size, s.pad))
             images.append(img)
-            labels.append(f"{key} ({len(groups[key])})\n{Path(it.name).name}")
-    return write_sheet(path, images, labels, cell=112, cols=REVIEW_PER_REASON)
+            labels.append(f"{key} ({len(groups[key])})\n{Path(items[i].name).name}")
+    return write_sheet(path, images, labels, cell=192, cols=REVIEW_PER_REASON)
 
 
 def _map(jobs: list[Job], s: RunSettings):
@@ -562,7 +587,10 @@ def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Pa
             "detector": rec.get("method", ""),
             "n_faces": len(rec["faces"]) if rec.get("method", "").startswith("hog") else None,
             "face_x": box[0], "face_y": box[1], "face_w": box[2], "face_h": box[3],
+            "padded_fraction": padded_share(rec, s.crop),
         }
+        if s.crop == "frame":
+            row["pad"] = str(s.pad)
         for col in FEATURE_COLUMNS:
             row[col] = feats.get(col)
         if it.smiling is not None:
