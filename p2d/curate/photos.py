@@ -58,9 +58,7 @@ def curate_photos(
         out_dir=out_dir, source=source, face_box="detect", crop="frame", size=size, fmt=fmt,
         thresholds=thresholds or Thresholds(), drop_smiles=drop_smiles, drop_outliers=drop_outliers,
         need_face=True, upsample=upsample, workers=workers, models_dir=models_dir,
-        engine=engine, ray_address=ray_address,
-        need_face=True, upsample=upsample, workers=workers, models_dir=models_dir, pad=pad,
-        max_padded_fraction=max_padded_fraction,
+        engine=engine, ray_address=ray_address, pad=pad, max_padded_fraction=max_padded_fraction,
     )
     result = run(items, settings, title=source)
     result.notes = [f"{len(items)} photos under {folder}; faces found by dlib HOG (upsample {upsample}), "
