@@ -1,11 +1,13 @@
 """`p2d demo` end to end, the full demo (LFW photos, bundled clip-art faces, the 64 px recipe), run
 once for the module: every step's output exists, the model measurably learnt to draw, a re-run continues.
 
-This is the suite's only demo run (~3-4 minutes on 2 quiet cores); the fast training tests use
-the 32 px tiny recipe.
+This is the suite's only demo run (~8 minutes on 2 quiet cores, as `p2d demo` takes); the fast
+training tests use the 32 px tiny recipe.
 """
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
@@ -25,7 +27,14 @@ from p2d.train.translate import load_generators, translate_array
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "demo"
-    result = CliRunner().invoke(app, ["demo", "--out", str(out)], terminal_width=200)
+    # Other test modules set one torch thread when they are collected (tiny models, busy machines);
+    # the demo is run as a user runs it, with torch's default of one thread per core (half the time).
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        result = CliRunner().invoke(app, ["demo", "--out", str(out)], terminal_width=200)
+    finally:
+        torch.set_num_threads(before)
     assert result.exit_code == 0, result.output
     return out, result.output
 
