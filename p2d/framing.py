@@ -109,18 +109,17 @@ def frame_matrix(points68: np.ndarray, size: int) -> np.ndarray:
     return similarity_fit(five_points(points68), target)
 
 
-def frame_face(image: np.ndarray, points68: np.ndarray, size: int = 128,
-               border: int = cv2.BORDER_REFLECT_101, value: tuple[int, ...] = (0, 0, 0)) -> np.ndarray:
+def frame_face(image: np.ndarray, points68: np.ndarray, size: int = 128) -> np.ndarray:
     """The face with these 68 landmarks, rotated upright and scaled so that its eyes, nose and
     mouth sit where CelebA's aligned faces have them, as a size x size image (same channels).
 
-    Parts of the frame outside the photo are filled by OpenCV's `border` mode (by default
-    reflecting the photo at its border, as CelebA's own aligned images do; `curate photos --pad`
-    chooses another), so no black wedges enter training.
+    Parts of the frame outside the photo are filled by reflecting the photo at its border (as
+    CelebA's own aligned images do; `curate photos --pad` fills with `curate.pad.frame_padded`
+    instead), so no black wedges enter training.
     """
     if size < 8:
         raise ValueError(f"size must be at least 8 pixels, got {size}")
-    return warp_similarity(image, frame_matrix(points68, size), (size, size), border, value)
+    return warp_similarity(image, frame_matrix(points68, size), (size, size))
 
 
 def frame_padded_fraction(m: np.ndarray, width: int, height: int, size: int, samples: int = 64) -> float:

@@ -122,9 +122,11 @@ def fill_outside(image: np.ndarray, inside: np.ndarray, pad: Pad) -> np.ndarray:
 def frame_padded(image: np.ndarray, m: np.ndarray, size: int, pad: Pad) -> np.ndarray:
     """The size x size frame that the similarity `m` warps out of `image` (a photo's face set
     upright), its part past the image edge filled as `pad` says."""
-    color = pad.color if pad.mode == "color" else border_color(image)
     border = {"edge": cv2.BORDER_REPLICATE, "blur": cv2.BORDER_REPLICATE,
               "reflect": cv2.BORDER_REFLECT_101}.get(pad.mode, cv2.BORDER_CONSTANT)
+    color = (0, 0, 0)  # only a constant border has a colour: the ring's median is not read otherwise
+    if border == cv2.BORDER_CONSTANT:
+        color = pad.color if pad.mode == "color" else border_color(image)
     out = warp_similarity(image, m, (size, size), border, color)
     if pad.mode in ("blur", "inpaint"):
         ones = np.full(image.shape[:2], 255, np.uint8)
