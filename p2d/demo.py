@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
+from rich.table import Table
 
 from p2d.errors import P2DError
 from p2d.ui import console
@@ -166,6 +167,27 @@ def demo_picture(out: Path | str) -> Path:
     return path
 
 
+def command_name(argv: Sequence[str]) -> str:
+    """A step's command without its paths: `curate photos`, `translate --to photo`."""
+    words = [w for w in argv[:2] if "/" not in w and not w.startswith("-")]
+    if "--to" in argv:
+        words += ["--to", argv[argv.index("--to") + 1]]
+    return "p2d " + " ".join(words)
+
+
+def step_times_table(steps: Sequence[Step], seconds: Sequence[float]) -> Table:
+    """Where the demo's time went: seconds per command and its share of the whole."""
+    total = sum(seconds) or 1.0
+    table = Table(title="demo: time per step")
+    table.add_column("step", justify="right")
+    table.add_column("command")
+    table.add_column("seconds", justify="right")
+    table.add_column("share", justify="right")
+    for i, (step, spent) in enumerate(zip(steps, seconds), 1):
+        table.add_row(str(i), command_name(step.argv), f"{spent:.0f}", f"{spent / total:.0%}")
+    return table
+
+
 def run_demo(out: Path | str, invoke: Callable[[Sequence[str]], None]) -> Path:
     """Run every step through `invoke(argv)` (the CLI), printing each command first, then write the
     demo picture; return it. Re-running continues: curation skips finished images, training resumes."""
@@ -174,15 +196,19 @@ def run_demo(out: Path | str, invoke: Callable[[Sequence[str]], None]) -> Path:
     run = out / "runs" / "demo"
     steps = demo_steps(out)
     started = time.perf_counter()
+    seconds = []
     for i, step in enumerate(steps, 1):
         argv = list(step.argv)
         if step.argv[0] == "train" and (run / "checkpoints" / "latest.pt").is_file():
             argv.append("--resume")
         console.rule(f"[bold]step {i}/{len(steps)}: {step.title}")
         console.print(f"$ p2d {' '.join(argv)}", style="cyan", soft_wrap=True)
+        began = time.perf_counter()
         invoke(argv)
+        seconds.append(time.perf_counter() - began)
     picture = demo_picture(out)
     console.rule()
+    console.print(step_times_table(steps, seconds))
     console.print(f"demo finished in {time.perf_counter() - started:.0f} s. "
                   f"The picture: [bold green]{picture}[/]; the report: [bold green]{run / 'report.html'}[/] "
                   "(open it in a browser)")

@@ -16,10 +16,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from p2d.cli import app
-from p2d.demo import DRAWING_FACES, PICTURE_CELL_PX, TEST_COUNT, demo_steps
+from p2d.demo import DRAWING_FACES, PICTURE_CELL_PX, RECIPE, TEST_COUNT, command_name, demo_steps, step_times_table
 from p2d.evaluate import kid, standardize, tone_texture_features
 from p2d.images import read_image
 from p2d.manifest import read_manifest, validate
+from p2d.recipe import load_recipe
 from p2d.train.models import build_generator
 from p2d.train.translate import load_generators, translate_array
 
@@ -57,13 +58,15 @@ def test_demo_runs_the_whole_workflow(demo):
     assert all((inspected / name).is_file() for name in ("features.csv", "histograms.png", "unmatched.png"))
 
     run = out / "runs" / "demo"
+    train = load_recipe(RECIPE).train
     assert sorted(p.name for p in (run / "checkpoints").glob("epoch_*.pt")) == [
-        "epoch_0010.pt", "epoch_0020.pt", "epoch_0030.pt"]
+        f"epoch_{e:04d}.pt" for e in range(train.save_every, train.epochs + 1, train.save_every)]
     assert len(list((out / "translated" / "photos").rglob("*.png"))) == int((photos["keep"]).sum())
     assert (run / "evaluate.csv").is_file() and (run / "report.html").is_file()
     picture = Image.open(out / "demo.png")
     assert picture.width >= 8 * PICTURE_CELL_PX and picture.height >= 4 * PICTURE_CELL_PX
     assert str(out / "demo.png") in "".join(output.split())  # rich may wrap the long path
+    assert "time per step" in output and "p2d translate --to photo" in output
 
 
 def _tone(images):
@@ -120,3 +123,14 @@ def test_a_failing_step_stops_the_demo(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "demo step `p2d train" in " ".join(result.output.split())
     assert "demo finished" not in result.output
+
+
+def test_the_step_table_names_each_command_without_its_paths(tmp_path):
+    steps = demo_steps(tmp_path)
+    names = [command_name(step.argv) for step in steps]
+    assert names[:3] == ["p2d curate photos", "p2d crop-drawings", "p2d manifest build"]
+    assert "p2d translate --to drawing" in names and "p2d translate --to photo" in names
+    assert not any(str(tmp_path) in name for name in names)
+    table = step_times_table(steps, [1.0] * (len(steps) - 1) + [3.0])
+    assert table.row_count == len(steps)
+    assert list(table.columns[3].cells)[-1] == f"{3 / (len(steps) + 2):.0%}"
