@@ -474,6 +474,8 @@ def _evaluate_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
                              ", ".join(map(str, why.attrs.get("tie_set", []))), "; ".join(flagged) or "none"))
             if "too_small" in why.attrs:
                 notes.append(f"<p>{_esc(r.label)}: {_esc(why.attrs['too_small'])}.</p>")
+            if "not_learned" in why.attrs:
+                notes.append(f"<p class=\"note\"><b>{_esc(r.label)}: {_esc(why.attrs['not_learned'])}.</b></p>")
             rule = why.set_index("epoch")
             for _, row in r.evaluate.sort_values("epoch").iterrows():
                 e = int(row["epoch"])
