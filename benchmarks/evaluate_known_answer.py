@@ -98,14 +98,19 @@ TASKS = (
     Task("sketch32-converge", "sketch", 32, False, 14),
     Task("sketch48-drift", "sketch", 48, True, 14),
     Task("negative32-drift", "negative", 32, True, 14),
+    # No identity loss: it asks G_photo2drawing to leave a real drawing unchanged, while a negative
+    # turns a drawing back into a photo-like image, so it pulls against the filter (at identity 5,
+    # lr 0.0004 and 14 epochs the model kept the photo's tones: correlation -0.47 with the true
+    # drawing, every epoch worse than a gray image). Learned from epoch 2 this way.
     Task("negative48-converge", "negative", 48, False, 28, save_every=2, lr=0.001, identity=0.0),
     # Added after the rule was revised (issue 15, second session) and only run on the final rule:
     # another filter and another size, so the table shows how the rule does on a task it was not
     # developed on.
-    Task("lines40-drift", "lines", 40, True, 42, held_out=True, save_every=3),
-    Task("lines32-converge", "lines", 32, False, 42, held_out=True, save_every=3, lr=0.001),
-    # Neither lines task learned its filter (every epoch worse than a constant gray image), so two
-    # more held-out tasks at a size not used before, with filters these small models did learn.
+    Task("lines40-drift", "lines", 40, True, 14, held_out=True),
+    Task("lines32-converge", "lines", 32, False, 14, held_out=True),
+    # Neither lines task learned its filter (every epoch worse than a constant gray image; nor with
+    # 42 epochs at lr 0.001, nor with lines blurred twice as wide after 6 epochs: see the docstring),
+    # so two more held-out tasks at a size not used before, with filters these small models learn.
     Task("sketch40-drift", "sketch", 40, True, 14, held_out=True),
     Task("negative40-drift", "negative", 40, True, 14, held_out=True),
 )
@@ -121,10 +126,8 @@ def apply_filter(gray: np.ndarray, name: str) -> np.ndarray:
         y = np.clip(x / np.maximum(1.0 - blurred, 1e-3), 0, 1) ** 2.0
     elif name == "negative":
         y = (1.0 - x) ** 0.6
-    elif name == "lines":  # ink lines: dark where the blurred image has strong edges
-        # Blurred by a 32nd of the side (1 px at 32 px): with a 64th the lines were a pixel wide, a
-        # texture no model of these tasks tied to the photo (every epoch worse than a gray image).
-        gy, gx = np.gradient(gaussian_filter(x, sigma=max(0.5, gray.shape[0] / 32)))
+    elif name == "lines":  # ink lines: dark where the lightly blurred image has strong edges
+        gy, gx = np.gradient(gaussian_filter(x, sigma=max(0.5, gray.shape[0] / 64)))
         y = 1.0 - np.clip(np.hypot(gx, gy) * gray.shape[0] / 8, 0, 1)
     else:
         raise ValueError(f"unknown filter {name}")
