@@ -313,8 +313,10 @@ class BestEpochRule:
     error does not mean a better drawing (on the known-answer tasks its Spearman with the true
     error was 0.39, 0.64, 0.00, -0.14). Two epochs are *tied* when their scores differ by less than
     `noise_multiple` x their combined interval half-widths. Among the tie set of the best-scoring
-    eligible epoch, epochs with a drift flag (see `drift_flags`) are passed over, and the one in
-    the most stable good stretch (lowest mean score with its neighbours) is suggested.
+    eligible epoch, epochs with a drift flag (see `drift_flags`) are passed over, and the
+    lowest-scoring one in a stable good stretch (a neighbouring epoch tied too, so not an isolated
+    lucky one; `stable_pick`) is suggested. When no epoch looks more like a drawing than the
+    first beyond the noise, the verdict carries a warning that none is good (`learning_note`).
     A gate whose metric is missing in every epoch is skipped (and said so).
     """
 
@@ -473,14 +475,15 @@ def learning_note(df: pd.DataFrame, terms=REALISM_TERMS, multiple: float = 1.0) 
             f"with another learning rate, or check the drawings, before keeping any epoch")
 
 
-def stable_pick(score: np.ndarray, candidates: Sequence[int]) -> int:
-    """Of candidate row indices, the one whose score averaged with its neighbours' is lowest (a
-    stable good stretch beats an isolated lucky epoch); ties go to the lower own score."""
-    def stretch(i: int) -> float:
-        window = [score[j] for j in (i - 1, i, i + 1) if 0 <= j < len(score) and np.isfinite(score[j])]
-        return float(np.mean(window))
-
-    return min(candidates, key=lambda i: (stretch(i), score[i], i))
+def stable_pick(score: np.ndarray, candidates: Sequence[int], tied: Sequence[int] | None = None) -> int:
+    """Of candidate row indices, the lowest-scoring one in a stable good stretch: one with a
+    neighbouring epoch in `tied` (the tie set; default: the candidates), so an isolated lucky
+    epoch between two worse ones is passed over; when every candidate is isolated, the lowest
+    score. Neighbours are not averaged in: a tied neighbour is as good within the noise, and an
+    average would hold a worse neighbour against an epoch that is itself the best."""
+    tied = set(candidates if tied is None else tied)
+    stretch = [i for i in candidates if i - 1 in tied or i + 1 in tied]
+    return min(stretch or candidates, key=lambda i: (score[i], i))
 
 
 def _gate_reasons(df: pd.DataFrame, rule: BestEpochRule) -> tuple[dict[int, list[str]], list[str]]:
@@ -555,7 +558,7 @@ def suggest_best(df: pd.DataFrame, rule: BestEpochRule | None = None) -> tuple[i
     if not len(tied) and eligible.any():  # nothing scored: the earliest eligible epoch
         tied = np.flatnonzero(eligible)[:1]
     steady = [int(i) for i in tied if not flags[epochs[i]]]
-    pick = stable_pick(score, steady or [int(i) for i in tied]) if len(tied) else None
+    pick = stable_pick(score, steady or [int(i) for i in tied], [int(i) for i in tied]) if len(tied) else None
     best_epoch = epochs[pick] if pick is not None else None
     tie_epochs = sorted(epochs[i] for i in tied)
     rows = []
