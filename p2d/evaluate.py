@@ -366,7 +366,8 @@ def value_and_noise(df: pd.DataFrame, col: str, absolute: bool = False) -> tuple
 
 
 def rule_scores(df: pd.DataFrame, terms=SCORE_TERMS) -> tuple[np.ndarray, np.ndarray]:
-    """(score, half-width) per row: the mean over the measured terms of (value - lowest) / scale,
+    """(score, half-width) per row: the mean over the measured terms of (value - lowest) / scale
+    (for a term whose size counts, the size beyond its half-width),
     scale = the range over the rows plus the median interval width, so a term that only moves within
     its noise spans about half the range an informative one does. Half-widths add in quadrature.
     All NaN when no term is measured."""
@@ -375,6 +376,8 @@ def rule_scores(df: pd.DataFrame, terms=SCORE_TERMS) -> tuple[np.ndarray, np.nda
         v, h = value_and_noise(df, col, absolute)
         if not np.isfinite(v).any():
             continue
+        if absolute:  # a gap within its noise of 0 is no gap: only the size beyond the noise counts
+            v = np.maximum(v - h, 0.0)
         scale = np.nanmax(v) - np.nanmin(v) + 2 * float(np.median(h))
         scale = scale if scale > 0 else 1.0
         zs.append((v - np.nanmin(v)) / scale)

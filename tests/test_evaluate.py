@@ -208,6 +208,13 @@ def test_scores_count_the_brightness_gap_whatever_its_sign():
     assert (noise == 0).all()
 
 
+def test_a_gap_within_its_noise_of_zero_scores_as_no_gap():
+    gap = np.array([0.015, 0.0, -0.05])
+    df = _table(brightness_gap_drawing=gap, brightness_gap_drawing_lo=gap - 0.02, brightness_gap_drawing_hi=gap + 0.02)
+    score, _ = ev.rule_scores(df)
+    assert score[0] == score[1] == 0 and score[2] > 0
+
+
 def test_the_two_questions_weigh_the_same_however_many_measures_ask_them():
     """Four realism measures prefer epoch 5, the two that ask whether the drawing is of this photo
     prefer epoch 10: counted term by term 5 would win 4 to 2; by question they are even."""
