@@ -474,6 +474,8 @@ def _evaluate_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
                              ", ".join(map(str, why.attrs.get("tie_set", []))), "; ".join(flagged) or "none"))
             if "too_small" in why.attrs:
                 notes.append(f"<p>{_esc(r.label)}: {_esc(why.attrs['too_small'])}.</p>")
+            if "not_learned" in why.attrs:
+                notes.append(f"<p class=\"note\"><b>{_esc(r.label)}: {_esc(why.attrs['not_learned'])}.</b></p>")
             rule = why.set_index("epoch")
             for _, row in r.evaluate.sort_values("epoch").iterrows():
                 e = int(row["epoch"])
@@ -485,11 +487,13 @@ def _evaluate_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
         img = page.plot("evaluate.png", lambda png: plot_evaluate(infos, best, png), "evaluation curves")
         body += [img] if img else []
         body.append("<p>Suggested epoch (star): among the epochs whose faces, landmarks and identity stay "
-                    "within a tolerance of the best epoch's, the lowest score (realism in dlib and tone/texture "
-                    "features, brightness and contrast gaps, cycle errors, each scaled to its range over the "
-                    "epochs). Epochs whose score is within the noise of the best (95% bootstrap intervals over "
-                    "the test images) are tied; among them, epochs with a drift flag are passed over and the "
-                    "one in the most stable stretch is suggested (<code>p2d evaluate --help</code>).</p>")
+                    "within a tolerance of the best epoch's (beyond the noise), the lowest score: half "
+                    "'looks like a drawing' (realism in dlib and tone/texture features, brightness and contrast "
+                    "gaps), half 'keeps the photo' (drawing cycle error, identity distance), each measure scaled "
+                    "to its range over the epochs. Epochs whose score is within the noise of the best (95% "
+                    "bootstrap intervals over the test images) are tied; among them, epochs with a drift flag "
+                    "are passed over and the best one with a tied neighbour (not an isolated lucky epoch) is "
+                    "suggested (<code>p2d evaluate --help</code>).</p>")
         body.append(_table(["run", "suggested epoch", "tied within the noise", "drift flags"], verdicts))
         body += notes
         body.append(_table(["run", "epoch"] + [METRIC_LABELS[c] for c in EVALUATE_TABLE] + ["rule", "drift flags"],

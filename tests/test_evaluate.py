@@ -4,6 +4,7 @@ images, the best-epoch rule, and `p2d evaluate` on a tiny trained run."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -207,6 +208,25 @@ def test_scores_count_the_brightness_gap_whatever_its_sign():
     assert (noise == 0).all()
 
 
+def test_a_gap_within_its_noise_of_zero_scores_as_no_gap():
+    gap = np.array([0.015, 0.0, -0.05])
+    df = _table(brightness_gap_drawing=gap, brightness_gap_drawing_lo=gap - 0.02, brightness_gap_drawing_hi=gap + 0.02)
+    score, _ = ev.rule_scores(df)
+    assert score[0] == score[1] == 0 and score[2] > 0
+
+
+def test_the_two_questions_weigh_the_same_however_many_measures_ask_them():
+    """Four realism measures prefer epoch 5, the two that ask whether the drawing is of this photo
+    prefer epoch 10: counted term by term 5 would win 4 to 2; by question they are even."""
+    df = _table(kid_tone_drawing=[0.1, 0.5], kid_drawing=[0.2, 0.6], brightness_gap_drawing=[0.0, -0.1],
+                contrast_gap_drawing=[0.01, 0.05], cycle_l1_drawing=[0.12, 0.08], identity_drawing=[0.65, 0.55])
+    flat, _ = ev.rule_scores(df)
+    assert flat[0] < flat[1]
+    score, noise = ev.grouped_scores(df)
+    assert score.tolist() == pytest.approx([0.5, 0.5]) and (noise == 0).all()
+    assert ev.grouped_scores(df[["epoch", "cycle_l1_drawing"]])[0].tolist() == pytest.approx([1.0, 0.0])
+
+
 def test_score_and_drift_flags_judge_the_drawing_generator_not_the_photo_cycle():
     """The photo cycle ends in G_drawing2photo (and can be met by hiding the photo in the drawing):
     measured, but a falling-then-rising photo cycle neither scores nor flags; the drawing cycle does."""
@@ -256,6 +276,35 @@ def test_rule_prefers_a_stable_stretch_over_an_isolated_lucky_epoch_and_says_how
     assert "too small" in why.attrs["too_small"] and "--test-count" in why.attrs["too_small"]
 
 
+def _realism(kid, tone, half=0.05):
+    """A metrics table with both realism KIDs and their 95% intervals (+- half)."""
+    kid, tone = np.array(kid), np.array(tone)
+    return _table(kid_drawing=kid, kid_drawing_lo=kid - half, kid_drawing_hi=kid + half,
+                  kid_tone_drawing=tone, kid_tone_drawing_lo=tone - half, kid_tone_drawing_hi=tone + half,
+                  identity_drawing=[0.6, 0.58, 0.61, 0.6])
+
+
+def test_no_epoch_is_good_when_no_epoch_looks_more_like_a_drawing_than_the_first():
+    """Training that learns moves its drawings towards the real ones; when neither realism measure
+    of any later epoch is below the first epoch's beyond the noise, the verdict carries a warning
+    (and still suggests an epoch: the warning says none is worth keeping)."""
+    flat = _realism(kid=[0.50, 0.46, 0.52, 0.45], tone=[0.30, 0.25, 0.31, 0.28])  # moves within +-0.07
+    best, why = ev.suggest_best(flat)
+    assert best is not None
+    note = why.attrs["not_learned"]
+    assert "no epoch is good" in note and "epoch 5" in note and "KID tone drawing and KID drawing" in note
+    result = ev.EvaluateResult(flat, best, why, Path("evaluate.csv"))
+    assert any("no epoch is good" in line for line in result.notes())
+    # one measure improving beyond the noise in one epoch is enough: no warning
+    learned = _realism(kid=[0.50, 0.46, 0.52, 0.45], tone=[0.30, 0.25, 0.12, 0.28])
+    assert "not_learned" not in ev.suggest_best(learned)[1].attrs
+    # the same drop within wider noise is no evidence of learning
+    assert "not_learned" in ev.suggest_best(_realism([0.5, 0.46, 0.52, 0.45], [0.30, 0.25, 0.12, 0.28], half=0.15))[1].attrs
+    # nothing to judge: one epoch, or no realism measured
+    assert ev.learning_note(flat.iloc[:1]) is None
+    assert ev.learning_note(_table(identity_drawing=[0.6, 0.6, 0.6])) is None
+
+
 @pytest.mark.parametrize("k, n, lo, hi", [(0, 24, 0.0, 0.138), (12, 24, 0.314, 0.686), (24, 24, 0.862, 1.0)])
 def test_wilson_interval_of_a_share(k, n, lo, hi):
     assert ev.wilson_interval(k, n) == pytest.approx((lo, hi), abs=0.002)
@@ -270,7 +319,7 @@ def test_no_face_found_in_a_few_images_does_not_exclude_an_epoch():
     assert why["eligible"].all() and best == 15
     assert why.attrs["skipped_gates"] == ["landmark err", "identity"]
     strict = ev.suggest_best(df.assign(face_found_drawing=[1.0, 0.0, 0.0]))[1]
-    assert "face found 0.000 < 0.900" in strict["why"].iloc[2]
+    assert "face found 0.000 < 0.762" in strict["why"].iloc[2]  # Wilson low end of 24/24, less 0.1
 
 
 @pytest.mark.parametrize("n, gap, noise, expected", [(10, 0.1, 0.2, 40), (50, 0.2, 0.1, 13), (10, 0.0, 0.1, None)])
@@ -284,6 +333,16 @@ def test_gates_do_not_flip_on_one_face_within_the_interval():
     best, why = ev.suggest_best(df)
     assert why["eligible"].all() and best == 10
 
+
+
+def test_gates_hold_an_epoch_against_the_best_epochs_interval_not_its_lucky_value():
+    """On 24 faces, 17 found (0.71, the luckiest epoch) and 10 found (0.42) are within the noise of
+    each other: both stay eligible; 2 of 24 is below the best interval's low end by more than 0.1."""
+    df = _table(face_found_drawing=[17 / 24, 10 / 24, 2 / 24], face_found_drawing_n=[24, np.nan, 24],
+                kid_drawing=[0.3, 0.1, 0.05])
+    best, why = ev.suggest_best(df)
+    assert why["eligible"].tolist() == [True, True, False] and best == 10
+    assert "face found 0.083 < 0.408" in why["why"].iloc[2]  # Wilson low end of 17/24 (0.508), less 0.1
 
 # ---------------------------------------------------------------- dlib on real images
 

@@ -166,6 +166,19 @@ def test_report_of_one_run(runs):
     assert "Drawings vs photos (p2d inspect)" in text and {"histograms.png", "unmatched.png"} <= names
 
 
+def test_report_warns_when_no_epoch_looks_more_like_a_drawing_than_the_first(runs, tmp_path):
+    """The tiny run's evaluate.csv with epoch 2's realism set to epoch 1's: nothing was learned
+    that the measures can see, and the page says so in words, beside the verdict."""
+    run = Path(shutil.copytree(runs[0], tmp_path / "flat"))
+    df = pd.read_csv(run / "evaluate.csv").sort_values("epoch").reset_index(drop=True)
+    for col in ("kid_drawing", "kid_tone_drawing"):
+        for part in ("", "_lo", "_hi", "_std"):
+            df.loc[1, col + part] = df.loc[0, col + part]
+    df.to_csv(run / "evaluate.csv", index=False)
+    text = " ".join(check_page(rp.build_report([run]).page).text)
+    assert "flat (tiny): no epoch is good: none looks more like a drawing than epoch 1" in text
+
+
 def test_report_of_two_runs_shows_what_differs(runs, tmp_path):
     from typer.testing import CliRunner
 
