@@ -26,7 +26,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from p2d.curate.pad import Pad, crop_square  # noqa: E402
+from p2d.padding import Pad, crop_square  # noqa: E402
 from p2d.framing import square_from_box  # noqa: E402
 from p2d.images import read_image  # noqa: E402
 

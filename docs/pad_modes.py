@@ -20,7 +20,7 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from p2d.curate.pad import parse_pad  # noqa: E402
+from p2d.padding import parse_pad  # noqa: E402
 from p2d.curate.photos import curate_photos  # noqa: E402
 from p2d.demo import write_lfw_photos  # noqa: E402
 from p2d.images import read_image  # noqa: E402

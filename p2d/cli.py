@@ -168,6 +168,10 @@ def curate_celeba_cmd(
                drop_outliers=drop_outliers, size=common["size"])
 
 
+_PHOTO_PAD_HELP = ("Fill where the frame passes the photo's edge: blur (edge pixels, blurred: no streaks, no face "
+                   "parts), edge, reflect (mirrors eyes and mouths on tight crops), inpaint, auto, or a colour.")
+
+
 @curate_app.command("photos")
 @_curate_options
 def curate_photos_cmd(
@@ -176,7 +180,7 @@ def curate_photos_cmd(
     source: Annotated[str, typer.Option("--source", help="Label written to the manifest's source column.")] = "photos",
     drop_smiles: _DropSmiles = False,
     drop_outliers: _DropOutliers = False,
-    pad: Annotated[str, typer.Option(help="Fill where the frame passes the photo's edge: blur (edge pixels, blurred: no streaks, no face parts), edge, reflect (mirrors eyes and mouths on tight crops), inpaint, auto, or a colour.")] = "blur",
+    pad: Annotated[str, typer.Option(help=_PHOTO_PAD_HELP)] = "blur",
     max_padded_fraction: Annotated[float, typer.Option(help="Drop photos (reason padded) whose frame is filled past the edge more than this share; above 0.78 the fill covers part of the face.")] = 0.78,
     common: dict | None = None,
 ):
@@ -184,7 +188,7 @@ def curate_photos_cmd(
 
     Example: p2d curate photos my_photos --source family --drop-outliers
     """
-    from p2d.curate.pad import parse_pad
+    from p2d.padding import parse_pad
     from p2d.curate.photos import curate_photos
 
     result = curate_photos(folder, out=out, source=source, drop_smiles=drop_smiles, drop_outliers=drop_outliers,
@@ -199,7 +203,7 @@ _PAD_HELP = "Fill past the image edge: auto (border colour), edge, blur (edge, b
 
 
 def _colour(text: str) -> tuple[int, int, int]:
-    from p2d.curate.pad import parse_pad
+    from p2d.padding import parse_pad
 
     pad = parse_pad(text)
     if pad.color is None:
@@ -235,7 +239,7 @@ def crop_drawings_cmd(
     """
     from p2d.curate.detect import DETECTORS
     from p2d.curate.drawings import crop_drawings
-    from p2d.curate.pad import parse_pad
+    from p2d.padding import parse_pad
 
     r = crop_drawings(raw, out, size=size, face_fraction=face_fraction, pad=parse_pad(pad),
                       background=_colour(background), boxes=boxes, source=source,
@@ -291,7 +295,7 @@ def scale_cmd(
 
     Example: p2d scale raw/artist data/artist --width 128
     """
-    from p2d.curate.pad import parse_pad
+    from p2d.padding import parse_pad
     from p2d.curate.scale import scale_folder
 
     r = scale_folder(raw, out, width_px=width, min_height_px=min_height, short=short, pad=parse_pad(pad),
@@ -443,6 +447,7 @@ def translate_cmd(
     out: Annotated[Path, typer.Option(help="Output folder (file names are kept).")],
     epoch: Annotated[int | None, typer.Option(help="A saved epoch of RUN (default: latest).")] = None,
     crop_faces: Annotated[bool, typer.Option("--crop-faces", help="Frame each face first, as `p2d curate` does for photos.")] = False,
+    pad: Annotated[str, typer.Option(help="With --crop-faces: " + _PHOTO_PAD_HELP)] = "blur",
     resize: Annotated[bool, typer.Option("--resize/--no-resize", help="Scale the shorter side to the training size.")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     models_dir: _ModelsDir = None,
@@ -453,7 +458,7 @@ def translate_cmd(
     """
     from p2d.train.translate import translate
 
-    result = translate(run, inputs, to=to, out=out, epoch=epoch, crop_faces=crop_faces, resize=resize, device=device,
+    result = translate(run, inputs, to=to, out=out, epoch=epoch, crop_faces=crop_faces, pad=pad, resize=resize, device=device,
                        models_dir=models_dir)
     rows = [[str(p), reason] for p, reason in result.skipped]
     if rows:

@@ -114,7 +114,7 @@ def frame_face(image: np.ndarray, points68: np.ndarray, size: int = 128) -> np.n
     mouth sit where CelebA's aligned faces have them, as a size x size image (same channels).
 
     Parts of the frame outside the photo are filled by reflecting the photo at its border (as
-    CelebA's own aligned images do; `curate photos --pad` fills with `curate.pad.frame_padded`
+    CelebA's own aligned images do; `curate photos --pad` and `translate --crop-faces` fill with `padding.frame_padded`
     instead), so no black wedges enter training.
     """
     if size < 8:
@@ -222,19 +222,3 @@ def detect_faces(image: np.ndarray, models: FaceModels, upsample: int) -> list[l
     small, f = downscale(image, DETECT_MAX_SIDE_PX)
     found = [[d.x / f, d.y / f, d.w / f, d.h / f, d.score] for d in models.detect_hog(small, upsample)]
     return sorted(found, key=lambda b: (-b[2] * b[3], -b[4]))
-
-
-def crop_face(
-    image: np.ndarray, models: FaceModels, size: int = 128, upsample: int = 1
-) -> tuple[np.ndarray | None, str | None]:
-    """The largest face in `image` framed like CelebA's aligned faces at size x size (same
-    channels as the input), or (None, "no_face") when dlib's HOG detector finds none.
-
-    Detection runs on a copy at most DETECT_MAX_SIDE_PX wide, so in very large photos faces need
-    to be ~4% of the longer side or more; landmarks use the full resolution. This is the framing
-    `p2d curate photos` applies, and `p2d translate --crop-faces` uses it too."""
-    found = detect_faces(image, models, upsample)
-    if not found:
-        return None, "no_face"
-    points = models.landmarks(image, tuple(found[0][:4]))
-    return frame_face(image, points, size), None

@@ -20,9 +20,10 @@ from p2d.curate.pipeline import template_points
 from p2d.errors import P2DError
 from p2d.framing import (
     CELEBA_HOG_BOX, CELEBA_SQUARE_TOP, CELEBA_TEMPLATE_5, CELEBA_WIDTH, box_from_five, center_crop_square,
-    crop_face, five_points, frame_face, frame_matrix, similarity_fit, transform_points,
+    five_points, frame_face, frame_matrix, similarity_fit, transform_points,
 )
 from p2d.images import read_image
+from p2d.padding import Pad, crop_face, frame_padded
 from p2d.manifest import read_manifest, validate
 
 
@@ -108,6 +109,19 @@ def test_crop_face_keeps_channels_and_reports_no_face(face_models):
     assert reason is None and out.shape == (64, 64)
     none, reason = crop_face(read_image(DATA / "nonfaces" / "fire_engine_mimooh_01.png"), face_models)
     assert none is None and reason == "no_face"
+
+
+def test_crop_face_fills_past_the_edge_as_asked(face_models, tmp_path):
+    from p2d.demo import write_lfw_photos
+    from p2d.framing import detect_faces
+
+    img = read_image(write_lfw_photos(tmp_path, count=1)[0], mode="L")  # a tight crop: the frame passes its edge
+    blurred, _ = crop_face(img, face_models, size=64)
+    mirrored, _ = crop_face(img, face_models, size=64, pad=Pad("reflect"))
+    points = face_models.landmarks(img, tuple(detect_faces(img, face_models, 1)[0][:4]))
+    assert np.array_equal(blurred, frame_padded(img, frame_matrix(points, 64), 64, Pad("blur")))  # the default
+    assert np.array_equal(mirrored, frame_face(img, points, 64))  # reflect is frame_face's own fill
+    assert np.abs(blurred.astype(int) - mirrored).mean() > 1
 
 
 # ------------------------------------------------------------------ curate photos

@@ -1,4 +1,4 @@
-"""Tests for p2d.curate.drawings and p2d.curate.pad: framing, padding, hand boxes, the command."""
+"""Tests for p2d.curate.drawings and p2d.padding: framing, padding, hand boxes, the command."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from conftest import DATA
 from p2d.cli import app
 from p2d.curate.drawings import landmarks_sane, match_box, read_boxes
-from p2d.curate.pad import Pad, border_color, crop_square, pad_image, padded_fraction, parse_pad
+from p2d.padding import Pad, border_color, crop_square, pad_image, padded_fraction, parse_pad
 from p2d.errors import P2DError
 from p2d.framing import CELEBA_FACE_FRACTION, square_from_box
 from p2d.images import read_image, write_image

@@ -71,7 +71,7 @@ def test_gray_copy_has_no_colour(photo):
 
 
 def test_padded_crop_reports_its_padded_share(photo):
-    from p2d.curate.pad import crop_square, parse_pad
+    from p2d.padding import crop_square, parse_pad
 
     h, w = photo.shape[:2]
     # a crop square running past the left and top edges, filled with one colour

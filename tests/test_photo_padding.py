@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from p2d.cli import app
-from p2d.curate.pad import Pad, fill_outside, frame_padded, parse_pad
+from p2d.padding import Pad, fill_outside, frame_padded, parse_pad
 from p2d.curate.photos import curate_photos
 from p2d.demo import write_lfw_photos
 from p2d.framing import MAX_PADDED_FRACTION, frame_padded_fraction
@@ -57,7 +57,7 @@ def test_blur_pads_a_real_drawing_square_too():
     """Drawings crop axis-aligned squares (`crop_square`): blur keeps the drawing and fills past its
     edge with no copy of it."""
     from conftest import DATA
-    from p2d.curate.pad import crop_square
+    from p2d.padding import crop_square
 
     image = read_image(DATA / "drawings" / "head1.png")
     h, w = image.shape[:2]

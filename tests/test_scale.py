@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from conftest import DATA
 from p2d.cli import app
-from p2d.curate.pad import Pad
+from p2d.padding import Pad
 from p2d.curate.scale import pad_to_height, scale_folder, scale_to_width
 from p2d.images import read_image, write_image
 from p2d.manifest import read_manifest, validate

@@ -99,6 +99,22 @@ def test_translate_with_face_crop(gray_run, tmp_path):
     assert {r for _, r in result.skipped} == {"no_face"}
 
 
+def test_translate_fills_a_tight_crop_as_curate_does(gray_run, tmp_path):
+    """A tight face crop (LFW) needs its frame filled past the edge: --crop-faces uses curate's blur
+    by default, not mirrored eyes and mouths; `pad` is passed through."""
+    pytest.importorskip("dlib")
+    from p2d.demo import write_lfw_photos
+
+    tight = write_lfw_photos(tmp_path / "lfw", count=1)
+    outputs = {}
+    for pad in ("blur", "reflect"):
+        result = translate(gray_run, tight, to="drawing", out=tmp_path / pad, crop_faces=True,
+                           **({} if pad == "blur" else {"pad": pad}))
+        assert [p.name for p in result.written] == ["lfw_000.png"]
+        outputs[pad] = np.asarray(Image.open(tmp_path / pad / "lfw_000.png"), dtype=np.int16)
+    assert np.abs(outputs["blur"] - outputs["reflect"]).mean() > 1  # the fill reached the model's input
+
+
 @pytest.mark.parametrize(
     "args, fragment",
     [

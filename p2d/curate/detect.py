@@ -445,7 +445,7 @@ class DrawingDetector:
         """Upright candidates, plus rotated ones (`rotations_deg`) when upright gives no face."""
         c = Candidates(self.candidates(image))
         if self.rotations_deg and choose_face(c.upright, min_iou=min_iou, min_votes=min_votes) is None:
-            from p2d.curate.pad import border_color
+            from p2d.padding import border_color
 
             work, s = downscale(image, self.max_side_px)
             fill = border_color(work)

@@ -40,7 +40,7 @@ import numpy as np
 from p2d.curate.engine import Engine, map_jobs
 from p2d.curate.detect import DETECTORS, Candidates, DrawingDetector, choose_with_rotations
 from p2d.curate.hashing import phash_hex, thumb_b64
-from p2d.curate.pad import Pad, crop_square
+from p2d.padding import Pad, crop_square
 from p2d.errors import P2DError
 from p2d.faces import (
     MAX_FRONTAL_YAW_DEG,

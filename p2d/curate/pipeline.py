@@ -24,7 +24,7 @@ from p2d.curate.engine import Engine, map_jobs
 from p2d.facecache import FaceCache, file_signature
 from p2d.curate.filters import Thresholds, drop_reason, laplacian_var, mean_gray, smile_agreement
 from p2d.curate.hashing import output_hashes
-from p2d.curate.pad import Pad, frame_padded
+from p2d.padding import Pad, frame_padded
 from p2d.errors import P2DError
 from p2d.faces import FaceModels, landmark_features
 from p2d.framing import (

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from p2d.curate.hashing import phash_hex, thumb_b64
-from p2d.curate.pad import Pad, pad_image
+from p2d.padding import Pad, pad_image
 from p2d.errors import P2DError
 from p2d.images import input_images, output_stems, too_small, try_read_image, write_image
 from p2d.manifest import new_rows, relative_path, write_manifest

@@ -138,6 +138,7 @@ def translate(
     out: Path | str,
     epoch: int | None = None,
     crop_faces: bool = False,
+    pad: str = "blur",
     resize: bool = True,
     device: str | None = None,
     models_dir: Path | str | None = None,
@@ -145,7 +146,8 @@ def translate(
     """Translate every image in `inputs` (files and folders) to `to` ("drawing" or "photo") into `out`.
 
     Bad files and (with crop_faces) images without a face are recorded in `.skipped` with a
-    reason; the batch carries on.
+    reason; the batch carries on. `pad` fills a cropped face's frame past the photo's edge
+    (a --pad value; `blur` as `p2d curate photos` does by default).
     """
     if to not in DIRECTIONS:
         raise P2DError(f"--to {to!r}: use drawing (photo -> drawing) or photo (drawing -> photo)")
@@ -161,9 +163,10 @@ def translate(
     generator = g_p2d if to == "drawing" else g_d2p
     faces = None
     if crop_faces:
-        from p2d.framing import crop_face  # the framing `p2d curate photos` uses
         from p2d.faces import FaceModels
+        from p2d.padding import crop_face, parse_pad  # the framing and fill `p2d curate photos` use
 
+        fill = parse_pad(pad)
         faces = FaceModels(models_dir)
     result = TranslateResult(config=cfg, checkpoint=ckpt)
     start = time.perf_counter()
@@ -179,7 +182,7 @@ def translate(
             taken.add(rel.as_posix().lower())
             img, reason = try_read_image(src, "RGB")
             if img is not None and faces is not None:
-                img, reason = crop_face(img, faces, size=cfg.data.size)
+                img, reason = crop_face(img, faces, size=cfg.data.size, pad=fill)
             if img is None:
                 result.skipped.append((src, reason or "unreadable"))
                 continue

@@ -18,7 +18,8 @@ import numpy as np
 from PIL import ImageColor
 
 from p2d.errors import P2DError
-from p2d.framing import warp_similarity
+from p2d.faces import FaceModels
+from p2d.framing import detect_faces, frame_matrix, warp_similarity
 
 PAD_MODES = ("auto", "edge", "blur", "reflect", "inpaint")
 INPAINT_RADIUS_PX = 5  # Telea's neighbourhood: a few pixels, as OpenCV's examples use
@@ -163,3 +164,20 @@ def crop_square(
         small = cv2.resize(mask, (size, size), interpolation=cv2.INTER_NEAREST)
         out = cv2.inpaint(out, small, 5, cv2.INPAINT_TELEA)
     return out, fraction, (x0, y0, side_px)
+
+
+def crop_face(
+    image: np.ndarray, models: FaceModels, size: int = 128, pad: Pad = Pad("blur"), upsample: int = 1
+) -> tuple[np.ndarray | None, str | None]:
+    """The largest face in `image` framed like CelebA's aligned faces at size x size (same channels
+    as the input), the frame's part past the photo filled as `pad` says; or (None, "no_face") when
+    dlib's HOG detector finds none. This is the framing `p2d curate photos` applies (its default
+    `blur` fill too), for `p2d translate --crop-faces`.
+
+    Detection runs on a copy at most DETECT_MAX_SIDE_PX wide, so in very large photos faces need
+    to be ~4% of the longer side or more; landmarks use the full resolution."""
+    found = detect_faces(image, models, upsample)
+    if not found:
+        return None, "no_face"
+    points = models.landmarks(image, tuple(found[0][:4]))
+    return frame_padded(image, frame_matrix(points, size), size, pad), None
