@@ -447,7 +447,7 @@ def translate_cmd(
     out: Annotated[Path, typer.Option(help="Output folder (file names are kept).")],
     epoch: Annotated[int | None, typer.Option(help="A saved epoch of RUN (default: latest).")] = None,
     crop_faces: Annotated[bool, typer.Option("--crop-faces", help="Frame each face first, as `p2d curate` does for photos.")] = False,
-    pad: Annotated[str, typer.Option(help="With --crop-faces: " + _PHOTO_PAD_HELP)] = "blur",
+    pad: Annotated[str, typer.Option(help="With --crop-faces, what fills the frame past the photo: " + _PHOTO_PAD_HELP.split(": ", 1)[1])] = "blur",
     resize: Annotated[bool, typer.Option("--resize/--no-resize", help="Scale the shorter side to the training size.")] = True,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N.")] = "auto",
     models_dir: _ModelsDir = None,
