@@ -8,7 +8,8 @@ cache), one after the other: the fixtures (p2d/samples/drawings and nonfaces, 19
 sample of the label CSV's eval split (--eval-sample files: half with a face, half face-free, the
 first by SHA-256; needs openclipart-png / gnome-cards-data, else fixtures only). The old code is
 `git archive <base>` unpacked into a cache folder (no worktree is registered). Times are the whole
-`crop_drawings` call (model loading included, as a user's run pays it), per drawing. --quick:
+`crop_drawings` call per drawing, after one warm-up call on one fixture that loads the dlib models
+(a fixed cost per run, not per drawing; seconds to a minute on a busy machine). --quick:
 fixtures only. --repeat N: N alternating rounds (old, new, old, new ...), the median per version.
 """
 
@@ -37,8 +38,11 @@ BOUND = 2.0  # the issue's bound: at most twice the cost per drawing at BASE
 CHILD = """
 import json, sys, time
 from p2d.curate.drawings import crop_drawings
+from p2d.faces import FaceModels
+models = FaceModels()
+crop_drawings(sys.argv[3], sys.argv[4], models=models, show_progress=False)  # loads the models
 t0 = time.perf_counter()
-r = crop_drawings(sys.argv[1], sys.argv[2], show_progress=False)
+r = crop_drawings(sys.argv[1], sys.argv[2], models=models, show_progress=False)
 print(json.dumps({"seconds": time.perf_counter() - t0, "kept": sum(1 for x in r.rows if x["keep"]),
                   "rows": len(r.rows)}))
 """
@@ -78,13 +82,19 @@ def drawing_set(raw: Path, eval_sample: int) -> int:
 
 
 def time_version(tree: Path, raw: Path, work: Path) -> dict:
-    out = Path(tempfile.mkdtemp(dir=work, prefix="out_"))
+    """One version's crop_drawings on `raw`, after a warm-up on one fixture that loads the models."""
+    out, warm_out = (Path(tempfile.mkdtemp(dir=work, prefix=p)) for p in ("out_", "warm_out_"))
+    warm = work / "warm"
+    if not warm.is_dir():
+        warm.mkdir()
+        shutil.copy(ROOT / "p2d" / "samples" / "drawings" / "head1.png", warm)
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(raw), str(out)], capture_output=True, text=True,
-                          env=env, cwd=tree)
+    done = subprocess.run([sys.executable, "-c", CHILD, str(raw), str(out), str(warm), str(warm_out)],
+                          capture_output=True, text=True, env=env, cwd=tree)
     if done.returncode != 0:
         raise SystemExit(f"crop_drawings failed in {tree}:\n{done.stderr[-2000:]}")
     shutil.rmtree(out)
+    shutil.rmtree(warm_out)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
