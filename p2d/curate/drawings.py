@@ -108,8 +108,9 @@ def choose_facing(hand_view: str, yaw: float | None, detector_view: str,
     (`filters_view`, p2d.drawing_detector.view_scores), else the sane landmarks' yaw, else the view
     of the detector that found the face, else unknown. Filters before landmarks: on the label CSV's
     train split's 293 hand-boxed faces the filters' view is right for 243 (83%, falling back to the
-    landmarks on the 5 where no filter wins), the landmarks first for 190 (65%): on drawings the
-    predictor often returns a near-mean shape whose yaw is noise (benchmarks/drawing_rules.py facing)."""
+    landmarks on the 5 where no filter wins; the C=10 filters, trained on those faces), the
+    landmarks first for 190 (65%): on drawings the predictor often returns a near-mean shape whose
+    yaw is noise (benchmarks/drawing_rules.py facing)."""
     if hand_view in FACINGS[:3]:
         return hand_view, "hand"
     if filters_view in FACINGS[:3]:
