@@ -70,8 +70,9 @@ def facing_rows(candidates: dict, images: dict, truth: dict, detector: DrawingDe
         if iou(face.box.box, box) < min_iou or not FACING[view]:
             continue
         points = detector.models.landmarks(images[name], face.box.box)
-        view = detector.view_of(images[name], face.box.box) or face.view  # as crop-drawings does
-        pose = face_pose(images[name], points, face.box.box, detector_view=view)
+        # as crop-drawings does (p2d.curate.drawings._crop_one)
+        pose = face_pose(images[name], points, face.box.box, detector_view=face.view,
+                         filters_view=detector.view_of(images[name], face.box.box))
         labelled += 1
         ok += pose["facing"] == FACING[view]
         if pose["facing"] != FACING[view]:
@@ -145,20 +146,29 @@ SKIMAGE_NONFACES = ("coins", "text", "page", "horse", "rocket", "coffee", "hubbl
                     "cell", "colorwheel", "retina", "shepp_logan_phantom", "cat")
 
 
+def skimage_image(name: str) -> np.ndarray | None:
+    """One scikit-image sample picture as RGB uint8, or None where it is not on this machine."""
+    import skimage.data as data
+
+    try:
+        img = getattr(data, name)()
+    except Exception:  # some images are fetched on first use; nothing downloads here
+        return None
+    img = (img * 255).astype(np.uint8) if img.dtype == bool else (img / max(img.max(), 1) * 255).astype(np.uint8) if img.dtype != np.uint8 else img
+    return np.ascontiguousarray(np.stack([img] * 3, -1) if img.ndim == 2 else img[..., :3])
+
+
 def skimage_false_boxes(detector: DrawingDetector) -> list[tuple[str, str]]:
     try:
-        import skimage.data as data
+        import skimage.data  # noqa: F401
     except ImportError:
         return [("scikit-image not installed", "skipped")]
     rows = []
     for name in SKIMAGE_NONFACES:
-        try:
-            img = getattr(data, name)()
-        except Exception as exc:  # some images are fetched on first use; nothing downloads here
-            rows.append((name, f"unavailable ({type(exc).__name__})"))
+        img = skimage_image(name)
+        if img is None:
+            rows.append((name, "unavailable"))
             continue
-        img = (img * 255).astype(np.uint8) if img.dtype == bool else (img / max(img.max(), 1) * 255).astype(np.uint8) if img.dtype != np.uint8 else img
-        img = np.ascontiguousarray(np.stack([img] * 3, -1) if img.ndim == 2 else img[..., :3])
         face, _ = detector.detect(img)
         rows.append((name, "none" if face is None else
                      f"FALSE BOX {'+'.join(face.detectors)} at {face.rotation_deg:+.0f} deg"))

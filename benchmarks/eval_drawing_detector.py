@@ -1,7 +1,7 @@
 """The shipped drawing-face detector against today's five, on the label CSV's eval split and the fixtures.
 
 Usage: python benchmarks/eval_drawing_detector.py [--clipart /usr/share/openclipart/png] [--min-iou 0.3]
-           [--skip-stock] [--sweep]
+           [--skip-stock] [--sweep] [--models DIR]
 
 Images: the `eval` rows of p2d/models/drawing_faces_labels.csv (drawings with hand boxes and
 face-free drawings; none of them trained or tuned on; needs `apt-get install openclipart-png`),
@@ -185,8 +185,9 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true")
     ap.add_argument("--thresholds", type=float, nargs="+", help="--sweep's score thresholds (default: -1 to 0.5)")
     ap.add_argument("--sheet", type=Path, help="folder for review sheets (PNG)")
+    ap.add_argument("--models", type=Path, help="a folder of other drawing_face_*.svm files (default: the shipped)")
     args = ap.parse_args()
-    new = DrawingFaceDetector()
+    new = DrawingFaceDetector(args.models)
     stock = None if args.skip_stock else DrawingDetector()
     sets = {"fixtures": fixture_set()}
     if any(available(args.clipart, args.cards).values()):

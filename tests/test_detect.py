@@ -18,10 +18,11 @@ from p2d.images import list_images, read_image
 
 BOXES = Path(__file__).parent / "data" / "drawing_face_boxes.csv"
 
-# Measured with benchmarks/detect_drawings.py (2-core CPU): 16 of 17 drawings get a correct box
-# (IoU >= 0.4 with the hand box; head4, a bald profile, is missed), the tractor's small driver
-# face too, nothing on the fire engine.
-MIN_CORRECT_DRAWINGS = 16
+# Measured with benchmarks/detect_drawings.py (2-core CPU): 15 of 17 drawings get a correct box
+# (IoU >= 0.4 with the hand box; head4, a bald profile, is missed, and happy_woman, a tilted head
+# that only a rotated try found before its rule was made stricter on the train split: see
+# ROTATED_RULES), the tractor's small driver face too, nothing on the fire engine.
+MIN_CORRECT_DRAWINGS = 15
 
 
 @pytest.mark.parametrize(
@@ -95,15 +96,19 @@ def test_more_votes_win_over_a_stronger_single_box():
     assert face.votes == 2 and face.box.x < 100
 
 
-def test_rotated_faces_need_two_firm_detectors():
+def test_rotated_faces_need_two_detectors_each_firm_enough_alone():
     upright = []
     strong_alone = {30.0: [det(10, 10, 50, 50, "dlib_cnn", 1.0)]}
     assert choose_with_rotations(Candidates(upright, strong_alone)) is None
     weak_pair = {30.0: [det(10, 10, 50, 50, "dlib_hog", -0.45), det(10, 10, 50, 50, "yunet", 0.32)]}
     assert choose_with_rotations(Candidates(upright, weak_pair)) is None
-    firm_pair = {-15.0: [det(10, 10, 50, 50, "dlib_hog", -0.1), det(10, 10, 50, 50, "yunet", 0.5)]}
+    halfway_pair = {30.0: [det(10, 10, 50, 50, "dlib_hog", -0.1), det(10, 10, 50, 50, "yunet", 0.5)]}
+    assert choose_with_rotations(Candidates(upright, halfway_pair)) is None  # the rule before
+    assert choose_with_rotations(Candidates(upright, halfway_pair), rotated_rule="halfway, 2 agree") is not None
+    firm_pair = {-15.0: [det(10, 10, 50, 50, "dlib_hog", 0.1), det(10, 10, 50, 50, "yunet", 0.65)]}
     face = choose_with_rotations(Candidates(upright, firm_pair))
     assert face is not None and face.rotation_deg == -15.0
+    assert choose_with_rotations(Candidates(upright, firm_pair), rotated_rule="no rotated tries") is None
     # an upright face wins without looking at rotations
     face = choose_with_rotations(Candidates([det(0, 0, 20, 20, "dlib_hog", 0.5)], firm_pair))
     assert face.rotation_deg == 0.0

@@ -171,8 +171,8 @@ def test_crop_drawings_cli(raw, tmp_path):
     by = {Path(p).name: row for p, row in zip(df["source_path"], df.to_dict("records"))}
     assert by["adult_astrid_graeber_01.png"]["keep"] and by["card_figure_king_nicu_r.png"]["keep"]
     assert by["engine.png"]["reason"] == "no_face"
-    tilted = by["happy_woman_dirk_struve_01.png"]  # a tilted head: found in a rotated copy
-    assert tilted["keep"] and tilted["found_rotated_deg"] != 0
+    # a tilted head: no detector finds it upright, and in rotated copies no two are firm enough alone
+    assert by["happy_woman_dirk_struve_01.png"]["reason"] == "no_face"
     assert by["broken.png"]["reason"].startswith("unreadable:")
     assert by["empty.jpg"]["reason"] == "unreadable:empty_file"
     kept = df[df["keep"]]

@@ -30,14 +30,15 @@ def test_facing_from_yaw(yaw, facing):
     assert facing_from_yaw(yaw, max_frontal_yaw_deg=30.0) == facing
 
 
-@pytest.mark.parametrize("hand,yaw,detector,expected", [
-    ("left", 0.0, "right", ("left", "hand")),  # a hand view wins
-    ("", -40.0, "right", ("left", "landmarks")),  # then the sane landmarks' yaw
-    ("", None, "right", ("right", "detector")),  # then the detector's view
-    ("", None, "", ("unknown", "")),
+@pytest.mark.parametrize("hand,filters,yaw,detector,expected", [
+    ("left", "right", 0.0, "right", ("left", "hand")),  # a hand view wins
+    ("", "frontal", -40.0, "right", ("frontal", "filters")),  # then the drawing filters' view
+    ("", "", -40.0, "right", ("left", "landmarks")),  # then the sane landmarks' yaw
+    ("", "", None, "right", ("right", "detector")),  # then the detector's view
+    ("", "", None, "", ("unknown", "")),
 ])
-def test_choose_facing_order(hand, yaw, detector, expected):
-    assert choose_facing(hand, yaw, detector) == expected
+def test_choose_facing_order(hand, filters, yaw, detector, expected):
+    assert choose_facing(hand, yaw, detector, filters_view=filters) == expected
 
 
 def test_boxes_view_column(tmp_path):
