@@ -1,9 +1,9 @@
 """Runs `p2d demo` and copies its picture to docs/demo.png (shown at the top of README.md).
 
 Usage: python docs/demo_picture.py [--out docs/demo.png] [--work p2d-demo]
-(The picture in the repository came from `p2d demo` on a busy 2-core machine, OMP_NUM_THREADS=1.)
+(The picture in the repository came from this script on a quiet 2-core machine.)
 
-The demo trains for ~3 minutes on 2 quiet CPU cores; --work keeps its folder (a re-run there resumes
+The demo takes ~5.5 minutes on 2 quiet CPU cores (4.4 of them training); --work keeps its folder (a re-run there resumes
 and only redraws the picture). The demo's own summary prints how long it took.
 """
 
