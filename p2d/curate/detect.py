@@ -50,7 +50,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2d.drawing_detector import MIN_SCORE, DrawingFaceDetector, view_from_scores
+from p2d.drawing_detector import MIN_SCORE, DrawingFaceDetector, box_iou, view_from_scores
 from p2d.faces import Detection, FaceModels
 from p2d.images import downscale
 
@@ -127,15 +127,7 @@ BOX_PREFERENCE = ("dlib_hog", "dlib_cnn", "drawn_hog", USER, "yunet", "haar_fron
 # ----------------------------------------------------------------------------- pure box geometry
 
 
-def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return float(inter / union) if union > 0 else 0.0
+iou = box_iou  # (x, y, w, h) boxes; one definition, shared with the drawing detector
 
 
 def iou_matrix(boxes: np.ndarray) -> np.ndarray:
