@@ -24,7 +24,7 @@ import numpy as np
 from rich.table import Table
 
 from p2d.errors import P2DError
-from p2d.ui import console
+from p2d.ui import console, table
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 DRAWING_FACES = SAMPLES / "drawing_faces"
@@ -178,14 +178,9 @@ def command_name(argv: Sequence[str]) -> str:
 def step_times_table(steps: Sequence[Step], seconds: Sequence[float]) -> Table:
     """Where the demo's time went: seconds per command and its share of the whole."""
     total = sum(seconds) or 1.0
-    table = Table(title="demo: time per step")
-    table.add_column("step", justify="right")
-    table.add_column("command")
-    table.add_column("seconds", justify="right")
-    table.add_column("share", justify="right")
-    for i, (step, spent) in enumerate(zip(steps, seconds), 1):
-        table.add_row(str(i), command_name(step.argv), f"{spent:.0f}", f"{spent / total:.0%}")
-    return table
+    return table("demo: time per step", ["step", "command", "seconds", "share"],
+                 [(i, command_name(step.argv), round(spent), f"{spent / total:.0%}")
+                  for i, (step, spent) in enumerate(zip(steps, seconds), 1)])
 
 
 def run_demo(out: Path | str, invoke: Callable[[Sequence[str]], None]) -> Path:

@@ -152,6 +152,11 @@ def translate(
     if to not in DIRECTIONS:
         raise P2DError(f"--to {to!r}: use drawing (photo -> drawing) or photo (drawing -> photo)")
 
+    fill = None
+    if crop_faces:
+        from p2d.padding import parse_pad
+
+        fill = parse_pad(pad)  # a bad --pad is told before any model loads
     dev = pick_device(device)
     out = Path(out)
     pairs = _inputs([Path(i) for i in inputs])
@@ -164,9 +169,8 @@ def translate(
     faces = None
     if crop_faces:
         from p2d.faces import FaceModels
-        from p2d.padding import crop_face, parse_pad  # the framing and fill `p2d curate photos` use
+        from p2d.padding import crop_face  # the framing and fill `p2d curate photos` use
 
-        fill = parse_pad(pad)
         faces = FaceModels(models_dir)
     result = TranslateResult(config=cfg, checkpoint=ckpt)
     start = time.perf_counter()
