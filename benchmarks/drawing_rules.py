@@ -7,7 +7,8 @@ Usage: python benchmarks/drawing_rules.py facing  [--clipart DIR] [--cards DIR]
 way it looks by each source crop-drawings has: the 68 landmarks' yaw where they hold together
 (`p2d.curate.drawings.face_pose`), and the drawing filters' view (`view_scores` ->
 `view_from_scores`); then the accuracy of each way of combining them, against the label's
-facing (three-quarter views count as left / right).
+facing (three-quarter views count as left / right). (The filters' view has since been replaced by
+a classifier trained for facing: benchmarks/train_drawing_facing.py compares the two.)
 
 `rotated`: the candidates of every detector on train drawings, upright and at EVERY rotated angle
 (no stop at the first face, so a stricter rule can be replayed exactly), cached in --cache (the

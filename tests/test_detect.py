@@ -13,6 +13,7 @@ from p2d.curate.detect import (
     THRESHOLDS, Candidates, DrawingDetector, choose_face, choose_with_rotations, cluster, iou, iou_matrix,
     rotate_expanded, score_choices, unrotate,
 )
+from p2d.drawing_facing import FacingClassifier
 from p2d.faces import Detection
 from p2d.images import list_images, read_image
 
@@ -181,8 +182,7 @@ def test_unknown_detector_is_an_error():
         DrawingDetector(detectors=("dlib_hog", "magic"))
 
 
-def test_view_of_asks_the_drawing_filters_only_when_they_run():
+def test_view_of_is_the_facing_classifiers_whichever_detectors_run():
     img = read_image(DATA / "drawings" / "head1.png")
     box = load_truth()["drawings/head1.png"]
-    assert DrawingDetector(detectors=("haar_frontal",)).view_of(img, box) == ""
-    assert DrawingDetector(detectors=("drawn_hog",)).view_of(img, box) in ("frontal", "left", "right")
+    assert DrawingDetector(detectors=("haar_frontal",)).view_of(img, box) == FacingClassifier().facing(img, box)

@@ -30,15 +30,15 @@ def test_facing_from_yaw(yaw, facing):
     assert facing_from_yaw(yaw, max_frontal_yaw_deg=30.0) == facing
 
 
-@pytest.mark.parametrize("hand,filters,yaw,detector,expected", [
+@pytest.mark.parametrize("hand,classifier,yaw,detector,expected", [
     ("left", "right", 0.0, "right", ("left", "hand")),  # a hand view wins
-    ("", "frontal", -40.0, "right", ("frontal", "filters")),  # then the drawing filters' view
+    ("", "frontal", -40.0, "right", ("frontal", "classifier")),  # then the facing classifier's view
     ("", "", -40.0, "right", ("left", "landmarks")),  # then the sane landmarks' yaw
     ("", "", None, "right", ("right", "detector")),  # then the detector's view
     ("", "", None, "", ("unknown", "")),
 ])
-def test_choose_facing_order(hand, filters, yaw, detector, expected):
-    assert choose_facing(hand, yaw, detector, filters_view=filters) == expected
+def test_choose_facing_order(hand, classifier, yaw, detector, expected):
+    assert choose_facing(hand, yaw, detector, classifier_view=classifier) == expected
 
 
 def test_boxes_view_column(tmp_path):
@@ -183,17 +183,16 @@ def test_a_profiles_far_eye_is_not_drawn(name, drawn):
 
 
 def test_a_drawing_and_its_mirror_face_opposite_ways(tmp_path):
-    """head2, a three-quarter head turned to the image left, and its mirror: found by dlib's HOG,
-    whose box the landmarks fit with yaw beyond the frontal limit, with opposite signs.
-    (With the hand box instead the predictor's shape stays near frontal: see drawings.py.)"""
+    """head13, a head turned to the image left, and its mirror: found by dlib's CNN and YuNet, the
+    facing classifier reads them as left and right (it is mirror-consistent), and both, being
+    turned, are framed on their box."""
     raw = tmp_path / "raw"
     raw.mkdir()
-    image = read_image(DATA / "drawings" / "head2.png")
-    write_image(raw / "head2.png", image)
+    image = read_image(DATA / "drawings" / "head13.png")
+    write_image(raw / "head13.png", image)
     write_image(raw / "mirror.png", np.ascontiguousarray(image[:, ::-1]))
-    r = crop_drawings(raw, tmp_path / "out", detectors=("dlib_hog",), rotate=False, show_progress=False)
+    r = crop_drawings(raw, tmp_path / "out", detectors=("dlib_cnn", "yunet"), rotate=False, show_progress=False)
     by = {Path(x["source_path"]).stem: x for x in r.rows}
-    assert by["head2"]["facing_from"] == by["mirror"]["facing_from"] == "landmarks"
-    assert by["head2"]["facing"] == "left" and by["mirror"]["facing"] == "right"
-    assert by["head2"]["yaw_deg"] < 0 < by["mirror"]["yaw_deg"]
-    assert by["head2"]["centred_on"] == by["mirror"]["centred_on"] == "box"  # turned heads: framed on the box
+    assert by["head13"]["facing_from"] == by["mirror"]["facing_from"] == "classifier"
+    assert by["head13"]["facing"] == "left" and by["mirror"]["facing"] == "right"
+    assert by["head13"]["centred_on"] == by["mirror"]["centred_on"] == "box"  # turned heads: framed on the box

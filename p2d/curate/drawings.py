@@ -13,11 +13,13 @@ positive: the nose points to the image right, so the face looks `right`); "sane"
 that something is drawn at both eyes (`eyes_drawn`: a profile's far eye is blank cheek). On
 drawings the predictor often returns a near-mean shape placed by the box, so its yaw is weak
 evidence (on the fixtures' hand boxes it stays within 11 degrees of 0 for three-quarter heads).
-Facing comes from, in order: the boxes file's `view` column; the view of p2d's drawing filters
-(frontal, side, mirrored side: which scores best on the box, whoever found it); the landmarks' yaw
-where sane (frontal within `max_frontal_yaw_deg`, the photo filter's default turn limit); the view
-of a detector that knows one (Haar's profile cascade, see p2d.curate.detect); else unknown
-(`facing_from` says which; see choose_facing for why the filters come first). A
+Facing comes from, in order: the boxes file's `view` column; p2d's facing classifier
+(p2d.drawing_facing: HOG of the box with some context, a logistic regression trained on the label
+CSV's train split, mirror-consistent), which answers for any box whoever found it; the landmarks'
+yaw where sane (frontal within `max_frontal_yaw_deg`, the photo filter's default turn limit; kept
+for callers that give no classifier view); the view of a detector that knows one (Haar's
+profile cascade, see p2d.curate.detect); else unknown (`facing_from` says which; see
+choose_facing for why the classifier comes first). A
 profile (left or right) is framed on its box, the head, never on landmarks that would look for a
 second eye. `--drop-profiles` drops them with reason `profile`.
 
@@ -103,18 +105,18 @@ def landmarks_sane(points: np.ndarray, box: tuple[float, float, float, float], m
 
 
 def choose_facing(hand_view: str, yaw: float | None, detector_view: str,
-                  max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG, filters_view: str = "") -> tuple[str, str]:
-    """(facing, where it came from): the hand box's view, else the drawing filters' view of the box
-    (`filters_view`, p2d.drawing_detector.view_scores), else the sane landmarks' yaw, else the view
-    of the detector that found the face, else unknown. Filters before landmarks: on the label CSV's
-    train split's 293 hand-boxed faces the filters' view is right for 243 (83%, falling back to the
-    landmarks on the 5 where no filter wins; the C=10 filters, trained on those faces), the
-    landmarks first for 190 (65%): on drawings the predictor often returns a near-mean shape whose
-    yaw is noise (benchmarks/drawing_rules.py facing)."""
+                  max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG, classifier_view: str = "") -> tuple[str, str]:
+    """(facing, where it came from): the hand box's view, else the facing classifier's view of the
+    box (`classifier_view`, p2d.drawing_facing), else the sane landmarks' yaw, else the view of the
+    detector that found the face, else unknown. The classifier before the landmarks: on the label
+    CSV's train split's 293 hand-boxed faces, scored by grouped 5-fold cross-validation (never on
+    the drawings or the deck it was trained on), it is right on 77%; the landmarks where they hold
+    on 64% (157 of 246): on drawings the predictor often returns a near-mean shape whose yaw is
+    noise (benchmarks/train_drawing_facing.py, benchmarks/drawing_rules.py facing)."""
     if hand_view in FACINGS[:3]:
         return hand_view, "hand"
-    if filters_view in FACINGS[:3]:
-        return filters_view, "filters"
+    if classifier_view in FACINGS[:3]:
+        return classifier_view, "classifier"
     if yaw is not None:
         return facing_from_yaw(yaw, max_frontal_yaw_deg), "landmarks"
     if detector_view in FACINGS[:3]:
@@ -480,7 +482,7 @@ def _one_drawing(path: Path, rel: str, target: Path, s: CropSettings, cache: dic
 
 
 def face_pose(image: np.ndarray, points: np.ndarray, box: tuple[float, float, float, float], hand_view: str = "",
-              detector_view: str = "", max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG, filters_view: str = "") -> dict:
+              detector_view: str = "", max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG, classifier_view: str = "") -> dict:
     """facing, facing_from, landmarks_trusted, and yaw_deg / roll_deg where the landmarks are sane
     and sit on drawn eyes (else blank: a profile's landmarks fail the eyes check, its far eye is
     not drawn). See choose_facing for the order of the evidence."""
@@ -488,7 +490,7 @@ def face_pose(image: np.ndarray, points: np.ndarray, box: tuple[float, float, fl
     trusted = landmarks_sane(points, box) and eyes_drawn(gray, points, box)
     features = landmark_features(points) if trusted else None
     facing, source = choose_facing(hand_view, features["yaw_deg"] if features else None, detector_view,
-                                   max_frontal_yaw_deg, filters_view)
+                                   max_frontal_yaw_deg, classifier_view)
     return {"facing": facing, "facing_from": source, "landmarks_trusted": trusted,
             "yaw_deg": round(features["yaw_deg"], 2) if features else "",
             "roll_deg": round(features["roll_deg"], 2) if features else ""}
@@ -502,11 +504,11 @@ def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, 
         return row, (image, None, None), None
     points = s.detector.models.landmarks(image, face.box)
     hand = face.detector == "hand"
-    # The drawing filters' own view of the box (frontal / side / mirrored side) says which way it
-    # looks; failing that the landmarks, then the view of the detector that found it (choose_facing).
-    filters_view = "" if hand else s.detector.view_of(image, face.box)
+    # The facing classifier's view of the box says which way it looks; failing that the landmarks,
+    # then the view of the detector that found it (choose_facing).
+    classifier_view = s.detector.view_of(image, face.box)
     pose = face_pose(image, points, face.box, face.view if hand else "", "" if hand else face.view,
-                     s.max_frontal_yaw_deg, filters_view)
+                     s.max_frontal_yaw_deg, classifier_view)
     profile = pose["facing"] in PROFILES
     if pose.pop("landmarks_trusted") and not profile:
         cx, cy, side = square_from_landmarks(points, s.face_fraction)

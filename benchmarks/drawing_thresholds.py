@@ -1,0 +1,130 @@
+"""Choose crop-drawings' per-detector thresholds on the label CSV's TRAIN split (never eval).
+
+Usage: python benchmarks/drawing_thresholds.py [--split train] [--cache FILE.json] [--jobs 2]
+           [--clipart DIR] [--cards DIR]
+
+Every detector's upright boxes on every drawing of the split (faces and face-free) are cached in
+--cache (the slow part: ~1.5 s per drawing; --jobs processes), so rules replay in seconds. Then:
+
+1. today's rule (p2d.curate.detect.THRESHOLDS), upright only: found / wrong / false;
+2. per stock detector, the `alone` threshold each detector would need for no false box on the
+   split's face-free drawings by itself, and found / wrong / false of the combination with it;
+3. the combination with every detector at that threshold (the candidate rule).
+
+drawn_hog is held at its MIN_SCORE: it was trained on the train split, so its train scores are
+optimistic and cannot set its threshold. `--split eval` replays the chosen rule once on the eval
+split (report only: nothing is chosen there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from p2d.curate.detect import THRESHOLDS, DetectorThresholds, DrawingDetector, choose_face, iou  # noqa: E402
+from p2d.faces import Detection  # noqa: E402
+from p2d.ui import console, progress, table  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from drawing_labels import CARDS, CLIPART, labelled_set  # noqa: E402
+
+STOCK = ("dlib_hog", "dlib_cnn", "haar_frontal", "haar_profile", "yunet")
+
+_detector: DrawingDetector | None = None
+
+
+def _upright(image: np.ndarray) -> list[list]:
+    global _detector
+    if _detector is None:
+        _detector = DrawingDetector(rotations_deg=())
+    return [[d.x, d.y, d.w, d.h, d.detector, d.score, d.view] for d in _detector.candidates(image)]
+
+
+def collect(images: dict, cache_path: Path, jobs: int) -> dict[str, list[Detection]]:
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    todo = [n for n in images if n not in cache]
+    with progress() as bar, ProcessPoolExecutor(jobs) as pool:
+        task = bar.add_task("upright candidates", total=len(todo), status="")
+        for i, (name, boxes) in enumerate(zip(todo, pool.map(_upright, [images[n][0] for n in todo], chunksize=4))):
+            cache[name] = boxes
+            bar.update(task, advance=1, status=name[-30:])
+            if i % 20 == 19:
+                cache_path.write_text(json.dumps(cache))
+    cache_path.write_text(json.dumps(cache))
+    return {n: [Detection(*b) for b in cache[n]] for n in images}
+
+
+def score(cands: dict[str, list[Detection]], truth: dict[str, list], thresholds: dict, min_iou: float = 0.3):
+    found = wrong = false = 0
+    misses, falses = [], []
+    for name, dets in cands.items():
+        face = choose_face(dets, thresholds=thresholds)
+        boxes = truth[name]
+        if face is None:
+            if boxes:
+                misses.append(name)
+            continue
+        if not boxes:
+            false += 1
+            falses.append((name, "+".join(face.detectors), f"{face.box.score:.2f}"))
+        elif max(iou(face.box.box, b) for b in boxes) >= min_iou:
+            found += 1
+        else:
+            wrong += 1
+            falses.append((name, "wrong: " + "+".join(face.detectors), f"{face.box.score:.2f}"))
+    return found, wrong, false, misses, falses
+
+
+def with_alone(thresholds: dict, name: str, alone: float) -> dict:
+    t = thresholds[name]
+    return {**thresholds, name: DetectorThresholds(alone=alone, agree=min(t.agree, alone), spread=t.spread)}
+
+
+def alone_needed(cands: dict, truth: dict, name: str) -> float:
+    """The lowest `alone` for `name` at which its own boxes put nothing on a face-free drawing:
+    just above its highest score there (or today's `alone` when that is higher already)."""
+    top = max((d.score for n, ds in cands.items() if not truth[n] for d in ds if d.detector == name),
+              default=-np.inf)
+    return max(THRESHOLDS[name].alone, float(np.nextafter(top, np.inf)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--split", choices=("train", "eval"), default="train")
+    ap.add_argument("--cache", type=Path, default=None)
+    ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--clipart", type=Path, default=CLIPART)
+    ap.add_argument("--cards", type=Path, default=CARDS)
+    args = ap.parse_args()
+    cache = args.cache or Path(f"/tmp/p2d_{args.split}_upright.json")
+    images = labelled_set(args.split, args.clipart, args.cards)
+    truth = {n: [b for b, _ in t] for n, (_, t) in images.items()}
+    cands = collect(images, cache, args.jobs)
+    n_faces = sum(1 for b in truth.values() if b)
+    head = ["rule", "found", "wrong", f"false /{len(truth) - n_faces}"]
+    rows = []
+    f, w, fa, _, falses = score(cands, truth, THRESHOLDS)
+    rows.append(("today (upright only)", f, w, fa))
+    chosen = dict(THRESHOLDS)
+    for name in STOCK:
+        need = alone_needed(cands, truth, name)
+        f, w, fa, _, _ = score(cands, truth, with_alone(THRESHOLDS, name, need))
+        rows.append((f"{name} alone >= {need:.3f} (today {THRESHOLDS[name].alone})", f, w, fa))
+        chosen = with_alone(chosen, name, need)
+    f, w, fa, misses, falses = score(cands, truth, chosen)
+    rows.append(("every stock detector at its face-free-clean alone", f, w, fa))
+    console.print(table(f"{args.split} split, upright: {n_faces} drawings with a face", head, rows))
+    console.print(table("false and wrong boxes of the last rule", ["image", "detectors", "score"], falses))
+    console.print(f"missed: {len(misses)}")
+
+
+if __name__ == "__main__":
+    main()
