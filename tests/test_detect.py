@@ -90,6 +90,17 @@ def test_below_agree_threshold_is_ignored():
     assert choose_face([det(10, 10, 50, 50, "dlib_hog", t.agree - 0.1), det(10, 10, 50, 50, "yunet", 0.45)]) is None
 
 
+def test_haar_cascades_count_only_as_a_third_voice():
+    """Haar's cascades fire together (and with dlib's HOG) on round shapes: without a box trusted
+    alone, a face needs two agreeing detectors that are not Haar, or three in all."""
+    hf, hp = det(10, 10, 50, 50, "haar_frontal", 3.0), det(12, 10, 50, 50, "haar_profile", 1.0)
+    hog, yu = det(10, 12, 50, 50, "dlib_hog", -0.3), det(11, 11, 50, 50, "yunet", 0.4)
+    assert choose_face([hf, hog]) is None and choose_face([hf, hp]) is None
+    assert choose_face([hf, hp, hog]).votes == 3
+    assert choose_face([hog, yu]).votes == 2 and choose_face([hf, hog, yu]).votes == 3
+    assert choose_face([det(10, 10, 50, 50, "haar_frontal", 50.0)]) is None  # never trusted alone
+
+
 def test_more_votes_win_over_a_stronger_single_box():
     strong = det(300, 300, 60, 60, "dlib_cnn", 1.05)
     agreed = [det(10, 10, 50, 50, "dlib_hog", 0.3), det(12, 12, 48, 50, "yunet", 0.7)]
@@ -106,7 +117,8 @@ def test_rotated_faces_need_two_detectors_each_firm_enough_alone():
     halfway_pair = {30.0: [det(10, 10, 50, 50, "dlib_hog", -0.1), det(10, 10, 50, 50, "yunet", 0.5)]}
     assert choose_with_rotations(Candidates(upright, halfway_pair)) is None  # the rule before
     assert choose_with_rotations(Candidates(upright, halfway_pair), rotated_rule="halfway, 2 agree") is not None
-    firm_pair = {-15.0: [det(10, 10, 50, 50, "dlib_hog", 0.1), det(10, 10, 50, 50, "yunet", 0.65)]}
+    firm_pair = {-15.0: [det(10, 10, 50, 50, "dlib_hog", THRESHOLDS["dlib_hog"].alone + 0.05),
+                         det(10, 10, 50, 50, "yunet", THRESHOLDS["yunet"].alone + 0.02)]}
     face = choose_with_rotations(Candidates(upright, firm_pair))
     assert face is not None and face.rotation_deg == -15.0
     assert choose_with_rotations(Candidates(upright, firm_pair), rotated_rule="no rotated tries") is None

@@ -109,10 +109,10 @@ def choose_facing(hand_view: str, yaw: float | None, detector_view: str,
     """(facing, where it came from): the hand box's view, else the facing classifier's view of the
     box (`classifier_view`, p2d.drawing_facing), else the sane landmarks' yaw, else the view of the
     detector that found the face, else unknown. The classifier before the landmarks: on the label
-    CSV's train split's 293 hand-boxed faces, scored by grouped 5-fold cross-validation (never on
-    the drawings or the deck it was trained on), it is right on 77%; the landmarks where they hold
-    on 64% (157 of 246): on drawings the predictor often returns a near-mean shape whose yaw is
-    noise (benchmarks/train_drawing_facing.py, benchmarks/drawing_rules.py facing)."""
+    CSV's train split's 313 hand-boxed faces, scored by grouped 5-fold cross-validation (never on
+    the drawings or the deck it was trained on), it is right on 79%; the landmarks, where they hold,
+    on 64% (157 of 246 of the first 293 faces): on drawings the predictor often returns a near-mean
+    shape whose yaw is noise (benchmarks/train_drawing_facing.py, benchmarks/drawing_rules.py facing)."""
     if hand_view in FACINGS[:3]:
         return hand_view, "hand"
     if classifier_view in FACINGS[:3]:
