@@ -425,7 +425,7 @@ def drift_flags(
     than each of its neighbours' (one, for the last) by more than `multiple` x the combined noise
     plus `margin`; and an epoch where a
     DRIFT_TRENDS metric, after falling beyond its noise, has risen beyond its noise above its
-    lowest value so far."""
+    lowest value so far (a gap's size counted beyond its noise, as in `rule_scores`)."""
     epochs = [int(e) for e in df["epoch"]]
     flags: dict[int, list[str]] = {e: [] for e in epochs}
     for i, e in enumerate(epochs[1:], start=1):  # the first epoch is worse than the next by nature
@@ -436,6 +436,8 @@ def drift_flags(
             flags[e].append(f"score {score[i]:.2f} far worse than epoch(s) {', '.join(str(epochs[j]) for j in nb)}")
     for col, absolute in DRIFT_TRENDS:
         v, h = value_and_noise(df, col, absolute)
+        if absolute:  # as in the score: a gap within its noise of 0 is no gap, so a lucky near-zero
+            v = np.maximum(v - h, 0.0)  # epoch is not a low that every later epoch "rises" from
         label = ("|" + METRIC_LABELS.get(col, col) + "|") if absolute else METRIC_LABELS.get(col, col)
         for i in range(2, len(v)):
             past = v[:i]

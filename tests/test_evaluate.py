@@ -263,6 +263,19 @@ def test_drift_flags_a_turning_trend_and_an_outlier_not_a_steady_descent():
     assert [e for e, f in flags.items() if f] == [20]
 
 
+def test_a_gap_that_touched_zero_by_luck_is_not_a_low_to_rise_from():
+    """A contrast gap that falls, hits 0.000 on one epoch with a narrow interval, then sits within
+    its noise of zero is no drift (it flagged the truly best epochs of a known-answer task); a gap
+    that grows well beyond its noise still is."""
+    gap = np.array([0.12, 0.06, 0.0, 0.03, 0.02, 0.10])
+    half = np.array([0.01, 0.01, 0.002, 0.025, 0.025, 0.01])
+    df = _table(contrast_gap_drawing=gap, contrast_gap_drawing_lo=gap - half, contrast_gap_drawing_hi=gap + half)
+    s, n = ev.rule_scores(df)
+    flags = ev.drift_flags(df, s, n)
+    assert not flags[20] and not flags[25]
+    assert any("|contrast| rising" in f for f in flags[30])
+
+
 def test_rule_prefers_a_stable_stretch_over_an_isolated_lucky_epoch_and_says_how_many_images():
     """Epoch 15 scores best by a hair, between two bad epochs; 25-35 are as good within the noise
     and stay good: the rule suggests the middle of the stable stretch and reports the tie set."""
