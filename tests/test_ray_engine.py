@@ -59,7 +59,7 @@ def test_crop_drawings_on_two_processes_and_on_ray_equal_one_process(local_ray, 
     for name in sorted(p.name for p in (DATA / "drawings").iterdir())[:5]:
         shutil.copy(DATA / "drawings" / name, raw / name)
     (raw / "empty.png").write_bytes(b"")
-    kw = dict(detectors=("dlib_hog", "haar_frontal"), rotate=False, show_progress=False)
+    kw = dict(detectors=("dlib_hog", "yunet"), rotate=False, show_progress=False)
     one = crop_drawings(raw, tmp_path / "one", **kw)
     two = crop_drawings(raw, tmp_path / "two", workers=2, **kw)
     ray = crop_drawings(raw, tmp_path / "ray", workers=2, engine="ray", **kw)
