@@ -37,13 +37,11 @@ from p2d.images import list_images, read_image  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from drawing_labels import CARDS, CLIPART, available  # noqa: E402
+from drawing_labels import CARDS, CLIPART, FACING, available  # noqa: E402
 from eval_drawing_detector import as_image, eval_set  # noqa: E402  (the label CSV's eval split)
 
 DATA = ROOT / "p2d" / "samples"
 BOXES = ROOT / "tests" / "data" / "drawing_face_boxes.csv"
-FACING = {"frontal": "frontal", "left": "left", "right": "right",
-          "three_quarter_left": "left", "three_quarter_right": "right", "": ""}
 
 
 def fixture_set() -> dict[str, tuple[Path, list]]:

@@ -29,6 +29,10 @@ DECK_GRID = (13, 5)  # columns (ace .. king), rows (clubs, diamonds, hearts, spa
 SUITS = ("club", "diamond", "heart", "spade")
 RANKS = ("jack", "queen", "king")  # columns 11, 12, 13
 RENDER_ZOOM = 2
+# A label's view as crop-drawings' `facing` column says it: three-quarter views count as left / right
+# ("": a fixture box without a view).
+FACING = {"frontal": "frontal", "left": "left", "right": "right",
+          "three_quarter_left": "left", "three_quarter_right": "right", "": ""}
 
 
 def read_labels(path: Path = LABELS) -> dict[str, dict]:

@@ -42,10 +42,8 @@ from p2d.faces import Detection  # noqa: E402
 from p2d.ui import console, progress, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from drawing_labels import CARDS, CLIPART, labelled_set, read_labels  # noqa: E402
+from drawing_labels import CARDS, CLIPART, FACING, labelled_set, read_labels  # noqa: E402
 
-FACING = {"frontal": "frontal", "left": "left", "right": "right",
-          "three_quarter_left": "left", "three_quarter_right": "right"}
 MARGINS = (0.0, 0.02, 0.05, 0.1, 0.2)
 
 

@@ -36,11 +36,9 @@ from p2d.sheets import contact_sheet, draw_box  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from drawing_labels import CARDS, CLIPART, available, labelled_set  # noqa: E402
+from drawing_labels import CARDS, CLIPART, FACING, available, labelled_set  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
-FACING = {"frontal": "frontal", "left": "left", "right": "right",
-          "three_quarter_left": "left", "three_quarter_right": "right"}
 SKIMAGE_NONFACES = ("coins", "text", "page", "horse", "rocket", "coffee", "hubble_deep_field", "moon",
                     "brick", "grass", "gravel", "clock", "checkerboard", "logo", "immunohistochemistry",
                     "cell", "colorwheel", "retina", "shepp_logan_phantom", "cat", "chelsea")

@@ -30,14 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from p2d.drawing_detector import DrawingFaceDetector, view_from_scores  # noqa: E402
-from p2d.drawing_facing import CLASSES, MIRROR, MODEL_FILE, face_crop, hog_features, softmax  # noqa: E402
+from p2d.drawing_facing import CLASSES, MIRROR, MODEL_FILE, FacingClassifier, face_crop, hog_features, softmax  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from drawing_labels import CARDS, CLIPART, labelled_set  # noqa: E402
-
-FACING = {"frontal": "frontal", "left": "left", "right": "right",
-          "three_quarter_left": "left", "three_quarter_right": "right"}
+from drawing_labels import CARDS, CLIPART, FACING, labelled_set  # noqa: E402
 
 
 def jittered(box, rng: np.random.Generator, n: int) -> list[tuple]:
@@ -90,19 +87,13 @@ def fit(x: np.ndarray, y: np.ndarray, c: float) -> dict[str, np.ndarray]:
     return {"mean": mean, "scale": scale, "coef": res.x[: d * k].reshape(d, k), "intercept": res.x[d * k:]}
 
 
-def predict(weights: dict, image: np.ndarray, box) -> int:
-    crop = face_crop(image, box)
-    feats = np.stack([hog_features(crop), hog_features(np.ascontiguousarray(crop[:, ::-1]))])
-    p = softmax(((feats - weights["mean"]) / weights["scale"]) @ weights["coef"] + weights["intercept"])
-    return int(np.argmax(p[0] + p[1][MIRROR]))
-
-
 def accuracy(weights: dict, faces: list[dict], jitter: int, seed: int = 1) -> tuple[int, int]:
     rng = np.random.default_rng(seed)
+    classifier = FacingClassifier(weights=weights)  # scored as crop-drawings scores
     right = total = 0
     for f in faces:
         for box in [f["box"], *jittered(f["box"], rng, jitter)]:
-            right += predict(weights, f["image"], box) == f["y"]
+            right += classifier.facing(f["image"], box) == CLASSES[f["y"]]
             total += 1
     return right, total
 

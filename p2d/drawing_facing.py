@@ -18,7 +18,7 @@ the boxes of any detector, not only hand boxes, are read alike. Facing follows `
 from __future__ import annotations
 
 import math
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -58,12 +58,16 @@ def face_crop(image: np.ndarray, box: tuple[float, float, float, float], crop_px
     return cv2.warpAffine(gray, m, (crop_px, crop_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def hog_features(crop: np.ndarray) -> np.ndarray:
-    """OpenCV's HOG of a CROP_PX square gray crop: 16 px blocks of 8 px cells, stride 8, 9 bins."""
+@lru_cache(maxsize=1)
+def _hog():
     import cv2
 
-    hog = cv2.HOGDescriptor((CROP_PX, CROP_PX), (16, 16), (8, 8), (8, 8), 9)
-    return hog.compute(np.ascontiguousarray(crop)).ravel().astype(np.float64)
+    return cv2.HOGDescriptor((CROP_PX, CROP_PX), (16, 16), (8, 8), (8, 8), 9)
+
+
+def hog_features(crop: np.ndarray) -> np.ndarray:
+    """OpenCV's HOG of a CROP_PX square gray crop: 16 px blocks of 8 px cells, stride 8, 9 bins."""
+    return _hog().compute(np.ascontiguousarray(crop)).ravel().astype(np.float64)
 
 
 def softmax(z: np.ndarray) -> np.ndarray:
@@ -78,8 +82,11 @@ MIRROR = [0, 2, 1]  # class order under a left-right flip: frontal stays, left <
 class FacingClassifier:
     """Probabilities of frontal / left / right for a face box in a drawing (see the module docstring)."""
 
-    def __init__(self, model_file: Path | str | None = None):
+    def __init__(self, model_file: Path | str | None = None, weights: dict[str, np.ndarray] | None = None):
+        """`weights` (mean, scale, coef, intercept) instead of a file: a model being trained."""
         self.model_file = Path(model_file) if model_file else MODEL_FILE
+        if weights is not None:
+            self._weights = weights
 
     @cached_property
     def _weights(self) -> dict[str, np.ndarray]:
