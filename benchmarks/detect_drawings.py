@@ -70,7 +70,7 @@ def facing_rows(candidates: dict, images: dict, truth: dict, detector: DrawingDe
         points = detector.models.landmarks(images[name], face.box.box)
         # as crop-drawings does (p2d.curate.drawings._crop_one)
         pose = face_pose(images[name], points, face.box.box, detector_view=face.view,
-                         classifier_view=detector.view_of(images[name], face.box.box))
+                         classifier_view=detector.view_of(images[name], face.box.box), cnn_view=face.cnn_view)
         labelled += 1
         ok += pose["facing"] == FACING[view]
         if pose["facing"] != FACING[view]:

@@ -30,15 +30,16 @@ def test_facing_from_yaw(yaw, facing):
     assert facing_from_yaw(yaw, max_frontal_yaw_deg=30.0) == facing
 
 
-@pytest.mark.parametrize("hand,classifier,yaw,detector,expected", [
-    ("left", "right", 0.0, "right", ("left", "hand")),  # a hand view wins
-    ("", "frontal", -40.0, "right", ("frontal", "classifier")),  # then the facing classifier's view
-    ("", "", -40.0, "right", ("left", "landmarks")),  # then the sane landmarks' yaw
-    ("", "", None, "right", ("right", "detector")),  # then the detector's view
-    ("", "", None, "", ("unknown", "")),
+@pytest.mark.parametrize("hand,cnn,classifier,yaw,detector,expected", [
+    ("left", "frontal", "right", 0.0, "right", ("left", "hand")),  # a hand view wins
+    ("", "left", "frontal", -40.0, "right", ("left", "cnn")),  # then drawn_cnn's view
+    ("", "", "frontal", -40.0, "right", ("frontal", "classifier")),  # then the facing classifier's view
+    ("", "", "", -40.0, "right", ("left", "landmarks")),  # then the sane landmarks' yaw
+    ("", "", "", None, "right", ("right", "detector")),  # then the detector's view
+    ("", "", "", None, "", ("unknown", "")),
 ])
-def test_choose_facing_order(hand, classifier, yaw, detector, expected):
-    assert choose_facing(hand, yaw, detector, classifier_view=classifier) == expected
+def test_choose_facing_order(hand, cnn, classifier, yaw, detector, expected):
+    assert choose_facing(hand, yaw, detector, classifier_view=classifier, cnn_view=cnn) == expected
 
 
 def test_boxes_view_column(tmp_path):

@@ -1,0 +1,159 @@
+"""Train the drawing-face CNN (p2d/models/drawing_face_cnn.npz) from the label CSV's train split.
+
+Needs Debian's `openclipart-png`, `gnome-cards-data` and `librsvg2-bin` (see drawing_labels.py);
+the eval split is never read here. Every step draws a batch of square crops of TRAIN_SIDE_PX:
+a labelled drawing (with its faces and their views) or a face-free one, with probability
+`--face-share` the former. A drawing with faces is, `--portrait-share` of the time, a portrait: one
+of its faces scaled to fill 25-85% of the crop (users' drawings are often heads that fill the frame;
+the labelled clip art seldom is); otherwise the drawing is scaled so its longer side is 0.55-1.5
+crops, half the time centred near one of its faces. Then it is placed with a random shift, rotated
+by up to 12 degrees half the time, mirrored half the time (left and right views swapped), and
+changed in gamma, contrast and brightness, sometimes blurred. The background past the drawing's
+edge is the median of its border. Seeded: the same command gives the same weights on
+the same machine (torch's CPU kernels are deterministic for these layers).
+
+    python benchmarks/train_drawing_cnn.py                     # ~25 min on 2 cores
+    python benchmarks/train_drawing_cnn.py --epochs 2 -o /tmp/try.npz   # a quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from drawing_labels import FACING, labelled_set  # noqa: E402
+
+from p2d.drawing_cnn import (  # noqa: E402
+    MIRRORED_VIEW, MODEL_FILE, TRAIN_SIDE_PX, WIDTHS, build_network, centre_targets, normalise, save_weights,
+    training_loss,
+)
+
+WORK_MAX_SIDE_PX = 512  # drawings are kept gray at this size at most (crops never need more)
+
+
+def gray_set(split: str) -> list[tuple[str, np.ndarray, list]]:
+    """[(path, gray uint8 at most WORK_MAX_SIDE_PX, [(x, y, w, h in its pixels, view)])] of a split
+    (three-quarter views count as left or right, as the `facing` column says them)."""
+    out = []
+    for path, (image, boxes) in labelled_set(split).items():
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        s = min(1.0, WORK_MAX_SIDE_PX / max(gray.shape))
+        if s < 1:
+            gray = cv2.resize(gray, (round(gray.shape[1] * s), round(gray.shape[0] * s)), interpolation=cv2.INTER_AREA)
+        out.append((path, gray, [(*(v * s for v in box), FACING[view]) for box, view in boxes]))
+    return out
+
+
+def augmented(gray: np.ndarray, boxes: list, rng: np.random.Generator, portrait_share: float,
+              side: int = TRAIN_SIDE_PX):
+    """(a side x side float crop in [0, 1], its faces (x, y, w, h, view)) drawn as the module
+    docstring says."""
+    h0, w0 = gray.shape
+    scale = rng.uniform(0.55, 1.5) * side / max(h0, w0)
+    portrait = bool(boxes) and rng.random() < portrait_share
+    angle = rng.uniform(-12, 12) if rng.random() < 0.5 else 0.0
+    cx, cy = w0 / 2, h0 / 2
+    if portrait:
+        x, y, w, h, _ = boxes[rng.integers(len(boxes))]
+        cx, cy = x + w / 2, y + h / 2
+        scale = rng.uniform(0.25, 0.85) * side / max(w, h)
+    elif boxes and rng.random() < 0.5:
+        x, y, w, h, _ = boxes[rng.integers(len(boxes))]
+        cx, cy = x + w / 2, y + h / 2
+    m = cv2.getRotationMatrix2D((cx, cy), angle, scale)
+    shift = 0.15 if portrait else 0.3
+    m[:, 2] += (side / 2 - cx + rng.uniform(-shift, shift) * side, side / 2 - cy + rng.uniform(-shift, shift) * side)
+    border = int(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
+    crop = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+                          borderValue=border)
+    faces = []
+    for x, y, w, h, view in boxes:
+        c = m @ np.array([x + w / 2, y + h / 2, 1.0])
+        faces.append((c[0] - w * scale / 2, c[1] - h * scale / 2, w * scale, h * scale, view))
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+        faces = [(side - x - w, y, w, h, MIRRORED_VIEW[view]) for x, y, w, h, view in faces]
+    img = crop.astype(np.float32) / 255
+    img = img ** rng.uniform(0.6, 1.6)
+    img = np.clip((img - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.1, 0.1), 0, 1)
+    if rng.random() < 0.3:
+        img = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.5))
+    return img, faces
+
+
+def batch_tensors(items: list, rng: np.random.Generator, portrait_share: float, side: int = TRAIN_SIDE_PX):
+    import torch
+
+    xs, heats, regs, masks = [], [], [], []
+    for _path, gray, boxes in items:
+        img, faces = augmented(gray, boxes, rng, portrait_share, side)
+        heat, reg, mask = centre_targets(faces, side, side)
+        xs.append(normalise(img)[None])
+        heats.append(heat)
+        regs.append(reg)
+        masks.append(mask)
+    return [torch.from_numpy(np.stack(a)) for a in (xs, heats, regs, masks)]
+
+
+def train(data: list, epochs: int, batch: int, face_share: float, portrait_share: float, lr: float, seed: int,
+          threads: int):
+    import torch
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    with_faces = [d for d in data if d[2]]
+    face_free = [d for d in data if not d[2]]
+    net = build_network(WIDTHS)
+    steps = (2 * len(with_faces)) // batch  # an epoch: each face drawing about twice, as crops
+    opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=epochs * steps, pct_start=0.1)
+    print(f"{len(with_faces)} drawings with faces, {len(face_free)} face-free; "
+          f"{sum(p.numel() for p in net.parameters()):,} weights; {epochs} epochs of {steps} steps")
+    for epoch in range(epochs):
+        t0, parts = time.perf_counter(), []
+        net.train()
+        for _ in range(steps):
+            items = [with_faces[rng.integers(len(with_faces))] if rng.random() < face_share
+                     else face_free[rng.integers(len(face_free))] for _ in range(batch)]
+            x, heat, reg, mask = batch_tensors(items, rng, portrait_share)
+            loss, part = training_loss(net(x), heat, reg, mask)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            parts.append(list(part.values()))
+        c, o, s = np.mean(parts, axis=0)
+        print(f"epoch {epoch + 1:3d}: centre {c:.3f}  offset {o:.3f}  size {s:.3f}  ({time.perf_counter() - t0:.0f} s)",
+              flush=True)
+    return net.eval()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--face-share", type=float, default=0.5, help="share of a batch drawn from drawings with faces")
+    ap.add_argument("--portrait-share", type=float, default=0.35,
+                    help="share of the drawings with faces cropped as portraits (one face fills the crop)")
+    ap.add_argument("--lr", type=float, default=3e-3, help="peak of the one-cycle schedule")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("-o", "--output", type=Path, default=MODEL_FILE)
+    args = ap.parse_args()
+    t0 = time.perf_counter()
+    data = gray_set("train")
+    print(f"train split read in {time.perf_counter() - t0:.0f} s")
+    net = train(data, args.epochs, args.batch, args.face_share, args.portrait_share, args.lr, args.seed, args.threads)
+    save_weights(net, args.output, WIDTHS)
+    print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
