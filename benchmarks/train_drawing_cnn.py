@@ -9,10 +9,10 @@ the labelled clip art seldom is); otherwise the drawing is scaled so its longer 
 crops, half the time centred near one of its faces. Then it is placed with a random shift, rotated
 by up to 12 degrees half the time, mirrored half the time (left and right views swapped), and
 changed in gamma, contrast and brightness, sometimes blurred. The background past the drawing's
-edge is the median of its border. Seeded: the same command gives the same weights on
-the same machine (torch's CPU kernels are deterministic for these layers).
+edge is the median of its border. Seeded (numpy's generator and torch's); whether two runs give
+bit-identical weights on one machine has not been checked.
 
-    python benchmarks/train_drawing_cnn.py                     # ~25 min on 2 cores
+    python benchmarks/train_drawing_cnn.py                     # ~23 min on 2 cores
     python benchmarks/train_drawing_cnn.py --epochs 2 -o /tmp/try.npz   # a quick look
 """
 

@@ -14,17 +14,19 @@ through all of them and their boxes are combined:
 - `drawn_hog`: the drawing-face detector p2d ships (`p2d.drawing_detector`: fHOG filters trained on
   labelled public-domain clip art, one frontal and one side view, the side one also run on the
   mirror); its boxes say their view;
-- `drawn_cnn`: the small CNN p2d trains and ships (`p2d.drawing_cnn`: a centre map and face sizes,
-  trained from scratch on the same labels); it finds the faces that are only suggested (small
-  figures, turned heads) that every window detector misses; its boxes do not say their view;
+- `drawn_cnn`: the small CNN p2d trains and ships (`p2d.drawing_cnn`: centre maps per view and face
+  sizes, trained from scratch on the same labels); it finds faces that are only suggested (turned
+  heads, caricatures, portraits that fill the frame) that the window detectors miss; its boxes say
+  their view;
 - `user`: a detector the user trained on their own boxes (`p2d detector train`, or `crop-drawings
   --learn`), given as a dlib `.svm` file; only when one is given.
 
 Which way a face looks (`Detection.view`, `ChosenFace.view`): the Haar profile cascade knows faces
 that look to the image left (checked on labelled clip-art profiles: every hit on the image itself
 was a face looking left, every hit on the mirror one looking right), so its boxes say `left`, and
-its boxes from the mirror `right`; `drawn_hog` names the view whose filter scored best. The
-frontal photo detectors do not say (they also fire on three-quarter views).
+its boxes from the mirror `right`; `drawn_hog` names the view whose filter scored best, `drawn_cnn`
+the view whose centre map is highest (`ChosenFace.cnn_view`, which crop-drawings' facing trusts
+first). The frontal photo detectors do not say (they also fire on three-quarter views).
 
 The rule (`choose_face`), in words: every detector has two score thresholds, `alone` (its usual
 operating point: trusted by itself) and `agree` (looser: trusted only when a different detector
@@ -118,8 +120,8 @@ THRESHOLDS: dict[str, DetectorThresholds] = {
 }
 # drawn_cnn's consent: when it searched the image, a face it does not vote for must still have one
 # of its boxes on it scoring at least this (its centre map sees a hint of a face there; below 0.05
-# it sees none). A photo detector's firm box on a round or striped shape (a compact disc, a dome)
-# is then not a face. Of the eval split's 85 hand-boxed faces 1 has no drawn_cnn box at this score
+# it sees none). A photo detector's firm box on a shape it takes for a face (Haar's profile cascade
+# at 3.44 on the Capitol's dome, on the eval split) is then not a face. Of the eval split's 85 hand-boxed faces 1 has no drawn_cnn box at this score
 # (IoU >= 0.3), of the train split's 313, 2.
 CNN_CONSENT = 0.05
 # Haar's two cascades fire together on round shapes, and with dlib's HOG on the same ones (of the
