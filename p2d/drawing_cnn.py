@@ -3,7 +3,7 @@
 The fHOG filters (`p2d.drawing_detector`) and the photo detectors miss drawn faces whose parts are
 only suggested (small figures, three-quarter heads, caricatures): a fixed window of gradients is
 too narrow a description. This network is fully convolutional and tiny (five stride-2 stages,
-one top-down merge, ~0.7 M weights, ~2 ms per 320 px drawing on one core): for every cell of a
+one top-down merge, ~0.7 M weights, ~20 ms per 320 px drawing and its mirror on one core): for every cell of a
 grid at 1/8 of the input it predicts how likely a face centre lies there and how large that face
 is, as CenterNet does ("Objects as Points", Zhou et al. 2019): a face is a peak of the centre map,
 its box the predicted size around it, and no anchor boxes or non-maximum suppression over boxes
