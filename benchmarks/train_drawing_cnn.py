@@ -1,7 +1,8 @@
 """Train the drawing-face CNN (p2d/models/drawing_face_cnn.npz) from the label CSV's train split.
 
 Needs Debian's `openclipart-png`, `gnome-cards-data` and `librsvg2-bin` (see drawing_labels.py);
-the eval split is never read here. Every step draws a batch of square crops of TRAIN_SIDE_PX:
+the eval split is never read here, and with `--exclude ../shared/eval-exclude.sha256` a label row
+whose file is on that list stops the run before anything is read (the label CSV has none today). Every step draws a batch of square crops of TRAIN_SIDE_PX:
 a labelled drawing (with its faces and their views) or a face-free one, with probability
 `--face-share` the former. A drawing with faces is, `--portrait-share` of the time, a portrait: one
 of its faces scaled to fill 25-85% of the crop (users' drawings are often heads that fill the frame;
@@ -12,7 +13,7 @@ changed in gamma, contrast and brightness, sometimes blurred. The background pas
 edge is the median of its border. Seeded (numpy's generator and torch's); whether two runs give
 bit-identical weights on one machine has not been checked.
 
-    python benchmarks/train_drawing_cnn.py                     # ~23 min on 2 cores
+    python benchmarks/train_drawing_cnn.py --exclude ../shared/eval-exclude.sha256   # ~23 min on 2 cores
     python benchmarks/train_drawing_cnn.py --epochs 2 -o /tmp/try.npz   # a quick look
 """
 
@@ -27,7 +28,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from drawing_labels import FACING, labelled_set  # noqa: E402
+from drawing_labels import FACING, labelled_set, read_labels  # noqa: E402
 
 from p2d.drawing_cnn import (  # noqa: E402
     MIRRORED_VIEW, MODEL_FILE, TRAIN_SIDE_PX, WIDTHS, build_network, centre_targets, normalise, save_weights,
@@ -146,7 +147,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("-o", "--output", type=Path, default=MODEL_FILE)
+    ap.add_argument("--exclude", type=Path, help="a file of SHA-256 sums never to train on (one per line)")
     args = ap.parse_args()
+    if args.exclude:
+        excluded = set(args.exclude.read_text().split())
+        listed = [path for path, e in read_labels().items() if e["sha256"] in excluded]
+        if listed:
+            raise SystemExit(f"{len(listed)} label row(s) name files on {args.exclude}: {', '.join(listed[:5])}; "
+                             f"remove them from the label CSV")
     t0 = time.perf_counter()
     data = gray_set("train")
     print(f"train split read in {time.perf_counter() - t0:.0f} s")
