@@ -10,8 +10,8 @@ import pytest
 
 from conftest import DATA
 from p2d.curate.detect import (
-    THRESHOLDS, Candidates, DrawingDetector, choose_face, choose_with_rotations, cluster, iou, iou_matrix,
-    rotate_expanded, score_choices, unrotate,
+    CNN_CONSENT, THRESHOLDS, Candidates, DrawingDetector, choose_face, choose_with_rotations, cluster, iou,
+    iou_matrix, rotate_expanded, score_choices, unrotate,
 )
 from p2d.drawing_facing import FacingClassifier
 from p2d.faces import Detection
@@ -198,3 +198,22 @@ def test_view_of_is_the_facing_classifiers_whichever_detectors_run():
     img = read_image(DATA / "drawings" / "head1.png")
     box = load_truth()["drawings/head1.png"]
     assert DrawingDetector(detectors=("haar_frontal",)).view_of(img, box) == FacingClassifier().facing(img, box)
+
+
+def test_drawn_cnn_must_consent_to_a_face_when_it_searched_the_image():
+    firm_hog = det(10, 10, 50, 50, "dlib_hog", 1.0)  # trusted alone
+    elsewhere = det(200, 200, 50, 50, "drawn_cnn", 0.2)
+    weak_on_it = det(12, 8, 48, 52, "drawn_cnn", CNN_CONSENT)  # below agree: no vote, but consent
+    searched = ("dlib_hog", "drawn_cnn")
+    assert choose_with_rotations(Candidates([firm_hog, elsewhere], searched=searched)) is None
+    face = choose_with_rotations(Candidates([firm_hog, elsewhere, weak_on_it], searched=searched))
+    assert face is not None and face.detectors == ("dlib_hog",) and face.box.detector == "dlib_hog"
+    # drawn_cnn did not search (or --detector left it out): no consent asked
+    assert choose_with_rotations(Candidates([firm_hog], searched=("dlib_hog",))) is not None
+    assert choose_with_rotations(Candidates([firm_hog, elsewhere], searched=searched).only(("dlib_hog",))) is not None
+
+
+def test_a_face_drawn_cnn_votes_for_gets_its_view():
+    face = choose_face([det(10, 10, 50, 50, "yunet", 0.5), Detection(12, 10, 48, 50, "drawn_cnn", 0.4, "left")],
+                       consent=CNN_CONSENT)
+    assert face is not None and face.votes == 2 and face.cnn_view == "left"
