@@ -514,8 +514,8 @@ def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, 
         return row, (image, None, None), None
     points = s.detector.models.landmarks(image, face.box)
     hand = face.detector == "hand"
-    # drawn_cnn's view where it voted for the face, else the facing classifier's view of the box; failing that the landmarks,
-    # then the view of the detector that found it (choose_facing).
+    # drawn_cnn's view where it voted for the face, else the facing classifier's view of the box;
+    # failing that the landmarks, then the view of the detector that found it (choose_facing).
     cnn_view = "" if hand else face.cnn_view
     classifier_view = "" if cnn_view else s.detector.view_of(image, face.box)  # the CNN's view comes first
     pose = face_pose(image, points, face.box, face.view if hand else "", "" if hand else face.view,
