@@ -136,12 +136,26 @@ class FaceModels:
             for d in found
         ]
 
+    @cached_property
+    def batch_predictor(self):
+        """The same 68-point model run on many faces at once (p2d.shape_predictor)."""
+        from p2d.shape_predictor import ShapePredictor68
+
+        return ShapePredictor68.from_dat(find_model(SHAPE_68, self.models_dir))
+
     def landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
         """The 68 landmarks (68, 2) float64 inside a face box (x, y, w, h)."""
-        x, y, w, h = box
-        rect = self.dlib.rectangle(int(round(x)), int(round(y)), int(round(x + w)), int(round(y + h)))
+        rect = self.dlib.rectangle(*_rect(box))
         shape = self.predictor(image, rect)
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+
+    def landmarks_batch(self, images: list[np.ndarray], boxes: list[tuple[float, float, float, float]]) -> list[np.ndarray]:
+        """`landmarks` of many faces (one box per image) in one call: the same points, bit for bit,
+        at a fraction of the time per face (see p2d.shape_predictor)."""
+        if not images:
+            return []
+        points = self.batch_predictor.predict(images, [_rect(box) for box in boxes])
+        return list(points.astype(np.float64))
 
     def embedding(self, image: np.ndarray, points: np.ndarray) -> np.ndarray:
         """dlib's 128-d face-recognition embedding of the face with these 68 landmarks."""
@@ -150,6 +164,12 @@ class FaceModels:
             [self.dlib.point(int(round(px)), int(round(py))) for px, py in points],
         )
         return np.array(self.recognizer.compute_face_descriptor(image, shape), dtype=np.float64)
+
+
+def _rect(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
+    """A box (x, y, w, h) as dlib's rectangle: left, top, right, bottom in whole pixels."""
+    x, y, w, h = box
+    return int(round(x)), int(round(y)), int(round(x + w)), int(round(y + h))
 
 
 def _bounds(points: np.ndarray) -> tuple[float, float, float, float]:

@@ -23,6 +23,23 @@ BAD_FILES = {"000017.jpg": "unreadable:empty_file", "000018.jpg": "unreadable:tr
              "000019.jpg": "unreadable:not_an_image"}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def p2d_cache(tmp_path_factory):
+    """p2d's cache (the batched landmark model) in a folder of this session, not the user's home;
+    worker processes inherit it through the environment."""
+    import os
+
+    from p2d.shape_predictor import CACHE_ENV
+
+    before = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("p2d-cache"))
+    yield Path(os.environ[CACHE_ENV])
+    if before is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = before
+
+
 def celeba_variants():
     from celeba_synth import Variant
 

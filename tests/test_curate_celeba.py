@@ -186,19 +186,20 @@ def test_interrupted_run_continues(celeba, tmp_path):
 def test_ctrl_c_keeps_what_was_done(celeba, tmp_path, monkeypatch):
     import p2d.curate.pipeline as pipeline
 
-    real_call = pipeline._Worker.__call__
+    real_batch = pipeline._Worker.batch
     done = []
 
-    def interrupt_after_six(self, job):
+    def interrupt_after_six(self, jobs):
         if len(done) == 6:
-            raise KeyboardInterrupt  # the user presses Ctrl-C during the 7th image
-        done.append(job.name)
-        return real_call(self, job)
+            raise KeyboardInterrupt  # the user presses Ctrl-C during the third batch of three images
+        done.extend(job.name for job in jobs)
+        return real_batch(self, jobs)
 
-    monkeypatch.setattr(pipeline._Worker, "__call__", interrupt_after_six)
+    monkeypatch.setattr(pipeline, "BATCH", 3)
+    monkeypatch.setattr(pipeline._Worker, "batch", interrupt_after_six)
     with pytest.raises(KeyboardInterrupt):
         curate_celeba(celeba.official, tmp_path / "out", **OUTLIERS)
-    monkeypatch.setattr(pipeline._Worker, "__call__", real_call)
+    monkeypatch.setattr(pipeline._Worker, "batch", real_batch)
     assert len(FaceCache(tmp_path / "out" / "cache").analyses.records) == 6
     r = curate_celeba(celeba.official, tmp_path / "out", **OUTLIERS)
     assert r.cache_hits == 6 and r.analyzed == r.selected - 6

@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "p2d"
 # Top-level modules that both curate/ and train/ build on (STYLE.md, "Layering").
 SHARED = {"errors", "images", "faces", "framing", "manifest", "recipe", "runs", "sheets", "ui", "facecache",
-          "inspection"}
+          "inspection", "shape_predictor"}
 
 
 def p2d_imports(path: Path) -> list[tuple[str, list[str]]]:
@@ -96,5 +96,16 @@ def test_read_only_commands_do_not_import_torch(tmp_path):
         f"a = r.invoke(app, ['manifest', 'check', {str(manifest)!r}])\n"
         f"b = r.invoke(app, ['report', {str(run)!r}, '--out', {str(tmp_path / 'report.html')!r}])\n"
         "assert a.exit_code == 0 and b.exit_code == 0, (a.output, b.output)\n"
+    )
+    assert "torch" not in _modules_after(code)
+
+
+def test_a_curation_worker_starts_without_torch(tmp_path, p2d_cache):
+    """Photo curation's workers (models loaded, one batch of landmarks done) never import torch: its
+    import alone takes seconds of every worker's start-up."""
+    code = (
+        "import numpy as np\nfrom pathlib import Path\nfrom p2d.curate.pipeline import RunSettings, ready_worker\n"
+        f"w = ready_worker(RunSettings(out_dir=Path({str(tmp_path)!r}), source='celeba'))\n"
+        "w.models.landmarks_batch([np.zeros((218, 178, 3), np.uint8)], [(40, 60, 90, 90)])\n"
     )
     assert "torch" not in _modules_after(code)

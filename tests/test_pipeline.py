@@ -15,3 +15,32 @@ def test_manifest_equals_the_golden_one(celeba, tmp_path, name, workers):
     golden = (GOLDEN / name).read_bytes()
     for n in workers:
         assert golden_run(celeba.official, tmp_path, name, workers=n) == golden, f"{n} worker(s)"
+
+
+def test_a_face_whose_landmarks_fail_is_an_error_and_its_batch_goes_on(celeba, tmp_path, monkeypatch):
+    """The batched predictor failing on one image (monkeypatched: no real image makes it fail) costs
+    that image only: its row says why, every other row is the golden one, and a re-run retries it."""
+    import io
+
+    import pandas as pd
+
+    from conftest import DARK
+    from p2d.curate.celeba import curate_celeba
+    from p2d.faces import FaceModels
+
+    real = FaceModels.landmarks_batch
+
+    def fail_on_the_dark_photo(self, images, boxes):
+        if any(image.mean() < 30 for image in images):
+            raise RuntimeError("the predictor failed\nhere")
+        return real(self, images, boxes)
+
+    monkeypatch.setattr(FaceModels, "landmarks_batch", fail_on_the_dark_photo)
+    got = pd.read_csv(io.BytesIO(golden_run(celeba.official, tmp_path, "celeba_fast.csv")))
+    want = pd.read_csv(GOLDEN / "celeba_fast.csv")
+    dark = got["source_path"].str.endswith(DARK)
+    assert got.loc[dark, "reason"].tolist() == ["error:RuntimeError: here"]
+    pd.testing.assert_frame_equal(got[~dark].reset_index(drop=True), want[~dark].reset_index(drop=True))
+    monkeypatch.setattr(FaceModels, "landmarks_batch", real)
+    again = curate_celeba(tmp_path / "celeba", tmp_path / "out-celeba_fast.csv-1", **RUNS["celeba_fast.csv"])
+    assert again.analyzed == 1 and again.manifest.read_bytes() == (GOLDEN / "celeba_fast.csv").read_bytes()

@@ -38,7 +38,8 @@ class Engine:
 def map_jobs(jobs: list, make_worker: Callable[[], Callable], engine: Engine,
              shared: Iterable[Path] = ()) -> Iterator:
     """`make_worker()(job)` for every job, in job order. `shared`: the output folder, then the input
-    files, which every Ray node must see (checked before any work is sent)."""
+    files, which every Ray node must see (checked before any work is sent). A worker with a
+    `batch(jobs)` method gets the jobs in lists (see run_batch)."""
     if not jobs:
         return
     if engine.name == "ray":
@@ -46,16 +47,25 @@ def map_jobs(jobs: list, make_worker: Callable[[], Callable], engine: Engine,
 
         yield from ray_map(jobs, make_worker, engine, list(shared))
         return
+    per_call = max(1, min(32, len(jobs) // (engine.workers * 8)))
+    batches = [jobs[k:k + per_call] for k in range(0, len(jobs), per_call)]
     if engine.workers == 1 or len(jobs) < 2:
         work = make_worker()
-        for job in jobs:
-            yield work(job)
+        for batch in batches:
+            yield from run_batch(work, batch)
         return
     # spawn, not fork: the parent may hold threads (the progress bar) and dlib/OpenCV state.
     ctx = multiprocessing.get_context("spawn")
-    chunk = max(1, min(32, len(jobs) // (engine.workers * 8)))
     with ctx.Pool(min(engine.workers, len(jobs)), initializer=_init_process, initargs=(make_worker,)) as pool:
-        yield from pool.imap(_run_job, jobs, chunksize=chunk)
+        for results in pool.imap(_run_batch, batches):
+            yield from results
+
+
+def run_batch(work: Callable, jobs: list) -> list:
+    """`[work(job) for job in jobs]`, in one call where the worker can do many at once (curation's
+    worker predicts the landmarks of a whole batch together)."""
+    batch = getattr(work, "batch", None)
+    return batch(jobs) if batch is not None else [work(job) for job in jobs]
 
 
 def worker_setup() -> None:
@@ -74,5 +84,5 @@ def _init_process(make_worker: Callable[[], Callable]) -> None:
     _WORK = make_worker()
 
 
-def _run_job(job):
-    return _WORK(job)
+def _run_batch(jobs: list) -> list:
+    return run_batch(_WORK, jobs)

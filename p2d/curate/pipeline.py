@@ -3,6 +3,8 @@
 Per image: decode, landmarks (fast path: the face box is known, only the shape predictor runs;
 detect path: dlib HOG first), features, the filters' decision, and for kept images the output
 crop (CelebA's centre square, or the face framed like CelebA from its landmarks) written as PNG.
+A worker takes images in batches and finds the landmarks of a whole batch in one call
+(p2d.shape_predictor: dlib's model and dlib's points, a fraction of the time per face).
 Analyses and outputs are cached in OUT/cache/, so a re-run (other thresholds, or after an
 interruption) recomputes nothing it already has. The per-image work (`_Worker`) runs where
 p2d.curate.engine sends it (this process, `workers` processes, or Ray actors); results come back in
@@ -51,6 +53,7 @@ if hasattr(cv2, "IMWRITE_PNG_FILTER"):
     PNG_OPTIONS += [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
 # Where a worker's time goes, per image (RunResult.stage_seconds sums them; benchmarks print them).
 STAGES = ("decode", "detect", "landmarks", "features", "crop", "encode", "write", "hashes")
+BATCH = 32  # images per worker call when this process does the work: their landmarks are predicted together
 FEATURE_COLUMNS = ("smile_score", "mouth_width", "mouth_open", "yaw_deg", "roll_deg", "iod_px",
                    "laplacian_var", "mean_gray")
 
@@ -213,10 +216,9 @@ class StageClock:
         self.t = now
 
 
-def analyze(image: np.ndarray, models: FaceModels, face_box: str, points5, upsample: int,
-            clock: StageClock | None = None) -> dict:
-    """Detections, 68 landmarks and features of one image (the part worth caching)."""
-    clock = clock or StageClock()
+def locate(image: np.ndarray, models: FaceModels, face_box: str, points5, upsample: int) -> tuple[dict, tuple | None]:
+    """The analysis record begun, and the face box the landmarks are looked for in (None: no face,
+    the record says so)."""
     h, w = image.shape[:2]
     rec: dict = {"status": "ok", "width": w, "height": h, "faces": []}
     if face_box == "known":
@@ -224,18 +226,17 @@ def analyze(image: np.ndarray, models: FaceModels, face_box: str, points5, upsam
             five = template_points(w, h)
         else:  # CelebA's file gives 178x218 coordinates; follow a copy that was resized
             five = np.asarray(points5, dtype=np.float64) * (w / CELEBA_WIDTH)
-        box = box_from_five(five)
-    else:
-        found = detect_faces(image, models, upsample)
-        rec["faces"] = [[round(v, 2) for v in f[:4]] + [round(f[4], 4)] for f in found]
-        if not found:
-            rec["status"] = "no_face"
-            clock.lap("detect")
-            return rec
-        box = tuple(found[0][:4])
-    clock.lap("detect")
-    points = models.landmarks(image, box)
-    clock.lap("landmarks")
+        return rec, box_from_five(five)
+    found = detect_faces(image, models, upsample)
+    rec["faces"] = [[round(v, 2) for v in f[:4]] + [round(f[4], 4)] for f in found]
+    if not found:
+        rec["status"] = "no_face"
+        return rec, None
+    return rec, tuple(found[0][:4])
+
+
+def describe(rec: dict, image: np.ndarray, box, points: np.ndarray) -> None:
+    """Completes the record with the face box, the 68 points and the features measured from them."""
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     patch = face_patch(gray, points)
     features = landmark_features(points)
@@ -244,8 +245,6 @@ def analyze(image: np.ndarray, models: FaceModels, face_box: str, points5, upsam
     rec["box"] = [round(float(v), 2) for v in box]
     rec["points"] = points.astype(int).reshape(-1).tolist()
     rec["features"] = {k: round(float(v), 5) for k, v in features.items()}
-    clock.lap("features")
-    return rec
 
 
 def _refresh_landmark_features(rec: dict) -> None:
@@ -308,23 +307,68 @@ class _Worker:
         self.models = shared_models(settings.models_dir)
 
     def __call__(self, job: Job) -> tuple:
-        """(index, the analysis to cache or None, drop reason, the output record or None, seconds per stage)."""
-        s = self.s
+        return self.batch([job])[0]
+
+    def batch(self, jobs: list[Job]) -> list[tuple]:
+        """Per job, in order: (index, the analysis to cache or None, drop reason, the output record
+        or None, seconds per stage). The faces of all the jobs get their 68 landmarks in one call
+        (p2d.shape_predictor: dlib's landmarks, many faces at a time); the rest is per image. Each
+        result carries an equal share of the batch's stage times."""
         clock = StageClock()
+        located = [self._locate(job, clock) for job in jobs]  # (image, why unreadable, record, box)
+        todo = [k for k, (_, _, _, box) in enumerate(located) if box is not None]
+        found = self._landmarks([located[k][0] for k in todo], [located[k][3] for k in todo])
+        clock.lap("landmarks")
+        for k, points in zip(todo, found):
+            image, why, rec, box = located[k]
+            try:
+                if isinstance(points, Exception):
+                    raise points
+                describe(rec, image, box, points)
+            except Exception as exc:  # as with dlib: this image is an error, the others go on
+                located[k] = (image, why, {"status": error_reason(exc), "faces": []}, None)
+        clock.lap("features")
+        results = [self._finish(job, *loc[:3], clock) for job, loc in zip(jobs, located)]
+        share = [v / len(jobs) for v in clock.seconds]
+        return [(*r, share) for r in results]
+
+    def _locate(self, job: Job, clock: StageClock) -> tuple:
+        """(pixels or None, why they are None, the analysis record, the face box whose landmarks
+        are wanted or None)."""
+        s = self.s
         image, why = decode(Path(job.path), fast=s.crop == "center")
         clock.lap("decode")
-        rec = job.cached
-        if rec is None:
-            if image is None:
-                rec = {"status": why, "faces": []}
-            elif too_small(image):
-                rec = {"status": too_small(image), "faces": []}
-            else:
+        if job.cached is not None:
+            return image, why, job.cached, None
+        if image is None:
+            return image, why, {"status": why, "faces": []}, None
+        if too_small(image):
+            return image, why, {"status": too_small(image), "faces": []}, None
+        try:
+            rec, box = locate(image, self.models, s.face_box, job.points5, s.upsample)
+        except Exception as exc:  # one image that breaks dlib must not stop the batch
+            rec, box = {"status": error_reason(exc), "faces": []}, None
+        clock.lap("detect")
+        return image, why, rec, box
+
+    def _landmarks(self, images: list[np.ndarray], boxes: list) -> list:
+        """Each face's 68 points, or the exception of a face whose prediction failed (the batch
+        is then done one face at a time, so the others still get theirs)."""
+        try:
+            return self.models.landmarks_batch(images, boxes)
+        except Exception:
+            out = []
+            for image, box in zip(images, boxes):
                 try:
-                    rec = analyze(image, self.models, s.face_box, job.points5, s.upsample, clock)
-                except Exception as exc:  # one image that breaks dlib must not stop the batch
-                    rec = {"status": error_reason(exc), "faces": []}
-            # the cache calls the detector name its analysis "method"
+                    out.append(self.models.landmarks_batch([image], [box])[0])
+                except Exception as exc:
+                    out.append(exc)
+            return out
+
+    def _finish(self, job: Job, image: np.ndarray | None, why: str | None, rec: dict, clock: StageClock) -> tuple:
+        """Judge one image and write its output: (index, analysis to cache or None, reason, output or None)."""
+        s = self.s
+        if job.cached is None:  # the cache calls the detector name its analysis "method"
             rec.update(name=job.name, sig=job.sig, method=job.detector)
         reason = job.pre_reason or judge(rec, s, job.smiling)
         out = None
@@ -344,9 +388,10 @@ class _Worker:
                 out = {"name": job.name, "file": job.out_file, "size": s.size, "crop": s.crop, "src_sig": job.sig,
                        "method": job.detector, "phash": phash, "phash_mirror": phash_mirror, "thumb": thumb}
                 clock.lap("hashes")
+        clock.lap("features")
         # an error is not cached: a re-run tries the image again
         fresh = job.cached is None and not rec["status"].startswith("error:")
-        return job.index, (rec if fresh else None), reason, out, clock.seconds
+        return job.index, (rec if fresh else None), reason, out
 
 
 def judge(rec: dict, s: RunSettings, smiling: int | None) -> str:
@@ -360,7 +405,7 @@ def ready_worker(settings: RunSettings) -> _Worker:
     """The per-image callable of a worker process or Ray actor, its models loaded now (not inside
     the first chunk of work)."""
     worker = _Worker(settings)
-    worker.models.predictor
+    worker.models.batch_predictor
     if settings.face_box == "detect":
         worker.models.hog
     # imagehash imports scipy.fftpack on its first phash (~0.65 s here): start-up, not the first image's hashes
@@ -543,12 +588,30 @@ def _map(jobs: list[Job], s: RunSettings):
     if not jobs:
         return
     ws = replace(s, out_dir=s.out_dir.absolute())
+    if any(job.cached is None for job in jobs):
+        _prepare_landmark_model(s)
     if s.workers == 1 and s.engine == "local":
         worker = _Worker(ws)  # models load on first use: a run with nothing to analyse loads none
-        yield from (worker(job) for job in jobs)
+        for k in range(0, len(jobs), BATCH):
+            yield from worker.batch(jobs[k:k + BATCH])
         return
     yield from map_jobs(jobs, functools.partial(ready_worker, ws), s.engine_spec,
                         shared=[ws.out_dir, Path(jobs[0].path), Path(jobs[-1].path)])
+
+
+def _prepare_landmark_model(s: RunSettings) -> None:
+    """The batched predictor reads dlib's model from p2d's cache: fill it here, once per machine,
+    rather than in every worker at the same time."""
+    from p2d.faces import SHAPE_68, find_model
+    from p2d.shape_predictor import cached_path, ensure_cached
+
+    dat = find_model(SHAPE_68, s.models_dir)
+    if not cached_path(dat).is_file():
+        if not s.quiet:
+            from p2d.ui import console
+
+            console.print(f"preparing dlib's 68-point model for batched use (once per machine) -> {cached_path(dat)}")
+        ensure_cached(dat)
 
 
 def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Path):

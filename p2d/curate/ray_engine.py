@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from p2d.curate.engine import Engine, worker_setup
+from p2d.curate.engine import Engine, run_batch, worker_setup
 from p2d.errors import P2DError
 
 RAY_INSTALL = 'pip install "p2d[ray]"'
@@ -49,8 +49,7 @@ class PerImageActor:
         self.work = make_worker()
 
     def __call__(self, batch: dict) -> dict:
-        return {"results": [pickle.dumps([self.work(job) for job in pickle.loads(blob)])
-                            for blob in batch["jobs"]]}
+        return {"results": [pickle.dumps(run_batch(self.work, pickle.loads(blob))) for blob in batch["jobs"]]}
 
 
 def ray_map(jobs: list, make_worker: Callable[[], Callable], engine: Engine, shared: list[Path]) -> Iterator:
