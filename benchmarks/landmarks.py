@@ -1,0 +1,79 @@
+"""Benchmark the 68-point landmark predictors: dlib's own (one face per call) against
+p2d.shape_predictor (a batch of faces per call), on the same faces, in one process.
+
+Faces: CelebA-shaped 178x218 images built from the bundled public-domain photos (the fixture
+builder of the tests: shifted, scaled, rotated, mirrored, relit copies), each with its HOG box.
+Prints ms per face for dlib and for the batched predictor at several batch sizes, whether the points
+are identical, and what p2d.faces.landmark_speeds measured for this machine (which one curation uses).
+Run it alone on a quiet machine: both predictors are memory-bound, a busy machine changes the ratio.
+
+    python benchmarks/landmarks.py            # 512 faces, ~1 minute on 2 cores
+    python benchmarks/landmarks.py --faces 2048
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import p2d
+from p2d.faces import FaceModels, landmark_speeds
+from p2d.images import list_images, read_image
+from p2d.ui import console, table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from celeba_synth import jittered_variants, load_source_faces, render  # noqa: E402
+
+
+def faces(models: FaceModels, n: int) -> tuple[list[np.ndarray], list[tuple[int, int, int, int]]]:
+    samples = Path(p2d.__file__).parent / "samples"
+    sources = load_source_faces(list_images(samples / "photos"), models)
+    nonfaces = [read_image(p) for p in list_images(samples / "nonfaces")]
+    images, boxes = [], []
+    for variant in jittered_variants(4 * n, len(sources), len(nonfaces), seed=1):
+        image, _ = render(variant, sources, nonfaces)
+        found = models.detect_hog(image, 1)
+        if found:
+            images.append(image)
+            boxes.append(max(found, key=lambda d: d.w).box)
+        if len(images) == n:
+            break
+    return images, boxes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--faces", type=int, default=512)
+    args = ap.parse_args()
+    models = FaceModels()
+    images, boxes = faces(models, args.faces)
+    n = len(images)
+    models.landmarks(images[0], boxes[0])  # load both before timing
+    models.batch_predictor.predict(images[:2], [(0, 0, 10, 10)] * 2)
+    t0 = time.perf_counter()
+    expected = np.stack([models.landmarks(im, b) for im, b in zip(images, boxes)])
+    dlib_ms = 1000 * (time.perf_counter() - t0) / n
+    rects = [tuple(int(round(v)) for v in (x, y, x + w, y + h)) for x, y, w, h in boxes]
+    rows = [("dlib, 1 face per call", round(dlib_ms, 3), "1.00x", "reference")]
+    for batch in (1, 8, 32, 64):
+        t0 = time.perf_counter()
+        got = np.concatenate([models.batch_predictor.predict(images[k:k + batch], rects[k:k + batch])
+                              for k in range(0, n, batch)])
+        ms = 1000 * (time.perf_counter() - t0) / n
+        rows.append((f"p2d.shape_predictor, {batch} per call", round(ms, 3), f"{dlib_ms / ms:.2f}x",
+                     "identical" if np.array_equal(got, expected) else "DIFFERENT"))
+    console.print(table(f"68-point landmarks, {n} faces of 178x218, one process ({platform.machine()}, "
+                        f"{platform.processor() or 'cpu'})", ["predictor", "ms/face", "speed-up", "points"], rows))
+    speeds = landmark_speeds(models)
+    console.print(f"p2d.faces.landmark_speeds (measured once on this machine, kept in p2d's cache): dlib "
+                  f"{speeds['dlib_ms']:.2f} ms, batched {speeds['batched_ms']:.2f} ms per face -> curation uses "
+                  f"{'the batched predictor' if speeds['batched_ms'] < speeds['dlib_ms'] else 'dlib'}")
+
+
+if __name__ == "__main__":
+    main()
