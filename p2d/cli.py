@@ -221,7 +221,7 @@ def crop_drawings_cmd(
     background: Annotated[str, typer.Option(help="Colour under transparent drawings.")] = "white",
     boxes: Annotated[Path | None, typer.Option(help="CSV path,x,y,w,h of hand boxes; they win over detection.")] = None,
     source: Annotated[str, typer.Option(help="Manifest `source` label.")] = "drawings",
-    detector: Annotated[list[str] | None, typer.Option(help="Detector to use (repeatable): dlib_hog, dlib_cnn, haar_frontal, haar_profile, yunet, drawn_hog (p2d's own drawing detector). Default: all.")] = None,
+    detector: Annotated[list[str] | None, typer.Option(help="Detector to use (repeatable): dlib_hog, dlib_cnn, haar_frontal, haar_profile, yunet, drawn_hog, drawn_cnn (p2d's own drawing detectors). Given: exactly these. Default: all, dlib_cnn (the slowest) only on drawings where the others find no face upright.")] = None,
     min_iou: Annotated[float, typer.Option(help="IoU at which boxes of two detectors are the same face.")] = 0.3,
     min_votes: Annotated[int, typer.Option(help="Detectors that must agree on a weak face.")] = 2,
     rotate: Annotated[bool, typer.Option(help="Where no face is found upright, also search copies turned 15-45 degrees.")] = True,
@@ -237,13 +237,13 @@ def crop_drawings_cmd(
 
     Example: p2d crop-drawings raw/drawings data/drawings --boxes boxes.csv
     """
-    from p2d.curate.detect import DETECTORS
+    from p2d.curate.detect import DEFAULT_DETECTORS
     from p2d.curate.drawings import crop_drawings
     from p2d.padding import parse_pad
 
     r = crop_drawings(raw, out, size=size, face_fraction=face_fraction, pad=parse_pad(pad),
                       background=_colour(background), boxes=boxes, source=source,
-                      detectors=tuple(detector) if detector else DETECTORS, min_iou=min_iou, min_votes=min_votes,
+                      detectors=tuple(detector) if detector else DEFAULT_DETECTORS, min_iou=min_iou, min_votes=min_votes,
                       rotate=rotate, detector_model=detector_model, learn=learn, drop_profiles=drop_profiles,
                       max_frontal_yaw_deg=max_frontal_yaw_deg, workers=workers, engine=engine,
                       ray_address=ray_address)

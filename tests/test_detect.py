@@ -217,3 +217,17 @@ def test_a_face_drawn_cnn_votes_for_gets_its_view():
     face = choose_face([det(10, 10, 50, 50, "yunet", 0.5), Detection(12, 10, 48, 50, "drawn_cnn", 0.4, "left")],
                        consent=CNN_CONSENT)
     assert face is not None and face.votes == 2 and face.cnn_view == "left"
+
+
+def test_dlibs_cnn_searches_only_where_the_others_find_no_face(fixture_candidates):
+    from p2d.curate.detect import DEFAULT_DETECTORS, FALLBACK_DETECTORS
+
+    _, candidates = fixture_candidates  # a DrawingDetector() as crop-drawings builds it
+    assert "dlib_cnn" not in DEFAULT_DETECTORS and FALLBACK_DETECTORS == ("dlib_cnn",)
+    # head1 has a face the others agree on: dlib's CNN never ran; on the fire engine they find none
+    assert "dlib_cnn" not in candidates["drawings/head1.png"].searched
+    engine = candidates["nonfaces/fire_engine_mimooh_01.png"]
+    assert "dlib_cnn" in engine.searched and engine.rotated  # then every detector tries the turned copies
+    # named detectors are exactly those
+    assert DrawingDetector(detectors=("yunet", "drawn_cnn")).fallback == ()
+    assert DrawingDetector(detectors=("yunet", "dlib_cnn")).fallback == ()

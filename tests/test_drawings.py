@@ -267,7 +267,8 @@ def test_a_detector_that_raises_costs_only_its_file(tmp_path, monkeypatch):
     from p2d.curate.drawings import crop_drawings
 
     monkeypatch.setitem(detect.DETECTOR_MIN_SIDE_PX, "dlib_cnn", 0)
-    r = crop_drawings(_tiny_folder(tmp_path / "raw"), tmp_path / "out", show_progress=False)
+    r = crop_drawings(_tiny_folder(tmp_path / "raw"), tmp_path / "out", detectors=detect.DETECTORS,
+                      show_progress=False)  # dlib_cnn is not among the defaults: asked for
     rows = {Path(row["source_path"]).name: row for row in read_manifest(r.manifest).to_dict("records")}
     assert rows["strip_5000x20.png"]["reason"].startswith("error:RuntimeError: ")
     assert "Filter windows" in rows["strip_5000x20.png"]["reason"]

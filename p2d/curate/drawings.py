@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 
 from p2d.curate.engine import Engine, map_jobs
-from p2d.curate.detect import DETECTORS, Candidates, DrawingDetector, choose_with_rotations
+from p2d.curate.detect import DEFAULT_DETECTORS, Candidates, DrawingDetector, choose_with_rotations
 from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.padding import Pad, crop_square
 from p2d.errors import P2DError
@@ -278,7 +278,7 @@ def crop_drawings(
     background: tuple[int, int, int] = (255, 255, 255),
     boxes: Path | str | None = None,
     source: str = "drawings",
-    detectors: tuple[str, ...] = DETECTORS,
+    detectors: tuple[str, ...] = DEFAULT_DETECTORS,
     min_iou: float = 0.3,
     min_votes: int = 2,
     rotate: bool = True,
@@ -430,8 +430,8 @@ def _find_face(image: np.ndarray, path: Path, rel: str, s: CropSettings, cache: 
         key = next((k for k, b in s.hand.items() if b is box), rel)
         return FoundFace(box, "hand", math.nan, 1, "hand", 0.0, view=s.hand_views.get(key, ""))
     d = s.detector
-    key = _cache_key(path, CACHE_VERSION, s.background, d.detectors, d.rotations_deg, s.min_iou, s.min_votes,
-                     s.user_model)
+    key = _cache_key(path, CACHE_VERSION, s.background, d.detectors, d.fallback, d.rotations_deg, s.min_iou,
+                     s.min_votes, s.user_model)
     hit = cache.get(rel)
     if hit and hit["key"] == key:
         found = _candidates_from_json(hit["candidates"])
