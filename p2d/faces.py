@@ -178,17 +178,20 @@ class FaceModels:
 
 def landmark_speeds(models: FaceModels) -> dict[str, float]:
     """ms per face of dlib's predictor (one face per call) and of p2d.shape_predictor (32 faces per
-    call) on this machine, measured once and kept in p2d's cache folder. They differ by machine:
-    dlib's leaves lie scattered over the heap, which costs little on some CPUs and 0.4 ms vs 4 ms on
-    others (cache and TLB misses); the batched numpy version pays per operation instead."""
+    call) on this machine, measured once and kept in p2d's cache folder. Which is faster depends on
+    the machine: dlib's 65 MB of leaves lie scattered over the heap, which one machine hardly notices
+    (0.4 ms a face was measured on one) and another pays for in cache and TLB misses (2.5-5 ms on
+    p2d's development VM); the batched numpy version pays per operation instead (1.4-2 ms there)."""
     import json
 
     from p2d.shape_predictor import cache_dir, cached_path
 
     path = cache_dir() / f"{cached_path(find_model(SHAPE_68, models.models_dir)).stem}-speed.json"
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        speeds = json.loads(path.read_text())
+        if speeds["dlib_ms"] > 0 and speeds["batched_ms"] > 0:
+            return speeds
+    except (OSError, ValueError, KeyError, TypeError):  # none yet, or not ours: measure again
         pass
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)  # any pixels: the work per face is fixed

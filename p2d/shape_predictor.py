@@ -4,9 +4,9 @@ dlib's `shape_predictor` (Kazemi & Sullivan, "One millisecond face alignment wit
 regression trees", CVPR 2014) is a cascade of 15 forests of 500 depth-4 regression trees. Each
 cascade reads 500 pixels placed relative to the current shape, walks every tree by comparing pixel
 pairs, and adds the 500 leaves (136 numbers each: 68 points) to the shape. dlib does this one face
-at a time; on the 2-core machine p2d is developed on, one call took 2.5-4.5 ms (the issue that asked
-for speed measured 0.4 ms elsewhere: the 65 MB of leaves are scattered over the heap, and this
-machine pays dearly for cache and TLB misses). `ShapePredictor68.predict` runs the same cascade on a
+at a time; on the 2-core virtual machine p2d is developed on, one call took 2.5-5 ms (0.4 ms was
+measured on another machine: the 65 MB of leaves lie scattered over the heap, and this one pays
+dearly for cache and TLB misses). `ShapePredictor68.predict` runs the same cascade on a
 batch of faces with a few vectorised numpy operations per level (numpy only: curation workers need
 not import torch, whose import alone takes seconds), and reproduces dlib's arithmetic:
 
