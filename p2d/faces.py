@@ -184,6 +184,7 @@ def landmark_speeds(models: FaceModels) -> dict[str, float]:
     p2d's development VM); the batched numpy version pays per operation instead (1.4-2 ms there)."""
     import json
 
+    from p2d.images import write_text_atomic
     from p2d.shape_predictor import cache_dir, cached_path
 
     path = cache_dir() / f"{cached_path(find_model(SHAPE_68, models.models_dir)).stem}-speed.json"
@@ -208,10 +209,7 @@ def landmark_speeds(models: FaceModels) -> dict[str, float]:
               "batched_ms": ms_per_face(lambda bs: models.batch_predictor.predict([image] * len(bs),
                                                                                   [_rect(b) for b in bs]))}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({k: round(v, 3) for k, v in speeds.items()}))
-        os.replace(tmp, path)
+        write_text_atomic(path, json.dumps({k: round(v, 3) for k, v in speeds.items()}))
     except OSError:  # a read-only home: measured again next time
         pass
     return speeds
