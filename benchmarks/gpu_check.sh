@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every GPU check of issue 14 in one command (about 8-10 minutes on one GPU); prints the figures.
+# Every GPU check of issue 14 in one command (7.5 minutes on an H100, 2026-11-27); prints the figures.
 #   bash benchmarks/gpu_check.sh            # from the repository root, with p2d importable
 # 1. the CUDA device pick_device returns works where torch needs an index (mem_get_info, RNG state)
 # 2. train_step at the experiments' size (128 px, batch 2, 9 blocks, colour): plain fp32 eager,
@@ -8,7 +8,11 @@
 # 3. peak memory at exp4's settings (gray, batch 2): must fit a 6 GB card
 # 4. a 2-minute learning run at 128 px on CUDA (tests/test_learning.py's task), then a resume
 # 5. with 2+ GPUs: torchrun DDP on nccl, 2 processes, a few steps and a resume
-set -euo pipefail
+# 6. resume on CUDA per precision (fp32, bf16, fp16 with its scalers), default and --deterministic:
+#    bit for bit, or how far off; then `p2d translate --device cuda`
+# A failed section is reported at the end and does not stop the others (a lease is short).
+set -uo pipefail
+failed=()
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 nvidia-smi --query-gpu=name,compute_cap,memory.total,driver_version --format=csv || true
@@ -24,15 +28,16 @@ free, total = torch.cuda.mem_get_info(dev)
 print(f"pick_device -> {dev}; mem_get_info ok ({free / 2**30:.1f} of {total / 2**30:.1f} GiB free); "
       f"precision auto -> {device_precision('auto', dev)}; cuda RNG state {tuple(rng_state(dev)['cuda'].shape)}; torch {torch.__version__}")
 PY
+[ $? -eq 0 ] || failed+=(1)
 
 echo "== 2. train_step, 128 px, batch 2, 9 blocks, colour (experiments 1-3, 7)"
-python benchmarks/train_step.py --device cuda --channels 3 --warmup 20 --steps 100 --compile
+python benchmarks/train_step.py --device cuda --channels 3 --warmup 20 --steps 100 --compile || failed+=(2)
 
 echo "== 3. peak memory at exp4's settings (gray, batch 2): must fit a 6 GB card"
-python benchmarks/train_step.py --device cuda --channels 1 --warmup 5 --steps 20
+python benchmarks/train_step.py --device cuda --channels 1 --warmup 5 --steps 20 || failed+=(3)
 
 echo "== 4. learning at 128 px on CUDA for 2 minutes, then a resume on CUDA"
-python benchmarks/learn_check.py --device cuda --minutes 2 --resume-steps 50
+python benchmarks/learn_check.py --device cuda --minutes 2 --resume-steps 50 || failed+=(4)
 
 echo "== 5. torchrun DDP on nccl"
 if [ "$(python -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
@@ -43,9 +48,25 @@ from pathlib import Path
 from train_helpers import make_manifest
 print(make_manifest(Path(sys.argv[1]) / "data"))
 PY
-  torchrun --standalone --nproc-per-node 2 -m p2d train "$tmp/data/faces.csv" --out "$tmp/run" --max-steps 4
-  torchrun --standalone --nproc-per-node 2 -m p2d train "$tmp/data/faces.csv" --out "$tmp/run" --resume
-  python -m p2d translate "$tmp/run" "$tmp/data/photos" --to drawing --out "$tmp/drawn"
+  { torchrun --standalone --nproc-per-node 2 -m p2d train "$tmp/data/faces.csv" --out "$tmp/run" --max-steps 4 &&
+    torchrun --standalone --nproc-per-node 2 -m p2d train "$tmp/data/faces.csv" --out "$tmp/run" --resume &&
+    python -m p2d translate "$tmp/run" "$tmp/data/photos" --to drawing --out "$tmp/drawn"; } || failed+=(5)
 else
   echo "one GPU: DDP on nccl not checked here (tests/test_train_ddp.py checks it on gloo)"
 fi
+
+echo "== 6. resume on CUDA per precision, then p2d translate on CUDA"
+python benchmarks/resume_check.py --device cuda --precision fp32 bf16 fp16 || failed+=(6)
+python benchmarks/resume_check.py --device cuda --precision fp32 bf16 fp16 --deterministic || failed+=(6)
+tmp=$(mktemp -d)
+{ python - "$tmp" <<'PY'
+import sys; sys.path.insert(0, "tests")
+from pathlib import Path
+from train_helpers import make_manifest
+make_manifest(Path(sys.argv[1]) / "data")
+PY
+} && python -m p2d train "$tmp/data/faces.csv" --out "$tmp/run" --max-steps 3 --device cuda &&
+  python -m p2d translate "$tmp/run" "$tmp/data/photos" --to drawing --out "$tmp/drawn" --device cuda &&
+  ls "$tmp/drawn" | head -3 || failed+=(6)
+
+if [ ${#failed[@]} -eq 0 ]; then echo "all sections ran"; else echo "FAILED sections: ${failed[*]}"; exit 1; fi

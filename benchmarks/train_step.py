@@ -10,19 +10,26 @@ All paths run in one process, on the same data and device:
   channels_last    plain + channels_last only (fp32, data in RAM): the layout alone
   default          what `p2d train` does on this device: precision auto, channels_last, gpu data
   default, NCHW    the default without channels_last (--no-channels-last)
+  deterministic    the default with --deterministic (deterministic kernels, copied padding)
   compile          (with --compile) the default path plus torch.compile
 
 On the CPU only plain and default run (the switches are CUDA-only). Every timed step is a full
 batch (the trainer pads an epoch's last batch), after --warmup untimed steps (allocator, cuDNN
 autotune, compilation). peak_GiB is torch's peak allocated memory for that path alone.
 
+--only keeps the paths named (labels separated by ";"). --profile runs torch.profiler over the
+timed steps of each path and prints where the time went: the busiest kernels and the share of
+the wall time the device was busy (low: the step waits on the host's Python and kernel launches).
+
 Usage: python benchmarks/train_step.py [--steps 3] [--warmup 1] [--device auto] [--channels 3] [--threads N] [--compile]
+                                       [--only "plain fp32 eager;default"] [--profile]
 A step is one image pair through both generators and both discriminators (images/s = 2 x batch x it/s).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import itertools
 import tempfile
@@ -37,7 +44,7 @@ from p2d.manifest import new_rows, write_manifest
 from p2d.recipe import TrainConfig, apply_overrides
 from p2d.train.data import TrainBatches, training_rows
 from p2d.runs import pick_device
-from p2d.train.loop import autocast_for, device_precision, gradient_scalers, train_step
+from p2d.train.loop import autocast_for, device_precision, gradient_scalers, set_cuda_kernels, train_step
 from p2d.train.models import ImagePool, LSGANLoss, build_models
 
 SAMPLES = Path(__file__).resolve().parent.parent / "p2d" / "samples"
@@ -56,11 +63,26 @@ def sample_manifest(folder: Path) -> Path:
     return manifest
 
 
-def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, warmup: int) -> dict:
+def device_busy(prof, steps: int, seconds: float) -> str:
+    """The profiled steps' kernel time against their wall time, and the five costliest kernels."""
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy = sum(e.device_time for e in kernels) / 1e3  # microseconds -> ms
+    by_name: dict[str, float] = {}
+    for e in kernels:
+        by_name[e.name] = by_name.get(e.name, 0.0) + e.device_time / 1e3
+    top = sorted(by_name.items(), key=lambda kv: -kv[1])[:5]
+    return (f"  device busy {busy / steps:.1f} ms of {1e3 * seconds / steps:.1f} ms a step ({busy / (1e3 * seconds):.0%}); "
+            f"{len(kernels) / steps:.0f} kernels a step; costliest: "
+            + "; ".join(f"{name[:60]} {ms / steps:.2f} ms" for name, ms in top))
+
+
+def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, warmup: int, profile: bool = False) -> dict:
     mode = device_precision(cfg.speed.precision, dev)
     nhwc = cfg.speed.channels_last and dev.type == "cuda"
     fmt = torch.channels_last if nhwc else torch.contiguous_format
     batches = TrainBatches(rows, cfg, dev, gpu_dataset=cfg.speed.gpu_dataset and dev.type == "cuda")
+    if dev.type == "cuda":
+        set_cuda_kernels(cfg.speed.deterministic)  # as `p2d train` does
     torch.manual_seed(0)
     nets = {k: m.to(dev, memory_format=fmt) for k, m in build_models(cfg).items()}
     forward = {k: torch.compile(m) for k, m in nets.items()} if cfg.speed.compile else nets
@@ -80,15 +102,21 @@ def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, w
         torch.cuda.synchronize(dev)
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
-    for i in range(warmup + steps):
-        if i == warmup:
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            start = time.perf_counter()
+    for _ in range(warmup):
         photo, drawing = next(stream)
-        losses = step(photo.contiguous(memory_format=fmt), drawing.contiguous(memory_format=fmt))
-    losses.tolist()  # waits for the device
-    seconds = time.perf_counter() - start
+        step(photo.contiguous(memory_format=fmt), drawing.contiguous(memory_format=fmt))
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    with torch.profiler.profile(activities=activities) if profile else contextlib.nullcontext() as prof:
+        start = time.perf_counter()
+        for _ in range(steps):
+            photo, drawing = next(stream)
+            losses = step(photo.contiguous(memory_format=fmt), drawing.contiguous(memory_format=fmt))
+        losses.tolist()  # waits for the device
+        seconds = time.perf_counter() - start
+    if profile and dev.type == "cuda":
+        print(f"{label}:" + device_busy(prof, steps, seconds), flush=True)
     it_s = steps / seconds
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
     return {"path": label, "precision": mode, "channels_last": nhwc, "data_on": batches.where, "compile": cfg.speed.compile,
@@ -105,6 +133,7 @@ def paths(base: TrainConfig, dev: torch.device, compile: bool) -> list[tuple[str
             ("gpu data + precision", apply_overrides(plain, speed__gpu_dataset=True, speed__precision="auto")),
             ("channels_last alone", apply_overrides(plain, speed__channels_last=True)),
             ("default, NCHW", apply_overrides(base, speed__channels_last=False)),
+            ("default, deterministic", apply_overrides(base, speed__deterministic=True)),
         ]
     if compile:
         found.append(("default + compile", apply_overrides(base, speed__compile=True)))
@@ -122,13 +151,13 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=9)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
+    parser.add_argument("--only", default="", help="path labels to time, separated by \";\" (default: all)")
+    parser.add_argument("--profile", action="store_true", help="torch.profiler over the timed steps (CUDA)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
     dev = pick_device(args.device)
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # as `p2d train` does on CUDA (every path)
     base = apply_overrides(TrainConfig(), data__channels=args.channels, data__size=args.size,
                            train__batch_size=args.batch_size, model__blocks=args.blocks)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
@@ -139,8 +168,11 @@ def main() -> None:
         header = ["path", "precision", "channels_last", "data_on", "compile", "it/s", "images/s", "s/step", "peak_GiB"]
         print(" | ".join(header), flush=True)
         results = []
+        only = {label.strip() for label in args.only.split(";") if label.strip()}
         for label, cfg in paths(base, dev, args.compile):
-            r = measure(label, rows, cfg, dev, args.steps, args.warmup)
+            if only and label not in only:
+                continue
+            r = measure(label, rows, cfg, dev, args.steps, args.warmup, args.profile)
             print(" | ".join(f"{r[h]:.3f}" if isinstance(r[h], float) else str(r[h]) for h in header), flush=True)
             results.append(r)
     for r in results[1:]:

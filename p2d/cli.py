@@ -418,6 +418,7 @@ def train_cmd(
     gpu_data: Annotated[bool | None, typer.Option("--gpu-data/--no-gpu-data", help="Hold the images on the GPU as uint8 (CUDA).")] = None,
     compile: Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the networks.")] = None,
     workers: Annotated[int | None, typer.Option(help="DataLoader processes decoding from disk (0: decode once into memory).")] = None,
+    deterministic: Annotated[bool | None, typer.Option("--deterministic/--no-deterministic", help="Deterministic CUDA kernels: runs repeat and resume bit for bit there too (slower).")] = None,
     latest_every: Annotated[float | None, typer.Option(help="Minutes between saves of latest within an epoch (0: epoch ends only).")] = None,
 ):
     """Train a CycleGAN (photo <-> drawing) on a manifest and its recipe.
@@ -432,7 +433,7 @@ def train_cmd(
 
     run = train(manifest, recipe=recipe, out=out, epochs=epochs, device=device, resume=resume, max_steps=max_steps,
                 seed=seed, precision=precision, channels_last=channels_last, gpu_dataset=gpu_data, compile=compile,
-                workers=workers, latest_every_minutes=latest_every)
+                workers=workers, deterministic=deterministic, latest_every_minutes=latest_every)
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports
         return
     console.print(table(f"{run}: last epochs", LOSS_SUMMARY_COLUMNS, loss_summary_rows(run)))

@@ -87,6 +87,10 @@ class SpeedConfig:
     compile: bool = False  # torch.compile the four networks (slow start, faster steps on a GPU)
     workers: int = 0  # DataLoader processes decoding from disk; 0 = decode once into memory
     tensorboard: bool = True  # log to RUN/tensorboard when the tensorboard package is installed
+    # CUDA only: deterministic kernels (cuDNN without benchmark, torch's deterministic algorithms,
+    # reflection padding from copies), so a run repeats and a resume continues bit for bit there
+    # too; slower. The CPU is deterministic without it.
+    deterministic: bool = False
 
 
 @dataclass

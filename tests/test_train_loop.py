@@ -164,6 +164,21 @@ def test_spawned_workers_give_the_same_batches(manifest, tmp_path):
     assert_same_weights(in_memory, spawned)
 
 
+def test_deterministic_switch_reaches_the_recipe_and_resumes_exactly(manifest, tmp_path):
+    """--deterministic (speed.deterministic) is saved with the run; on the CPU, deterministic
+    anyway, only its padding differs, so its resumed run is its uninterrupted run bit for bit
+    (on CUDA: benchmarks/resume_check.py --deterministic)."""
+    straight = tmp_path / "straight"
+    result = runner.invoke(app, ["train", str(manifest), "--out", str(straight), "--epochs", "2", "--deterministic"])
+    assert result.exit_code == 0, result.output
+    assert load_recipe(straight / "recipe.toml").speed.deterministic is True
+    resumed = tmp_path / "resumed"
+    for extra in (["--max-steps", "4"], ["--resume"]):
+        result = runner.invoke(app, ["train", str(manifest), "--out", str(resumed), "--epochs", "2", "--deterministic", *extra])
+        assert result.exit_code == 0, result.output
+    assert_same_weights(straight, resumed)
+
+
 def test_resume_needs_a_run_and_a_new_run_needs_an_empty_folder(reference_run, manifest, tmp_path):
     result = runner.invoke(app, ["train", str(manifest), "--out", str(tmp_path / "none"), "--resume"])
     assert result.exit_code == 1 and "nothing to resume" in result.output

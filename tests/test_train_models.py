@@ -8,6 +8,7 @@ import torch
 from p2d.recipe import TrainConfig
 from p2d.train import models
 from p2d.train.models import (
+    CopiedReflectionPad2d,
     ImagePool,
     LSGANLoss,
     PatchDiscriminator,
@@ -61,6 +62,41 @@ def test_seed_fixes_all_weights():
         assert all(torch.equal(x, y) for x, y in zip(a[name].state_dict().values(), b[name].state_dict().values()))
     # ... and the two generators start different (they are two networks, not one shared)
     assert not torch.equal(a["G_photo2drawing"].net[1].weight, a["G_drawing2photo"].net[1].weight)
+
+
+@pytest.mark.parametrize("padding", [1, 3])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_copied_reflection_padding_is_reflection_padding_bit_for_bit(padding, memory_format):
+    """speed.deterministic's padding: the same values forward; backward the same gradient up to
+    the order in which an edge pixel's copies are added (rounding)."""
+    g = torch.Generator().manual_seed(padding)
+    x = torch.randn(2, 5, 9, 7, generator=g).contiguous(memory_format=memory_format)
+    upstream = torch.randn(2, 5, 9 + 2 * padding, 7 + 2 * padding, generator=g)
+    outputs, grads = [], []
+    for pad in (torch.nn.ReflectionPad2d(padding), CopiedReflectionPad2d(padding)):
+        leaf = x.clone().requires_grad_(True)
+        out = pad(leaf)
+        out.backward(upstream)
+        outputs.append(out.detach())
+        grads.append(leaf.grad)
+    assert torch.equal(outputs[0], outputs[1])
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-6, atol=1e-6)
+
+
+def test_deterministic_generator_has_the_same_weights_and_output():
+    cfg = TrainConfig()
+    cfg.model.filters, cfg.model.blocks = 4, 2
+    torch.manual_seed(5)
+    plain = models.build_generator(cfg)
+    cfg.speed.deterministic = True
+    torch.manual_seed(5)
+    copied = models.build_generator(cfg)
+    assert sum(isinstance(m, CopiedReflectionPad2d) for m in copied.modules()) == 2 + 2 * 2
+    assert not any(isinstance(m, torch.nn.ReflectionPad2d) for m in copied.modules())
+    a, b = plain.state_dict(), copied.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)  # checkpoints load either way
+    x = torch.randn(1, cfg.data.channels, 32, 32)
+    assert torch.equal(plain(x), copied(x))
 
 
 @pytest.mark.parametrize("value, real, expected", [(1.0, True, 0.0), (0.0, True, 1.0), (0.0, False, 0.0), (0.5, False, 0.25)])

@@ -23,6 +23,7 @@ import functools
 import itertools
 import json
 import math
+import os
 import random
 import shutil
 import signal
@@ -542,6 +543,7 @@ def train(
     gpu_dataset: bool | None = None,
     compile: bool | None = None,
     workers: int | None = None,
+    deterministic: bool | None = None,
     latest_every_minutes: float | None = None,
     on_step: Callable[[int, dict[str, nn.Module]], None] | None = None,
 ) -> Path:
@@ -558,7 +560,7 @@ def train(
     cfg = resolve_config(
         manifest, recipe, train__epochs=epochs, train__seed=seed, train__latest_every_minutes=latest_every_minutes,
         speed__precision=precision, speed__channels_last=channels_last, speed__gpu_dataset=gpu_dataset,
-        speed__compile=compile, speed__workers=workers,
+        speed__compile=compile, speed__workers=workers, speed__deterministic=deterministic,
     )
     ranks = ddp.ranks_from_env()
     ddp.local_batch_size(cfg.train.batch_size, ranks.world_size)  # before any process group starts
@@ -570,6 +572,19 @@ def train(
         ddp.stop(ranks)
 
 
+def set_cuda_kernels(deterministic: bool) -> None:
+    """How CUDA picks kernels. Fast: cuDNN benchmarks the convolutions once (fixed input sizes:
+    the last batch is padded), and some backward kernels add with atomics, so two runs (and a
+    run and its resume) drift apart by rounding that GAN training grows. Deterministic: cuDNN's
+    deterministic algorithms without benchmarking, torch's deterministic mode and a fixed cuBLAS
+    workspace (the models swap in CopiedReflectionPad2d)."""
+    torch.backends.cudnn.benchmark = not deterministic
+    torch.backends.cudnn.deterministic = deterministic
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
 def _train(manifest: Path, cfg: TrainConfig, run: Path, dev: torch.device, ranks: Ranks, resume: bool,
            epochs: int | None, max_steps: int | None, on_step) -> Path:
     """train() once the process (group) and device are set up: config -> data -> models -> loop."""
@@ -578,7 +593,7 @@ def _train(manifest: Path, cfg: TrainConfig, run: Path, dev: torch.device, ranks
     nhwc = cfg.speed.channels_last and dev.type == "cuda"
     memory_format = torch.channels_last if nhwc else torch.contiguous_format
     if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed input sizes (padded last batch): pick the fastest kernels once
+        set_cuda_kernels(cfg.speed.deterministic)
     state, cfg = _resume_state(run, cfg, resume, epochs, ranks, say)
     manifest_sha = manifest_hash(manifest)
 

@@ -21,20 +21,38 @@ from torch import nn
 from p2d.recipe import TrainConfig
 
 
+class CopiedReflectionPad2d(nn.Module):
+    """nn.ReflectionPad2d's output, bit for bit, made of slices, flips and concatenations.
+
+    Its backward only copies and adds in a fixed order, so it is deterministic on CUDA, where
+    ReflectionPad2d's backward adds with atomics (run to run differences; torch's deterministic
+    mode refuses it). More kernel launches: used only with speed.deterministic.
+    """
+
+    def __init__(self, padding: int):
+        super().__init__()
+        self.padding = padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.padding
+        x = torch.cat([x[..., 1:p + 1].flip(-1), x, x[..., -p - 1:-1].flip(-1)], dim=-1)
+        return torch.cat([x[..., 1:p + 1, :].flip(-2), x, x[..., -p - 1:-1, :].flip(-2)], dim=-2)
+
+
 def _norm(channels: int) -> nn.Module:
     # Per-image statistics: batch size is 2 in the experiments, too small for batch norm.
     return nn.InstanceNorm2d(channels, affine=False, track_running_stats=False)
 
 
 class ResidualBlock(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, pad: type[nn.Module] = nn.ReflectionPad2d):
         super().__init__()
         self.body = nn.Sequential(
-            nn.ReflectionPad2d(1),
+            pad(1),
             nn.Conv2d(channels, channels, 3),
             _norm(channels),
             nn.ReLU(inplace=True),
-            nn.ReflectionPad2d(1),
+            pad(1),
             nn.Conv2d(channels, channels, 3),
             _norm(channels),
         )
@@ -44,27 +62,28 @@ class ResidualBlock(nn.Module):
 
 
 class ResnetGenerator(nn.Module):
-    """c7s1-f, d2f, d4f, `blocks` x R4f, u2f, uf, c7s1-channels, tanh. Input sides: multiples of 4."""
+    """c7s1-f, d2f, d4f, `blocks` x R4f, u2f, uf, c7s1-channels, tanh. Input sides: multiples of 4.
+    `pad`: the reflection padding's module (CopiedReflectionPad2d for deterministic CUDA runs)."""
 
-    def __init__(self, channels: int, filters: int = 64, blocks: int = 9):
+    def __init__(self, channels: int, filters: int = 64, blocks: int = 9, pad: type[nn.Module] = nn.ReflectionPad2d):
         super().__init__()
         f = filters
         layers: list[nn.Module] = [
-            nn.ReflectionPad2d(3),
+            pad(3),
             nn.Conv2d(channels, f, 7),
             _norm(f),
             nn.ReLU(inplace=True),
         ]
         for mult in (1, 2):  # two stride-2 downsamplings
             layers += [nn.Conv2d(f * mult, f * mult * 2, 3, stride=2, padding=1), _norm(f * mult * 2), nn.ReLU(inplace=True)]
-        layers += [ResidualBlock(f * 4) for _ in range(blocks)]
+        layers += [ResidualBlock(f * 4, pad) for _ in range(blocks)]
         for mult in (4, 2):  # and back up
             layers += [
                 nn.ConvTranspose2d(f * mult, f * mult // 2, 3, stride=2, padding=1, output_padding=1),
                 _norm(f * mult // 2),
                 nn.ReLU(inplace=True),
             ]
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(f, channels, 7), nn.Tanh()]
+        layers += [pad(3), nn.Conv2d(f, channels, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -100,7 +119,8 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
 
 
 def build_generator(cfg: TrainConfig) -> ResnetGenerator:
-    g = ResnetGenerator(cfg.data.channels, cfg.model.filters, cfg.model.blocks)
+    pad = CopiedReflectionPad2d if cfg.speed.deterministic else nn.ReflectionPad2d
+    g = ResnetGenerator(cfg.data.channels, cfg.model.filters, cfg.model.blocks, pad)
     init_weights(g)
     return g
 
