@@ -187,6 +187,17 @@ def test_combination_beats_every_single_detector(fixture_candidates):
         assert score_choices(candidates, truth, (name,))["correct"] < combined
 
 
+def test_rotated_copies_are_searched_where_asked_and_no_face_is_upright():
+    from p2d.curate.detect import ROTATIONS_DEG
+
+    engine = read_image(DATA / "nonfaces" / "fire_engine_mimooh_01.png")[::4, ::4].copy()
+    detector = DrawingDetector(detectors=("dlib_hog", "yunet"), rotations_deg=ROTATIONS_DEG)  # --rotate
+    c = detector.all_candidates(engine)
+    assert set(c.rotated) == set(ROTATIONS_DEG) and c.searched == ("dlib_hog", "yunet")
+    assert choose_with_rotations(c) is None  # and no false box on the turned fire engine
+    assert DrawingDetector(detectors=("dlib_hog",), rotations_deg=()).all_candidates(engine).rotated == {}  # --no-rotate
+
+
 def test_unknown_detector_is_an_error():
     from p2d.errors import P2DError
 
@@ -227,7 +238,8 @@ def test_dlibs_cnn_searches_only_where_the_others_find_no_face(fixture_candidate
     # head1 has a face the others agree on: dlib's CNN never ran; on the fire engine they find none
     assert "dlib_cnn" not in candidates["drawings/head1.png"].searched
     engine = candidates["nonfaces/fire_engine_mimooh_01.png"]
-    assert "dlib_cnn" in engine.searched and engine.rotated  # then every detector tries the turned copies
+    assert "dlib_cnn" in engine.searched and engine.rotated  # then the others search the turned copies
+    assert not any(d.detector == "dlib_cnn" for dets in engine.rotated.values() for d in dets)  # upright only
     # named detectors are exactly those
     assert DrawingDetector(detectors=("yunet", "drawn_cnn")).fallback == ()
     assert DrawingDetector(detectors=("yunet", "dlib_cnn")).fallback == ()

@@ -71,7 +71,8 @@ from p2d.images import (
 from p2d.manifest import new_rows, relative_path, write_manifest
 
 CACHE_NAME = ".p2d_detections.json"
-CACHE_VERSION = 3  # 2: boxes carry the detector's view; 3: the candidates say which detectors searched
+CACHE_VERSION = 4  # 2: boxes carry the detector's view; 3: the candidates say which detectors searched;
+# 4: the fallback (dlib's CNN) no longer searches the rotated copies
 FACINGS = ("frontal", "left", "right", "unknown")
 PROFILES = ("left", "right")
 # A face found by one detector alone is confirmed for --learn when its score is this many of that
