@@ -294,3 +294,34 @@ def test_landmark_features_match_single_functions(seed):
     assert f["yaw_deg"] == pytest.approx(faces.yaw_deg(p))
     assert f["roll_deg"] == pytest.approx(faces.roll_deg(p))
     assert f["iod_px"] == pytest.approx(faces.inter_ocular(p))
+
+
+def test_hog_detector_from_p2ds_cache_is_dlibs_own(tmp_path, monkeypatch):
+    """frontal_detector saves dlib's embedded detector once and loads that file afterwards: the same
+    boxes and scores (scores down to -0.5, both upsamplings) on photos and drawings."""
+    import dlib
+
+    from p2d.images import list_images
+    from p2d.shape_predictor import CACHE_ENV
+
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path))
+    first = faces.frontal_detector(dlib)  # built, and written to the cache
+    saved = list(tmp_path.glob("dlib-*-frontal_face_detector.svm"))
+    assert len(saved) == 1 and saved[0].stat().st_size > 100_000
+    loaded = faces.frontal_detector(dlib)  # read from the file
+    reference = dlib.get_frontal_face_detector()
+    images = [read_image(p) for p in list_images(DATA / "photos")] + [read_image(p) for p in list_images(DATA / "drawings")[:6]]
+    boxes = 0
+    for image in images:
+        for upsample in (0, 1):
+            want = reference.run(image, upsample, -0.5)
+            for detector in (first, loaded):
+                got = detector.run(image, upsample, -0.5)
+                assert [(r.left(), r.top(), r.right(), r.bottom()) for r in got[0]] == \
+                       [(r.left(), r.top(), r.right(), r.bottom()) for r in want[0]]
+                assert list(got[1]) == list(want[1]) and list(got[2]) == list(want[2])
+            boxes += len(want[0])
+    assert boxes >= len(images)  # faces were found: the comparison compared something
+    saved[0].write_bytes(b"not a detector")  # a damaged file is replaced, not trusted
+    assert len(faces.frontal_detector(dlib).run(images[0], 0, 0)[0]) == len(reference.run(images[0], 0, 0)[0])
+    assert saved[0].stat().st_size > 100_000

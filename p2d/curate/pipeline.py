@@ -604,7 +604,8 @@ def _map(jobs: list[Job], s: RunSettings):
 
 def _prepare_landmark_model(s: RunSettings) -> None:
     """Once per machine, here rather than in every worker at the same time: dlib's model converted
-    for batches (p2d.shape_predictor) and which predictor is faster here (p2d.faces.landmark_speeds)."""
+    for batches (p2d.shape_predictor), which predictor is faster here (p2d.faces.landmark_speeds)
+    and, where faces are detected, the HOG detector's cached copy (p2d.faces.frontal_detector)."""
     from p2d.shape_predictor import cached_path, ensure_cached
 
     models = shared_models(s.models_dir)
@@ -615,6 +616,8 @@ def _prepare_landmark_model(s: RunSettings) -> None:
         console.print(f"preparing dlib's 68-point model for batches (once per machine) -> {cached_path(dat).parent}")
     ensure_cached(dat)
     models.batched_is_faster
+    if s.face_box == "detect":
+        models.hog  # its cached copy written once (p2d.faces.frontal_detector), not by every worker
 
 
 def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Path):
