@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every GPU check of issue 14 in one command (7.5 minutes on an H100, 2026-11-27); prints the figures.
+# Every GPU check of issue 14 in one command; prints the figures. On an H100 (2026-11-27) sections 1-6 took
+# 7.5 minutes, before the deterministic path (2) and resume check (6) were added; the whole not yet timed.
 #   bash benchmarks/gpu_check.sh            # from the repository root, with p2d importable
 # 1. the CUDA device pick_device returns works where torch needs an index (mem_get_info, RNG state)
 # 2. train_step at the experiments' size (128 px, batch 2, 9 blocks, colour): plain fp32 eager,
