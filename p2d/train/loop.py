@@ -580,9 +580,9 @@ def set_cuda_kernels(deterministic: bool) -> None:
     workspace (the models swap in CopiedReflectionPad2d)."""
     torch.backends.cudnn.benchmark = not deterministic
     torch.backends.cudnn.deterministic = deterministic
-    if deterministic:
+    if deterministic:  # switched on only: a caller's own torch.use_deterministic_algorithms stays
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # read when cuBLAS starts
-    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _train(manifest: Path, cfg: TrainConfig, run: Path, dev: torch.device, ranks: Ranks, resume: bool,
