@@ -35,6 +35,7 @@ from p2d.ui import console, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from drawing_labels import CARDS, CLIPART, FACING, labelled_set  # noqa: E402
+from train_drawing_cnn import fold_of  # noqa: E402  (by file, a deck as one; stable across runs)
 
 
 def jittered(box, rng: np.random.Generator, n: int) -> list[tuple]:
@@ -111,7 +112,6 @@ def main() -> None:
     t0 = time.perf_counter()
     faces = faces_of({n: v for n, v in labelled_set("train", args.clipart, args.cards).items() if v[1]})
     groups = sorted({f["group"] for f in faces})
-    fold_of = {g: int(np.frombuffer(g.encode(), np.uint8).sum()) % args.folds for g in groups}  # stable across runs
     console.print(f"{len(faces)} train faces in {len(groups)} files/decks; per class "
                   + ", ".join(f"{c} {sum(f['y'] == i for f in faces)}" for i, c in enumerate(CLASSES)))
     filters = DrawingFaceDetector()
@@ -122,8 +122,8 @@ def main() -> None:
     for c in args.C:
         hand = jit = hand_n = jit_n = 0
         for k in range(args.folds):
-            train = [f for f in faces if fold_of[f["group"]] != k]
-            test = [f for f in faces if fold_of[f["group"]] == k]
+            train = [f for f in faces if fold_of(f["group"], args.folds) != k]
+            test = [f for f in faces if fold_of(f["group"], args.folds) == k]
             if not test:
                 continue
             w = fit(*examples(train, args.jitter), c)
