@@ -25,6 +25,13 @@ What each column of RUN/evaluate.csv measures (photo->drawing unless named other
 - `kid_tone_drawing`, `kid_tone_photo` (+ `_std`): KID in a second, offline feature space that sees
   tone and texture (`tone_texture_features`: gray-level CDF, gradient and Laplacian statistics at
   three scales), standardized by the real test images of that domain.
+- `agreement_drawing`: how far this epoch's drawings of the test photos lie from what the other
+  evaluated epochs drew: the mean |drawing - the pixelwise median of every evaluated epoch's
+  drawing of that photo| (0..1). It needs no reference drawings: an epoch the training swung away
+  from (darker, a mouth painted in, a lucky or unlucky step of a high learning rate) differs from
+  the run's settled answer, while the median of many epochs cancels what each got wrong its own
+  way. Derived from the set of epochs evaluated together (3 at least; recomputed each call from
+  the drawings kept in RUN/evaluate_outputs/), so its value moves when epochs are added.
 - `<metric>_lo`, `<metric>_hi`: the 95% bootstrap interval of every metric over the test images
   (200 resamples, the same for every epoch). With 10 test photos KID's interval is as wide as the
   differences between late epochs; `suggest_best` only prefers an epoch beyond this noise.
@@ -52,6 +59,7 @@ Descriptors have entries of std ~0.115 (norm ~1.32 over 128 dims); they are mult
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -99,6 +107,26 @@ def l1_error(a: np.ndarray, b: np.ndarray) -> float:
     if a.shape != b.shape:
         raise ValueError(f"images differ in shape: {a.shape} vs {b.shape}")
     return float(np.abs(a.astype(np.float64) - b.astype(np.float64)).mean() / 255.0)
+
+
+def agreement_errors(outputs: dict[int, np.ndarray], min_epochs: int = 3) -> dict[int, np.ndarray]:
+    """Per epoch, per test image: the mean |its output - the pixelwise median of every epoch's output
+    of that image| (0..1). `outputs`: epoch -> uint8 array (images x H x W [x C]), the same images
+    in every epoch. Empty with fewer than `min_epochs` epochs (the median of two is their mean, and
+    each would be half their difference from it). Computed one image at a time, so memory stays
+    at one image's stack of epochs."""
+    epochs = sorted(outputs)
+    if len(epochs) < min_epochs:
+        return {}
+    n = len(outputs[epochs[0]])
+    if any(len(outputs[e]) != n or outputs[e].shape != outputs[epochs[0]].shape for e in epochs):
+        raise P2DError("agreement needs every epoch's outputs of the same test images, at one size")
+    errors = np.empty((len(epochs), n))
+    for i in range(n):
+        stack = np.stack([outputs[e][i] for e in epochs]).astype(np.float32)
+        median = np.median(stack, axis=0)
+        errors[:, i] = np.abs(stack - median).reshape(len(epochs), -1).mean(axis=1) / 255.0
+    return {e: errors[k] for k, e in enumerate(epochs)}
 
 
 def embedding_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -301,12 +329,20 @@ class BestEpochRule:
     the landmark gate judges only epochs with at least `min_landmark_pairs` faces found in both
     photo and drawing.
 
-    Score (lower is better; see `grouped_scores`): the mean of two questions a good drawing must
-    answer, each the mean of its terms scaled to their range over the epochs compared. Every term
-    judges the photo->drawing generator, the one the user keeps. Does it look like a drawing
-    (LOOKS_LIKE_A_DRAWING: realism in both feature spaces, the brightness and contrast gaps to real
-    drawings)? Is it a drawing of this photo (KEEPS_THE_PHOTO: the drawing cycle error and the
-    photo-drawing identity distance)? The drawing cycle drawing->photo->drawing ends in
+    Score (lower is better; see `grouped_scores`): the mean of two questions, each the mean of its
+    terms scaled to their range over the epochs compared. Every term judges the photo->drawing
+    generator, the one the user keeps. Is it a drawing of this photo (KEEPS_THE_PHOTO: the drawing
+    cycle error and the photo-drawing identity distance)? Is it what the run settled on, not a
+    swing of one epoch (AGREES_WITH_THE_RUN: `agreement_drawing`, the distance to the median of
+    every evaluated epoch's drawing of the same photo)? Whether it looks like a drawing
+    (LOOKS_LIKE_A_DRAWING: realism in both feature spaces, the brightness and contrast gaps) is
+    measured but not scored: those measures compare with the test drawings, other faces than the
+    test photos, and on benchmarks/evaluate_known_answer.py's tasks a model that had learned kept
+    them within their noise while its true error still moved, and the test drawings' own mean
+    tone was as far from the true drawings' as the drift (scored, they ranked the epochs with
+    Spearman 0.08-0.84 where the two questions above reach 0.29-0.85; the harness prints both).
+    They still tell training that learned nothing (`learning_note`) and flag tone drift
+    (DRIFT_TRENDS). The drawing cycle drawing->photo->drawing ends in
     G_photo2drawing, so its error is that generator redrawing a face. The photo cycle is measured
     but not scored: it ends in G_drawing2photo, and CycleGAN can satisfy it by hiding the photo in
     its drawing (Chu et al. 2017, "CycleGAN, a master of steganography"), so a low photo cycle
@@ -336,15 +372,19 @@ class BestEpochRule:
 
 
 # Score terms, all about G_photo2drawing (BestEpochRule says why the photo cycle is not one):
-# column, and whether its size (not its sign) counts; in the two questions a good drawing must
-# answer, each weighing half whatever its number of measures.
+# column, and whether its size (not its sign) counts; in the two questions the score asks, each
+# weighing half whatever its number of measures. LOOKS_LIKE_A_DRAWING is measured and shown, and
+# tells training that learned nothing (`learning_note`) and tone drift (DRIFT_TRENDS), but is not
+# scored: its measures compare with a few dozen unpaired test drawings, whose own sampling is as
+# far off as the differences between epochs of a model that has learned (BestEpochRule).
 LOOKS_LIKE_A_DRAWING = (
     ("kid_tone_drawing", False), ("kid_drawing", False), ("brightness_gap_drawing", True),
     ("contrast_gap_drawing", True),
 )
 KEEPS_THE_PHOTO = (("cycle_l1_drawing", False), ("identity_drawing", False))
-SCORE_GROUPS = (LOOKS_LIKE_A_DRAWING, KEEPS_THE_PHOTO)
-SCORE_TERMS = LOOKS_LIKE_A_DRAWING + KEEPS_THE_PHOTO
+AGREES_WITH_THE_RUN = (("agreement_drawing", False),)
+SCORE_GROUPS = (KEEPS_THE_PHOTO, AGREES_WITH_THE_RUN)
+SCORE_TERMS = KEEPS_THE_PHOTO + AGREES_WITH_THE_RUN
 # Shares of yes/no per image (their interval is Wilson's, over `<col>_n` images).
 SHARE_COLUMNS = ("face_found_drawing", "face_found_photo")
 # Trends that turn: a rise beyond the noise after a fall is drift (the experiments' late epochs);
@@ -752,10 +792,12 @@ def measure(
     drawing2photo: Translator,
     probe: FaceProbe,
     settings: EvalSettings | None = None,
+    fake_drawings: list[np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """All metrics of one pair of generators (given as batch functions on uint8 images)."""
+    """All metrics of one pair of generators (given as batch functions on uint8 images);
+    `fake_drawings`: photo2drawing(ref.photos) where the caller has it already."""
     settings = settings or EvalSettings()
-    fake_drawings = photo2drawing(ref.photos)
+    fake_drawings = photo2drawing(ref.photos) if fake_drawings is None else fake_drawings
     back_photos = drawing2photo(fake_drawings)
     fake_photos = drawing2photo(ref.drawings)
     back_drawings = photo2drawing(fake_photos)
@@ -817,6 +859,45 @@ def torch_translator(generator, channels: int, device: str = "cpu", batch_size: 
     return run
 
 
+OUTPUTS_DIR = "evaluate_outputs"  # per epoch, its drawings of the test photos (for agreement_drawing)
+
+
+def _outputs_path(run: Path, epoch: int) -> Path:
+    return run / OUTPUTS_DIR / f"epoch_{epoch:04d}.npz"
+
+
+def _read_outputs(run: Path, epoch: int, key: str) -> np.ndarray | None:
+    """An epoch's kept drawings of the test photos, or None where missing, unreadable or made from
+    another checkpoint, settings or test split (`key`)."""
+    path = _outputs_path(run, epoch)
+    try:
+        with np.load(path) as z:
+            return z["drawings"] if str(z["key"]) == key else None
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def _write_outputs(run: Path, epoch: int, key: str, drawings: list[np.ndarray]) -> None:
+    import io
+
+    from p2d.images import write_bytes_atomic
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, drawings=np.stack(drawings).astype(np.uint8), key=np.array(key))
+    _outputs_path(run, epoch).parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(_outputs_path(run, epoch), buf.getvalue())
+
+
+def add_agreement(rows: dict[int, dict], outputs: dict[int, np.ndarray], settings: EvalSettings) -> None:
+    """Set `agreement_drawing` (+ _lo, _hi) in every row from the epochs' kept outputs (NaN for a
+    row without them, and for all with fewer than 3 epochs; see `agreement_errors`)."""
+    errors = agreement_errors(outputs)
+    for epoch, row in rows.items():
+        values = errors.get(epoch)
+        row["agreement_drawing"], row["agreement_drawing_lo"], row["agreement_drawing_hi"] = (
+            mean_ci(values, n_boot=settings.bootstrap, seed=settings.seed) if values is not None else (np.nan,) * 3)
+
+
 def _run_manifest(run: Path) -> Path:
     import json
 
@@ -871,12 +952,14 @@ METRIC_LABELS = {
     "cycle_l1_drawing": "cycle drawing", "kid_drawing": "KID drawing", "kid_photo": "KID photo",
     "brightness_gap_drawing": "brightness", "contrast_gap_drawing": "contrast",
     "kid_tone_drawing": "KID tone drawing", "kid_tone_photo": "KID tone photo",
+    "agreement_drawing": "agreement",
 }
 # The terminal summary: three narrow tables rather than one wide one, each fits 80 columns.
 SUMMARY_GROUPS = {
     "structure and identity (photo -> drawing)": (
         "face_found_drawing", "landmark_nme", "smile_drift", "identity_drawing", "identity_cycle"),
-    "cycle error and realism (dlib features)": ("cycle_l1_photo", "cycle_l1_drawing", "kid_drawing", "kid_photo"),
+    "cycle error, agreement with the other epochs, realism (dlib features)": (
+        "cycle_l1_photo", "cycle_l1_drawing", "agreement_drawing", "kid_drawing", "kid_photo"),
     "tone and texture (gaps: translated photos minus real drawings)": (
         "kid_tone_drawing", "kid_tone_photo", "brightness_gap_drawing", "contrast_gap_drawing"),
 }
@@ -993,33 +1076,49 @@ def evaluate_run(
     todo = [e for e in wanted if not (
         e in rows and rows[e].get("checkpoint_sha256") == shas[e] and rows[e].get("settings") == settings.key()
     )]
+    photo_paths = manifest_images(manifest, "photo", "test")[: settings.max_images]
+    drawing_paths = manifest_images(manifest, "drawing", "test")[: settings.max_images]
+    if not photo_paths or not drawing_paths:
+        raise P2DError(
+            f"{manifest} has {len(photo_paths)} test photos and {len(drawing_paths)} test drawings "
+            f"(keep=true): evaluation needs both; rebuild it with a test split"
+        )
+    # An epoch's kept drawings count for agreement_drawing while its checkpoint, the settings and the
+    # test photos are those it was drawn from.
+    split = hashlib.sha256("\n".join(map(str, photo_paths)).encode()).hexdigest()[:16]
+    keys = {e: f"{r.get('checkpoint_sha256')}|{r.get('settings')}|{split}" for e, r in rows.items()}
+    keys.update({e: f"{shas[e]}|{settings.key()}|{split}" for e in wanted})
+    outputs = {e: o for e in rows if e not in todo and (o := _read_outputs(run, e, keys[e])) is not None}
+    redraw = [e for e in wanted if e not in todo and e not in outputs]  # measured before drawings were kept
 
-    if todo:
-        cfg, _, _ = load_generators(run, todo[0], device=device)
+    if todo or redraw:
+        cfg, _, _ = load_generators(run, (todo or redraw)[0], device=device)
         channels, size = cfg.data.channels, cfg.data.size
-        photo_paths = manifest_images(manifest, "photo", "test")[: settings.max_images]
-        drawing_paths = manifest_images(manifest, "drawing", "test")[: settings.max_images]
-        if not photo_paths or not drawing_paths:
-            raise P2DError(
-                f"{manifest} has {len(photo_paths)} test photos and {len(drawing_paths)} test drawings "
-                f"(keep=true): evaluation needs both; rebuild it with a test split"
-            )
-        probe = FaceProbe(FaceModels(models_dir), settings.min_detect_px)
         with progress() as bar:
             task = bar.add_task("test images", total=1, status=f"{len(photo_paths)} photos, {len(drawing_paths)} drawings")
             photos = _load_all(photo_paths, channels, size, skipped)
-            drawings = _load_all(drawing_paths, channels, size, skipped)
-            ref = Reference.build(photos, drawings, probe)
             bar.update(task, advance=1)
-            task = bar.add_task("epochs", total=len(todo), status="")
+            if redraw:
+                task = bar.add_task("drawings kept", total=len(redraw), status="")
+                for epoch in redraw:
+                    _, g_p2d, _ = load_generators(run, epoch, device=device)
+                    fakes = torch_translator(g_p2d, channels, device)(photos)
+                    _write_outputs(run, epoch, keys[epoch], fakes)
+                    outputs[epoch] = np.stack(fakes)
+                    bar.update(task, advance=1)
+            if todo:
+                probe = FaceProbe(FaceModels(models_dir), settings.min_detect_px)
+                ref = Reference.build(photos, _load_all(drawing_paths, channels, size, skipped), probe)
+                task = bar.add_task("epochs", total=len(todo), status="")
             for epoch in todo:
                 bar.update(task, status=f"epoch {epoch}")
                 start = time.perf_counter()
                 _, g_p2d, g_d2p = load_generators(run, epoch, device=device)
-                metrics = measure(
-                    ref, torch_translator(g_p2d, channels, device), torch_translator(g_d2p, channels, device),
-                    probe, settings,
-                )
+                draw = torch_translator(g_p2d, channels, device)
+                fakes = draw(ref.photos)
+                _write_outputs(run, epoch, keys[epoch], fakes)
+                outputs[epoch] = np.stack(fakes)
+                metrics = measure(ref, draw, torch_translator(g_d2p, channels, device), probe, settings, fakes)
                 row = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - start, 2),
                        "checkpoint_sha256": shas[epoch], "settings": settings.key()}
                 rows[epoch] = row
@@ -1028,8 +1127,8 @@ def evaluate_run(
                     on_epoch(epoch, row)
                 bar.update(task, advance=1)
 
-    if stale and not todo:
-        write_text_atomic(csv_path, pd.DataFrame([rows[e] for e in sorted(rows)]).to_csv(index=False))
+    add_agreement(rows, outputs, settings)  # over every epoch in evaluate.csv with its drawings kept
+    write_text_atomic(csv_path, pd.DataFrame([rows[e] for e in sorted(rows)]).to_csv(index=False))
     table = pd.DataFrame([rows[e] for e in wanted]).sort_values("epoch").reset_index(drop=True)
     best, why = suggest_best(table, rule)
     return EvaluateResult(table, best, why, csv_path, skipped)

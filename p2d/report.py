@@ -34,14 +34,15 @@ LABEL_PX = 18  # height of the label band on top of a strip
 LOSS_SKIP = ("epoch", "steps", "seconds", "lr")
 # evaluate.csv columns plotted, with a title saying which way is better.
 EVALUATE_PLOTS = (
-    ("kid_drawing", "KID photo->drawing (lower: more like real drawings)"),
+    ("kid_drawing", "KID photo->drawing (lower: more like real drawings; not scored)"),
     ("kid_photo", "KID drawing->photo (lower: more like real photos)"),
-    ("kid_tone_drawing", "KID tone/texture photo->drawing (lower)"),
+    ("kid_tone_drawing", "KID tone/texture photo->drawing (lower; not scored)"),
     ("face_found_drawing", "faces still found in drawings (higher)"),
     ("landmark_nme", "landmark error / inter-ocular (lower)"),
     ("identity_drawing", "identity distance photo-drawing (lower)"),
     ("smile_drift", "smile drift (0: none)"),
     ("cycle_l1_drawing", "cycle L1 drawing->photo->drawing (lower; scored)"),
+    ("agreement_drawing", "distance to the other epochs' drawings (lower; scored)"),
     ("cycle_l1_photo", "cycle L1 photo->drawing->photo (lower; not scored)"),
     ("brightness_gap_drawing", "brightness vs real drawings (0: same)"),
     ("contrast_gap_drawing", "contrast vs real drawings (0: same)"),
@@ -49,7 +50,8 @@ EVALUATE_PLOTS = (
 
 # evaluate.csv columns in the report's table (KID with its std; labels: evaluate.METRIC_LABELS).
 EVALUATE_TABLE = ("kid_drawing", "kid_tone_drawing", "kid_photo", "face_found_drawing", "landmark_nme",
-                  "identity_drawing", "smile_drift", "cycle_l1_drawing", "brightness_gap_drawing", "contrast_gap_drawing")
+                  "identity_drawing", "smile_drift", "cycle_l1_drawing", "agreement_drawing", "brightness_gap_drawing",
+                  "contrast_gap_drawing")
 
 
 # ============================================================================ pure helpers

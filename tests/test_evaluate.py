@@ -12,6 +12,7 @@ import pytest
 
 from conftest import DATA
 from p2d import evaluate as ev
+from p2d.errors import P2DError
 from p2d.faces import inter_ocular
 from p2d.images import read_image
 
@@ -111,15 +112,15 @@ def _table(**cols):
     return pd.DataFrame({**base, **cols})
 
 
-def test_best_epoch_is_lowest_kid_among_those_keeping_the_face():
+def test_best_epoch_is_the_lowest_score_among_those_keeping_the_face():
     df = _table(
         face_found_drawing=[1.0, 0.95, 0.7, 0.95],
         landmark_nme=[0.08, 0.09, 0.10, 0.20],
         identity_drawing=[0.40, 0.42, 0.45, 0.43],
-        kid_drawing=[0.30, 0.10, 0.01, 0.02],
+        agreement_drawing=[0.30, 0.10, 0.01, 0.02],
     )
     best, why = ev.suggest_best(df)
-    assert best == 10  # 15 loses its faces, 20 moves the landmarks; 10 beats 5 on KID
+    assert best == 10  # 15 loses its faces, 20 moves the landmarks; 10 beats 5 on agreement
     reasons = dict(zip(why["epoch"], why["why"]))
     assert "face found 0.700 < 0.900" in reasons[15]
     assert "landmark err 0.200 > 0.130" in reasons[20]
@@ -203,7 +204,7 @@ def test_tone_features_see_a_darkened_copy_that_a_shift_leaves_alone():
 
 def test_scores_count_the_brightness_gap_whatever_its_sign():
     df = _table(kid_drawing=[0.2, 0.2, 0.2], brightness_gap_drawing=[-0.10, 0.0, 0.05])
-    score, noise = ev.rule_scores(df)
+    score, noise = ev.rule_scores(df, ev.LOOKS_LIKE_A_DRAWING)
     assert score[1] < score[2] < score[0]
     assert (noise == 0).all()
 
@@ -211,20 +212,23 @@ def test_scores_count_the_brightness_gap_whatever_its_sign():
 def test_a_gap_within_its_noise_of_zero_scores_as_no_gap():
     gap = np.array([0.015, 0.0, -0.05])
     df = _table(brightness_gap_drawing=gap, brightness_gap_drawing_lo=gap - 0.02, brightness_gap_drawing_hi=gap + 0.02)
-    score, _ = ev.rule_scores(df)
+    score, _ = ev.rule_scores(df, ev.LOOKS_LIKE_A_DRAWING)
     assert score[0] == score[1] == 0 and score[2] > 0
 
 
 def test_the_two_questions_weigh_the_same_however_many_measures_ask_them():
-    """Four realism measures prefer epoch 5, the two that ask whether the drawing is of this photo
-    prefer epoch 10: counted term by term 5 would win 4 to 2; by question they are even."""
+    """The two measures that ask whether the drawing is of this photo prefer epoch 10, agreement with
+    the other epochs prefers epoch 5: counted term by term 10 would win 2 to 1; by question they are
+    even. The realism measures, all preferring epoch 5, are measured but not scored."""
     df = _table(kid_tone_drawing=[0.1, 0.5], kid_drawing=[0.2, 0.6], brightness_gap_drawing=[0.0, -0.1],
-                contrast_gap_drawing=[0.01, 0.05], cycle_l1_drawing=[0.12, 0.08], identity_drawing=[0.65, 0.55])
+                contrast_gap_drawing=[0.01, 0.05], cycle_l1_drawing=[0.12, 0.08], identity_drawing=[0.65, 0.55],
+                agreement_drawing=[0.02, 0.04])
     flat, _ = ev.rule_scores(df)
-    assert flat[0] < flat[1]
+    assert flat[1] < flat[0]
     score, noise = ev.grouped_scores(df)
     assert score.tolist() == pytest.approx([0.5, 0.5]) and (noise == 0).all()
     assert ev.grouped_scores(df[["epoch", "cycle_l1_drawing"]])[0].tolist() == pytest.approx([1.0, 0.0])
+    assert np.isnan(ev.grouped_scores(df[["epoch", "kid_drawing", "brightness_gap_drawing"]])[0]).all()
 
 
 def test_score_and_drift_flags_judge_the_drawing_generator_not_the_photo_cycle():
@@ -257,7 +261,7 @@ def test_drift_flags_a_turning_trend_and_an_outlier_not_a_steady_descent():
     s, n = ev.rule_scores(turning)
     flags = ev.drift_flags(turning, s, n)
     assert not flags[25] and "rising since epoch 20" in flags[30][0]  # 0.036 is within the noise
-    spike = _table(kid_drawing=[0.5, 0.3, 0.2, 0.9, 0.2, 0.2])
+    spike = _table(agreement_drawing=[0.5, 0.3, 0.2, 0.9, 0.2, 0.2])
     s, n = ev.rule_scores(spike)
     flags = ev.drift_flags(spike, s, n)
     assert [e for e, f in flags.items() if f] == [20]
@@ -279,9 +283,9 @@ def test_a_gap_that_touched_zero_by_luck_is_not_a_low_to_rise_from():
 def test_rule_prefers_a_stable_stretch_over_an_isolated_lucky_epoch_and_says_how_many_images():
     """Epoch 15 scores best by a hair, between two bad epochs; 25-35 are as good within the noise
     and stay good: the rule suggests the middle of the stable stretch and reports the tie set."""
-    df = _table(kid_tone_drawing=[0.9, 0.8, 0.30, 0.8, 0.33, 0.32, 0.34],
-                kid_tone_drawing_lo=[0.85, 0.75, 0.25, 0.75, 0.28, 0.27, 0.29],
-                kid_tone_drawing_hi=[0.95, 0.85, 0.35, 0.85, 0.38, 0.37, 0.39],
+    df = _table(agreement_drawing=[0.9, 0.8, 0.30, 0.8, 0.33, 0.32, 0.34],
+                agreement_drawing_lo=[0.85, 0.75, 0.25, 0.75, 0.28, 0.27, 0.29],
+                agreement_drawing_hi=[0.95, 0.85, 0.35, 0.85, 0.38, 0.37, 0.39],
                 n_photos=[10] * 7)
     best, why = ev.suggest_best(df)
     assert why.attrs["tie_set"] == [15, 25, 30, 35]
@@ -327,7 +331,7 @@ def test_no_face_found_in_a_few_images_does_not_exclude_an_epoch():
     """The issue's failure: face-found shares in tenths flipped the gate on one face. 4 of 24 vs 0
     of 24 is within the Wilson interval; landmark errors of 1-4 face pairs do not judge."""
     df = _table(face_found_drawing=[4 / 24, 0.0, 0.0], face_found_drawing_n=[24] * 3,
-                landmark_nme=[0.10, 0.30, np.nan], landmark_pairs=[4, 1, 0], kid_drawing=[0.6, 0.3, 0.2])
+                landmark_nme=[0.10, 0.30, np.nan], landmark_pairs=[4, 1, 0], agreement_drawing=[0.6, 0.3, 0.2])
     best, why = ev.suggest_best(df)
     assert why["eligible"].all() and best == 15
     assert why.attrs["skipped_gates"] == ["landmark err", "identity"]
@@ -342,7 +346,7 @@ def test_images_to_separate_scales_with_the_square_of_noise_over_gap(n, gap, noi
 
 def test_gates_do_not_flip_on_one_face_within_the_interval():
     df = _table(face_found_drawing=[1.0, 0.8, 0.9], face_found_drawing_lo=[1.0, 0.5, 0.7],
-                face_found_drawing_hi=[1.0, 1.0, 1.0], kid_drawing=[0.3, 0.1, 0.2])
+                face_found_drawing_hi=[1.0, 1.0, 1.0], agreement_drawing=[0.3, 0.1, 0.2])
     best, why = ev.suggest_best(df)
     assert why["eligible"].all() and best == 10
 
@@ -352,7 +356,7 @@ def test_gates_hold_an_epoch_against_the_best_epochs_interval_not_its_lucky_valu
     """On 24 faces, 17 found (0.71, the luckiest epoch) and 10 found (0.42) are within the noise of
     each other: both stay eligible; 2 of 24 is below the best interval's low end by more than 0.1."""
     df = _table(face_found_drawing=[17 / 24, 10 / 24, 2 / 24], face_found_drawing_n=[24, np.nan, 24],
-                kid_drawing=[0.3, 0.1, 0.05])
+                agreement_drawing=[0.3, 0.1, 0.05])
     best, why = ev.suggest_best(df)
     assert why["eligible"].tolist() == [True, True, False] and best == 10
     assert "face found 0.083 < 0.408" in why["why"].iloc[2]  # Wilson low end of 17/24 (0.508), less 0.1
@@ -468,6 +472,46 @@ def test_cli_evaluate_on_a_tiny_run(tiny_run):
     assert third.exit_code == 0, third.output
     assert list(pd.read_csv(tiny_run / "evaluate.csv")["epoch"]) == [2]
     assert "other settings" in " ".join(third.output.split())
+
+
+def test_agreement_is_the_distance_to_the_median_of_the_epochs_drawings():
+    """Four epochs draw the same two images a little differently around one answer; a fifth swung
+    darker. The median of the five is the shared answer, so the swung epoch is far from it and the
+    others are only as far as their own small differences; with fewer than 3 epochs nothing."""
+    rng = np.random.default_rng(0)
+    answer = rng.integers(60, 200, (2, 16, 16)).astype(np.int16)
+    outputs = {e: np.clip(answer + rng.integers(-4, 5, answer.shape), 0, 255).astype(np.uint8) for e in (1, 2, 3, 4)}
+    outputs[5] = np.clip(answer - 50, 0, 255).astype(np.uint8)
+    errors = ev.agreement_errors(outputs)
+    assert sorted(errors) == [1, 2, 3, 4, 5] and all(v.shape == (2,) for v in errors.values())
+    assert errors[5].min() > 0.15 and max(errors[e].max() for e in (1, 2, 3, 4)) < 0.02
+    assert ev.agreement_errors({1: outputs[1], 2: outputs[5]}) == {}
+    with pytest.raises(P2DError, match="same test images"):
+        ev.agreement_errors({1: outputs[1], 2: outputs[2], 3: outputs[3][:1]})
+
+
+def test_evaluate_scores_agreement_and_keeps_each_epochs_drawings(tiny_run):
+    """A run whose epoch 3 is epoch 2 again: 2 and 3 are the run's answer (agreement 0), epoch 1
+    differs. The drawings are kept per epoch, so a later call reuses them, and a run measured
+    before they were kept has them drawn again without measuring anything twice."""
+    import shutil
+
+    from p2d.runs import checkpoint_path
+
+    shutil.copy(checkpoint_path(tiny_run, 2), checkpoint_path(tiny_run, 3))
+    settings = ev.EvalSettings(kid_subsets=5)
+    result = ev.evaluate_run(tiny_run, settings=settings)
+    agreement = result.table.set_index("epoch")["agreement_drawing"]
+    assert agreement[2] == agreement[3] == 0 and agreement[1] > 0
+    assert sorted(p.name for p in (tiny_run / ev.OUTPUTS_DIR).iterdir()) == [
+        "epoch_0001.npz", "epoch_0002.npz", "epoch_0003.npz"]
+    assert pd.read_csv(tiny_run / "evaluate.csv")["agreement_drawing"].tolist() == agreement.tolist()
+    shutil.rmtree(tiny_run / ev.OUTPUTS_DIR)
+    before = pd.read_csv(tiny_run / "evaluate.csv")["seconds"].tolist()
+    again = ev.evaluate_run(tiny_run, settings=settings)
+    assert again.table["agreement_drawing"].tolist() == agreement.tolist()
+    assert again.table["seconds"].tolist() == before  # the rows were reused, only the drawings redrawn
+    assert len(list((tiny_run / ev.OUTPUTS_DIR).iterdir())) == 3
 
 
 def test_cli_evaluate_errors_name_the_fix(tiny_run, tmp_path_factory):
