@@ -25,6 +25,33 @@ them, what the true error itself is worth:
   mapped the wrong way round);
 - the Spearman of each measured column with the true error (which measure tracks it).
 
+The rule since issue 15's fifth session scores agreement with the other epochs
+(`agreement_drawing`) beside the drawing cycle error and identity, and no longer the realism
+measures. Every saved epoch, 30 test photos a task; the 8 first tasks re-scored from their cached
+runs, the 3 new ones (trained 49-58 s, evaluated 297-421 s each, this 2-core VM, 2026-11-27)
+scored once, after the rule was fixed:
+
+    task                      Spearman  suggested  true best  regret  learned   before: Spearman  regret
+    sketch32-converge            0.785          8         13   1.022  yes               0.837    1.007
+    sketch48-drift               0.798         11         11   1.000  yes               0.495    1.152
+    negative32-drift             0.736         10         13   1.037  yes               0.701    1.049
+    negative48-converge          0.292         22         12   1.133  yes               0.077    1.133
+    lines40-drift                0.020          9          2   1.161  no               -0.547    1.327
+    lines32-converge            -0.473          9          1   1.149  no               -0.675    1.212
+    sketch40-drift               0.846         13         13   1.000  yes               0.103    1.090
+    negative40-drift             0.547         11          5   1.107  yes               0.235    1.099
+    held out:
+    sketch36-converge            0.960         11         13   1.021  yes               0.93     1.010
+    negative44-drift             0.662          9         12   1.023  yes               0.60     1.204
+    sketch44-drift               0.903         13         13   1.000  yes               0.74     1.047
+
+("before" on the held-out tasks: the previous rule replayed on their measured rows by a script, not
+this harness.) Both targets on 3 of 11 tasks (2 of the 3 held out); regret <= 1.10 on 7 of the 9
+tasks that learned (all 3 held out). Spearman of agreement alone with the true error: 0.65, 0.77,
+0.68, 0.41, 0.82, 0.64 on the learned developed-on tasks, 0.81, 0.73, 0.75 held out; the drawing
+cycle's 0.90, 0.67, 0.79, 0.23, 0.52, 0.33 and 0.97, 0.48, 0.90. What still misses: the negative
+tasks, whose true error follows the outputs' brightness, which neither question sees well.
+
 Usage: python benchmarks/evaluate_known_answer.py [--work /tmp/p2d_known_answer] [--tasks a,b]
        [--phase all|train|evaluate] [--threads 1] [--every 1]
 Runs are cached in --work: a second call re-trains nothing and re-evaluates only changed epochs
@@ -125,16 +152,21 @@ TASKS = (
     # lr 0.0004 and 14 epochs the model kept the photo's tones: correlation -0.47 with the true
     # drawing, every epoch worse than a gray image). Learned from epoch 2 this way.
     Task("negative48-converge", "negative", 48, False, 28, save_every=2, lr=0.001, identity=0.0),
-    # Added after the rule was revised (issue 15, second session) and only run on the final rule:
-    # another filter and another size, so the table shows how the rule does on a task it was not
-    # developed on.
-    Task("lines40-drift", "lines", 40, True, 14, held_out=True),
-    Task("lines32-converge", "lines", 32, False, 14, held_out=True),
+    # Added after the rule was revised (issue 15, second session) and only run on that rule:
+    # another filter and another size. Held out until the fifth session, which looked at these four
+    # too when it chose the agreement measure, so they count as developed-on since.
+    Task("lines40-drift", "lines", 40, True, 14),
+    Task("lines32-converge", "lines", 32, False, 14),
     # Neither lines task learned its filter (every epoch worse than a constant gray image; nor with
     # 42 epochs at lr 0.001, nor with lines blurred twice as wide after 6 epochs: see the docstring),
     # so two more held-out tasks at a size not used before, with filters these small models learn.
-    Task("sketch40-drift", "sketch", 40, True, 14, held_out=True),
-    Task("negative40-drift", "negative", 40, True, 14, held_out=True),
+    Task("sketch40-drift", "sketch", 40, True, 14),
+    Task("negative40-drift", "negative", 40, True, 14),
+    # Added when the rule gained the agreement of the epochs (issue 15, fifth session), which was
+    # chosen looking at all eight tasks above: new sizes, both kinds, run only on the final rule.
+    Task("sketch36-converge", "sketch", 36, False, 14, held_out=True),
+    Task("negative44-drift", "negative", 44, True, 14, held_out=True),
+    Task("sketch44-drift", "sketch", 44, True, 14, held_out=True),
 )
 
 
@@ -293,8 +325,9 @@ def true_error_noise(per_image: dict[int, np.ndarray], n_boot: int = 1000, seed:
 
 # evaluate.csv columns whose Spearman with the true error is printed (lower = better for each,
 # the gaps by their size); the score's terms first.
-TRACKED = ("kid_tone_drawing", "kid_drawing", "brightness_gap_drawing", "contrast_gap_drawing", "cycle_l1_drawing",
-           "identity_drawing", "cycle_l1_photo", "identity_cycle", "kid_photo", "kid_tone_photo", "landmark_nme")
+TRACKED = ("cycle_l1_drawing", "identity_drawing", "agreement_drawing", "kid_tone_drawing", "kid_drawing",
+           "brightness_gap_drawing", "contrast_gap_drawing", "cycle_l1_photo", "identity_cycle", "kid_photo",
+           "kid_tone_photo", "landmark_nme")
 SIGNED = ("brightness_gap_drawing", "contrast_gap_drawing")
 
 
