@@ -30,8 +30,9 @@ What each column of RUN/evaluate.csv measures (photo->drawing unless named other
   drawing of that photo| (0..1). It needs no reference drawings: an epoch the training swung away
   from (darker, a mouth painted in, a lucky or unlucky step of a high learning rate) differs from
   the run's settled answer, while the median of many epochs cancels what each got wrong its own
-  way. Derived from the set of epochs evaluated together (3 at least; recomputed each call from
-  the drawings kept in RUN/evaluate_outputs/), so its value moves when epochs are added.
+  way. Derived from every epoch in evaluate.csv (the epochs measured so far with these settings; 3
+  at least), recomputed each call from the drawings kept in RUN/evaluate_outputs/, so its value
+  moves when epochs are added.
 - `<metric>_lo`, `<metric>_hi`: the 95% bootstrap interval of every metric over the test images
   (200 resamples, the same for every epoch). With 10 test photos KID's interval is as wide as the
   differences between late epochs; `suggest_best` only prefers an epoch beyond this noise.
@@ -334,7 +335,7 @@ class BestEpochRule:
     generator, the one the user keeps. Is it a drawing of this photo (KEEPS_THE_PHOTO: the drawing
     cycle error and the photo-drawing identity distance)? Is it what the run settled on, not a
     swing of one epoch (AGREES_WITH_THE_RUN: `agreement_drawing`, the distance to the median of
-    every evaluated epoch's drawing of the same photo)? Whether it looks like a drawing
+    the drawings of the same photo by every epoch in evaluate.csv)? Whether it looks like a drawing
     (LOOKS_LIKE_A_DRAWING: realism in both feature spaces, the brightness and contrast gaps) is
     measured but not scored: those measures compare with the test drawings, other faces than the
     test photos, and on benchmarks/evaluate_known_answer.py's tasks a model that had learned kept
