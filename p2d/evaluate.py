@@ -587,18 +587,20 @@ def images_to_separate(n_images: int, gap: float, noise: float) -> int | None:
     return int(math.ceil(n_images * (noise / gap) ** 2))
 
 
-def suggest_best(df: pd.DataFrame, rule: BestEpochRule | None = None) -> tuple[int | None, pd.DataFrame]:
+def suggest_best(df: pd.DataFrame, rule: BestEpochRule | None = None,
+                 groups=SCORE_GROUPS) -> tuple[int | None, pd.DataFrame]:
     """(suggested epoch or None, a frame epoch / eligible / score / score_noise / flags / why) by
     `rule` over evaluate.csv rows; attrs: tie_set, skipped_gates, too_small (a sentence) when
     the test split cannot separate the tied epochs, and not_learned (a sentence, `learning_note`)
-    when no epoch looks more like a drawing than the first."""
+    when no epoch looks more like a drawing than the first. `groups`: the score's questions
+    (`grouped_scores`; another set replays an earlier rule, as benchmarks/evaluate_known_answer.py does)."""
     rule = rule or BestEpochRule()
     if df.empty:
         return None, pd.DataFrame(columns=["epoch", "eligible", "score", "score_noise", "flags", "why"])
     df = df.sort_values("epoch").reset_index(drop=True)
     epochs = [int(e) for e in df["epoch"]]
     reasons, skipped = _gate_reasons(df, rule)
-    score, noise = grouped_scores(df)
+    score, noise = grouped_scores(df, groups)
     flags = drift_flags(df, score, noise, rule.noise_multiple, rule.outlier_margin)
     eligible = np.array([not reasons[e] for e in epochs])
     tied = tie_set(score, noise, eligible, rule.noise_multiple)
