@@ -167,6 +167,11 @@ TASKS = (
     Task("sketch36-converge", "sketch", 36, False, 14, held_out=True),
     Task("negative44-drift", "negative", 44, True, 14, held_out=True),
     Task("sketch44-drift", "sketch", 44, True, 14, held_out=True),
+    # Two more, added after the three above had been scored (same session, the rule unchanged): the
+    # negative filter with converging training (as negative48-converge, which needs it to learn) and
+    # the largest size yet.
+    Task("negative36-converge", "negative", 36, False, 28, held_out=True, save_every=2, lr=0.001, identity=0.0),
+    Task("sketch52-drift", "sketch", 52, True, 14, held_out=True),
 )
 
 
