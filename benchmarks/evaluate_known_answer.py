@@ -28,8 +28,8 @@ them, what the true error itself is worth:
 The rule since issue 15's fifth session scores agreement with the other epochs
 (`agreement_drawing`) beside the drawing cycle error and identity, and no longer the realism
 measures. Every saved epoch, 30 test photos a task; the 8 first tasks re-scored from their cached
-runs, the 3 new ones (trained 49-58 s, evaluated 297-421 s each, this 2-core VM, 2026-11-27)
-scored once, after the rule was fixed:
+runs, the 5 new ones (trained 49-81 s, evaluated 219-421 s each, this 2-core VM, 2026-11-27)
+scored once each, after the rule was fixed:
 
     task                      Spearman  suggested  true best  regret  learned   before: Spearman  regret
     sketch32-converge            0.785          8         13   1.022  yes               0.837    1.007
@@ -44,13 +44,17 @@ scored once, after the rule was fixed:
     sketch36-converge            0.960         11         13   1.021  yes               0.934    1.010
     negative44-drift             0.662          9         12   1.023  yes               0.604    1.204
     sketch44-drift               0.903         13         13   1.000  yes               0.741    1.047
+    negative36-converge          0.358         26         20   1.062  yes               0.218    1.098
+    sketch52-drift               0.938          9         11   1.006  yes               0.618    1.105
 
 (The harness prints "before" beside it: the previous rule, realism and the photo question scored,
-replayed on the same measured rows.) Both targets on 3 of 11 tasks (2 of the 3 held out); regret <= 1.10 on 7 of the 9
-tasks that learned (all 3 held out). Spearman of agreement alone with the true error: 0.65, 0.77,
-0.68, 0.41, 0.82, 0.64 on the learned developed-on tasks, 0.81, 0.73, 0.75 held out; the drawing
-cycle's 0.90, 0.67, 0.79, 0.23, 0.52, 0.33 and 0.97, 0.48, 0.90. What still misses: the negative
-tasks, whose true error follows the outputs' brightness, which neither question sees well.
+replayed on the same measured rows.) Both targets on 4 of 13 tasks (3 of the 5 held out; the
+previous rule: 1 of 8 developed-on, 1 of 5 held out); regret <= 1.10 on 9 of the 11 tasks that
+learned (all 5 held out; before: 3 of 5). Spearman of agreement alone with the true error: 0.65,
+0.77, 0.68, 0.41, 0.82, 0.64 on the learned developed-on tasks, 0.81, 0.73, 0.75, 0.36, 0.96 held
+out; the drawing cycle's 0.90, 0.67, 0.79, 0.23, 0.52, 0.33 and 0.97, 0.48, 0.90, 0.19, 0.74. What
+still misses: the negative tasks (Spearman 0.29-0.74), whose true error follows the outputs'
+brightness, which neither question sees well.
 
 Usage: python benchmarks/evaluate_known_answer.py [--work /tmp/p2d_known_answer] [--tasks a,b]
        [--phase all|train|evaluate] [--threads 1] [--every 1]
