@@ -342,7 +342,7 @@ class BestEpochRule:
     them within their noise while its true error still moved, and the test drawings' own mean
     tone was as far from the true drawings' as the drift. The rule that scored them ranked the
     epochs of the six tasks that learned with Spearman 0.08-0.84 (regret <= 1.10 on 4); this one
-    0.29-0.85 (on 4), and 0.66-0.96 on three tasks added after it was chosen (regret <= 1.10 on all).
+    0.29-0.85 (on 4), and 0.36-0.96 on five tasks added after it was chosen (regret <= 1.10 on all).
     They still tell training that learned nothing (`learning_note`) and flag tone drift
     (DRIFT_TRENDS). The drawing cycle drawing->photo->drawing ends in
     G_photo2drawing, so its error is that generator redrawing a face. The photo cycle is measured
