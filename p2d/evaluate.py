@@ -63,6 +63,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -894,7 +895,12 @@ def _write_outputs(run: Path, epoch: int, key: str, drawings: list[np.ndarray]) 
 
 def add_agreement(rows: dict[int, dict], outputs: dict[int, np.ndarray], settings: EvalSettings) -> None:
     """Set `agreement_drawing` (+ _lo, _hi) in every row from the epochs' kept outputs (NaN for a
-    row without them, and for all with fewer than 3 epochs; see `agreement_errors`)."""
+    row without them, and for all with fewer than 3 epochs; see `agreement_errors`). Only outputs
+    of the most common shape are compared: a test image that became unreadable between two calls
+    leaves the epochs drawn before it out, rather than stopping the evaluation."""
+    if outputs:
+        shape = Counter(o.shape for o in outputs.values()).most_common(1)[0][0]
+        outputs = {e: o for e, o in outputs.items() if o.shape == shape}
     errors = agreement_errors(outputs)
     for epoch, row in rows.items():
         values = errors.get(epoch)

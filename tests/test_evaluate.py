@@ -488,6 +488,11 @@ def test_agreement_is_the_distance_to_the_median_of_the_epochs_drawings():
     assert ev.agreement_errors({1: outputs[1], 2: outputs[5]}) == {}
     with pytest.raises(P2DError, match="same test images"):
         ev.agreement_errors({1: outputs[1], 2: outputs[2], 3: outputs[3][:1]})
+    # evaluate_run's use: an epoch drawn from another number of test images is left out, not fatal
+    rows = {e: {} for e in (1, 2, 3, 4, 5)}
+    ev.add_agreement(rows, {**outputs, 4: outputs[4][:1]}, ev.EvalSettings())
+    assert np.isnan(rows[4]["agreement_drawing"]) and rows[5]["agreement_drawing"] > 0.15
+    assert all(rows[e]["agreement_drawing_lo"] <= rows[e]["agreement_drawing"] for e in (1, 2, 3, 5))
 
 
 def test_evaluate_scores_agreement_and_keeps_each_epochs_drawings(tiny_run):
