@@ -108,7 +108,7 @@ def main() -> None:
     args = ap.parse_args()
     with np.load(MODEL_FILE) as z:
         c = float(z["C"])
-    faces = [f for f in faces_of({n: v for n, v in labelled_set("train", args.clipart, args.cards).items() if v[1]})]
+    faces = faces_of({n: v for n, v in labelled_set("train", args.clipart, args.cards).items() if v[1]})
     rows = []
     with progress() as bar:
         task = bar.add_task("train faces, out of fold", total=len(faces), status="")

@@ -882,15 +882,19 @@ def _read_outputs(run: Path, epoch: int, key: str) -> np.ndarray | None:
         return None
 
 
-def _write_outputs(run: Path, epoch: int, key: str, drawings: list[np.ndarray]) -> None:
+def _keep_outputs(run: Path, epoch: int, key: str, drawings: list[np.ndarray]) -> np.ndarray:
+    """Write an epoch's drawings of the test photos (atomically) and return them as one array."""
     import io
 
     from p2d.images import write_bytes_atomic
 
+    stacked = np.stack(drawings).astype(np.uint8)
     buf = io.BytesIO()
-    np.savez_compressed(buf, drawings=np.stack(drawings).astype(np.uint8), key=np.array(key))
-    _outputs_path(run, epoch).parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(_outputs_path(run, epoch), buf.getvalue())
+    np.savez_compressed(buf, drawings=stacked, key=np.array(key))
+    path = _outputs_path(run, epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(path, buf.getvalue())
+    return stacked
 
 
 def add_agreement(rows: dict[int, dict], outputs: dict[int, np.ndarray], settings: EvalSettings) -> None:
@@ -1113,8 +1117,7 @@ def evaluate_run(
                 for epoch in redraw:
                     _, g_p2d, _ = load_generators(run, epoch, device=device)
                     fakes = torch_translator(g_p2d, channels, device)(photos)
-                    _write_outputs(run, epoch, keys[epoch], fakes)
-                    outputs[epoch] = np.stack(fakes)
+                    outputs[epoch] = _keep_outputs(run, epoch, keys[epoch], fakes)
                     bar.update(task, advance=1)
             if todo:
                 probe = FaceProbe(FaceModels(models_dir), settings.min_detect_px)
@@ -1126,8 +1129,7 @@ def evaluate_run(
                 _, g_p2d, g_d2p = load_generators(run, epoch, device=device)
                 draw = torch_translator(g_p2d, channels, device)
                 fakes = draw(ref.photos)
-                _write_outputs(run, epoch, keys[epoch], fakes)
-                outputs[epoch] = np.stack(fakes)
+                outputs[epoch] = _keep_outputs(run, epoch, keys[epoch], fakes)
                 metrics = measure(ref, draw, torch_translator(g_d2p, channels, device), probe, settings, fakes)
                 row = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - start, 2),
                        "checkpoint_sha256": shas[epoch], "settings": settings.key()}
