@@ -1,5 +1,5 @@
 """Benchmark the 68-point landmark predictors: dlib's own (one face per call) against
-p2d.shape_predictor (a batch of faces per call), on the same faces, in one process.
+p2d.shape_predictor (a batch of faces per call; compiled by numba and numpy), on the same faces, in one process.
 
 Faces: CelebA-shaped 178x218 images built from the bundled public-domain photos (the fixture
 builder of the tests: shifted, scaled, rotated, mirrored, relit copies), each with its HOG box.
@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 
 import p2d
-from p2d.faces import FaceModels, landmark_speeds
+from p2d.faces import SHAPE_68, FaceModels, find_model, landmark_speeds
 from p2d.images import list_images, read_image
+from p2d.shape_predictor import ShapePredictor68, compiled_kernel
 from p2d.ui import console, table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -54,19 +55,23 @@ def main() -> None:
     images, boxes = faces(models, args.faces)
     n = len(images)
     models.landmarks(images[0], boxes[0])  # load both before timing
-    models.batch_predictor.predict(images[:2], [(0, 0, 10, 10)] * 2)
+    predictors = {backend: ShapePredictor68.from_dat(find_model(SHAPE_68), backend=backend)
+                  for backend in (["compiled"] if compiled_kernel() else []) + ["numpy"]}
+    for predictor in predictors.values():
+        predictor.warm()
     t0 = time.perf_counter()
     expected = np.stack([models.landmarks(im, b) for im, b in zip(images, boxes)])
     dlib_ms = 1000 * (time.perf_counter() - t0) / n
     rects = [tuple(int(round(v)) for v in (x, y, x + w, y + h)) for x, y, w, h in boxes]
     rows = [("dlib, 1 face per call", round(dlib_ms, 3), "1.00x", "reference")]
     for batch in (1, 8, 32, 64):
-        t0 = time.perf_counter()
-        got = np.concatenate([models.batch_predictor.predict(images[k:k + batch], rects[k:k + batch])
-                              for k in range(0, n, batch)])
-        ms = 1000 * (time.perf_counter() - t0) / n
-        rows.append((f"p2d.shape_predictor, {batch} per call", round(ms, 3), f"{dlib_ms / ms:.2f}x",
-                     "identical" if np.array_equal(got, expected) else "DIFFERENT"))
+        for backend, predictor in predictors.items():
+            t0 = time.perf_counter()
+            got = np.concatenate([predictor.predict(images[k:k + batch], rects[k:k + batch])
+                                  for k in range(0, n, batch)])
+            ms = 1000 * (time.perf_counter() - t0) / n
+            rows.append((f"p2d.shape_predictor {backend}, {batch} per call", round(ms, 3), f"{dlib_ms / ms:.2f}x",
+                         "identical" if np.array_equal(got, expected) else "DIFFERENT"))
     console.print(table(f"68-point landmarks, {n} faces of 178x218, one process ({platform.machine()}, "
                         f"{platform.processor() or 'cpu'})", ["predictor", "ms/face", "speed-up", "points"], rows))
     speeds = landmark_speeds(models)

@@ -203,14 +203,15 @@ def landmark_speeds(models: FaceModels) -> dict[str, float]:
     """ms per face of dlib's predictor (one face per call) and of p2d.shape_predictor (32 faces per
     call) on this machine, measured once and kept in p2d's cache folder. Which is faster depends on
     the machine: dlib's 65 MB of leaves lie scattered over the heap, which one machine hardly notices
-    (0.4 ms a face was measured on one) and another pays for in cache and TLB misses (2.5-5 ms on
-    p2d's development VM); the batched numpy version pays per operation instead (1.4-2 ms there)."""
+    (0.4 ms a face was measured on one) and another pays for in cache and TLB misses (2-5 ms on
+    p2d's development VM); the batched numpy version pays per operation instead (1-2 ms there), the
+    compiled one (numba) reads each tree's leaves once per batch (0.5-0.8 ms there). Measured per
+    backend: installing numba later measures again."""
     import json
 
     from p2d.images import write_text_atomic
-    from p2d.shape_predictor import cache_dir, cached_path
 
-    path = cache_dir() / f"{cached_path(find_model(SHAPE_68, models.models_dir)).stem}-speed.json"
+    path = landmark_speeds_path(models.models_dir)
     try:
         speeds = json.loads(path.read_text())
         if speeds["dlib_ms"] > 0 and speeds["batched_ms"] > 0:
@@ -236,6 +237,15 @@ def landmark_speeds(models: FaceModels) -> dict[str, float]:
     except OSError:  # a read-only home: measured again next time
         pass
     return speeds
+
+
+def landmark_speeds_path(models_dir: Path | str | None = None) -> Path:
+    """Where landmark_speeds keeps its figures: per model file and per batched backend (installing
+    numba later measures again)."""
+    from p2d.shape_predictor import BACKEND_ENV, cache_dir, cached_path
+
+    backend = os.environ.get(BACKEND_ENV) or ("compiled" if importlib.util.find_spec("numba") else "numpy")
+    return cache_dir() / f"{cached_path(find_model(SHAPE_68, models_dir)).stem}-speed-{backend}.json"
 
 
 def _rect(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:

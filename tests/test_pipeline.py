@@ -53,13 +53,14 @@ def test_workers_that_use_dlibs_own_predictor_write_the_golden_manifest(celeba, 
     import shutil
 
     from p2d.curate import pipeline
+    from p2d.faces import landmark_speeds_path
     from p2d.shape_predictor import CACHE_ENV
 
     cache = tmp_path / "cache"
     shutil.copytree(p2d_cache, cache)
-    for f in cache.glob("*.npz"):  # the session's converted model, with dlib declared faster
-        (cache / f"{f.stem}-speed.json").write_text(json.dumps({"dlib_ms": 0.4, "batched_ms": 1.5}))
     monkeypatch.setenv(CACHE_ENV, str(cache))
+    # the session's converted model, with dlib declared faster
+    landmark_speeds_path().write_text(json.dumps({"dlib_ms": 0.4, "batched_ms": 1.5}))
     monkeypatch.setattr(pipeline, "_MODELS", {})  # this process too starts without a choice made
     assert golden_run(celeba.official, tmp_path, "celeba_fast.csv", workers=2) == (GOLDEN / "celeba_fast.csv").read_bytes()
     assert not pipeline.shared_models().batched_is_faster

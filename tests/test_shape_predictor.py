@@ -19,9 +19,9 @@ def models():
     return FaceModels()
 
 
-@pytest.fixture(scope="module")
-def batched(models):
-    return models.batch_predictor
+@pytest.fixture(scope="module", params=["compiled", "numpy"])
+def batched(request):
+    return ShapePredictor68.from_dat(find_model(SHAPE_68), backend=request.param)
 
 
 def dlib_points(models, image, rect):
@@ -57,7 +57,7 @@ def test_landmarks_are_dlibs_exactly(models, batched):
     images, rects = [c[0] for c in found], [c[1] for c in found]
     assert np.array_equal(batched.predict(images, rects), expected)  # many sizes in one batch
     assert np.array_equal(batched.predict(images[:1], rects[:1]), expected[:1])  # and alone
-    small = ShapePredictor68(load_arrays(find_model(SHAPE_68)), max_batch=7)  # batches split and joined
+    small = ShapePredictor68(load_arrays(find_model(SHAPE_68)), max_batch=7, backend=batched.backend)  # batches split and joined
     assert np.array_equal(small.predict(images, rects), expected)
 
 
@@ -134,17 +134,18 @@ def test_the_faster_predictor_is_measured_once_per_machine(p2d_cache, tmp_path, 
     import json
     import shutil
 
-    from p2d.faces import landmark_speeds
+    from p2d.faces import landmark_speeds, landmark_speeds_path
 
     speeds = landmark_speeds(FaceModels())
     assert speeds["dlib_ms"] > 0 and speeds["batched_ms"] > 0
-    files = list(p2d_cache.glob("*-speed.json"))
-    assert len(files) == 1 and json.loads(files[0].read_text()).keys() == speeds.keys()
+    path = landmark_speeds_path()  # per backend: "-speed-compiled" with numba, as CI installs it
+    assert path.name.endswith("-speed-compiled.json") and list(p2d_cache.glob("*-speed-*.json")) == [path]
+    assert json.loads(path.read_text()).keys() == speeds.keys()
     # remembered: a machine where dlib's own predictor is the faster one keeps using it
     monkeypatch.setenv(CACHE_ENV, str(tmp_path))
     for f in p2d_cache.iterdir():
         shutil.copy(f, tmp_path / f.name)
-    (tmp_path / files[0].name).write_text(json.dumps({"dlib_ms": 0.4, "batched_ms": 1.5}))
+    (tmp_path / path.name).write_text(json.dumps({"dlib_ms": 0.4, "batched_ms": 1.5}))
     models = FaceModels()
     assert not models.batched_is_faster
     photos = [read_image(p) for p in list_images(DATA / "photos")]
@@ -152,3 +153,19 @@ def test_the_faster_predictor_is_measured_once_per_machine(p2d_cache, tmp_path, 
     points = models.landmarks_batch(photos, boxes)
     assert "batch_predictor" not in models.__dict__  # never loaded
     assert all(np.array_equal(p, models.landmarks(im, b)) for p, im, b in zip(points, photos, boxes))
+
+
+def test_backend_is_checked(monkeypatch):
+    arrays = load_arrays(find_model(SHAPE_68))
+    with pytest.raises(ValueError, match="'compiled' or 'numpy'"):
+        ShapePredictor68(arrays, backend="gpu")
+    import p2d.shape_predictor as sp
+
+    monkeypatch.setattr(sp, "compiled_kernel", lambda: None)  # a machine without numba
+    with pytest.raises(ImportError, match="pip install numba"):
+        ShapePredictor68(arrays, backend="compiled")
+    assert ShapePredictor68(arrays).backend == "numpy"  # the default falls back to numpy
+    monkeypatch.undo()
+    monkeypatch.setenv("P2D_LANDMARK_BACKEND", "numpy")  # chosen for every process of a run
+    assert ShapePredictor68(arrays).backend == "numpy"
+    assert ShapePredictor68(arrays, backend="compiled").backend == "compiled"

@@ -406,7 +406,7 @@ def ready_worker(settings: RunSettings) -> _Worker:
     the first chunk of work)."""
     worker = _Worker(settings)
     if worker.models.batched_is_faster:
-        worker.models.batch_predictor
+        worker.models.batch_predictor.warm()
     else:
         worker.models.predictor
     if settings.face_box == "detect":
