@@ -13,6 +13,7 @@ workers (RunResult.stage_seconds, wall time per image of the LARGE run), so it e
 
     python benchmarks/curate_celeba.py            # 200 and 2,000 images (~5 min on 2 quiet cores)
     python benchmarks/curate_celeba.py --quick    # 200 and 1,000 images (< 3 min on 2 quiet cores)
+    python benchmarks/curate_celeba.py --engines local --repeat 5   # the median of 5 interleaved pairs
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from p2d.curate.filters import Thresholds
 from p2d.curate.pipeline import STAGES
 from p2d.faces import FaceModels
 from p2d.images import list_images, read_image
+from p2d.shape_predictor import BACKEND_ENV
 from p2d.ui import console, table
 
 # The CelebA-shaped fixture builder lives with the tests (it is not part of the package).
@@ -72,6 +74,12 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="processes (local) and actors (ray)")
     ap.add_argument("--engines", default="local,ray", help="comma-separated: local, ray")
     ap.add_argument("--keep", type=Path, default=None, help="build in this folder and keep it (re-runs skip the build)")
+    ap.add_argument("--backends", default="",
+                    help="comma-separated landmark backends to compare (compiled, numpy; $P2D_LANDMARK_BACKEND "
+                         "per run); default: the one p2d picks")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="measure each pair of runs this many times, interleaved; the median pair is reported, "
+                         "with the range of the marginal rates (this machine's speed drifts by tens of percent)")
     args = ap.parse_args()
     large = args.large or (1000 if args.quick else 2000)
     engines = args.engines.split(",")
@@ -85,28 +93,42 @@ def main() -> None:
 
     for engine in engines:  # one-time costs (imports, Ray Data's first plan) land here, not in the timed runs
         timed_run(root, work / f"warm-up-{engine}", 4 * args.workers, "fast", args.workers, engine)
-    results, rows = {}, []
-    for mode in MODES:
-        for engine in engines:
-            for n in (args.small, large):
-                results[mode, engine, n] = timed_run(root, work / f"{mode}-{engine}-{n}", n, mode, args.workers, engine)
-            small, big = results[mode, engine, args.small], results[mode, engine, large]
-            rate = (large - args.small) / max(big.seconds - small.seconds, 1e-9)
-            driver_ms = 1000 * (big.driver_cpu - small.driver_cpu) / (large - args.small)
-            rows.append((f"{mode}, {engine}", round(small.seconds, 2),
-                         round(big.seconds, 2), round(big.images_per_s), round(rate),
-                         round(small.seconds - args.small / rate, 2), round(1000 * args.workers / rate, 2),
-                         round(driver_ms, 3)))
+    backends = args.backends.split(",")
+    pairs = {(mode, engine): [] for mode in MODES for engine in engines}
+    if args.backends:  # a column per backend: the engine column's name carries it
+        engines = [f"{e}/{b}" for e in engines for b in backends]
+        pairs = {(mode, e): [] for mode in MODES for e in engines}
+    for _ in range(args.repeat):  # interleaved: a slow minute of the machine does not hit one setting only
+        for mode, column in pairs:
+            engine, _, backend = column.partition("/")
+            if backend:  # read by every worker process or actor this run starts
+                os.environ[BACKEND_ENV] = backend
+            pairs[mode, column].append([timed_run(root, work / f"{mode}-{column.replace('/', '-')}-{n}", n, mode,
+                                                  args.workers, engine) for n in (args.small, large)])
+    results, rows, rates = {}, [], {}
+    for (mode, engine), runs in pairs.items():
+        measured = sorted(((large - args.small) / max(big.seconds - small.seconds, 1e-9), small, big)
+                          for small, big in runs)
+        rate, small, big = measured[len(measured) // 2]
+        results[mode, engine, args.small], results[mode, engine, large] = small, big
+        rates[mode, engine] = rate
+        driver_ms = 1000 * (big.driver_cpu - small.driver_cpu) / (large - args.small)
+        spread = f" ({measured[0][0]:.0f}-{measured[-1][0]:.0f})" if len(measured) > 1 else ""
+        rows.append((f"{mode}, {engine}", round(small.seconds, 2),
+                     round(big.seconds, 2), round(big.images_per_s), f"{rate:.0f}{spread}",
+                     round(small.seconds - args.small / rate, 2), round(1000 * args.workers / rate, 2),
+                     round(driver_ms, 3)))
     # compared now: the cached re-run below rewrites the first engine's manifest
     same = {mode: len({results[mode, e, large].manifest.read_bytes() for e in engines}) == 1 for mode in MODES}
-    cached = curate_celeba(root, work / f"fast-{engines[0]}-{large}", first=large, drop_smiles=True,
-                           drop_outliers=True, workers=args.workers, engine=engines[0],
+    cached = curate_celeba(root, work / f"fast-{engines[0].replace('/', '-')}-{large}", first=large, drop_smiles=True,
+                           drop_outliers=True, workers=args.workers, engine=engines[0].partition("/")[0],
                            thresholds=Thresholds(smile_threshold=1.0, max_yaw_deg=25.0))
 
     console.print(table(
         f"p2d curate celeba, {args.workers} workers, {os.cpu_count()} CPUs ({platform.machine()}), load average "
         f"{load0:.1f} at start -> {os.getloadavg()[0]:.1f} at end",
-        ["run", f"s {args.small}", f"s {large}", f"img/s {large}", "marginal img/s", "start-up s",
+        ["run", f"s {args.small}", f"s {large}", f"img/s {large}",
+         "marginal img/s" + (f" (median of {args.repeat}, range)" if args.repeat > 1 else ""), "start-up s",
          "ms/img/core", "driver CPU ms/img"], rows))
     console.print("driver CPU ms/image: the calling process' own marginal CPU time (cache, manifest, results); "
                   "one driver takes at most 1000 / that many images/s, however many workers or nodes")
@@ -116,13 +138,14 @@ def main() -> None:
                         ["stage"] + [f"{m}, {e}" for m in MODES for e in engines],
                         stage_rows(results, engines, large, args.workers)))
     for mode in MODES:
-        rate = {e: (large - args.small) / (results[mode, e, large].seconds - results[mode, e, args.small].seconds)
-                for e in engines}
-        line = f"{mode}: marginal {rate[engines[0]]:.0f} images/s ({engines[0]}), target >= {TARGETS[mode]:.0f}"
+        rate = {e: rates[mode, e] for e in engines}
+        line = (f"{mode}: marginal " + ", ".join(f"{rate[e]:.0f} images/s ({e})" for e in engines)
+                + f", target >= {TARGETS[mode]:.0f}")
         if "ray" in rate and "local" in rate:
             extra = 1000 / rate["ray"] - 1000 / rate["local"]
-            line += (f"; Ray's overhead {extra:+.3f} ms per image ({100 * extra * rate['local'] / 1000:+.1f}%, "
-                     f"target < 10%); manifests identical: {same[mode]}")
+            line += f"; Ray's overhead {extra:+.3f} ms per image ({100 * extra * rate['local'] / 1000:+.1f}%, target < 10%)"
+        if len(engines) > 1:
+            line += f"; manifests identical: {same[mode]}"
         console.print(line)
     console.print(f"cached re-run (other thresholds, {large} images): {cached.seconds:.2f} s")
 

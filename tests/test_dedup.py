@@ -15,7 +15,7 @@ from p2d.cli import app
 from conftest import LFW_COPY_KINDS
 from p2d.curate.dedup import (DEFAULT_MIN_SIMILARITY, choose_keepers, confirmed_keepers, find_duplicates, group_labels,
                               hex_to_uint64, near_pairs, thumb_similarity)
-from p2d.curate.hashing import phash_hex, thumb_b64, thumbs_from_b64
+from p2d.curate.hashing import output_hashes, phash_hex, thumb_b64, thumbs_from_b64
 from p2d.images import list_images, read_image, write_image
 from p2d.manifest import new_rows, read_manifest, write_manifest
 
@@ -261,3 +261,17 @@ def test_curation_stores_the_thumbnail():
     t, ok = thumbs_from_b64([thumb_b64(image), "", None, "x" * 344])
     assert ok.tolist() == [True, False, False, False] and t.shape == (4, 256)
     assert t[0].max() > 100 and (t[1:] == 0).all()
+
+
+def test_output_hashes_are_the_three_calls(lfw_faces):
+    """Curation's one-pass hashes equal phash_hex of the image and of its mirror, and thumb_b64: on
+    real faces and on noise, at the output sizes a user can ask for, gray and colour."""
+    rng = np.random.default_rng(0)
+    photos = [read_image(p) for p in list_images(DATA / "photos")]
+    images = [np.asarray(Image.fromarray(face).resize((size, size), Image.BICUBIC))
+              for face in list(lfw_faces[:20]) + photos for size in (128, 64, 100, 256)]
+    images += [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for size in (128, 97, 33) for _ in range(20)]
+    assert any(im.ndim == 2 for im in images) and any(im.ndim == 3 for im in images)
+    for image in images:
+        mirror = np.ascontiguousarray(image[:, ::-1])
+        assert output_hashes(image) == (phash_hex(image), phash_hex(mirror), thumb_b64(image))

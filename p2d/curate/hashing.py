@@ -43,16 +43,32 @@ def thumb_b64(image: np.ndarray) -> str:
 
 def output_hashes(image: np.ndarray) -> tuple[str, str, str]:
     """phash_hex of an RGB (or gray) uint8 image, phash_hex of its mirror image, and thumb_b64, the
-    same strings as those three calls give, from one gray conversion: curation's hot loop stores all
-    three for every kept image. Mirroring commutes with the gray conversion (per pixel), so the
-    mirror's hash comes from the flipped gray image, not from a copy of the colour one."""
+    same strings as those three calls give, from one gray conversion and one 32x32 reduction:
+    curation's hot loop stores all three for every kept image. Mirroring commutes with the gray
+    conversion (per pixel) and with PIL's Lanczos reduction (its weights are symmetric and summed in
+    fixed point: the mirrored image's 32x32 pixels are the mirrored 32x32 pixels; tests compare), so
+    the mirror's hash comes from the flipped 32x32 pixels."""
     if image.dtype != np.uint8 or image.ndim not in (2, 3):
         raise ValueError(f"output_hashes needs a uint8 HxW or HxWx3 array, got {image.dtype} {image.shape}")
     gray = Image.fromarray(np.ascontiguousarray(image if image.ndim == 2 else image[..., :3])).convert("L")
-    mirror = gray.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    side = PHASH_BITS * PHASH_FACTOR
+    reduced = np.asarray(gray.resize((side, side), Image.LANCZOS))
     small = np.asarray(gray.resize((THUMB_PX, THUMB_PX), Image.LANCZOS), dtype=np.uint8)
-    return (str(imagehash.phash(gray)), str(imagehash.phash(mirror)),
+    return (_phash_of_reduced(reduced), _phash_of_reduced(np.ascontiguousarray(reduced[:, ::-1])),
             base64.b64encode(small.tobytes()).decode("ascii"))
+
+
+PHASH_BITS, PHASH_FACTOR = 8, 4  # imagehash.phash's defaults: 8x8 bits from a 32x32 reduction
+
+
+def _phash_of_reduced(pixels: np.ndarray) -> str:
+    """imagehash.phash's steps after its reduction to 32x32 gray: the 2-D DCT, and each of the 8x8
+    lowest frequencies against their median."""
+    import scipy.fftpack
+
+    dct = scipy.fftpack.dct(scipy.fftpack.dct(pixels, axis=0), axis=1)
+    low = dct[:PHASH_BITS, :PHASH_BITS]
+    return str(imagehash.ImageHash(low > np.median(low)))
 
 
 def thumbs_from_b64(texts) -> tuple[np.ndarray, np.ndarray]:
