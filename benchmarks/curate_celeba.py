@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2, help="processes (local) and actors (ray)")
     ap.add_argument("--engines", default="local,ray", help="comma-separated: local, ray")
     ap.add_argument("--keep", type=Path, default=None, help="build in this folder and keep it (re-runs skip the build)")
+    ap.add_argument("--modes", default="fast,full", help="comma-separated: fast (the known face box), full (--detect)")
     ap.add_argument("--backends", default="",
                     help="comma-separated landmark backends to compare (compiled, numpy; $P2D_LANDMARK_BACKEND "
                          "per run); default: the one p2d picks")
@@ -94,10 +95,11 @@ def main() -> None:
     for engine in engines:  # one-time costs (imports, Ray Data's first plan) land here, not in the timed runs
         timed_run(root, work / f"warm-up-{engine}", 4 * args.workers, "fast", args.workers, engine)
     backends = args.backends.split(",")
-    pairs = {(mode, engine): [] for mode in MODES for engine in engines}
+    modes = args.modes.split(",")
+    pairs = {(mode, engine): [] for mode in modes for engine in engines}
     if args.backends:  # a column per backend: the engine column's name carries it
         engines = [f"{e}/{b}" for e in engines for b in backends]
-        pairs = {(mode, e): [] for mode in MODES for e in engines}
+        pairs = {(mode, e): [] for mode in modes for e in engines}
     for _ in range(args.repeat):  # interleaved: a slow minute of the machine does not hit one setting only
         for mode, column in pairs:
             engine, _, backend = column.partition("/")
@@ -119,10 +121,10 @@ def main() -> None:
                      round(small.seconds - args.small / rate, 2), round(1000 * args.workers / rate, 2),
                      round(driver_ms, 3)))
     # compared now: the cached re-run below rewrites the first engine's manifest
-    same = {mode: len({results[mode, e, large].manifest.read_bytes() for e in engines}) == 1 for mode in MODES}
-    cached = curate_celeba(root, work / f"fast-{engines[0].replace('/', '-')}-{large}", first=large, drop_smiles=True,
-                           drop_outliers=True, workers=args.workers, engine=engines[0].partition("/")[0],
-                           thresholds=Thresholds(smile_threshold=1.0, max_yaw_deg=25.0))
+    same = {mode: len({results[mode, e, large].manifest.read_bytes() for e in engines}) == 1 for mode in modes}
+    cached = None if "fast" not in modes else curate_celeba(
+        root, work / f"fast-{engines[0].replace('/', '-')}-{large}", first=large, drop_smiles=True, drop_outliers=True,
+        workers=args.workers, engine=engines[0].partition("/")[0], thresholds=Thresholds(smile_threshold=1.0, max_yaw_deg=25.0))
 
     console.print(table(
         f"p2d curate celeba, {args.workers} workers, {os.cpu_count()} CPUs ({platform.machine()}), load average "
@@ -135,9 +137,9 @@ def main() -> None:
     if ray_start is not None:
         console.print(f"Ray's own start (ray.init, once per command): {ray_start:.1f} s, not in the start-up column")
     console.print(table(f"inside the workers: ms per image ({large}-image runs, wall time)",
-                        ["stage"] + [f"{m}, {e}" for m in MODES for e in engines],
-                        stage_rows(results, engines, large, args.workers)))
-    for mode in MODES:
+                        ["stage"] + [f"{m}, {e}" for m in modes for e in engines],
+                        stage_rows(results, modes, engines, large, args.workers)))
+    for mode in modes:
         rate = {e: rates[mode, e] for e in engines}
         line = (f"{mode}: marginal " + ", ".join(f"{rate[e]:.0f} images/s ({e})" for e in engines)
                 + f", target >= {TARGETS[mode]:.0f}")
@@ -147,7 +149,8 @@ def main() -> None:
         if len(engines) > 1:
             line += f"; manifests identical: {same[mode]}"
         console.print(line)
-    console.print(f"cached re-run (other thresholds, {large} images): {cached.seconds:.2f} s")
+    if cached is not None:
+        console.print(f"cached re-run (other thresholds, {large} images): {cached.seconds:.2f} s")
 
 
 def start_ray(workers: int) -> float:
@@ -160,10 +163,10 @@ def start_ray(workers: int) -> float:
     return time.perf_counter() - t0
 
 
-def stage_rows(results, engines, large, workers) -> list[tuple]:
+def stage_rows(results, modes, engines, large, workers) -> list[tuple]:
     """Each stage's ms per image analysed, then what the stages do not explain: ms per image per
     core of the whole run minus the stages (start-up, the main process, pickling, waiting)."""
-    cols = [(m, e) for m in MODES for e in engines]
+    cols = [(m, e) for m in modes for e in engines]
     rows = []
     for stage in STAGES:
         rows.append((stage, *[round(1000 * results[m, e, large].stage_seconds[stage] / large, 3) for m, e in cols]))

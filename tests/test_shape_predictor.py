@@ -169,3 +169,19 @@ def test_backend_is_checked(monkeypatch):
     monkeypatch.setenv("P2D_LANDMARK_BACKEND", "numpy")  # chosen for every process of a run
     assert ShapePredictor68(arrays).backend == "numpy"
     assert ShapePredictor68(arrays, backend="compiled").backend == "compiled"
+
+
+def test_a_new_process_loads_the_compiled_kernel_from_disk():
+    """Each curation worker is a new process: it must load the compiled cascade from numba's disk
+    cache (well under a second), not compile it again (seconds). Two fresh processes in turn: the
+    second finds what the first (or an earlier run) wrote."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np; from p2d.faces import SHAPE_68, find_model; "
+            "from p2d.shape_predictor import ShapePredictor68; from p2d.landmark_kernel import predict_batch; "
+            "ShapePredictor68.from_dat(find_model(SHAPE_68), backend='compiled').warm(); "
+            "print(sum(predict_batch.stats.cache_hits.values()), sum(predict_batch.stats.cache_misses.values()))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+            for _ in range(2)]
+    assert runs[1] == ["1", "0"], runs  # the second process: loaded, not compiled
