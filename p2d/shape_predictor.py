@@ -247,11 +247,15 @@ class ShapePredictor68:
         self.n_leaves = arrays["leaves"].shape[1]
         self.dx = np.ascontiguousarray(arrays["deltas"][..., 0])
         self.dy = np.ascontiguousarray(arrays["deltas"][..., 1])
-        if self.kernel is not None:
-            return
-        # the numpy version's: each cascade's leaves, then max_batch rows where a batch's current
-        # shapes are put: gathered first, they make each sum start from the shape and add the leaves
-        # in dlib's order
+        if self.kernel is None:
+            self._prepare_numpy()
+
+    def _prepare_numpy(self) -> None:
+        """The numpy version's arrays: each cascade's leaves, then max_batch rows where a batch's
+        current shapes are put (gathered first, they make each sum start from the shape and add the
+        leaves in dlib's order); the splits flat per cascade."""
+        arrays, max_batch = self.arrays, self.max_batch
+        cascades, trees, splits = arrays["idx1"].shape
         width = arrays["leaves"].shape[2]
         self.leaves = [np.concatenate([arrays["leaves"][c], np.zeros((max_batch, width), np.float32)])
                        for c in range(cascades)]
@@ -261,6 +265,18 @@ class ShapePredictor68:
         self.anchor_x, self.anchor_y = 2 * arrays["anchors"], 2 * arrays["anchors"] + 1
         self.tree_base = np.arange(trees) * splits  # a tree's first split in the flat split arrays
         self.leaf_base = np.arange(trees) * (splits + 1) - splits  # minus the index of the first leaf node
+
+    def _fall_back_to_numpy(self, exc: Exception) -> None:
+        """numba is installed but cannot compile the kernel here (a numba, llvmlite and numpy that do
+        not fit together, say): the numpy version gives the same points, slower; said once."""
+        import warnings
+
+        warnings.warn(f"p2d's compiled landmark predictor failed ({type(exc).__name__}: {str(exc)[:200]}); "
+                      "using the numpy version (same points, ~2x slower). Reinstall numba "
+                      "(pip install --force-reinstall numba) or set P2D_LANDMARK_BACKEND=numpy", RuntimeWarning,
+                      stacklevel=3)
+        self.kernel, self.backend = None, "numpy"
+        self._prepare_numpy()
 
     def warm(self) -> None:
         """Load the compiled kernel now (from numba's disk cache: ~0.5 s) rather than in the first batch."""
@@ -276,18 +292,26 @@ class ShapePredictor68:
         `images`: uint8 gray (H, W) or RGB (H, W, 3) arrays; `boxes`: (N, 4) dlib rectangles
         (left, top, right, bottom, right and bottom inside the box) in whole pixels."""
         boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
-        run = self._predict_compiled if self.kernel is not None else self._predict
-        out = [run(images[k:k + self.max_batch], boxes[k:k + self.max_batch])
+        if self.kernel is not None:
+            try:
+                out = [self._predict_compiled(images[k:k + self.max_batch], boxes[k:k + self.max_batch])
+                       for k in range(0, len(images), self.max_batch)]
+                return np.concatenate(out) if out else np.zeros((0, len(self.initial) // 2, 2), np.int64)
+            except Exception as exc:
+                if not _is_numba_error(exc):
+                    raise
+                self._fall_back_to_numpy(exc)
+        out = [self._predict(images[k:k + self.max_batch], boxes[k:k + self.max_batch])
                for k in range(0, len(images), self.max_batch)]
         return np.concatenate(out) if out else np.zeros((0, len(self.initial) // 2, 2), np.int64)
 
     def _predict_compiled(self, images: list[np.ndarray], boxes: np.ndarray) -> np.ndarray:
         """The batch by p2d.landmark_kernel: the images' pixels as they are (gray or RGB), one after another."""
-        images = [np.ascontiguousarray(im, dtype=np.uint8) for im in images]
+        images = [np.ascontiguousarray(im[..., :3] if im.ndim == 3 else im, dtype=np.uint8) for im in images]
         sizes = np.array([im.size for im in images], np.int64)
         dims = np.array([(*im.shape[:2], im.shape[2] if im.ndim == 3 else 1) for im in images], np.int64)
         if np.any((dims[:, 2] != 1) & (dims[:, 2] != 3)):
-            raise ValueError("landmarks need gray or RGB images (1 or 3 channels)")
+            raise ValueError("landmarks need gray or RGB(A) images (1, 3 or 4 channels)")
         a = self.arrays
         return self.kernel(np.concatenate([im.reshape(-1) for im in images]), np.cumsum(sizes) - sizes, dims,
                            np.ascontiguousarray(boxes), self.initial, self.mean_centred, self.mean_spread, a["anchors"], self.dx, self.dy,
@@ -341,6 +365,11 @@ class ShapePredictor68:
             leaves[self.n_leaves:self.n_leaves + n] = shape
             shape = np.add.reduce(np.take(leaves, block, axis=0).reshape(m + 1, -1), axis=0).reshape(n, -1)
         return shape
+
+
+def _is_numba_error(exc: Exception) -> bool:
+    """Whether numba itself failed (typing, lowering, LLVM), not the images given."""
+    return any(cls.__module__.startswith(("numba", "llvmlite")) for cls in type(exc).__mro__)
 
 
 class _Boxes:

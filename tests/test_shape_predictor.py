@@ -185,3 +185,36 @@ def test_a_new_process_loads_the_compiled_kernel_from_disk():
     runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
             for _ in range(2)]
     assert runs[1] == ["1", "0"], runs  # the second process: loaded, not compiled
+
+
+def test_a_kernel_numba_cannot_compile_falls_back_to_numpy(models):
+    """numba installed but unable to compile here (versions that do not fit together): a warning
+    that names the fix, and dlib's points from the numpy version, not an error on every face."""
+    from numba.core.errors import TypingError
+
+    predictor = ShapePredictor68(load_arrays(find_model(SHAPE_68)), backend="compiled")
+
+    def broken(*args):
+        raise TypingError("no implementation of this function for these types")
+
+    predictor.kernel = broken  # what numba raises when it cannot compile for these types
+    image = read_image(list_images(DATA / "photos")[0])
+    r = models.hog(image, 1)[0]
+    rect = (r.left(), r.top(), r.right(), r.bottom())
+    with pytest.warns(RuntimeWarning, match="P2D_LANDMARK_BACKEND=numpy"):
+        points = predictor.predict([image], [rect])
+    assert predictor.backend == "numpy" and np.array_equal(points[0], dlib_points(models, image, rect))
+    with pytest.raises(ValueError, match="1, 3 or 4 channels"):  # bad input is still an error, not a fallback
+        ShapePredictor68(load_arrays(find_model(SHAPE_68)), backend="compiled").predict(
+            [np.zeros((8, 8, 2), np.uint8)], [(0, 0, 4, 4)])
+
+
+def test_both_backends_read_rgba_as_its_rgb(models):
+    image = read_image(list_images(DATA / "photos")[0])
+    r = models.hog(image, 1)[0]
+    rect = (r.left(), r.top(), r.right(), r.bottom())
+    rgba = np.dstack([image, np.full(image.shape[:2], 128, np.uint8)])
+    expected = dlib_points(models, image, rect)
+    for backend in ("compiled", "numpy"):
+        predictor = ShapePredictor68(load_arrays(find_model(SHAPE_68)), backend=backend)
+        assert np.array_equal(predictor.predict([rgba], [rect])[0], expected)
