@@ -124,7 +124,8 @@ def main() -> None:
     same = {mode: len({results[mode, e, large].manifest.read_bytes() for e in engines}) == 1 for mode in modes}
     cached = None if "fast" not in modes else curate_celeba(
         root, work / f"fast-{engines[0].replace('/', '-')}-{large}", first=large, drop_smiles=True, drop_outliers=True,
-        workers=args.workers, engine=engines[0].partition("/")[0], thresholds=Thresholds(smile_threshold=1.0, max_yaw_deg=25.0))
+        workers=args.workers, engine=engines[0].partition("/")[0],
+        thresholds=Thresholds(smile_threshold=1.0, max_yaw_deg=25.0))
 
     console.print(table(
         f"p2d curate celeba, {args.workers} workers, {os.cpu_count()} CPUs ({platform.machine()}), load average "
@@ -145,7 +146,8 @@ def main() -> None:
                 + f", target >= {TARGETS[mode]:.0f}")
         if "ray" in rate and "local" in rate:
             extra = 1000 / rate["ray"] - 1000 / rate["local"]
-            line += f"; Ray's overhead {extra:+.3f} ms per image ({100 * extra * rate['local'] / 1000:+.1f}%, target < 10%)"
+            line += (f"; Ray's overhead {extra:+.3f} ms per image "
+                     f"({100 * extra * rate['local'] / 1000:+.1f}%, target < 10%)")
         if len(engines) > 1:
             line += f"; manifests identical: {same[mode]}"
         console.print(line)

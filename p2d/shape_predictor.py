@@ -289,7 +289,7 @@ class ShapePredictor68:
     def predict(self, images: list[np.ndarray], boxes) -> np.ndarray:
         """The 68 points (N, 68, 2) int64 of the face in each box, as dlib places them.
 
-        `images`: uint8 gray (H, W) or RGB (H, W, 3) arrays; `boxes`: (N, 4) dlib rectangles
+        `images`: uint8 gray (H, W) or RGB (H, W, 3) arrays (RGBA: its RGB is read); `boxes`: (N, 4) dlib rectangles
         (left, top, right, bottom, right and bottom inside the box) in whole pixels."""
         boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         if self.kernel is not None:
@@ -306,7 +306,8 @@ class ShapePredictor68:
         return np.concatenate(out) if out else np.zeros((0, len(self.initial) // 2, 2), np.int64)
 
     def _predict_compiled(self, images: list[np.ndarray], boxes: np.ndarray) -> np.ndarray:
-        """The batch by p2d.landmark_kernel: the images' pixels as they are (gray or RGB), one after another."""
+        """The batch by p2d.landmark_kernel: the images' pixels as they are (gray or RGB; RGBA's RGB),
+        one after another."""
         images = [np.ascontiguousarray(im[..., :3] if im.ndim == 3 else im, dtype=np.uint8) for im in images]
         sizes = np.array([im.size for im in images], np.int64)
         dims = np.array([(*im.shape[:2], im.shape[2] if im.ndim == 3 else 1) for im in images], np.int64)
@@ -314,8 +315,8 @@ class ShapePredictor68:
             raise ValueError("landmarks need gray or RGB(A) images (1, 3 or 4 channels)")
         a = self.arrays
         return self.kernel(np.concatenate([im.reshape(-1) for im in images]), np.cumsum(sizes) - sizes, dims,
-                           np.ascontiguousarray(boxes), self.initial, self.mean_centred, self.mean_spread, a["anchors"], self.dx, self.dy,
-                           a["idx1"], a["idx2"], a["thresh"], a["leaves"], self.depth)
+                           np.ascontiguousarray(boxes), self.initial, self.mean_centred, self.mean_spread,
+                           a["anchors"], self.dx, self.dy, a["idx1"], a["idx2"], a["thresh"], a["leaves"], self.depth)
 
     def _predict(self, images: list[np.ndarray], boxes: np.ndarray) -> np.ndarray:
         grays = [gray_of(im) for im in images]

@@ -57,7 +57,8 @@ def test_landmarks_are_dlibs_exactly(models, batched):
     images, rects = [c[0] for c in found], [c[1] for c in found]
     assert np.array_equal(batched.predict(images, rects), expected)  # many sizes in one batch
     assert np.array_equal(batched.predict(images[:1], rects[:1]), expected[:1])  # and alone
-    small = ShapePredictor68(load_arrays(find_model(SHAPE_68)), max_batch=7, backend=batched.backend)  # batches split and joined
+    # batches split and joined
+    small = ShapePredictor68(load_arrays(find_model(SHAPE_68)), max_batch=7, backend=batched.backend)
     assert np.array_equal(small.predict(images, rects), expected)
 
 
