@@ -242,10 +242,9 @@ def landmark_speeds(models: FaceModels) -> dict[str, float]:
 def landmark_speeds_path(models_dir: Path | str | None = None) -> Path:
     """Where landmark_speeds keeps its figures: per model file and per batched backend (installing
     numba later measures again)."""
-    from p2d.shape_predictor import BACKEND_ENV, cache_dir, cached_path
+    from p2d.shape_predictor import cache_dir, cached_path, default_backend
 
-    backend = os.environ.get(BACKEND_ENV) or ("compiled" if importlib.util.find_spec("numba") else "numpy")
-    return cache_dir() / f"{cached_path(find_model(SHAPE_68, models_dir)).stem}-speed-{backend}.json"
+    return cache_dir() / f"{cached_path(find_model(SHAPE_68, models_dir)).stem}-speed-{default_backend()}.json"
 
 
 def _rect(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:

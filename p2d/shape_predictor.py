@@ -209,6 +209,14 @@ def _write_cache(arrays: dict[str, np.ndarray], path: Path) -> None:
 
 # ------------------------------------------------------------------ the batched cascade
 
+def default_backend() -> str:
+    """The backend ShapePredictor68 runs unless told: $P2D_LANDMARK_BACKEND, else "compiled" where
+    numba is installed (found, not imported: importing it costs ~0.5 s), else "numpy"."""
+    import importlib.util
+
+    return os.environ.get(BACKEND_ENV) or ("compiled" if importlib.util.find_spec("numba") else "numpy")
+
+
 def compiled_kernel():
     """p2d.landmark_kernel's compiled cascade, or None where numba is not installed."""
     try:
@@ -228,12 +236,12 @@ class ShapePredictor68:
     CHUNK = 100  # trees whose leaves are gathered and summed at once (fits the CPU's cache)
 
     def __init__(self, arrays: dict[str, np.ndarray], max_batch: int = 64, backend: str | None = None):
-        backend = backend or os.environ.get(BACKEND_ENV) or None
-        kernel = compiled_kernel() if backend in (None, "compiled") else None
-        if backend == "compiled" and kernel is None:
+        asked = backend or os.environ.get(BACKEND_ENV)  # None: compiled where numba imports, else numpy
+        if asked not in (None, "compiled", "numpy"):
+            raise ValueError(f"backend {asked!r}: 'compiled' or 'numpy'")
+        kernel = compiled_kernel() if asked in (None, "compiled") else None
+        if asked == "compiled" and kernel is None:
             raise ImportError("the compiled landmark predictor needs numba: pip install numba")
-        if backend not in (None, "compiled", "numpy"):
-            raise ValueError(f"backend {backend!r}: 'compiled' or 'numpy'")
         self.kernel = kernel
         self.backend = "compiled" if kernel is not None else "numpy"
         self.arrays = arrays
@@ -294,14 +302,15 @@ class ShapePredictor68:
         boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         if self.kernel is not None:
             try:
-                out = [self._predict_compiled(images[k:k + self.max_batch], boxes[k:k + self.max_batch])
-                       for k in range(0, len(images), self.max_batch)]
-                return np.concatenate(out) if out else np.zeros((0, len(self.initial) // 2, 2), np.int64)
+                return self._in_batches(self._predict_compiled, images, boxes)
             except Exception as exc:
                 if not _is_numba_error(exc):
                     raise
                 self._fall_back_to_numpy(exc)
-        out = [self._predict(images[k:k + self.max_batch], boxes[k:k + self.max_batch])
+        return self._in_batches(self._predict, images, boxes)
+
+    def _in_batches(self, run, images: list[np.ndarray], boxes: np.ndarray) -> np.ndarray:
+        out = [run(images[k:k + self.max_batch], boxes[k:k + self.max_batch])
                for k in range(0, len(images), self.max_batch)]
         return np.concatenate(out) if out else np.zeros((0, len(self.initial) // 2, 2), np.int64)
 
