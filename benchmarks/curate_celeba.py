@@ -58,13 +58,33 @@ def build(root: Path, n: int) -> float:
     return time.perf_counter() - t0
 
 
+def pair_rate(pair) -> float:
+    """The marginal images/s of one (small, large) pair of runs."""
+    small, large = pair
+    return (large.selected - small.selected) / max(large.seconds - small.seconds, 1e-9)
+
+
+def machine_cpu_seconds() -> float:
+    """CPU seconds every process on this machine has used so far (user, nice, system, interrupts:
+    /proc/stat's first line), or NaN off Linux. Ray's own processes (raylet, object store, its
+    actors) and the local engine's workers all count, whichever process they belong to."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    except OSError:
+        return float("nan")
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
 def timed_run(root: Path, out: Path, n: int, mode: str, workers: int, engine: str):
-    """The run's result, with `driver_cpu`: CPU seconds of this process (the driver) alone."""
+    """The run's result, with `driver_cpu`: CPU seconds of this process (the driver) alone, and
+    `machine_cpu`: of every process on the machine (see machine_cpu_seconds)."""
     shutil.rmtree(out, ignore_errors=True)  # a first run: nothing cached
-    cpu = time.process_time()
+    cpu, machine = time.process_time(), machine_cpu_seconds()
     r = curate_celeba(root, out, first=n, drop_smiles=True, drop_outliers=True, workers=workers,
                       engine=engine, **MODES[mode])
     r.driver_cpu = time.process_time() - cpu
+    r.machine_cpu = machine_cpu_seconds() - machine
     return r
 
 
@@ -110,19 +130,22 @@ def main() -> None:
                 os.environ[BACKEND_ENV] = backend
             pairs[mode, column].append([timed_run(root, work / f"{mode}-{column.replace('/', '-')}-{n}", n, mode,
                                                   args.workers, engine) for n in (args.small, large)])
-    results, rows, rates = {}, [], {}
+    results, rows, rates, cpu_ms, spreads = {}, [], {}, {}, {}
     for (mode, engine), runs in pairs.items():
-        measured = sorted(((large - args.small) / max(big.seconds - small.seconds, 1e-9), small, big)
-                          for small, big in runs)
+        measured = sorted(((pair_rate((small, big)), small, big) for small, big in runs), key=lambda m: m[0])
         rate, small, big = measured[len(measured) // 2]
         results[mode, engine, args.small], results[mode, engine, large] = small, big
         rates[mode, engine] = rate
         driver_ms = 1000 * (big.driver_cpu - small.driver_cpu) / (large - args.small)
+        # the pairs' median, as the marginal rate's: CPU time drifts with the machine less than wall time
+        machine_ms = sorted(1000 * (b.machine_cpu - s.machine_cpu) / (large - args.small) for s, b in runs)
+        cpu_ms[mode, engine] = machine_ms[len(machine_ms) // 2]
         spread = f" ({measured[0][0]:.0f}-{measured[-1][0]:.0f})" if len(measured) > 1 else ""
+        spreads[mode, engine] = spread
         rows.append((f"{mode}, {engine}", round(small.seconds, 2),
                      round(big.seconds, 2), round(big.images_per_s), f"{rate:.0f}{spread}",
                      round(small.seconds - args.small / rate, 2), round(1000 * args.workers / rate, 2),
-                     round(driver_ms, 3)))
+                     round(driver_ms, 3), round(cpu_ms[mode, engine], 2)))
     # compared now: the cached re-run below rewrites the first engine's manifest
     same = {mode: len({results[mode, e, large].manifest.read_bytes() for e in engines}) == 1 for mode in modes}
     cached = None if "fast" not in modes else curate_celeba(
@@ -135,7 +158,7 @@ def main() -> None:
         f"{load0:.1f} at start -> {os.getloadavg()[0]:.1f} at end",
         ["run", f"s {args.small}", f"s {large}", f"img/s {large}",
          "marginal img/s" + (f" (median of {args.repeat}, range)" if args.repeat > 1 else ""), "start-up s",
-         "ms/img/core", "driver CPU ms/img"], rows))
+         "ms/img/core", "driver CPU ms/img", "machine CPU ms/img"], rows))
     console.print("driver CPU ms/image: the calling process' own marginal CPU time (cache, manifest, results); "
                   "one driver takes at most 1000 / that many images/s, however many workers or nodes")
     if ray_start is not None:
@@ -145,12 +168,17 @@ def main() -> None:
                         stage_rows(results, modes, engines, large, args.workers)))
     for mode in modes:
         rate = {e: rates[mode, e] for e in engines}
-        line = (f"{mode}: marginal " + ", ".join(f"{rate[e]:.0f} images/s ({e})" for e in engines)
+        line = (f"{mode}: marginal " + ", ".join(f"{rate[e]:.0f}{spreads[mode, e]} images/s ({e})" for e in engines)
                 + f", target >= {TARGETS[mode]:.0f}")
         if "ray" in rate and "local" in rate:
             extra = 1000 / rate["ray"] - 1000 / rate["local"]
+            # each repeat's Ray pair against the local pair measured just before it: drift hits both alike
+            per_repeat = sorted(100 * (pair_rate(pl) / pair_rate(pr) - 1)
+                                for pl, pr in zip(pairs[mode, "local"], pairs[mode, "ray"]))
             line += (f"; Ray's overhead {extra:+.3f} ms per image "
-                     f"({100 * extra * rate['local'] / 1000:+.1f}%, target < 10%)")
+                     f"({100 * extra * rate['local'] / 1000:+.1f}%, target < 10%; repeat by repeat: median "
+                     f"{per_repeat[len(per_repeat) // 2]:+.1f}%, range {per_repeat[0]:+.1f}% to {per_repeat[-1]:+.1f}%), in CPU of the whole machine "
+                     f"{100 * (cpu_ms[mode, 'ray'] / cpu_ms[mode, 'local'] - 1):+.1f}%")
         if len(engines) > 1:
             line += f"; manifests identical: {same[mode]}"
         console.print(line)
