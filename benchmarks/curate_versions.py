@@ -44,13 +44,31 @@ RUN = """
 import json, sys, time
 from pathlib import Path
 from p2d.curate.celeba import curate_celeba
+from p2d.curate.photos import curate_photos
 a = json.loads(sys.argv[1])
 if __name__ == "__main__":
     t0 = time.perf_counter()
-    curate_celeba(Path(a["root"]), Path(a["out"]), first=a["n"], drop_smiles=True, drop_outliers=True,
-                  workers=a["workers"], **a["mode"])
+    if a["mode"] == "photos":
+        curate_photos(Path(a["root"]), Path(a["out"]), drop_smiles=True, drop_outliers=True, workers=a["workers"])
+    else:
+        curate_celeba(Path(a["root"]), Path(a["out"]), first=a["n"], drop_smiles=True, drop_outliers=True,
+                      workers=a["workers"], **a["mode"])
     print(json.dumps({"seconds": time.perf_counter() - t0}))
 """
+PHOTOS = "photos"  # `p2d curate photos` (detection on every photo, the photo framing) on a folder of the first N
+
+
+def photo_folder(root: Path, n: int) -> Path:
+    """A folder holding (hard links to) the CelebA-shaped folder's first `n` images, for curate_photos."""
+    folder = root.parent / f"photos-{n}"
+    if not folder.is_dir():
+        tmp = root.parent / f"photos-{n}.tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        for src in sorted((root / "img_align_celeba").iterdir())[:n]:
+            if not (tmp / src.name).exists():
+                os.link(src, tmp / src.name)
+        tmp.rename(folder)
+    return folder
 
 
 def timed(tree: Path, root: Path, out: Path, n: int, mode: str, workers: int) -> float:
@@ -61,7 +79,9 @@ def timed(tree: Path, root: Path, out: Path, n: int, mode: str, workers: int) ->
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": "1"}
     script = out.parent / "run_one.py"
     script.write_text(RUN)
-    args = json.dumps({"root": str(root), "out": str(out), "n": n, "workers": workers, "mode": MODES[mode]})
+    folder = photo_folder(root, n) if mode == PHOTOS else root
+    args = json.dumps({"root": str(folder), "out": str(out), "n": n, "workers": workers,
+                       "mode": PHOTOS if mode == PHOTOS else MODES[mode]})
     done = subprocess.run([sys.executable, str(script), args], env=env, cwd=tree, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{tree}: curate_celeba failed:\n{done.stderr[-2000:]}")
@@ -72,13 +92,15 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old", type=Path, help="a source tree of the older p2d")
     ap.add_argument("new", type=Path, nargs="?", default=ROOT, help="a source tree of the newer p2d (this checkout)")
-    ap.add_argument("--modes", default="fast,full", help="comma-separated, as benchmarks/curate_celeba.py")
+    ap.add_argument("--modes", default="fast,full",
+                    help="comma-separated: fast, full, full0 as benchmarks/curate_celeba.py; photos: `p2d curate "
+                         "photos` on a folder of the first SMALL / LARGE images")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--small", type=int, default=200)
     ap.add_argument("--large", type=int, default=2000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--keep", type=Path, default=None, help="build the folder here and keep it")
-    ap.add_argument("--old-rates", default="fast=603,full=183",
+    ap.add_argument("--old-rates", default="fast=603,full=183,photos=183",
                     help="the old version's marginal rates on the day a target was set (issue 12's figures)")
     args = ap.parse_args()
     work = args.keep or Path(tempfile.mkdtemp(prefix="p2d-versions-"))

@@ -64,3 +64,39 @@ def test_workers_that_use_dlibs_own_predictor_write_the_golden_manifest(celeba, 
     monkeypatch.setattr(pipeline, "_MODELS", {})  # this process too starts without a choice made
     assert golden_run(celeba.official, tmp_path, "celeba_fast.csv", workers=2) == (GOLDEN / "celeba_fast.csv").read_bytes()
     assert not pipeline.shared_models().batched_is_faster
+
+
+def test_photo_jpegs_decode_to_p2d_images_pixels(tmp_path):
+    """The photo path decodes plain JPEGs (colour, gray, progressive) with OpenCV, and hands the
+    rest to p2d.images (EXIF-turned, CMYK, truncated): every kind gives p2d.images' pixels, or its
+    reason."""
+    import numpy as np
+    from PIL import Image
+
+    from p2d.curate.pipeline import decode, plain_jpeg
+    from p2d.images import try_read_image
+
+    rng = np.random.default_rng(0)
+    smooth = np.kron(rng.integers(0, 256, (12, 9, 3), dtype=np.uint8), np.ones((16, 16, 1), np.uint8))
+    photo = Image.fromarray(np.clip(smooth.astype(int) + rng.integers(-20, 21, smooth.shape), 0, 255).astype(np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned: the pixels must come out rotated, as p2d.images turns them
+    kinds = {
+        "colour.jpg": (lambda p: photo.save(p, quality=90), True),
+        "colour_444.jpeg": (lambda p: photo.save(p, quality=95, subsampling=0), True),
+        "progressive.jpg": (lambda p: photo.save(p, quality=85, progressive=True), True),
+        "gray.jpg": (lambda p: photo.convert("L").save(p, quality=90), True),
+        "exif_turned.jpg": (lambda p: photo.save(p, quality=90, exif=exif), False),
+        "cmyk.jpg": (lambda p: photo.convert("CMYK").save(p, quality=90), False),
+    }
+    for name, (save, plain) in kinds.items():
+        path = tmp_path / name
+        save(path)
+        assert plain_jpeg(path.read_bytes()) is plain, name
+        got, why = decode(path, fast=False)
+        want, want_why = try_read_image(path)
+        assert why is None and want_why is None, name
+        assert got.shape == want.shape and np.array_equal(got, want), name
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes((tmp_path / "colour.jpg").read_bytes()[:-300])
+    assert decode(truncated, fast=False) == try_read_image(truncated) == (None, "unreadable:truncated")
