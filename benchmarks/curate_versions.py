@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -123,12 +124,13 @@ def main() -> None:
     old_day = dict(kv.split("=") for kv in args.old_rates.split(",") if kv)
     rows = []
     for mode in modes:
-        med = {t: sorted(rates[mode, t])[len(rates[mode, t]) // 2] for t in trees}
+        med = {t: statistics.median(rates[mode, t]) for t in trees}
         ratio = med["new"] / med["old"]
         pair_ratios = sorted(n / o for n, o in zip(rates[mode, "new"], rates[mode, "old"]))
+        pair_median = statistics.median(pair_ratios)
         day = float(old_day[mode]) if mode in old_day else None
         rows.append((mode, *(f"{med[t]:.0f} ({min(rates[mode, t]):.0f}-{max(rates[mode, t]):.0f})" for t in trees),
-                     f"{ratio:.2f}", f"{pair_ratios[len(pair_ratios) // 2]:.2f} ({pair_ratios[0]:.2f}-{pair_ratios[-1]:.2f})",
+                     f"{ratio:.2f}", f"{pair_median:.2f} ({pair_ratios[0]:.2f}-{pair_ratios[-1]:.2f})",
                      "" if day is None else f"{day:.0f} -> {day * ratio:.0f}"))
     console.print(table(
         f"curate_celeba, {args.workers} workers, marginal images/s between {args.small} and {args.large} images, "
