@@ -23,6 +23,7 @@ import logging
 import os
 import platform
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -138,8 +139,8 @@ def main() -> None:
         rates[mode, engine] = rate
         driver_ms = 1000 * (big.driver_cpu - small.driver_cpu) / (large - args.small)
         # the pairs' median, as the marginal rate's: CPU time drifts with the machine less than wall time
-        machine_ms = sorted(1000 * (b.machine_cpu - s.machine_cpu) / (large - args.small) for s, b in runs)
-        cpu_ms[mode, engine] = machine_ms[len(machine_ms) // 2]
+        cpu_ms[mode, engine] = statistics.median(1000 * (b.machine_cpu - s.machine_cpu) / (large - args.small)
+                                                  for s, b in runs)
         spread = f" ({measured[0][0]:.0f}-{measured[-1][0]:.0f})" if len(measured) > 1 else ""
         spreads[mode, engine] = spread
         rows.append((f"{mode}, {engine}", round(small.seconds, 2),
@@ -175,9 +176,10 @@ def main() -> None:
             # each repeat's Ray pair against the local pair measured just before it: drift hits both alike
             per_repeat = sorted(100 * (pair_rate(pl) / pair_rate(pr) - 1)
                                 for pl, pr in zip(pairs[mode, "local"], pairs[mode, "ray"]))
+            per_repeat_median = statistics.median(per_repeat)
             line += (f"; Ray's overhead {extra:+.3f} ms per image "
                      f"({100 * extra * rate['local'] / 1000:+.1f}%, target < 10%; repeat by repeat: median "
-                     f"{per_repeat[len(per_repeat) // 2]:+.1f}%, range {per_repeat[0]:+.1f}% to {per_repeat[-1]:+.1f}%), in CPU of the whole machine "
+                     f"{per_repeat_median:+.1f}%, range {per_repeat[0]:+.1f}% to {per_repeat[-1]:+.1f}%), in CPU of the whole machine "
                      f"{100 * (cpu_ms[mode, 'ray'] / cpu_ms[mode, 'local'] - 1):+.1f}%")
         if len(engines) > 1:
             line += f"; manifests identical: {same[mode]}"

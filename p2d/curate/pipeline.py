@@ -185,8 +185,8 @@ def decode(path: Path, fast: bool = True) -> tuple[np.ndarray | None, str | None
     no EXIF, colour) every complete one, else a plain one (`plain_jpeg`: colour or gray, not
     turned by EXIF, not too large). Both decoders are libjpeg-turbo with the same settings:
     identical pixels on every one of ~3,300 JPEGs compared (LFW faces, CelebA-shaped, 2,500 taken
-    at random from this machine's disk, colour and gray; tests/test_curate_pipeline.py checks
-    the kinds). A JPEG without its end marker (truncated), anything else, or anything OpenCV
+    at random from this machine's disk, colour and gray; tests/test_pipeline.py checks the
+    kinds). A JPEG without its end marker (truncated), anything else, or anything OpenCV
     cannot read, goes to p2d.images, which knows every format and names the reason (EXIF
     orientation, CMYK, transparency onto white, 16-bit).
     """
@@ -599,7 +599,7 @@ def write_review_sheet(path: Path, items: list[Item], reasons: list[str], recs: 
     images, labels = [], []
     for key in order:
         for i in groups.get(key, [])[:REVIEW_PER_REASON]:
-            img, _ = decode(items[i].path)
+            img, _ = decode(items[i].path, fast=s.crop == "center")  # the pixels the workers read
             if img is not None and key in ("kept", "padded") and recs[i] and recs[i].get("points"):
                 img = side_by_side(img, render_output(img, recs[i], s.crop, s.size, s.pad))
             images.append(img)
