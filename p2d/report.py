@@ -41,7 +41,8 @@ EVALUATE_PLOTS = (
     ("landmark_nme", "landmark error / inter-ocular (lower)"),
     ("identity_drawing", "identity distance photo-drawing (lower)"),
     ("smile_drift", "smile drift (0: none)"),
-    ("cycle_l1_drawing", "cycle L1 drawing->photo->drawing (lower; scored)"),
+    ("cross_cycle_drawing", "cross cycle: other epochs' photos of real drawings redrawn (lower; scored)"),
+    ("cycle_l1_drawing", "cycle L1 drawing->photo->drawing (lower; not scored)"),
     ("agreement_drawing", "distance to the other epochs' drawings (lower; scored)"),
     ("cycle_l1_photo", "cycle L1 photo->drawing->photo (lower; not scored)"),
     ("brightness_gap_drawing", "brightness vs real drawings (0: same)"),
@@ -50,7 +51,7 @@ EVALUATE_PLOTS = (
 
 # evaluate.csv columns in the report's table (KID with its std; labels: evaluate.METRIC_LABELS).
 EVALUATE_TABLE = ("kid_drawing", "kid_tone_drawing", "kid_photo", "face_found_drawing", "landmark_nme",
-                  "identity_drawing", "smile_drift", "cycle_l1_drawing", "agreement_drawing", "brightness_gap_drawing",
+                  "identity_drawing", "smile_drift", "cycle_l1_drawing", "cross_cycle_drawing", "agreement_drawing", "brightness_gap_drawing",
                   "contrast_gap_drawing")
 
 

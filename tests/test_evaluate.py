@@ -221,20 +221,22 @@ def test_the_two_questions_weigh_the_same_however_many_measures_ask_them():
     the other epochs prefers epoch 5: counted term by term 10 would win 2 to 1; by question they are
     even. The realism measures, all preferring epoch 5, are measured but not scored."""
     df = _table(kid_tone_drawing=[0.1, 0.5], kid_drawing=[0.2, 0.6], brightness_gap_drawing=[0.0, -0.1],
-                contrast_gap_drawing=[0.01, 0.05], cycle_l1_drawing=[0.12, 0.08], identity_drawing=[0.65, 0.55],
+                contrast_gap_drawing=[0.01, 0.05], cross_cycle_drawing=[0.12, 0.08], identity_drawing=[0.65, 0.55],
                 agreement_drawing=[0.02, 0.04])
     flat, _ = ev.rule_scores(df)
     assert flat[1] < flat[0]
     score, noise = ev.grouped_scores(df)
     assert score.tolist() == pytest.approx([0.5, 0.5]) and (noise == 0).all()
-    assert ev.grouped_scores(df[["epoch", "cycle_l1_drawing"]])[0].tolist() == pytest.approx([1.0, 0.0])
+    assert ev.grouped_scores(df[["epoch", "cross_cycle_drawing"]])[0].tolist() == pytest.approx([1.0, 0.0])
     assert np.isnan(ev.grouped_scores(df[["epoch", "kid_drawing", "brightness_gap_drawing"]])[0]).all()
 
 
 def test_score_and_drift_flags_judge_the_drawing_generator_not_the_photo_cycle():
     """The photo cycle ends in G_drawing2photo (and can be met by hiding the photo in the drawing):
-    measured, but a falling-then-rising photo cycle neither scores nor flags; the drawing cycle does."""
-    df = _table(cycle_l1_photo=[0.30, 0.05, 0.20, 0.30], cycle_l1_drawing=[0.10, 0.09, 0.08, 0.06])
+    measured, but a falling-then-rising photo cycle neither scores nor flags; the cross cycle does.
+    So does the drawing cycle of the epoch's own two generators: measured, not scored."""
+    df = _table(cycle_l1_photo=[0.30, 0.05, 0.20, 0.30], cross_cycle_drawing=[0.10, 0.09, 0.08, 0.06],
+                cycle_l1_drawing=[0.05, 0.06, 0.07, 0.08])
     score, noise = ev.rule_scores(df)
     assert score[3] < score[2] < score[1] < score[0]
     assert not any(ev.drift_flags(df, score, noise).values())
@@ -252,12 +254,12 @@ def test_tie_set_holds_the_epochs_within_the_combined_noise():
 
 
 def test_drift_flags_a_turning_trend_and_an_outlier_not_a_steady_descent():
-    steady = _table(cycle_l1_drawing=[0.09, 0.07, 0.06, 0.05, 0.045, 0.04])
+    steady = _table(cross_cycle_drawing=[0.09, 0.07, 0.06, 0.05, 0.045, 0.04])
     s, n = ev.rule_scores(steady)
     assert not any(ev.drift_flags(steady, s, n).values())
-    turning = _table(cycle_l1_drawing=[0.09, 0.06, 0.04, 0.031, 0.036, 0.044],
-                     cycle_l1_drawing_lo=[0.085, 0.055, 0.036, 0.028, 0.032, 0.040],
-                     cycle_l1_drawing_hi=[0.095, 0.065, 0.044, 0.034, 0.040, 0.048])
+    turning = _table(cross_cycle_drawing=[0.09, 0.06, 0.04, 0.031, 0.036, 0.044],
+                     cross_cycle_drawing_lo=[0.085, 0.055, 0.036, 0.028, 0.032, 0.040],
+                     cross_cycle_drawing_hi=[0.095, 0.065, 0.044, 0.034, 0.040, 0.048])
     s, n = ev.rule_scores(turning)
     flags = ev.drift_flags(turning, s, n)
     assert not flags[25] and "rising since epoch 20" in flags[30][0]  # 0.036 is within the noise
@@ -497,8 +499,10 @@ def test_agreement_is_the_distance_to_the_median_of_the_epochs_drawings():
 
 def test_evaluate_scores_agreement_and_keeps_each_epochs_drawings(tiny_run):
     """A run whose epoch 3 is epoch 2 again: 2 and 3 are the run's answer (agreement 0), epoch 1
-    differs. The drawings are kept per epoch, so a later call reuses them, and a run measured
-    before they were kept has them drawn again without measuring anything twice."""
+    differs; and 2 and 3 redraw the same photos of the drawings the same way (equal cross cycles).
+    The outputs are kept per epoch and the cross cycle's pairs in one file, so a later call reuses
+    them, and a run measured before they were kept has them drawn again without measuring
+    anything twice."""
     import shutil
 
     from p2d.runs import checkpoint_path
@@ -508,15 +512,54 @@ def test_evaluate_scores_agreement_and_keeps_each_epochs_drawings(tiny_run):
     result = ev.evaluate_run(tiny_run, settings=settings)
     agreement = result.table.set_index("epoch")["agreement_drawing"]
     assert agreement[2] == agreement[3] == 0 and agreement[1] > 0
+    cross = result.table.set_index("epoch")["cross_cycle_drawing"]
+    assert cross[2] == cross[3] and cross.between(0, 1).all() and cross[2] != cross[1]
     assert sorted(p.name for p in (tiny_run / ev.OUTPUTS_DIR).iterdir()) == [
-        "epoch_0001.npz", "epoch_0002.npz", "epoch_0003.npz"]
-    assert pd.read_csv(tiny_run / "evaluate.csv")["agreement_drawing"].tolist() == agreement.tolist()
+        ev.CROSS_CACHE, "epoch_0001.npz", "epoch_0002.npz", "epoch_0003.npz"]
+    written = pd.read_csv(tiny_run / "evaluate.csv")
+    assert written["agreement_drawing"].tolist() == agreement.tolist()
+    assert written["cross_cycle_drawing"].tolist() == pytest.approx(cross.tolist())
     shutil.rmtree(tiny_run / ev.OUTPUTS_DIR)
     before = pd.read_csv(tiny_run / "evaluate.csv")["seconds"].tolist()
     again = ev.evaluate_run(tiny_run, settings=settings)
     assert again.table["agreement_drawing"].tolist() == agreement.tolist()
-    assert again.table["seconds"].tolist() == before  # the rows were reused, only the drawings redrawn
-    assert len(list((tiny_run / ev.OUTPUTS_DIR).iterdir())) == 3
+    assert again.table["cross_cycle_drawing"].tolist() == cross.tolist()
+    assert again.table["seconds"].tolist() == before  # the rows were reused, only the outputs redrawn
+    assert len(list((tiny_run / ev.OUTPUTS_DIR).iterdir())) == 4
+
+
+def test_cross_cycle_redraws_real_drawings_through_other_epochs_photos():
+    """Epoch 1's drawing generator is exact, epoch 2's draws 40 levels too dark, and epoch 2's own
+    photo generator hides that by making its photos 40 levels brighter: its own drawing cycle is
+    exact. Through the other epoch's photos the darkening shows; pairs are computed once."""
+    rng = np.random.default_rng(1)
+    drawings = list(rng.integers(60, 190, (3, 8, 8)).astype(np.uint8))
+
+    def shift(by):
+        return lambda images: [np.clip(im.astype(int) + by, 0, 255).astype(np.uint8) for im in images]
+
+    g = {1: shift(0), 2: shift(-40)}  # photo -> drawing; the 'photos' here are drawings shifted back
+    photos = {1: np.stack(shift(0)(drawings)), 2: np.stack(shift(40)(drawings))}
+    assert all(ev.l1_error(a, b) == 0 for a, b in zip(g[2](list(photos[2])), drawings))  # own cycle: exact
+    calls = []
+    pairs = {}
+    errors = ev.cross_cycle_errors(lambda e: calls.append(e) or g[e], photos, lambda: drawings, pairs=pairs)
+    assert errors[2] == pytest.approx([40 / 255] * 3) and errors[1] == pytest.approx([40 / 255] * 3)
+    assert sorted(pairs) == [(1, 2), (2, 1)] and calls == [1, 2]
+    third = {**photos, 3: photos[1]}  # epoch 3 = epoch 1 again: only the new pairs are computed
+    g[3] = g[1]
+    errors = ev.cross_cycle_errors(lambda e: calls.append(e) or g[e], third, drawings, pairs=pairs)
+    assert errors[3] == pytest.approx([20 / 255] * 3) and errors[2] == pytest.approx([40 / 255] * 3)
+    assert errors[1] == pytest.approx([20 / 255] * 3)  # through epoch 3's exact photos and epoch 2's
+    assert calls == [1, 2, 1, 2, 3]
+    assert ev.cross_cycle_errors(g.get, {1: photos[1]}, drawings) == {}
+
+
+def test_cross_reference_epochs_spread_over_the_run():
+    assert ev.cross_reference_epochs([3, 1, 2], 8) == [1, 2, 3]
+    assert ev.cross_reference_epochs(range(1, 101), 4) == [1, 26, 51, 75, 100]
+    with pytest.raises(P2DError, match="at least 1"):
+        ev.cross_reference_epochs([1, 2], 0)
 
 
 def test_cli_evaluate_errors_name_the_fix(tiny_run, tmp_path_factory):
