@@ -1178,10 +1178,13 @@ def evaluate_run(
     models_dir: Path | str | None = None,
     recompute: bool = False,
     on_epoch: Callable[[int, dict], None] | None = None,
+    cross_epochs: int = CROSS_REFERENCES,
 ) -> EvaluateResult:
     """Measure each saved checkpoint of `run` on its manifest's test rows; write RUN/evaluate.csv
     after every epoch (an interrupted evaluation continues where it stopped: rows whose checkpoint
-    and settings are unchanged are reused unless `recompute`)."""
+    and settings are unchanged are reused unless `recompute`). `cross_epochs`: how many other
+    epochs' photos each epoch's cross cycle redraws (`cross_cycle_errors`; each costs one
+    translation of the test drawings per epoch)."""
     from p2d.images import file_sha256, write_text_atomic
     from p2d.manifest import manifest_images
     from p2d.runs import list_checkpoints, pick_device
@@ -1189,6 +1192,8 @@ def evaluate_run(
     from p2d.ui import progress
 
     run = Path(run)
+    if cross_epochs < 1:
+        raise P2DError(f"cross_epochs={cross_epochs}: give at least 1 other epoch for the cross cycle (8 by default)")
     device = str(pick_device(device))  # None/"auto": the GPU when torch sees one
     settings = settings or EvalSettings()
     manifest = _run_manifest(run)
@@ -1282,7 +1287,8 @@ def evaluate_run(
             channels, size = cfg.data.channels, cfg.data.size
         task = bar.add_task("cross cycle", total=None, status=f"{len(fake_photos)} epochs")
         with_checkpoint = {e: o for e, o in fake_photos.items() if e in saved}  # G of each is needed
-        add_cross_cycle(rows, with_checkpoint, load_test_drawings, lambda e: generators(e)[0], keys, run, settings)
+        add_cross_cycle(rows, with_checkpoint, load_test_drawings, lambda e: generators(e)[0], keys, run, settings,
+                        cross_epochs)
         bar.update(task, total=1, completed=1)
 
     add_agreement(rows, outputs, settings)  # over every epoch in evaluate.csv with its drawings kept

@@ -571,6 +571,8 @@ def test_cli_evaluate_errors_name_the_fix(tiny_run, tmp_path_factory):
     assert missing.exit_code == 1 and "saved epochs: [1, 2]" in missing.output
     not_a_run = CliRunner().invoke(app, ["evaluate", str(tmp_path_factory.mktemp("empty"))])
     assert not_a_run.exit_code == 1 and "p2d train" in not_a_run.output
+    no_cross = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--cross-epochs", "0"])
+    assert no_cross.exit_code == 1 and "at least 1 other epoch" in " ".join(no_cross.output.split())
 
 
 def test_torch_identity_generator_round_trips_exactly():
