@@ -7,6 +7,10 @@ Usage: python benchmarks/cross_cycle_cost.py [--recipe manifests/exp4.toml] [--i
 Prints the seconds of one pass (median of --repeat, after a warm-up pass) and of the k = 4 and
 8 passes an epoch's cross cycle makes; compare with an epoch's other measurements (on a 2-core CPU
 at exp4's size, 2026-11-27: 31.6 s for 50 test images, of which 12.3 s dlib and 4 passes of 4.8 s).
+
+Measured 2026-11-27: this project's 2-core CPU, exp4 (128 px, gray, 9 blocks, 64 filters), 50
+images: one pass 4.70 s (94 ms an image), k=8 37.6 s. An NVIDIA H200 (torch 2.11.0+cu130): 0.03 s
+(0.5 ms an image), k=8 0.2 s; exp1 (colour) 0.9 ms an image; 500 images 0.26 s a pass.
 """
 
 from __future__ import annotations
