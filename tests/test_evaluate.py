@@ -526,6 +526,11 @@ def test_evaluate_scores_agreement_and_keeps_each_epochs_drawings(tiny_run):
     assert again.table["cross_cycle_drawing"].tolist() == cross.tolist()
     assert again.table["seconds"].tolist() == before  # the rows were reused, only the outputs redrawn
     assert len(list((tiny_run / ev.OUTPUTS_DIR).iterdir())) == 4
+    # epoch 3 becomes epoch 1: its row, outputs and every cross-cycle pair with it are made again
+    # (cached pairs of the old checkpoint would leave 3 equal to 2), so 3 now equals 1
+    shutil.copy(checkpoint_path(tiny_run, 1), checkpoint_path(tiny_run, 3))
+    third = ev.evaluate_run(tiny_run, settings=settings).table.set_index("epoch")["cross_cycle_drawing"]
+    assert third[3] == pytest.approx(third[1]) and third[3] != pytest.approx(third[2])
 
 
 def test_cross_cycle_redraws_real_drawings_through_other_epochs_photos():
