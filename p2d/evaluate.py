@@ -162,7 +162,7 @@ def cross_reference_epochs(epochs: Sequence[int], k: int = CROSS_REFERENCES) -> 
 def cross_cycle_errors(
     photo2drawing: Callable[[int], Translator],
     fake_photos: dict[int, np.ndarray],
-    drawings: Sequence[np.ndarray] | Callable[[], Sequence[np.ndarray]],
+    drawings: Sequence[np.ndarray],
     k: int = CROSS_REFERENCES,
     pairs: dict[tuple[int, int], np.ndarray] | None = None,
 ) -> dict[int, np.ndarray]:
@@ -175,9 +175,8 @@ def cross_cycle_errors(
     outputs (Chu et al. 2017), or one generator's tone error is undone by the other's. Going
     through other epochs' photos breaks that pact: G_e must redraw a real drawing, whose every
     pixel is known, from a photo it did not make. `photo2drawing(e)` gives epoch e's generator
-    (called only for epochs with a pair to compute); `drawings` may be a function that loads them
-    (called once, at the first pair computed); `pairs` caches (e, r) -> per-image errors across
-    calls (filled in place). Empty with fewer than 2 epochs."""
+    (called only for epochs with a pair to compute); `pairs` caches (e, r) -> per-image errors
+    across calls (filled in place). Empty with fewer than 2 epochs."""
     epochs = sorted(fake_photos)
     if len(epochs) < 2:
         return {}
@@ -188,7 +187,6 @@ def cross_cycle_errors(
         mine = [r for r in refs if r != e]
         missing = [r for r in mine if (e, r) not in pairs]
         if missing:
-            drawings = drawings() if callable(drawings) else drawings
             draw = photo2drawing(e)
             for r in missing:
                 redrawn = draw(list(fake_photos[r]))
@@ -1008,14 +1006,16 @@ def _set_mean_ci(rows: dict[int, dict], col: str, values: dict[int, np.ndarray],
             mean_ci(v, n_boot=settings.bootstrap, seed=settings.seed) if v is not None else (np.nan,) * 3)
 
 
-def add_cross_cycle(rows: dict[int, dict], fake_photos: dict[int, np.ndarray], drawings: Callable[[], list],
+def add_cross_cycle(rows: dict[int, dict], fake_photos: dict[int, np.ndarray], drawings: list[np.ndarray],
                     photo2drawing: Callable[[int], Translator], keys: dict[int, str], run: Path,
                     settings: EvalSettings, k: int = CROSS_REFERENCES) -> None:
     """Set `cross_cycle_drawing` (+ _lo, _hi) in every row (`cross_cycle_errors`; NaN with fewer
     than 2 epochs). Pairs already computed for the same two checkpoints, settings and test split
-    are read from RUN/evaluate_outputs/cross_cycle.npz, and the file keeps those of this call;
-    `drawings()` loads the test drawings, only when a pair is computed."""
-    if fake_photos:  # as for agreement: only epochs that translated the same number of drawings
+    are read from RUN/evaluate_outputs/cross_cycle.npz, and the file keeps those of this call.
+    Only epochs whose kept photos are of the test drawings as read now take part (a drawing that
+    became unreadable since leaves the epochs translated before out, NaN, rather than stopping)."""
+    fake_photos = {e: o for e, o in fake_photos.items() if len(o) == len(drawings)}
+    if fake_photos:
         shape = Counter(o.shape for o in fake_photos.values()).most_common(1)[0][0]
         fake_photos = {e: o for e, o in fake_photos.items() if o.shape == shape}
     cached = _read_cross_pairs(run)
@@ -1282,12 +1282,12 @@ def evaluate_run(
             if on_epoch:
                 on_epoch(epoch, row)
             bar.update(task, advance=1)
-        if channels is None:  # every row and output cached: a pair of epochs new to the cross cycle
-            cfg, _, _ = load_generators(run, wanted[0], device=device)  # still needs the test drawings
+        if channels is None:  # every row and output cached: the cross cycle still reads the test drawings
+            cfg, _, _ = load_generators(run, wanted[0], device=device)
             channels, size = cfg.data.channels, cfg.data.size
         task = bar.add_task("cross cycle", total=None, status=f"{len(fake_photos)} epochs")
         with_checkpoint = {e: o for e, o in fake_photos.items() if e in saved}  # G of each is needed
-        add_cross_cycle(rows, with_checkpoint, load_test_drawings, lambda e: generators(e)[0], keys, run, settings,
+        add_cross_cycle(rows, with_checkpoint, load_test_drawings(), lambda e: generators(e)[0], keys, run, settings,
                         cross_epochs)
         bar.update(task, total=1, completed=1)
 

@@ -548,7 +548,7 @@ def test_cross_cycle_redraws_real_drawings_through_other_epochs_photos():
     assert all(ev.l1_error(a, b) == 0 for a, b in zip(g[2](list(photos[2])), drawings))  # own cycle: exact
     calls = []
     pairs = {}
-    errors = ev.cross_cycle_errors(lambda e: calls.append(e) or g[e], photos, lambda: drawings, pairs=pairs)
+    errors = ev.cross_cycle_errors(lambda e: calls.append(e) or g[e], photos, drawings, pairs=pairs)
     assert errors[2] == pytest.approx([40 / 255] * 3) and errors[1] == pytest.approx([40 / 255] * 3)
     assert sorted(pairs) == [(1, 2), (2, 1)] and calls == [1, 2]
     third = {**photos, 3: photos[1]}  # epoch 3 = epoch 1 again: only the new pairs are computed
@@ -558,6 +558,37 @@ def test_cross_cycle_redraws_real_drawings_through_other_epochs_photos():
     assert errors[1] == pytest.approx([20 / 255] * 3)  # through epoch 3's exact photos and epoch 2's
     assert calls == [1, 2, 1, 2, 3]
     assert ev.cross_cycle_errors(g.get, {1: photos[1]}, drawings) == {}
+
+
+def test_a_test_drawing_unreadable_since_the_last_call_leaves_earlier_epochs_out(tiny_run, tmp_path):
+    """Epochs 1-2 are measured; then a test drawing breaks and epoch 3 is saved: the call records
+    the bad file, measures epoch 3 and gives the epochs translated from the other drawings set no
+    cross cycle (NaN) instead of stopping."""
+    import json
+    import shutil
+
+    from p2d.manifest import read_manifest, resolve_path, write_manifest
+    from p2d.runs import checkpoint_path
+
+    run = tiny_run  # a copy of its own; its manifest and images are shared, so copied too
+    info = json.loads((run / "run.json").read_text())
+    df = read_manifest(info["manifest"])
+    copies = tmp_path / "images"
+    copies.mkdir()
+    for i, p in enumerate(df["path"]):
+        df.loc[i, "path"] = str(shutil.copy(resolve_path(info["manifest"], p), copies / f"{i}_{Path(p).name}"))
+    info["manifest"] = str(write_manifest(df, tmp_path / "copied.csv"))
+    (run / "run.json").write_text(json.dumps(info))
+    settings = ev.EvalSettings(kid_subsets=5)
+    first = ev.evaluate_run(run, settings=settings)
+    assert first.table["cross_cycle_drawing"].notna().all()
+    drawing = df[(df["domain"] == "drawing") & (df["split"] == "test")]["path"].iloc[0]
+    Path(drawing).write_bytes(b"not an image any more")
+    shutil.copy(checkpoint_path(run, 2), checkpoint_path(run, 3))
+    second = ev.evaluate_run(run, settings=settings)
+    assert [s for s in second.skipped if Path(drawing).name in s]
+    cross = second.table.set_index("epoch")["cross_cycle_drawing"]
+    assert cross[[1, 2]].isna().all() and list(second.table["epoch"]) == [1, 2, 3]
 
 
 def test_cross_reference_epochs_spread_over_the_run():
