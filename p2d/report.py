@@ -41,7 +41,7 @@ EVALUATE_PLOTS = (
     ("landmark_nme", "landmark error / inter-ocular (lower)"),
     ("identity_drawing", "identity distance photo-drawing (lower)"),
     ("smile_drift", "smile drift (0: none)"),
-    ("cross_cycle_drawing", "cross cycle: other epochs' photos of real drawings redrawn (lower; scored)"),
+    ("cross_cycle_drawing", "cross cycle: real drawings via other epochs (lower; scored)"),
     ("cycle_l1_drawing", "cycle L1 drawing->photo->drawing (lower; not scored)"),
     ("agreement_drawing", "distance to the other epochs' drawings (lower; scored)"),
     ("cycle_l1_photo", "cycle L1 photo->drawing->photo (lower; not scored)"),
