@@ -34,9 +34,9 @@ LABEL_PX = 18  # height of the label band on top of a strip
 LOSS_SKIP = ("epoch", "steps", "seconds", "lr")
 # evaluate.csv columns plotted, with a title saying which way is better.
 EVALUATE_PLOTS = (
-    ("kid_drawing", "KID photo->drawing (lower: more like real drawings; not scored)"),
+    ("kid_drawing", "KID photo->drawing (lower: more like real drawings; scored)"),
     ("kid_photo", "KID drawing->photo (lower: more like real photos)"),
-    ("kid_tone_drawing", "KID tone/texture photo->drawing (lower; not scored)"),
+    ("kid_tone_drawing", "KID tone/texture photo->drawing (lower; scored)"),
     ("face_found_drawing", "faces still found in drawings (higher)"),
     ("landmark_nme", "landmark error / inter-ocular (lower)"),
     ("identity_drawing", "identity distance photo-drawing (lower)"),

@@ -216,19 +216,23 @@ def test_a_gap_within_its_noise_of_zero_scores_as_no_gap():
     assert score[0] == score[1] == 0 and score[2] > 0
 
 
-def test_the_two_questions_weigh_the_same_however_many_measures_ask_them():
-    """The two measures that ask whether the drawing is of this photo prefer epoch 10, agreement with
-    the other epochs prefers epoch 5: counted term by term 10 would win 2 to 1; by question they are
-    even. The realism measures, all preferring epoch 5, are measured but not scored."""
+def test_the_three_questions_weigh_the_same_however_many_measures_ask_them():
+    """The two measures that ask whether the drawing is of this photo prefer epoch 10; agreement
+    with the other epochs and the four realism measures prefer epoch 5. Counted term by term 5
+    would win 5 to 2; by question it wins 2 to 1, each question weighing a third."""
     df = _table(kid_tone_drawing=[0.1, 0.5], kid_drawing=[0.2, 0.6], brightness_gap_drawing=[0.0, -0.1],
                 contrast_gap_drawing=[0.01, 0.05], cross_cycle_drawing=[0.12, 0.08], identity_drawing=[0.65, 0.55],
                 agreement_drawing=[0.02, 0.04])
     flat, _ = ev.rule_scores(df)
-    assert flat[1] < flat[0]
+    assert flat[0] == pytest.approx(2 / 7) and flat[1] == pytest.approx(5 / 7)
     score, noise = ev.grouped_scores(df)
-    assert score.tolist() == pytest.approx([0.5, 0.5]) and (noise == 0).all()
+    assert score.tolist() == pytest.approx([1 / 3, 2 / 3]) and (noise == 0).all()
     assert ev.grouped_scores(df[["epoch", "cross_cycle_drawing"]])[0].tolist() == pytest.approx([1.0, 0.0])
-    assert np.isnan(ev.grouped_scores(df[["epoch", "kid_drawing", "brightness_gap_drawing"]])[0]).all()
+    # the realism question alone still scores (KID and the brightness gap's size)
+    assert ev.grouped_scores(df[["epoch", "kid_drawing", "brightness_gap_drawing"]])[0].tolist() == pytest.approx([0.0, 1.0])
+    # the own drawing cycle and the photo side are measured, not scored
+    assert np.isnan(ev.grouped_scores(df.assign(cycle_l1_drawing=[0.1, 0.2], kid_photo=[0.3, 0.1])[
+        ["epoch", "cycle_l1_drawing", "kid_photo"]])[0]).all()
 
 
 def test_score_and_drift_flags_judge_the_drawing_generator_not_the_photo_cycle():
