@@ -413,12 +413,12 @@ class BestEpochRule:
     as without it (negative44 0.789 against 0.648), and on four tasks added afterwards to check
     just that, 4 of 4 either way, mean Spearman 0.91 against 0.86 (the 15 tasks that learn: 0.91
     against 0.89; the score of before the cross cycle, own drawing cycle and no realism: 0.91).
-    They still tell training that learned nothing (`learning_note`) and flag tone drift
-    (DRIFT_TRENDS). The cross cycle (real drawing -> another epoch's photo -> this epoch's
+    The realism measures also tell training that learned nothing (`learning_note`) and flag tone
+    drift (DRIFT_TRENDS). The cross cycle (real drawing -> another epoch's photo -> this epoch's
     drawing) ends in G_photo2drawing, so its error is that generator redrawing a face, from a photo
     it did not make itself; the epoch's own drawing cycle is measured but no longer scored (on the
-    13 known-answer tasks, 2026-11-27, either in the score meets both targets on the same 10; on
-    the split of the faces before, the cross cycle on 6, the own cycle on 5). The photo cycle is measured
+    known-answer tasks dealt by brightness either meets both targets on the same tasks; on the
+    faces as first split, the cross cycle on 6 of 13, the own cycle on 5). The photo cycle is measured
     but not scored: it ends in G_drawing2photo, and CycleGAN can satisfy it by hiding the photo in
     its drawing (Chu et al. 2017, "CycleGAN, a master of steganography"), so a low photo cycle
     error does not mean a better drawing (on the known-answer tasks its Spearman with the true
