@@ -30,7 +30,7 @@ The rule since issue 15's seventh session asks three questions: the cross cycle
 (`cross_cycle_drawing`: real test drawings turned into photos by other epochs and redrawn by this
 one) in place of the epoch's own drawing cycle, beside identity; the agreement of the epochs; and
 realism again (KID in both feature spaces, the brightness and contrast gaps). And the faces are
-dealt to the two sides alternately by brightness (`deal_faces`, below). All 17 tasks trained and
+dealt to the two sides alternately by brightness (`deal_faces`, below). All 18 tasks trained and
 evaluated on 2026-11-27 (this 2-core VM; training 9-54 s a task, evaluation 111-172 s), every
 saved epoch, 30 test photos a task; "before" is last stop's score (the own drawing cycle,
 identity; agreement) replayed on the same measured rows:
