@@ -373,11 +373,13 @@ def train_task(task: Task, work: Path) -> Path:
     return run
 
 
-def true_errors(run: Path, manifest: Path, filter_name: str, epochs: list[int]) -> tuple[dict[int, np.ndarray], dict[int, float], float]:
+def true_errors(run: Path, manifest: Path, filter_name: str, epochs: list[int],
+                drawn: dict[int, list] | None = None) -> tuple[dict[int, np.ndarray], dict[int, float], float]:
     """Per saved epoch: the L1 of G_photo2drawing(test photo) to filter(test photo), one value per
     test photo, and the mean pixel correlation of the two (negative: the model maps tones the
     wrong way round); and the L1 of a constant gray image (the real test drawings' mean
-    intensity) to the filter's outputs: the error of a model that learned nothing about the photo."""
+    intensity) to the filter's outputs: the error of a model that learned nothing about the photo.
+    `drawn`, where given, receives each epoch's drawings of the test photos."""
     from p2d.evaluate import l1_error, load_test_image, torch_translator
     from p2d.manifest import manifest_images
     from p2d.train.translate import load_generators
@@ -387,6 +389,8 @@ def true_errors(run: Path, manifest: Path, filter_name: str, epochs: list[int]) 
         cfg, g, _ = load_generators(run, epoch)
         photos = [load_test_image(p, 1, cfg.data.size) for p in manifest_images(manifest, "photo", "test")]
         fakes = torch_translator(g, 1)(photos)
+        if drawn is not None:
+            drawn[epoch] = fakes
         truth = [apply_filter(p, filter_name) for p in photos]
         out[epoch] = np.array([l1_error(f, t) for f, t in zip(fakes, truth)])
         corr[epoch] = float(np.nanmean([np.corrcoef(f.ravel(), t.ravel())[0, 1] for f, t in zip(fakes, truth)]))
@@ -396,33 +400,26 @@ def true_errors(run: Path, manifest: Path, filter_name: str, epochs: list[int]) 
     return out, corr, baseline
 
 
-def data_answer_errors(run: Path, manifest: Path, filter_name: str, epochs: list[int]) -> dict[int, float] | None:
+def data_answer_errors(manifest: Path, filter_name: str, size: int, drawn: dict[int, list]) -> dict[int, float] | None:
     """For a pointwise filter (the negative), the answer the training data itself gives: the
     decreasing histogram match of the train photos' pixels onto the train drawings' (the best
     pointwise tone map a model can learn from unpaired images), applied to the test photos; per
-    epoch the mean L1 of G_photo2drawing(test photo) to it. Its Spearman with the true error is
+    epoch of `drawn` (its drawings of the test photos, as `true_errors` made them) the mean L1 to it. Its Spearman with the true error is
     how far any measure that sees only unpaired images can rank the epochs: where the drawings
     are other faces than the photos, their pixels are not the filter of the photos' pixels, and
     the epochs' true ranking partly follows that difference, which no such measure sees. None
     for filters that are not a tone map of the pixel (sketch, lines)."""
-    from p2d.evaluate import load_test_image, torch_translator
+    from p2d.evaluate import load_test_image
     from p2d.manifest import manifest_images
-    from p2d.train.translate import load_generators
 
     if filter_name != "negative":
         return None
-    cfg, _, _ = load_generators(run, epochs[0])
     load = lambda domain, split: np.array(  # noqa: E731
-        [load_test_image(p, 1, cfg.data.size) for p in manifest_images(manifest, domain, split)], np.float64)
+        [load_test_image(p, 1, size) for p in manifest_images(manifest, domain, split)], np.float64)
     train_photos, train_drawings, photos = load("photo", "train"), load("drawing", "train"), load("photo", "test")
     below = np.searchsorted(np.sort(train_photos.ravel()), photos.ravel(), side="right") / train_photos.size
     answer = np.quantile(train_drawings.ravel(), np.clip(1.0 - below, 0, 1)).reshape(photos.shape)
-    out = {}
-    for epoch in epochs:
-        _, g, _ = load_generators(run, epoch)
-        fakes = np.array(torch_translator(g, 1)(list(photos.astype(np.uint8))), np.float64)
-        out[epoch] = float(np.abs(fakes - answer).mean() / 255.0)
-    return out
+    return {epoch: float(np.abs(np.array(fakes, np.float64) - answer).mean() / 255.0) for epoch, fakes in drawn.items()}
 
 
 def true_error_noise(per_image: dict[int, np.ndarray], n_boot: int = 1000, seed: int = 0) -> dict:
@@ -470,10 +467,11 @@ def evaluate_task(task: Task, work: Path, every: int) -> dict:
     start = time.perf_counter()
     epochs = sorted(list_checkpoints(run))[every - 1::every]
     result = evaluate_run(run, epochs=epochs, device="cpu", settings=EvalSettings(kid_subsets=50))
-    per_image, corr, baseline = true_errors(run, manifest, task.filter, epochs)
+    drawn: dict[int, list] = {}
+    per_image, corr, baseline = true_errors(run, manifest, task.filter, epochs, drawn)
     truth = {e: float(v.mean()) for e, v in per_image.items()}
     noise = true_error_noise(per_image)
-    answer = data_answer_errors(run, manifest, task.filter, epochs)
+    answer = data_answer_errors(manifest, task.filter, task.size, drawn)
     score = result.why.set_index("epoch")["score"]
 
     def rho(among: list[int]) -> float:

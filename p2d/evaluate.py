@@ -955,20 +955,24 @@ def _read_outputs(run: Path, epoch: int, key: str) -> tuple[np.ndarray, np.ndarr
         return None
 
 
-def _keep_outputs(run: Path, epoch: int, key: str, drawings: list[np.ndarray],
-                  photos: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Write an epoch's drawings of the test photos and photos of the test drawings (atomically,
-    one file) and return them as two arrays."""
+def _write_npz(path: Path, **arrays: np.ndarray) -> None:
+    """A compressed .npz written atomically (its folder made if missing)."""
     import io
 
     from p2d.images import write_bytes_atomic
 
-    kept = np.stack(drawings).astype(np.uint8), np.stack(photos).astype(np.uint8)
     buf = io.BytesIO()
-    np.savez_compressed(buf, drawings=kept[0], photos=kept[1], key=np.array(key))
-    path = _outputs_path(run, epoch)
+    np.savez_compressed(buf, **arrays)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, buf.getvalue())
+
+
+def _keep_outputs(run: Path, epoch: int, key: str, drawings: list[np.ndarray],
+                  photos: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Write an epoch's drawings of the test photos and photos of the test drawings (atomically,
+    one file) and return them as two arrays."""
+    kept = np.stack(drawings).astype(np.uint8), np.stack(photos).astype(np.uint8)
+    _write_npz(_outputs_path(run, epoch), drawings=kept[0], photos=kept[1], key=np.array(key))
     return kept
 
 
@@ -986,17 +990,12 @@ def _read_cross_pairs(run: Path) -> dict[tuple[str, str], np.ndarray]:
 
 
 def _keep_cross_pairs(run: Path, pairs: dict[tuple[str, str], np.ndarray]) -> None:
-    import io
-
-    from p2d.images import write_bytes_atomic
-
     if not pairs:
         return
     n = Counter(len(v) for v in pairs.values()).most_common(1)[0][0]
     pairs = {k: v for k, v in pairs.items() if len(v) == n}
-    buf = io.BytesIO()
-    np.savez_compressed(buf, names=np.array([">".join(k) for k in pairs]), errors=np.stack(list(pairs.values())))
-    write_bytes_atomic(run / OUTPUTS_DIR / CROSS_CACHE, buf.getvalue())
+    _write_npz(run / OUTPUTS_DIR / CROSS_CACHE, names=np.array([">".join(k) for k in pairs]),
+               errors=np.stack(list(pairs.values())))
 
 
 def _set_mean_ci(rows: dict[int, dict], col: str, values: dict[int, np.ndarray], settings: EvalSettings) -> None:
