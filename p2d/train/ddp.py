@@ -73,8 +73,14 @@ def start(device: str | None, ranks: Ranks) -> torch.device:
     return dev
 
 
-def stop(ranks: Ranks) -> None:
+def stop(ranks: Ranks, finished: bool = True) -> None:
+    """End the process group. After a run that `finished` on every rank, first wait for all of them:
+    a rank that tears gloo down while a peer still receives its last message (rank 0 gathering the
+    pools for a checkpoint) dies with "terminate called without an active exception" (SIGABRT).
+    After an error no barrier: the other ranks may never get there."""
     if ranks.distributed and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -566,10 +566,13 @@ def train(
     ddp.local_batch_size(cfg.train.batch_size, ranks.world_size)  # before any process group starts
     dev = ddp.start(device, ranks)
     try:
-        return _train(manifest, cfg, Path(out) if out else Path("runs") / manifest.stem, dev, ranks,
-                      resume, epochs, max_steps, on_step)
-    finally:
-        ddp.stop(ranks)
+        run = _train(manifest, cfg, Path(out) if out else Path("runs") / manifest.stem, dev, ranks,
+                     resume, epochs, max_steps, on_step)
+    except BaseException:
+        ddp.stop(ranks, finished=False)
+        raise
+    ddp.stop(ranks)
+    return run
 
 
 def set_cuda_kernels(deterministic: bool) -> None:
