@@ -70,8 +70,9 @@ DETECTORS = ("dlib_hog", "dlib_cnn", "haar_frontal", "haar_profile", "yunet", "d
 # What crop-drawings runs on every drawing unless told otherwise: all but dlib_cnn, which runs only
 # where the others find no face upright (FALLBACK_DETECTORS). Since drawn_cnn joined the vote, dlib's
 # CNN changed no choice where the others had one (eval split: 69 found, 2 wrong, 2 false on 180
-# face-free drawings, facing 56 of 69, with it on every drawing and without it), but it took 4.4 of
-# the 6.2 s a drawing cost; where the others find nothing it still finds some (bundled head13).
+# face-free drawings, facing 56 of 69 on the views before their audit and the models before their
+# retraining, with it on every drawing and without it), but it took 4.4 of the 6.2 s a drawing
+# cost; where the others find nothing it still finds some (bundled head13).
 DEFAULT_DETECTORS = tuple(d for d in DETECTORS if d != "dlib_cnn")
 FALLBACK_DETECTORS = ("dlib_cnn",)
 USER = "user"  # the name a user-trained detector votes under (DrawingDetector's user_model)
