@@ -79,9 +79,11 @@ def stop(ranks: Ranks, finished: bool = True) -> None:
     pools for a checkpoint) dies with "terminate called without an active exception" (SIGABRT).
     After an error no barrier: the other ranks may never get there."""
     if ranks.distributed and dist.is_initialized():
-        if finished:
-            dist.barrier()
-        dist.destroy_process_group()
+        try:
+            if finished:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
 
 
 def mean_over_ranks(t: torch.Tensor, ranks: Ranks) -> torch.Tensor:
