@@ -7,6 +7,7 @@ and tells each its RANK, LOCAL_RANK and WORLD_SIZE through the environment. With
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -77,8 +78,12 @@ def stop(ranks: Ranks, finished: bool = True) -> None:
     """End the process group. After a run that `finished` on every rank, first wait for all of them:
     a rank that tears gloo down while a peer still receives its last message (rank 0 gathering the
     pools for a checkpoint) dies with "terminate called without an active exception" (SIGABRT).
-    After an error no barrier: the other ranks may never get there."""
+    After an error no barrier: the other ranks may never get there. First the run's unreachable
+    objects are collected: a DistributedDataParallel module (in reference cycles) holds the process
+    group, which would otherwise be freed only as the interpreter exits, when tearing down gloo's
+    threads aborts the process the same way."""
     if ranks.distributed and dist.is_initialized():
+        gc.collect()
         try:
             if finished:
                 dist.barrier()
