@@ -11,7 +11,7 @@ import pytest
 from conftest import DATA
 from p2d.curate.detect import (
     CNN_CONSENT, THRESHOLDS, Candidates, DrawingDetector, choose_face, choose_with_rotations, cluster, iou,
-    iou_matrix, rotate_expanded, score_choices, unrotate,
+    iou_matrix, plausible, rotate_expanded, score_choices, unrotate,
 )
 from p2d.drawing_facing import FacingClassifier
 from p2d.faces import Detection
@@ -38,6 +38,23 @@ MIN_CORRECT_DRAWINGS = 15
 def test_iou(a, b, expected):
     assert iou(a, b) == pytest.approx(expected)
     assert iou(b, a) == pytest.approx(expected)
+
+
+def test_implausible_boxes_are_dropped_before_the_vote():
+    """YuNet's garbage box (x = -inf, w = inf, h = 0, score 1.0, as it returned on 32x32 drawings),
+    boxes of no size and boxes wholly outside the image never reach the vote."""
+    good = Detection(10, 10, 20, 20, "yunet", 0.9)
+    garbage = [
+        Detection(-np.inf, -2.5e30, np.inf, 0.0, "yunet", 1.0),
+        Detection(5, 5, 0, 10, "yunet", 0.9),
+        Detection(5, 5, 10, 10, "yunet", np.nan),
+        Detection(40, 5, 10, 10, "yunet", 0.9),  # right of a 32 px wide image
+        Detection(-20, 5, 10, 10, "yunet", 0.9),  # left of it
+    ]
+    assert plausible([*garbage, good], height=32, width=32) == [good]
+    assert choose_face(plausible([*garbage, good], 32, 32)).box == good
+    edge = Detection(-5, -5, 20, 20, "yunet", 0.9)  # partly outside: a face cut by the border stays
+    assert plausible([edge], 32, 32) == [edge]
 
 
 def test_iou_matrix_matches_pairwise():

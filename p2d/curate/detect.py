@@ -196,6 +196,21 @@ def iou_matrix(boxes: np.ndarray) -> np.ndarray:
     return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
 
 
+def plausible(dets: list[Detection], height: int, width: int) -> list[Detection]:
+    """The boxes that are boxes: finite coordinates and score, a positive size, some part inside
+    the image. OpenCV's YuNet, reused on images of changing sizes, now and then returns a box at
+    x = -inf, w = inf, h = 0 with score 1.0 on a small image (seen on 24 of 120 32x32 runs in one
+    process, none in the next: not reproducible on demand). The vote happens to pass it over (its
+    IoU with itself is NaN, so its cluster is empty), but every consumer of the candidates would
+    have to know that, and the IoU matrix warns of invalid values."""
+    def ok(d: Detection) -> bool:
+        values = (d.x, d.y, d.w, d.h, d.score)
+        return (all(math.isfinite(v) for v in values) and d.w > 0 and d.h > 0
+                and d.x < width and d.y < height and d.x + d.w > 0 and d.y + d.h > 0)
+
+    return [d for d in dets if ok(d)]
+
+
 def normalised_score(det: Detection, thresholds: dict[str, DetectorThresholds] = THRESHOLDS) -> float:
     """How far a score is above its detector's `alone` threshold, in that detector's spreads."""
     t = thresholds[det.detector]
@@ -484,7 +499,7 @@ class DrawingDetector:
         found: list[Detection] = []
         for name in self.detectors if detectors is None else detectors:
             t0 = time.perf_counter()
-            found += self._detect_one(name, image, work, s)
+            found += plausible(self._detect_one(name, image, work, s), *image.shape[:2])
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
         return found
 
