@@ -44,6 +44,15 @@ Both targets on 14 of 18 either way: negative44-drift now meets them, sketch44-d
 regret (it picks epoch 8 of the stable stretch 8-9 over 14, the truly best, tied with them on the
 score and alone: the last epoch, after a worse 13).
 
+Four more held-out tasks (ninth session; written down before they were trained, to check the rule
+as it stood, nothing chosen from them): sizes not used before, the two filters the models learn,
+both kinds of training. Trained and evaluated on 2026-11-27 (this VM, training 12-86 s, evaluation
+115-184 s), Spearman / regret on 130 photos (on the 30 test photos): sketch60-drift 0.908 / 1.000
+(0.925 / 1.000), negative60-drift 0.969 / 1.000 (0.960 / 1.000), sketch24-converge 0.908 / 1.003
+(0.178 / 1.011: on 30 photos the truth itself separates only 2 of its epochs, its ceiling 0.798),
+negative28-converge 0.868 / 1.017 (0.952 / 1.000). Both targets on all 4, so on 18 of the 22 tasks:
+every task of the two filters the models learn but sketch44-drift (regret 1.104).
+
 The rule since issue 15's seventh session asks three questions: the cross cycle
 (`cross_cycle_drawing`: real test drawings turned into photos by other epochs and redrawn by this
 one) in place of the epoch's own drawing cycle, beside identity; the agreement of the epochs; and
@@ -259,6 +268,12 @@ TASKS = (
     # scored: 28 epochs at 56 px, correlation with the true drawing rising from 0.05 to 0.42, epoch
     # 24 the first under the gray image's error); 42 epochs, every 3rd kept.
     Task("lines56-drift", "lines", 56, True, 42, held_out=True, save_every=3),
+    # Added in the ninth session to check the rule as it stood, unchanged (written down before they
+    # were trained): sizes not used before, the two filters these models learn, both kinds.
+    Task("sketch60-drift", "sketch", 60, True, 14, held_out=True),
+    Task("negative60-drift", "negative", 60, True, 14, held_out=True),
+    Task("sketch24-converge", "sketch", 24, False, 14, held_out=True),
+    Task("negative28-converge", "negative", 28, False, 28, held_out=True, save_every=2, lr=0.001, identity=0.0),
 )
 
 
