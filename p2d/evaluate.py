@@ -1170,6 +1170,39 @@ class EvaluateResult:
         return lines
 
 
+def _earlier_rows(csv_path: Path, settings: EvalSettings, wanted: Sequence[int], skipped: list[str]) -> dict[int, dict]:
+    """evaluate.csv's rows by epoch, less those measured with other settings (another
+    --max-images, KID subsets ...) that are not asked for again: they are not comparable with this
+    call's, and evaluate.csv (which `p2d report` ranks) holds one measurement (said in `skipped`)."""
+    if not csv_path.is_file():
+        return {}
+    cached = pd.read_csv(csv_path, dtype={"checkpoint_sha256": str, "settings": str})
+    rows = {int(r["epoch"]): r.to_dict() for _, r in cached.iterrows()}
+    stale = sorted(e for e, r in rows.items() if r.get("settings") != settings.key() and e not in wanted)
+    for e in stale:
+        del rows[e]
+    if stale:
+        skipped.append(f"epochs {', '.join(map(str, stale))}: measured with other settings earlier; "
+                       "dropped from evaluate.csv (evaluate them again to compare)")
+    return rows
+
+
+def _test_split(manifest: Path, max_images: int) -> tuple[list[Path], list[Path], str]:
+    """The manifest's test photos and drawings (kept rows, at most `max_images` each) and a short
+    hash of the two lists, which keys the outputs kept per epoch."""
+    from p2d.manifest import manifest_images
+
+    photo_paths = manifest_images(manifest, "photo", "test")[:max_images]
+    drawing_paths = manifest_images(manifest, "drawing", "test")[:max_images]
+    if not photo_paths or not drawing_paths:
+        raise P2DError(
+            f"{manifest} has {len(photo_paths)} test photos and {len(drawing_paths)} test drawings "
+            f"(keep=true): evaluation needs both; rebuild it with a test split"
+        )
+    split = hashlib.sha256("\n".join(map(str, photo_paths + ["|"] + drawing_paths)).encode()).hexdigest()[:16]
+    return photo_paths, drawing_paths, split
+
+
 def evaluate_run(
     run: Path | str,
     epochs: Sequence[int] | None = None,
@@ -1187,7 +1220,6 @@ def evaluate_run(
     epochs' photos each epoch's cross cycle redraws (`cross_cycle_errors`; each costs one
     translation of the test drawings per epoch)."""
     from p2d.images import file_sha256, write_text_atomic
-    from p2d.manifest import manifest_images
     from p2d.runs import list_checkpoints, pick_device
     from p2d.train.translate import load_generators
     from p2d.ui import progress
@@ -1208,30 +1240,14 @@ def evaluate_run(
         raise P2DError(f"none of the epochs asked for has a checkpoint; saved epochs: {sorted(saved)}")
 
     csv_path = run / EVALUATE_CSV
-    cached = pd.read_csv(csv_path, dtype={"checkpoint_sha256": str, "settings": str}) if csv_path.is_file() and not recompute else pd.DataFrame()
-    rows = {int(r["epoch"]): r.to_dict() for _, r in cached.iterrows()} if len(cached) else {}
-    # Rows measured with other settings (another --max-images, KID subsets ...) are not comparable
-    # with this run's: drop them, so evaluate.csv (which `p2d report` ranks) holds one measurement.
-    stale = sorted(e for e, r in rows.items() if r.get("settings") != settings.key() and e not in wanted)
-    for e in stale:
-        del rows[e]
-    if stale:
-        skipped.append(f"epochs {', '.join(map(str, stale))}: measured with other settings earlier; "
-                       "dropped from evaluate.csv (evaluate them again to compare)")
+    rows = _earlier_rows(csv_path, settings, wanted, skipped) if not recompute else {}
     shas = {e: file_sha256(saved[e])[:16] for e in wanted}
     todo = [e for e in wanted if not (
         e in rows and rows[e].get("checkpoint_sha256") == shas[e] and rows[e].get("settings") == settings.key()
     )]
-    photo_paths = manifest_images(manifest, "photo", "test")[: settings.max_images]
-    drawing_paths = manifest_images(manifest, "drawing", "test")[: settings.max_images]
-    if not photo_paths or not drawing_paths:
-        raise P2DError(
-            f"{manifest} has {len(photo_paths)} test photos and {len(drawing_paths)} test drawings "
-            f"(keep=true): evaluation needs both; rebuild it with a test split"
-        )
+    photo_paths, drawing_paths, split = _test_split(manifest, settings.max_images)
     # An epoch's kept outputs count for agreement_drawing and cross_cycle_drawing while its
     # checkpoint, the settings and the test images are those it translated.
-    split = hashlib.sha256("\n".join(map(str, photo_paths + ["|"] + drawing_paths)).encode()).hexdigest()[:16]
     keys = {e: f"{r.get('checkpoint_sha256')}|{r.get('settings')}|{split}" for e, r in rows.items()}
     keys.update({e: f"{shas[e]}|{settings.key()}|{split}" for e in wanted})
     kept = {e: o for e in rows if e not in todo and (o := _read_outputs(run, e, keys[e])) is not None}
