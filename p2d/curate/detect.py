@@ -206,10 +206,11 @@ def iou_matrix(boxes: np.ndarray) -> np.ndarray:
 def plausible(dets: list[Detection], height: int, width: int) -> list[Detection]:
     """The boxes that are boxes: finite coordinates and score, a positive size, some part inside
     the image. OpenCV's YuNet, reused on images of changing sizes, now and then returns a box at
-    x = -inf, w = inf, h = 0 with score 1.0 on a small image (seen on 24 of 120 32x32 runs in one
-    process, none in the next: not reproducible on demand). The vote happens to pass it over (its
-    IoU with itself is NaN, so its cluster is empty), but every consumer of the candidates would
-    have to know that, and the IoU matrix warns of invalid values."""
+    x = -inf, w = inf, h = 0 with score 1.0 on a small image (seen on 24 of about 120 runs on a
+    32x32 drawing between larger ones in one process, none in the next: not reproducible on
+    demand). The vote happens to pass it over (its IoU with itself is NaN, so its cluster is
+    empty), but every consumer of the candidates would have to know that, and the IoU matrix warns
+    of invalid values."""
     def ok(d: Detection) -> bool:
         values = (d.x, d.y, d.w, d.h, d.score)
         return (all(math.isfinite(v) for v in values) and d.w > 0 and d.h > 0
