@@ -302,6 +302,8 @@ def scale_cmd(
                      background=_colour(background), source=source)
     print_thresholds(width=width, min_height=min_height, short=short, pad=pad)
     console.print(table("scale", ["outcome", "images"], r.summary_rows()))
+    for note in r.notes:
+        console.print(note)
     console.print(f"manifest: {r.manifest}")
 
 

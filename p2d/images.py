@@ -14,6 +14,7 @@ import os
 import secrets
 import tempfile
 import warnings
+from collections import Counter
 from pathlib import Path
 from typing import Iterator
 
@@ -22,7 +23,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from p2d.errors import P2DError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # a GIF: its first frame
 
 # Refuse images larger than this before decoding them (a decompression bomb, or a scan far
 # larger than any face crop needs). 100 megapixels is ~10000x10000.
@@ -49,6 +50,26 @@ def list_images(root: Path | str, recursive: bool = True) -> list[Path]:
     return sorted(
         p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
     )
+
+
+def left_out_note(root: Path | str, recursive: bool = True) -> str:
+    """A sentence naming the files under `root` that a folder-walking command does not read (their
+    extension is not in IMAGE_EXTENSIONS; hidden files aside), by extension, or "" when none: a
+    drawing saved as .svg or .heic must not vanish from a run without a word."""
+    root = Path(root)
+    if not root.is_dir():
+        return ""
+    others = Counter(
+        p.suffix.lower() or "(no extension)" for p in root.glob("**/*" if recursive else "*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
+        and p.suffix.lower() not in IMAGE_EXTENSIONS
+    )
+    if not others:
+        return ""
+    kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(others.items(), key=lambda kv: (-kv[1], kv[0])))
+    readable = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+    return (f"{sum(others.values())} file(s) under {root} left out, not an image type p2d reads ({kinds}): "
+            f"convert any image among them to one of {readable}")
 
 
 def output_stems(files: list[Path], root: Path) -> list[str]:

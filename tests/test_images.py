@@ -14,6 +14,7 @@ from p2d.images import (
     BadImage,
     atomic_path,
     check_output_dir,
+    left_out_note,
     list_images,
     output_stems,
     read_image,
@@ -151,6 +152,30 @@ def test_list_images_recursive_sorted(tmp_path):
     assert [p.name for p in list_images(tmp_path, recursive=False)] == ["a.jpg"]
     with pytest.raises(P2DError, match="does not exist"):
         list_images(tmp_path / "missing")
+
+
+def test_a_gif_is_read_as_its_first_frame(tmp_path):
+    """Clip art often comes as GIF: palette, a transparent index, several frames."""
+    rgb = _gradient()
+    frames = [Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE), Image.fromarray(255 - rgb).convert("P")]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    assert [p.name for p in list_images(tmp_path)] == ["anim.gif"]
+    out = read_image(tmp_path / "anim.gif")
+    assert out.shape == (40, 30, 3)
+    assert np.abs(out.astype(int) - rgb.astype(int)).mean() < 12  # the first frame, through a 256-colour palette
+
+
+def test_left_out_files_are_named_by_extension(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for rel in ("a.png", "b.svg", "sub/c.svg", "sub/d.heic", "README", ".DS_Store", "sub/.hidden.txt"):
+        (tmp_path / rel).write_bytes(b"x")
+    note = left_out_note(tmp_path)
+    assert note.startswith(f"4 file(s) under {tmp_path} left out")
+    assert "(2 .svg, 1 (no extension), 1 .heic)" in note and "gif" in note
+    assert left_out_note(tmp_path, recursive=False).startswith("2 file(s)")
+    (tmp_path / "only").mkdir()
+    (tmp_path / "only" / "x.jpg").write_bytes(b"x")
+    assert left_out_note(tmp_path / "only") == ""
 
 
 def test_output_inside_input_is_refused(tmp_path):

@@ -62,6 +62,7 @@ from p2d.images import (
     downscale,
     error_reason,
     input_images,
+    left_out_note,
     output_stems,
     too_small,
     try_read_image,
@@ -338,7 +339,7 @@ def crop_drawings(
             if i % 20 == 19:  # an interrupted run keeps the detections done so far
                 write_text_atomic(cache_path, json.dumps(cache))
     write_text_atomic(cache_path, json.dumps(cache))
-    notes, learned = list(detector.notes), None
+    notes, learned = list(detector.notes) + [n for n in [left_out_note(raw)] if n], None
     if learn:
         learned = _learn_and_retry(out, rows, review, found, items, settings, cache, notes)
     write_manifest(new_rows(rows), manifest_path)

@@ -9,7 +9,7 @@ top and bottom with its background (same --pad choices as crop-drawings), or dro
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -18,7 +18,7 @@ import numpy as np
 from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.padding import Pad, pad_image
 from p2d.errors import P2DError
-from p2d.images import input_images, output_stems, too_small, try_read_image, write_image
+from p2d.images import input_images, left_out_note, output_stems, too_small, try_read_image, write_image
 from p2d.manifest import new_rows, relative_path, write_manifest
 
 SHORT_ACTIONS = ("pad", "drop")
@@ -47,6 +47,7 @@ class ScaleResult:
     manifest: Path
     rows: list[dict]
     seconds: float
+    notes: list[str] = field(default_factory=list)
 
     def summary_rows(self) -> list[tuple[str, object]]:
         kept = sum(1 for x in self.rows if x["keep"])
@@ -108,4 +109,4 @@ def scale_folder(
             rows.append(row)
             bar.update(task, advance=1, status=row["reason"])
     write_manifest(new_rows(rows), manifest_path)
-    return ScaleResult(manifest_path, rows, time.perf_counter() - t0)
+    return ScaleResult(manifest_path, rows, time.perf_counter() - t0, [n for n in [left_out_note(raw)] if n])
