@@ -52,24 +52,25 @@ def list_images(root: Path | str, recursive: bool = True) -> list[Path]:
     )
 
 
-def left_out_note(root: Path | str, recursive: bool = True) -> str:
-    """A sentence naming the files under `root` that a folder-walking command does not read (their
-    extension is not in IMAGE_EXTENSIONS; hidden files aside), by extension, or "" when none: a
-    drawing saved as .svg or .heic must not vanish from a run without a word."""
+def left_out_notes(root: Path | str, recursive: bool = True) -> list[str]:
+    """A note (a list of one sentence, empty when there is nothing to say) naming the files under
+    `root` that a folder-walking command does not read (their extension is not in
+    IMAGE_EXTENSIONS; hidden files aside), by extension: a drawing saved as .svg or .heic must not
+    vanish from a run without a word."""
     root = Path(root)
     if not root.is_dir():
-        return ""
+        return []
     others = Counter(
         p.suffix.lower() or "(no extension)" for p in root.glob("**/*" if recursive else "*")
         if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
         and p.suffix.lower() not in IMAGE_EXTENSIONS
     )
     if not others:
-        return ""
+        return []
     kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(others.items(), key=lambda kv: (-kv[1], kv[0])))
     readable = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
-    return (f"{sum(others.values())} file(s) under {root} left out, not an image type p2d reads ({kinds}): "
-            f"convert any image among them to one of {readable}")
+    return [f"{sum(others.values())} file(s) under {root} left out, not an image type p2d reads ({kinds}): "
+            f"convert any image among them to one of {readable}"]
 
 
 def output_stems(files: list[Path], root: Path) -> list[str]:

@@ -14,7 +14,7 @@ from p2d.images import (
     BadImage,
     atomic_path,
     check_output_dir,
-    left_out_note,
+    left_out_notes,
     list_images,
     output_stems,
     read_image,
@@ -169,13 +169,14 @@ def test_left_out_files_are_named_by_extension(tmp_path):
     (tmp_path / "sub").mkdir()
     for rel in ("a.png", "b.svg", "sub/c.svg", "sub/d.heic", "README", ".DS_Store", "sub/.hidden.txt"):
         (tmp_path / rel).write_bytes(b"x")
-    note = left_out_note(tmp_path)
+    [note] = left_out_notes(tmp_path)
     assert note.startswith(f"4 file(s) under {tmp_path} left out")
     assert "(2 .svg, 1 (no extension), 1 .heic)" in note and "gif" in note
-    assert left_out_note(tmp_path, recursive=False).startswith("2 file(s)")
+    assert left_out_notes(tmp_path, recursive=False)[0].startswith("2 file(s)")
     (tmp_path / "only").mkdir()
     (tmp_path / "only" / "x.jpg").write_bytes(b"x")
-    assert left_out_note(tmp_path / "only") == ""
+    assert left_out_notes(tmp_path / "only") == []
+    assert left_out_notes(tmp_path / "only" / "x.jpg") == []  # an input that is one file
 
 
 def test_output_inside_input_is_refused(tmp_path):

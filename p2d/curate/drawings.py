@@ -62,7 +62,7 @@ from p2d.images import (
     downscale,
     error_reason,
     input_images,
-    left_out_note,
+    left_out_notes,
     output_stems,
     too_small,
     try_read_image,
@@ -339,7 +339,7 @@ def crop_drawings(
             if i % 20 == 19:  # an interrupted run keeps the detections done so far
                 write_text_atomic(cache_path, json.dumps(cache))
     write_text_atomic(cache_path, json.dumps(cache))
-    notes, learned = list(detector.notes) + [n for n in [left_out_note(raw)] if n], None
+    notes, learned = list(detector.notes) + left_out_notes(raw), None
     if learn:
         learned = _learn_and_retry(out, rows, review, found, items, settings, cache, notes)
     write_manifest(new_rows(rows), manifest_path)

@@ -16,7 +16,7 @@ from p2d.padding import Pad
 from p2d.curate.pipeline import Item, RunResult, RunSettings, run
 from p2d.errors import P2DError
 from p2d.framing import MAX_PADDED_FRACTION
-from p2d.images import input_images, left_out_note, output_stems
+from p2d.images import input_images, left_out_notes, output_stems
 
 __all__ = ["curate_photos", "DEFAULT_OUT"]
 
@@ -62,5 +62,5 @@ def curate_photos(
     )
     result = run(items, settings, title=source)
     result.notes = [f"{len(items)} photos under {folder}; faces found by dlib HOG (upsample {upsample}), "
-                    "framed like CelebA's aligned faces"] + [n for n in [left_out_note(folder)] if n]
+                    "framed like CelebA's aligned faces"] + left_out_notes(folder)
     return result
