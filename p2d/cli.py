@@ -457,6 +457,8 @@ def translate_cmd(
 ):
     """Translate images with a trained run's generator, keeping file names.
 
+    A GIF (its first frame) is written as PNG.
+
     Example: p2d translate runs/exp4 photos/ --to drawing --out drawn/ --epoch 25 --crop-faces
     """
     from p2d.train.translate import translate

@@ -81,6 +81,17 @@ def test_translate_to_drawing_keeps_names_and_uses_the_checkpoint_channels(gray_
     assert "images/s" in result.output
 
 
+def test_a_gif_is_translated_into_a_png(gray_run, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.open(PD_FACES / "drawings" / "einstein_01.png").convert("P").save(folder / "einstein.gif")
+    out = tmp_path / "drawn"
+    result = runner.invoke(app, ["translate", str(gray_run), str(folder), "--to", "drawing", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert [p.name for p in out.iterdir()] == ["einstein.png"]
+    assert Image.open(out / "einstein.png").format == "PNG"
+
+
 def test_translate_full_size_colour_to_photo(colour_run, inputs, tmp_path):
     result = translate(colour_run, [inputs / "odd.png", inputs / "einstein.png"], to="photo", out=tmp_path, resize=False)
     assert [p.name for p in result.written] == ["odd.png", "einstein.png"]

@@ -97,15 +97,22 @@ def scale_to_size(img: np.ndarray, size: int) -> np.ndarray:
     return out if img.ndim == 3 else out[:, :, 0]
 
 
+def _output_name(rel: Path) -> Path:
+    """A GIF's translation is written as PNG (one frame, and no 256-colour palette to squeeze the
+    generator's output into); every other input keeps its name and format."""
+    return rel.with_suffix(".png") if rel.suffix.lower() == ".gif" else rel
+
+
 def _inputs(inputs: list[Path]) -> list[tuple[Path, Path]]:
-    """(image, output name relative to OUT): a file keeps its name; a folder keeps its sub-paths."""
+    """(image, output name relative to OUT): a file keeps its name; a folder keeps its sub-paths
+    (`_output_name`)."""
     pairs = []
     for item in inputs:
         item = Path(item)
         if item.is_dir():
-            pairs += [(p, p.relative_to(item)) for p in list_images(item)]
+            pairs += [(p, _output_name(p.relative_to(item))) for p in list_images(item)]
         elif item.is_file():
-            pairs.append((item, Path(item.name)))
+            pairs.append((item, _output_name(Path(item.name))))
         else:
             raise P2DError(f"{item} does not exist: give image files or folders of images")
     return pairs
