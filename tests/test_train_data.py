@@ -134,6 +134,23 @@ def test_batches_are_augmented_real_crops(tmp_path):
     assert torch.equal(resumed[0][0], got[1][0]) and torch.equal(resumed[0][1], got[1][1])
 
 
+def test_every_unreadable_training_image_is_named_in_one_message(tmp_path):
+    """A user fixes them all at once, not one per run; the source files stay as they were."""
+    manifest = make_manifest(tmp_path)
+    rows = training_rows(manifest)
+    bad = rows[("photo", "train")][:2]
+    assert all(tmp_path in row.path.parents for row in bad)  # the test's own copies, never the samples
+    for row in bad:
+        row.path.write_bytes(row.path.read_bytes()[:40])  # truncated
+    cfg = TrainConfig()
+    cfg.data.size, cfg.train.batch_size = 32, 4
+    with pytest.raises(ManifestError) as err:
+        TrainBatches(rows, cfg, torch.device("cpu"))
+    message = str(err.value)
+    assert message.startswith("2 image(s) the manifest keeps cannot be read")
+    assert all(str(row.path) in message for row in bad) and "drop their rows" in message
+
+
 def test_no_training_drawings_is_an_error(tmp_path):
     manifest = make_manifest(tmp_path, drawings_train=0)
     with pytest.raises(ManifestError, match="no kept training rows for domain 'drawing'"):

@@ -336,10 +336,13 @@ class TrainBatches:
             target = torch.device("cpu")
             if device.type == "cuda" and gpu_dataset and self._fits_on_gpu(photos + drawings, cfg, device):
                 target, self.where = device, "GPU memory"
+            unreadable: list[str] = []
             cache = {
-                "photo": _load_all(photos, cfg, target, progress, "loading photos"),
-                "drawing": _load_all(drawings, cfg, target, progress, "loading drawings"),
+                "photo": _load_all(photos, cfg, target, progress, "loading photos", unreadable),
+                "drawing": _load_all(drawings, cfg, target, progress, "loading drawings", unreadable),
             }
+            if unreadable:
+                raise unreadable_error(unreadable)
         self.dataset = PairedCrops(photos, drawings, cfg, cache)
         self._batches = EpochBatches(0, self.steps, cfg.train.batch_size, rank=rank, world_size=world_size)
         self._loader: DataLoader | None = None
@@ -399,16 +402,30 @@ def _stack(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor
     return torch.stack([p for p, _ in pairs]), torch.stack([d for _, d in pairs])
 
 
-def _load_all(rows: list[Row], cfg: TrainConfig, device: torch.device, progress, label: str) -> list[torch.Tensor]:
+def _load_all(rows: list[Row], cfg: TrainConfig, device: torch.device, progress, label: str,
+              unreadable: list[str]) -> list[torch.Tensor]:
+    """Every row's image decoded; a file that cannot be read is added to `unreadable` (its path and
+    why) and the rest are still read, so that one message can name them all."""
     task = progress.add_task(label, total=len(rows), status="") if progress is not None else None
     out = []
     for row in rows:
-        out.append(load_image(row.path, cfg.data.channels, cfg.data.size, row.crop).to(device))
+        try:
+            out.append(load_image(row.path, cfg.data.channels, cfg.data.size, row.crop).to(device))
+        except ManifestError:
+            unreadable.append(str(row.path))
         if task is not None:
             progress.advance(task)
     if task is not None:
         progress.remove_task(task)
     return out
+
+
+def unreadable_error(unreadable: list[str], shown: int = 10) -> ManifestError:
+    """One error naming the kept rows whose images cannot be read (the first `shown` of them)."""
+    names = ", ".join(unreadable[:shown]) + (f" and {len(unreadable) - shown} more" if len(unreadable) > shown else "")
+    return ManifestError(f"{len(unreadable)} image(s) the manifest keeps cannot be read ({names}): re-run the "
+                         f"curate command for them or drop their rows; "
+                         f"`p2d curate` and `p2d crop-drawings` record such files as keep=false, unreadable:<why>")
 
 
 def sample_images(rows: dict[tuple[str, str], list[Row]], cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], list[str]]:
