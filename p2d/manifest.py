@@ -61,14 +61,24 @@ def new_rows(rows: list[dict]) -> pd.DataFrame:
     return df[list(REQUIRED_COLUMNS) + extra]
 
 
+def missing_manifest(path: Path) -> ManifestError:
+    """The error for a manifest path that is not a file: a folder given in its place (of images, or
+    of a curate command's output) gets a pointer to what to pass instead."""
+    if path.is_dir():
+        inside = path / "manifest.csv"
+        hint = (f"give {inside}, the manifest in that folder" if inside.is_file()
+                else "manifests come from a curate command (`p2d crop-drawings`, `p2d curate`, `p2d scale`) "
+                     "or `p2d manifest build`")
+        return ManifestError(f"{path} is a folder, not a manifest CSV: {hint}")
+    return ManifestError(f"manifest {path} not found: build one with a curate command or `p2d manifest build`")
+
+
 def read_manifest(path: Path | str) -> pd.DataFrame:
     """Read a manifest CSV. Text columns stay text (a phash like 00ff... must not become a number);
     `keep` becomes bool where it parses (validate() reports rows where it does not)."""
     path = Path(path)
     if not path.is_file():
-        raise ManifestError(
-            f"manifest {path} not found: build one with a curate command or `p2d manifest build`"
-        )
+        raise missing_manifest(path)
     try:
         # Only empty cells are missing values: a source named "NA" or "null" stays text.
         df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS + _OPTIONAL_TEXT_COLUMNS}, keep_default_na=False, na_values=[""])

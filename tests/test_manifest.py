@@ -83,6 +83,12 @@ def test_read_errors_name_the_fix(tmp_path):
     (tmp_path / "bad.csv").write_text("path,domain\nx,photo\n")
     with pytest.raises(ManifestError, match="lacks the columns"):
         read_manifest(tmp_path / "bad.csv")
+    (tmp_path / "raw").mkdir()  # a folder of images given in a manifest's place
+    with pytest.raises(ManifestError, match="is a folder, not a manifest CSV: manifests come from a curate command"):
+        read_manifest(tmp_path / "raw")
+    (tmp_path / "raw" / "manifest.csv").write_text("")  # a curate command's output folder
+    with pytest.raises(ManifestError, match=r"give .*raw/manifest.csv, the manifest in that folder"):
+        read_manifest(tmp_path / "raw")
 
 
 def test_paths_relative_to_manifest(tmp_path):

@@ -39,9 +39,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from p2d.errors import ManifestError, P2DError, RecipeError
+from p2d.errors import P2DError, RecipeError
 from p2d.images import atomic_path, write_image, write_text_atomic
-from p2d.manifest import manifest_hash
+from p2d.manifest import manifest_hash, missing_manifest
 from p2d.recipe import TrainConfig, apply_overrides, config_from_dict, load_recipe
 from p2d.runs import INFO_FILE, LOSSES_FILE, RECIPE_FILE, checkpoint_path, pick_device, sample_path, write_losses
 from p2d.train import ddp
@@ -556,7 +556,7 @@ def train(
     """
     manifest = Path(manifest)
     if not manifest.is_file():
-        raise ManifestError(f"manifest {manifest} not found: build one with a curate command or `p2d manifest build`")
+        raise missing_manifest(manifest)
     cfg = resolve_config(
         manifest, recipe, train__epochs=epochs, train__seed=seed, train__latest_every_minutes=latest_every_minutes,
         speed__precision=precision, speed__channels_last=channels_last, speed__gpu_dataset=gpu_dataset,
