@@ -411,8 +411,9 @@ def _load_all(rows: list[Row], cfg: TrainConfig, device: torch.device, progress,
     for row in rows:
         try:
             out.append(load_image(row.path, cfg.data.channels, cfg.data.size, row.crop).to(device))
-        except ManifestError:
-            unreadable.append(str(row.path))
+        except ManifestError as exc:  # load_image's, raised from the decoder's BadImage
+            reason = getattr(exc.__context__, "reason", "")
+            unreadable.append(f"{row.path} ({reason})" if reason else str(row.path))
         if task is not None:
             progress.advance(task)
     if task is not None:
