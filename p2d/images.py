@@ -39,6 +39,20 @@ class BadImage(P2DError):
         self.reason = reason
 
 
+def _split_files(root: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
+    """One walk of the folder `root`: its image files (by extension, case-insensitive) sorted for a
+    stable order, and the other files that are not hidden (no part of their path starts with ".")."""
+    images, others = [], []
+    for p in root.glob("**/*" if recursive else "*"):
+        if not p.is_file():
+            continue
+        if p.suffix.lower() in IMAGE_EXTENSIONS:
+            images.append(p)
+        elif not any(part.startswith(".") for part in p.relative_to(root).parts):
+            others.append(p)
+    return sorted(images), others
+
+
 def list_images(root: Path | str, recursive: bool = True) -> list[Path]:
     """Image files under `root` (by extension, case-insensitive), sorted for a stable order."""
     root = Path(root)
@@ -46,31 +60,26 @@ def list_images(root: Path | str, recursive: bool = True) -> list[Path]:
         return [root]
     if not root.is_dir():
         raise P2DError(f"{root} does not exist: give a folder of images (or an image file)")
-    pattern = "**/*" if recursive else "*"
-    return sorted(
-        p for p in root.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
-    )
+    return _split_files(root, recursive)[0]
+
+
+def _left_out_sentence(root: Path, others: list[Path]) -> list[str]:
+    if not others:
+        return []
+    counts = Counter(p.suffix.lower() or "(no extension)" for p in others)
+    kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    readable = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
+    return [f"{len(others)} file(s) under {root} left out, not an image type p2d reads ({kinds}): "
+            f"convert any image among them to one of {readable}"]
 
 
 def left_out_notes(root: Path | str, recursive: bool = True) -> list[str]:
     """A note (a list of one sentence, empty when there is nothing to say) naming the files under
     `root` that a folder-walking command does not read (their extension is not in
     IMAGE_EXTENSIONS; hidden files aside), by extension: a drawing saved as .svg or .heic must not
-    vanish from a run without a word."""
+    vanish from a run without a word. (`input_images` gives the same note from its own walk.)"""
     root = Path(root)
-    if not root.is_dir():
-        return []
-    others = Counter(
-        p.suffix.lower() or "(no extension)" for p in root.glob("**/*" if recursive else "*")
-        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
-        and p.suffix.lower() not in IMAGE_EXTENSIONS
-    )
-    if not others:
-        return []
-    kinds = ", ".join(f"{n} {ext}" for ext, n in sorted(others.items(), key=lambda kv: (-kv[1], kv[0])))
-    readable = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
-    return [f"{sum(others.values())} file(s) under {root} left out, not an image type p2d reads ({kinds}): "
-            f"convert any image among them to one of {readable}"]
+    return _left_out_sentence(root, _split_files(root, recursive)[1]) if root.is_dir() else []
 
 
 def output_stems(files: list[Path], root: Path) -> list[str]:
@@ -272,17 +281,22 @@ def write_image(path: Path | str, image: np.ndarray, quality: int = 95) -> None:
         pil.save(tmp, format=fmt, **options)
 
 
-def input_images(source: Path | str, out: Path | str, what: str = "images") -> tuple[list[Path], Path]:
-    """The image files of a batch command's input (a folder, searched recursively, or one file)
-    and the folder their names are relative to; refuses an output folder inside the input and an
-    input without images."""
+def input_images(source: Path | str, out: Path | str, what: str = "images") -> tuple[list[Path], Path, list[str]]:
+    """The image files of a batch command's input (a folder, searched recursively, or one file),
+    the folder their names are relative to, and the note on the files left out (`left_out_notes`),
+    from one walk of the folder; refuses an output folder inside the input and an input without
+    images."""
     source = Path(source)
     check_output_dir(source, out)
-    files = list_images(source)
+    if source.is_dir():
+        files, others = _split_files(source, recursive=True)
+        notes = _left_out_sentence(source, others)
+    else:
+        files, notes = list_images(source), []
     if not files:
         kinds = ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS)
         raise P2DError(f"no images under {source} (looked for {kinds} files): give a folder of {what}")
-    return files, source if source.is_dir() else source.parent
+    return files, source if source.is_dir() else source.parent, notes
 
 
 def check_output_dir(input_dir: Path | str, output_dir: Path | str) -> None:

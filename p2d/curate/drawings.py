@@ -62,7 +62,6 @@ from p2d.images import (
     downscale,
     error_reason,
     input_images,
-    left_out_notes,
     output_stems,
     too_small,
     try_read_image,
@@ -308,7 +307,7 @@ def crop_drawings(
     if not 0 < max_frontal_yaw_deg <= 90:
         raise P2DError(f"--max-frontal-yaw-deg {max_frontal_yaw_deg} is out of range: use 0..90 degrees")
     raw, out = Path(raw), Path(out)
-    files, root = input_images(raw, out, "drawings")
+    files, root, left_out = input_images(raw, out, "drawings")
     hand, views = read_hand_boxes(boxes) if boxes else ({}, {})
     manifest_path = Path(manifest) if manifest else out / "manifest.csv"
     cache_path = out / CACHE_NAME
@@ -339,7 +338,7 @@ def crop_drawings(
             if i % 20 == 19:  # an interrupted run keeps the detections done so far
                 write_text_atomic(cache_path, json.dumps(cache))
     write_text_atomic(cache_path, json.dumps(cache))
-    notes, learned = list(detector.notes) + left_out_notes(raw), None
+    notes, learned = list(detector.notes) + left_out, None
     if learn:
         learned = _learn_and_retry(out, rows, review, found, items, settings, cache, notes)
     write_manifest(new_rows(rows), manifest_path)

@@ -16,7 +16,7 @@ from p2d.padding import Pad
 from p2d.curate.pipeline import Item, RunResult, RunSettings, run
 from p2d.errors import P2DError
 from p2d.framing import MAX_PADDED_FRACTION
-from p2d.images import input_images, left_out_notes, output_stems
+from p2d.images import input_images, output_stems
 
 __all__ = ["curate_photos", "DEFAULT_OUT"]
 
@@ -49,7 +49,7 @@ def curate_photos(
     if not str(source).strip() or any(c in source for c in ",\n\r"):
         raise P2DError(f"--source {source!r} must be a short label without commas, e.g. my_photos")
     out_dir = Path(out) if out is not None else DEFAULT_OUT / source
-    files, root = input_images(folder, out_dir, "face photos")
+    files, root, left_out = input_images(folder, out_dir, "face photos")
     items = [
         Item(name=f.relative_to(root).as_posix(), path=f, out_stem=stem)
         for f, stem in zip(files, output_stems(files, root))
@@ -62,5 +62,5 @@ def curate_photos(
     )
     result = run(items, settings, title=source)
     result.notes = [f"{len(items)} photos under {folder}; faces found by dlib HOG (upsample {upsample}), "
-                    "framed like CelebA's aligned faces"] + left_out_notes(folder)
+                    "framed like CelebA's aligned faces"] + left_out
     return result

@@ -18,7 +18,7 @@ import numpy as np
 from p2d.curate.hashing import phash_hex, thumb_b64
 from p2d.padding import Pad, pad_image
 from p2d.errors import P2DError
-from p2d.images import input_images, left_out_notes, output_stems, too_small, try_read_image, write_image
+from p2d.images import input_images, output_stems, too_small, try_read_image, write_image
 from p2d.manifest import new_rows, relative_path, write_manifest
 
 SHORT_ACTIONS = ("pad", "drop")
@@ -76,7 +76,7 @@ def scale_folder(
     if short not in SHORT_ACTIONS:
         raise P2DError(f"--short {short!r}: use pad or drop")
     raw, out = Path(raw), Path(out)
-    files, root = input_images(raw, out, "drawings")
+    files, root, left_out = input_images(raw, out, "drawings")
     source = source or root.resolve().name
     manifest_path = Path(manifest) if manifest else out / "manifest.csv"
     t0 = time.perf_counter()
@@ -109,4 +109,4 @@ def scale_folder(
             rows.append(row)
             bar.update(task, advance=1, status=row["reason"])
     write_manifest(new_rows(rows), manifest_path)
-    return ScaleResult(manifest_path, rows, time.perf_counter() - t0, left_out_notes(raw))
+    return ScaleResult(manifest_path, rows, time.perf_counter() - t0, left_out)

@@ -159,16 +159,20 @@ def window(img, size: int, u_y: float, u_x: float):
     return img[y : y + size, x : x + size]
 
 
+def _decode(path: Path, channels: int, size: int, crop: str) -> torch.Tensor:
+    """`load_image` without the manifest's wording: raises the decoder's BadImage (it has `reason`)."""
+    img = fit_image(to_channels(read_image(path, "L" if channels == 1 else "RGB"), channels), size, crop)
+    return torch.from_numpy(img).permute(2, 0, 1).contiguous()
+
+
 def load_image(path: Path, channels: int, size: int, crop: str) -> torch.Tensor:
     """Read, convert to the recipe's channels, fit to training scale: uint8 tensor (C, H, W)."""
     try:
-        img = read_image(path, "L" if channels == 1 else "RGB")
+        return _decode(path, channels, size, crop)
     except BadImage as exc:
         raise ManifestError(
             f"{exc}: the manifest keeps it; re-run the curate command for it or drop its row"
         ) from None
-    img = fit_image(to_channels(img, channels), size, crop)
-    return torch.from_numpy(img).permute(2, 0, 1).contiguous()
 
 
 # ----------------------------------------------------------------------------- the epoch plan
@@ -410,10 +414,9 @@ def _load_all(rows: list[Row], cfg: TrainConfig, device: torch.device, progress,
     out = []
     for row in rows:
         try:
-            out.append(load_image(row.path, cfg.data.channels, cfg.data.size, row.crop).to(device))
-        except ManifestError as exc:  # load_image's, raised from the decoder's BadImage
-            reason = getattr(exc.__context__, "reason", "")
-            unreadable.append(f"{row.path} ({reason})" if reason else str(row.path))
+            out.append(_decode(row.path, cfg.data.channels, cfg.data.size, row.crop).to(device))
+        except BadImage as exc:
+            unreadable.append(f"{row.path} ({exc.reason})")
         if task is not None:
             progress.advance(task)
     if task is not None:
