@@ -956,14 +956,13 @@ def _read_outputs(run: Path, epoch: int, key: str) -> tuple[np.ndarray, np.ndarr
 
 
 def _write_npz(path: Path, **arrays: np.ndarray) -> None:
-    """A compressed .npz written atomically (its folder made if missing)."""
+    """A compressed .npz written atomically (write_bytes_atomic makes its folder if missing)."""
     import io
 
     from p2d.images import write_bytes_atomic
 
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    path.parent.mkdir(parents=True, exist_ok=True)
     write_bytes_atomic(path, buf.getvalue())
 
 
