@@ -4,7 +4,7 @@ Usage: python benchmarks/facing_crop_cnn.py [--clipart DIR] [--cards DIR] [--fol
            [--crop 64] [--seed 0]
 
 The same protocol as benchmarks/train_drawing_facing.py, so the figures compare: the label CSV's
-TRAIN split only, grouped K-fold cross-validation (folds by file, a card deck as one: `fold_of`),
+TRAIN split only, grouped K-fold cross-validation (folds by `fold_of`: a deck family, the card sets, else the file),
 every hand-labelled face and `--jitter` shifted/scaled copies of its box as training examples, each
 also mirrored with left and right swapped; scored on each held-out face's hand box and on 3 jittered
 boxes, the prediction averaged with the mirror's (left and right swapped), as crop-drawings scores

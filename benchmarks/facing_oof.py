@@ -9,7 +9,8 @@ face is scored by models that never saw its drawing (nor its card deck): FOLDS_D
 `fold{k}.npz`, drawn_cnn trained without fold k (`python benchmarks/train_drawing_cnn.py --folds 5
 --fold k -o FOLDS_DIR/fold{k}.npz`, ~100 s each on a GPU, ~20 min on 2 CPU cores), and the
 classifier is refitted without fold k here (its shipped L2 weight, its jittered examples). Folds
-are train_drawing_cnn.fold_of's (by file, a deck as one file), the same as train_drawing_facing's.
+are train_drawing_cnn.fold_of's (by `fold_group`: a deck family, the four card sets, else the
+file), the same as train_drawing_facing's.
 
 For every train face with a labelled view (three-quarter views count as left / right): drawn_cnn's
 view scores where it finds that face (its box overlapping the hand box by IoU >= 0.3 at

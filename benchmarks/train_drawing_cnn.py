@@ -17,12 +17,16 @@ bit-identical weights on one machine has not been checked.
     python benchmarks/train_drawing_cnn.py --epochs 2 -o /tmp/try.npz   # a quick look
 
 Out-of-fold models (for choosing rules on train without scoring a model on drawings it saw):
-`--folds K --fold i` trains on the train split less fold i (folds by file, a card deck as one file:
-`fold_of`, the same folds as benchmarks/train_drawing_facing.py). For a machine without the Debian
+`--folds K --fold i` trains on the train split less fold i (folds by `fold_group`: a card deck with
+its recoloured twins, openclipart's four card sets, else the file; the same folds as
+benchmarks/train_drawing_facing.py). `--sampling design` draws each design once however many copies
+the label CSV holds (`design_of`), `design-view` also weights turned faces as much as frontal ones;
+measured out of fold on 2026-11-27, neither changed facing or found (models README), so the default
+stays `drawing`. For a machine without the Debian
 packages (a GPU host), `--write-pack F.npz` stores the train split as this script reads it (gray,
 longer side at most 512, PNG-compressed; 15 MB) and `--pack F.npz` trains from it; `--device cuda`
 runs the network there (the crops are still made on the CPU): on one H200 a model of 100 epochs
-took 85-104 s, five folds at once 105 s (2026-11-27).
+took 85-104 s, five folds at once 105 s, seventeen at once with `--threads 1` 138-186 s (2026-11-27).
 """
 
 from __future__ import annotations
@@ -59,10 +63,60 @@ def gray_set(split: str) -> list[tuple[str, np.ndarray, list]]:
     return out
 
 
+CARD_SETS = ("ornamental", "white", "simple", "bordered")  # openclipart's card faces: one design drawn four times
+TWIN_SUFFIXES = ("_4_color", "_poker", "_skat")  # aisleriot decks that recolour or re-letter another deck
+
+
+def design_of(path: str) -> str:
+    """The drawing a label-CSV path is a copy of: the same card of a deck and its recoloured or
+    re-lettered twins (`anglo_modern_4_color` is `anglo_modern`, `anglo_poker` is `anglo`), the same card of
+    openclipart's four card sets (`ornamental_d_k.png`, `white_d_k.png` ...), else the file itself."""
+    file, _, card = path.partition("#")
+    if file.startswith("aisleriot/"):
+        deck = Path(file).stem
+        for twin in TWIN_SUFFIXES:
+            deck = deck.removesuffix(twin)
+        return f"aisleriot/{deck}#{card}"
+    folder = Path(file).parent.name
+    if folder in CARD_SETS and Path(file).stem.startswith(folder + "_"):
+        return f"cardset#{Path(file).stem[len(folder) + 1:]}"
+    return file
+
+
+def fold_group(path: str) -> str:
+    """What stays together in one fold: a deck family (its name's first word: `anglo`, `anglo_modern`
+    and `anglo_poker` together), the four card sets (one design language), else the file."""
+    group = design_of(path).split("#")[0]
+    return group.split("_")[0] if group.startswith("aisleriot/") else group
+
+
 def fold_of(path: str, folds: int) -> int:
-    """The fold of a label-CSV path: by its file (a card deck counts as one), stable across runs."""
-    group = path.split("#")[0]
+    """The fold of a label-CSV path (or of its file): by `fold_group`, so no fold is scored on a copy
+    of a drawing, or on a deck's style, that it was trained on; stable across runs. (Before
+    2026-11-27's session folds were by file alone, and the four copies of each card-set design
+    fell into different folds.)"""
+    group = fold_group(path)
     return int(np.frombuffer(group.encode(), np.uint8).sum()) % folds
+
+
+def sampling_weights(data: list, how: str) -> np.ndarray:
+    """How often each drawing with faces is drawn for a batch, summing to 1. `drawing`: alike;
+    `design`: each design (`design_of`) alike, its copies sharing its turn (the card sets' 47
+    three-quarter-left faces are 12 designs drawn 4 times); `design-view`: as `design`, then the
+    drawings with a turned face (left, right) given as much weight in all as those with frontal
+    faces only."""
+    if how == "drawing":
+        return np.full(len(data), 1 / len(data))
+    designs = [design_of(path) for path, _, _ in data]
+    copies = {d: designs.count(d) for d in set(designs)}
+    w = np.array([1 / copies[d] for d in designs])
+    if how == "design-view":
+        turned = np.array([any(view != "frontal" for *_, view in boxes) for _, _, boxes in data])
+        if turned.any() and (~turned).any():
+            w[turned] *= w[~turned].sum() / w[turned].sum()
+    elif how != "design":
+        raise ValueError(f"sampling must be drawing, design or design-view, not {how!r}")
+    return w / w.sum()
 
 
 def write_pack(data: list, path: Path) -> None:
@@ -138,14 +192,16 @@ def batch_tensors(items: list, rng: np.random.Generator, portrait_share: float, 
 
 
 def train(data: list, epochs: int, batch: int, face_share: float, portrait_share: float, lr: float, seed: int,
-          threads: int, device: str = "cpu", widths: tuple[int, ...] = WIDTHS):
+          threads: int, device: str = "cpu", widths: tuple[int, ...] = WIDTHS, sampling: str = "drawing"):
     import torch
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)  # the crops: several of these processes can share one host
     rng = np.random.default_rng(seed)
     with_faces = [d for d in data if d[2]]
     face_free = [d for d in data if not d[2]]
+    weights = sampling_weights(with_faces, sampling)
     net = build_network(widths).to(device)
     steps = (2 * len(with_faces)) // batch  # an epoch: each face drawing about twice, as crops
     opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=1e-4)
@@ -156,7 +212,8 @@ def train(data: list, epochs: int, batch: int, face_share: float, portrait_share
         t0, parts = time.perf_counter(), []
         net.train()
         for _ in range(steps):
-            items = [with_faces[rng.integers(len(with_faces))] if rng.random() < face_share
+            items = [(with_faces[rng.integers(len(with_faces))] if sampling == "drawing"
+                      else with_faces[rng.choice(len(with_faces), p=weights)]) if rng.random() < face_share
                      else face_free[rng.integers(len(face_free))] for _ in range(batch)]
             x, heat, reg, mask = (t.to(device) for t in batch_tensors(items, rng, portrait_share))
             loss, part = training_loss(net(x), heat, reg, mask)
@@ -189,6 +246,8 @@ def main() -> None:
     ap.add_argument("--pack", type=Path, help="train from --write-pack's file instead of the Debian packages")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--widths", type=int, nargs=5, default=WIDTHS, help="channels of the five stages")
+    ap.add_argument("--sampling", choices=("drawing", "design", "design-view"), default="drawing",
+                    help="how drawings with faces are drawn for a batch (see sampling_weights)")
     args = ap.parse_args()
     if (args.folds > 0) != (args.fold is not None) or (args.fold is not None and not 0 <= args.fold < args.folds):
         raise SystemExit("--folds K and --fold i go together, with 0 <= i < K")
@@ -209,7 +268,7 @@ def main() -> None:
         data = [d for d in data if fold_of(d[0], args.folds) != args.fold]
         print(f"fold {args.fold} of {args.folds} left out: training on {len(data)} drawings")
     net = train(data, args.epochs, args.batch, args.face_share, args.portrait_share, args.lr, args.seed, args.threads,
-                args.device, tuple(args.widths))
+                args.device, tuple(args.widths), args.sampling)
     save_weights(net, args.output, tuple(args.widths))
     print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - t0:.0f} s")
 

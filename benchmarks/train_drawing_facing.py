@@ -7,8 +7,9 @@ Needs the sources of benchmarks/drawing_labels.py (openclipart-png, the aislerio
 hand-labelled train face becomes examples of its facing (three-quarter views count as left /
 right): its hand box and `--jitter` boxes shifted by up to 10% and scaled by 0.85-1.2 (a detector's
 box is rarely the hand box), each also mirrored with left and right swapped. The L2 weight (1/C)
-is chosen by grouped cross-validation on train: files (a card deck counts as one file) are split
-into --folds groups, so no fold is scored on the drawings, or the deck style, it was trained on.
+is chosen by grouped cross-validation on train: files are split into --folds groups by
+train_drawing_cnn.fold_group (a card deck with its twins, openclipart's four card sets, else the
+file), so no fold is scored on the drawings, their copies, or the deck style it was trained on.
 Scored as crop-drawings uses it: the mirror-averaged prediction on the hand box and on jittered
 boxes. Beside it, the same folds' accuracy of the rule used before (the drawing filters' view,
 p2d.drawing_detector.view_scores; trained on all of train, so its figure is flattering).
@@ -35,7 +36,7 @@ from p2d.ui import console, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from drawing_labels import CARDS, CLIPART, FACING, labelled_set  # noqa: E402
-from train_drawing_cnn import fold_of  # noqa: E402  (by file, a deck as one; stable across runs)
+from train_drawing_cnn import fold_of  # noqa: E402  (by fold_group; stable across runs)
 
 
 def jittered(box, rng: np.random.Generator, n: int) -> list[tuple]:
