@@ -202,6 +202,14 @@ def train(data: list, epochs: int, batch: int, face_share: float, portrait_share
     with_faces = [d for d in data if d[2]]
     face_free = [d for d in data if not d[2]]
     weights = sampling_weights(with_faces, sampling)
+
+    def pick():  # one drawing for a batch (the random draws in the order the shipped model was trained with)
+        if rng.random() >= face_share:
+            return face_free[rng.integers(len(face_free))]
+        if sampling == "drawing":
+            return with_faces[rng.integers(len(with_faces))]
+        return with_faces[rng.choice(len(with_faces), p=weights)]
+
     net = build_network(widths).to(device)
     steps = (2 * len(with_faces)) // batch  # an epoch: each face drawing about twice, as crops
     opt = torch.optim.AdamW(net.parameters(), lr, weight_decay=1e-4)
@@ -212,9 +220,7 @@ def train(data: list, epochs: int, batch: int, face_share: float, portrait_share
         t0, parts = time.perf_counter(), []
         net.train()
         for _ in range(steps):
-            items = [(with_faces[rng.integers(len(with_faces))] if sampling == "drawing"
-                      else with_faces[rng.choice(len(with_faces), p=weights)]) if rng.random() < face_share
-                     else face_free[rng.integers(len(face_free))] for _ in range(batch)]
+            items = [pick() for _ in range(batch)]
             x, heat, reg, mask = (t.to(device) for t in batch_tensors(items, rng, portrait_share))
             loss, part = training_loss(net(x), heat, reg, mask)
             opt.zero_grad()
