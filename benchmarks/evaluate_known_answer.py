@@ -28,172 +28,52 @@ them, what the true error itself is worth:
   mapped the wrong way round);
 - the Spearman of each measured column with the true error (which measure tracks it).
 
-The true error on 130 photos (eighth session; decided and written down before it was computed,
-to be reported whatever it gave, the rule unchanged): on 30 test photos negative44-drift's epochs
-were separable beyond the noise in a chain of 3 only. The same 18 cached runs re-scored
-(`--phase evaluate`, 2026-11-27, this VM), Spearman / regret on 130 photos (on the 30 test photos):
-sketch32-converge 0.903 / 1.000 (0.886 / 1.000), sketch48-drift 0.969 / 1.000 (0.982 / 1.000),
-negative32-drift 0.969 / 1.021 (0.982 / 1.003), negative48-converge 0.868 / 1.023 (0.820 / 1.020),
-lines40-drift 0.068 / 1.173, lines32-converge -0.468 / 1.117 (neither learned), sketch40-drift
-0.947 / 1.000, negative40-drift 0.947 / 1.027, sketch36-converge 0.930 / 1.007, negative44-drift
-0.881 / 1.059 (0.789 / 1.053), sketch44-drift 0.908 / 1.104 (0.943 / 1.099), negative36-converge
-0.974 / 1.017, sketch52-drift 0.930 / 1.000, sketch56-converge 0.895 / 1.015, negative52-drift
-0.938 / 1.000, negative56-converge 0.930 / 1.056, sketch28-drift 0.890 / 1.056 (0.930 / 1.065),
-lines56-drift 0.525 / 1.021 (0.604 / 1.029; its best epoch 0.1696 against the gray image's 0.1732).
-Both targets on 14 of 18 either way: negative44-drift now meets them, sketch44-drift misses by its
-regret (it picks epoch 8 of the stable stretch 8-9 over 14, the truly best, tied with them on the
-score and alone: the last epoch, after a worse 13).
+Where it stands (the 22 cached runs in /work/data/t15/ka2 re-scored with `--phase evaluate` on
+2026-11-27, this 2-core VM; the rule unchanged since issue 15's seventh session): both targets on
+18 of 22 tasks on the 130-photo truth. Spearman and regret on 130 photos, then on the 30 test photos
+alone; the suggested epoch and the truly best (130 photos); `learned`: some epoch beats a constant
+gray image:
 
-Four more held-out tasks (ninth session; written down before they were trained, to check the rule
-as it stood, nothing chosen from them): sizes not used before, the two filters the models learn,
-both kinds of training. Trained and evaluated on 2026-11-27 (this VM, training 12-86 s, evaluation
-115-184 s), Spearman / regret on 130 photos (on the 30 test photos): sketch60-drift 0.908 / 1.000
-(0.925 / 1.000), negative60-drift 0.969 / 1.000 (0.960 / 1.000), sketch24-converge 0.908 / 1.003
-(0.178 / 1.011: on 30 photos the truth itself separates only 2 of its epochs, its ceiling 0.798),
-negative28-converge 0.868 / 1.017 (0.952 / 1.000). Both targets on all 4, so on 18 of the 22 tasks:
-every task of the two filters the models learn but sketch44-drift (regret 1.104).
-
-The rule since issue 15's seventh session asks three questions: the cross cycle
-(`cross_cycle_drawing`: real test drawings turned into photos by other epochs and redrawn by this
-one) in place of the epoch's own drawing cycle, beside identity; the agreement of the epochs; and
-realism again (KID in both feature spaces, the brightness and contrast gaps). And the faces are
-dealt to the two sides alternately by brightness (`deal_faces`, below). All 18 tasks trained and
-evaluated on 2026-11-27 (this 2-core VM; training 9-54 s a task, evaluation 111-172 s), every
-saved epoch, 30 test photos a task (the true error on them alone); "before" is last stop's score (the own drawing cycle,
-identity; agreement) replayed on the same measured rows:
-
-    task                      Spearman  unpaired ceiling  suggested  true best  regret  learned   before: Spearman  regret
-    sketch32-converge            0.886                           13         13   1.000  yes               0.908    1.000
-    sketch48-drift               0.982                           14         14   1.000  yes               0.965    1.028
-    negative32-drift             0.982             0.996         12         14   1.003  yes               0.960    1.023
-    negative48-converge          0.820             0.996         22         18   1.020  yes               0.837    1.009
-    lines40-drift                0.064                            7          1   1.192  no                0.165    1.192
-    lines32-converge            -0.468                            8          1   1.119  no               -0.477    1.119
-    sketch40-drift               0.943                           14         14   1.000  yes               0.987    1.000
-    negative40-drift             0.943             0.978          5         14   1.014  yes               0.908    1.014
+    task                   Spearman  regret   30 photos: Spearman  regret  suggested  true best  learned
+    sketch32-converge         0.903   1.000                 0.886   1.000         13         13  yes
+    sketch48-drift            0.969   1.000                 0.982   1.000         14         14  yes
+    negative32-drift          0.969   1.021                 0.982   1.003         12         14  yes
+    negative48-converge       0.868   1.023                 0.820   1.020         22         28  yes
+    lines40-drift             0.068   1.173                 0.064   1.192          7          1  no
+    lines32-converge         -0.468   1.117                -0.468   1.119          8          1  no
+    sketch40-drift            0.947   1.000                 0.943   1.000         14         14  yes
+    negative40-drift          0.947   1.027                 0.943   1.014          5         14  yes
     held out:
-    sketch36-converge            0.938                           11         13   1.006  yes               0.921    1.006
-    negative44-drift             0.789             0.974          3         14   1.053  yes               0.719    1.053
-    sketch44-drift               0.943                            8         14   1.099  yes               0.969    1.099
-    negative36-converge          0.912             0.987         24         26   1.015  yes               0.899    1.015
-    sketch52-drift               0.916                           14         14   1.000  yes               0.925    1.000
-    sketch56-converge            0.908                           11         14   1.011  yes               0.930    1.011
-    negative52-drift             0.890             0.991         14         14   1.000  yes               0.930    1.085
-    negative56-converge          0.912             0.974         20         26   1.001  yes               0.912    1.001
-    sketch28-drift               0.930                           14          7   1.065  yes               0.903    1.000
-    lines56-drift                0.604                           42         15   1.029  yes               0.600    1.029
+    sketch36-converge         0.930   1.007                 0.938   1.006         11         13  yes
+    negative44-drift          0.881   1.059                 0.789   1.053          3         11  yes
+    sketch44-drift            0.908   1.104                 0.943   1.099          8         14  yes
+    negative36-converge       0.974   1.017                 0.912   1.015         24         26  yes
+    sketch52-drift            0.930   1.000                 0.916   1.000         14         14  yes
+    sketch56-converge         0.895   1.015                 0.908   1.011         11         14  yes
+    negative52-drift          0.938   1.000                 0.890   1.000         14         14  yes
+    negative56-converge       0.930   1.056                 0.912   1.001         20         28  yes
+    sketch28-drift            0.890   1.056                 0.930   1.065         14          7  yes
+    lines56-drift             0.525   1.021                 0.604   1.029         42         15  yes
+    sketch60-drift            0.908   1.000                 0.925   1.000         14         14  yes
+    negative60-drift          0.969   1.000                 0.960   1.000         14         14  yes
+    sketch24-converge         0.908   1.003                 0.178   1.011         11         13  yes
+    negative28-converge       0.868   1.017                 0.952   1.000         22         26  yes
 
-Both targets on 14 of 18 tasks, 14 of the 16 that learn: negative44-drift ranks at 0.789, and
-lines56-drift, the one lines task that learns at all (best epoch 0.168 against the gray image's
-0.172; added last, after the rule was fixed), at 0.604; the other two lines tasks learn nothing.
-Last stop's score meets them on the same 14 (mean Spearman over the 16 tasks that learn: 0.894
-now, 0.892 then); on the old deal of the faces (below) the cross cycle met
-them on one task more. How the rule came about, in order: the cross cycle was chosen looking at all
-13 first tasks' runs on the old deal (the held-out ones included: "held out" now says only that a
-task was not used for the rules before it); then the deal was changed, set from the faces' tones
-alone before any task was trained on it; on the 13 tasks dealt anew, the score with the cross cycle
-and without realism met the targets on 10 (mean Spearman 0.89 on the 11 that learn), realism added
-back looked better replayed on the same rows (a choice made on all 13), so four tasks of new sizes
-were added (the last four) and run before the change, and the change was kept by a rule written
-down before they were scored (targets met on as many, mean Spearman not lower by more than 0.02):
-on those four, 4 of 4 either way, mean Spearman 0.91 with realism against 0.86 without. The cross
-cycle alone tracks the true error about as well as the own cycle on the new deal (mean Spearman
-0.90 both on the first 13, ranges 0.67-0.96 and 0.79-0.98).
-
-Why the faces are now dealt by brightness. Before, photos were faces 0-49 and drawings faces
-50-99; run on that split the same morning (the same tasks, recipes and seeds), the score with the
-cross cycle and without realism met both targets on 6 of 13 (every sketch task; last stop's score,
-5: sketch40 at 0.798), the negative tasks at 0.41-0.74:
-
-    task                      Spearman  unpaired ceiling  regret    before: Spearman  regret
-    sketch32-converge            0.868                     1.022               0.877    1.016
-    sketch48-drift               0.881                     1.001               0.886    1.000
-    negative32-drift             0.415             0.565   1.146               0.486    1.146
-    negative48-converge          0.508             0.859   1.109               0.495    1.109
-    lines40-drift                0.112                     1.270               0.011    1.112
-    lines32-converge            -0.363                     1.178              -0.477    1.178
-    sketch40-drift               0.864                     1.015               0.798    1.015
-    negative40-drift             0.741             0.859   1.010               0.710    1.010
-    sketch36-converge            0.938                     1.000               0.921    1.028
-    negative44-drift             0.622             0.675   1.016               0.609    1.026
-    sketch44-drift               0.930                     1.041               0.903    1.041
-    negative36-converge          0.411             0.833   1.075               0.424    1.075
-    sketch52-drift               0.965                     1.037               0.930    1.037
-
-There the cross cycle alone tracked the true error better than the own cycle on the sketch tasks
-(0.93-0.96 against 0.67-0.97). `unpaired ceiling` (`data_answer_errors`) showed why the negative
-tasks could not be met: the negative is a tone map of each pixel, so the best answer the training
-images themselves give is the histogram match of the train photos onto the train drawings, and
-ranking the epochs by their distance to it (a measure that knows the filter is a tone map and sees
-the training images) tracked the true error at only 0.57-0.86. Faces 50-99 are darker than faces
-0-49: the negative of the test drawings was 0.037 darker than the true drawings of the test photos,
-as far as the epochs drift, and the true ranking followed that gap, which no unpaired measure
-sees: a known answer the data did not determine. A dataset of hundreds of faces a side has no such
-gap; dealt alternately by brightness, 50 a side have 0.003 (the ceiling is now 0.97-1.00).
+The misses: lines40-drift and lines32-converge learn nothing, so their true error only ranks kinds
+of failure; lines56-drift barely learns (its best epoch 0.170 against the gray image's 0.173) and
+ranks at 0.525; sketch44-drift takes epoch 8 of the stable stretch 8-9 over the truly best 14, tied
+with them on the score but alone, the last epoch after a worse 13 (regret 1.104).
+docs/evaluate_known_answer.md keeps how the rule, the tasks and the deal of the faces came about,
+session by session, with each step's figures and the measures that were tried.
 
 Usage: python benchmarks/evaluate_known_answer.py [--work /tmp/p2d_known_answer] [--tasks a,b]
        [--phase all|train|evaluate] [--threads 1] [--every 1]
 Runs are cached in --work: a second call re-trains nothing and re-evaluates only changed epochs
-(re-scoring the 13 cached runs with a changed rule: ~1-2 min). A cached run trained with another
-recipe than its task's, or a task folder made with another deal of the faces, is refused (delete
-it to make it again). This session's runs: /work/data/t15/ka2 (dealt by brightness) and
-/work/data/t15/ka (the split before). The lines tasks also did not learn as lines32 with 32
+(re-scoring the 22 cached runs unchanged: about 1.5 min on this VM). A cached run trained with
+another recipe than its task's, or a task folder made with another deal of the faces, is refused
+(delete it to make it again). The runs behind the figures (on the machine that made them, not in
+the repository): /work/data/t15/ka2 (dealt by brightness) and /work/data/t15/ka (the split before). The lines tasks also did not learn as lines32 with 32
 filters and 4 blocks, nor with cycle 1 at lr 0.0005 (14 epochs each, all worse than gray).
-
-Earlier sessions' notes follow, kept for their reasons; their figures are of the split before.
-
-Tasks changed in issue 15's third session, because a task the model never learns tests nothing
-about which good epoch to keep: negative48-converge trains without identity loss, at lr 0.001,
-for 28 epochs (every 2nd saved): at identity 5, lr 0.0004 and 14 epochs every epoch was worse
-than a constant gray image (tones kept, correlation -0.47); now every epoch beats it (0.056-0.086
-vs 0.116, correlation 0.86-0.94). The lines tasks were tried and left as they were: lines32 for
-42 epochs at lr 0.001 stayed worse than gray (0.189-0.220 vs 0.158, correlation -0.07..+0.01;
-616 s of training), and with lines blurred twice as wide it showed no sign of learning after 6
-epochs (0.134-0.140 vs 0.111), so it was stopped for time; they remain tasks the model does not
-learn, reported with `learned` False. Every saved epoch is now evaluated (14 per task), not every
-2nd: 7 points let one swapped pair move Spearman by ~0.07 and hid the drift epochs (5, 7, 9) of
-negative32, where the rule scored 0.857 on even epochs and 0.684 on all.
-
-Measured on a shared 2-core CPU (busy: load 8-11 from other jobs), every saved epoch, 30 test
-photos and 30 test drawings; training 82-888 s a task (`train s`), evaluation 35-100 s an epoch
-(dlib dominates). Cached runs: /work/data/t15/ka (the second session's: /work/data/s15/ka).
-
-    task                      Spearman  sep.  ceiling  suggested  tie set              true best  regret  learned
-    sketch32-converge            0.837  0.86     0.99         14  7-14                        13   1.007  yes
-    sketch48-drift               0.495  0.86     0.98          9  7-12,14                     11   1.152  yes
-    negative32-drift             0.701  0.89     0.98         12  6,8,10-14                   13   1.049  yes
-    negative48-converge          0.077 -0.30     0.96         22  6-28 (even)                 12   1.133  yes
-    held out:
-    lines40-drift               -0.547 -0.62     0.99         14  11,14                        2   1.327  no
-    lines32-converge            -0.675 -0.82     0.99         12  7-14                         1   1.212  no
-    sketch40-drift               0.103 -0.43     0.99         14  11,14                       13   1.090  yes
-    negative40-drift             0.235  0.10     0.95         12  8-14                         5   1.099  yes
-
-The rule as changed in this session (decided on the four developed-on tasks, then run once on the
-held-out ones): gates hold an epoch against the edge of the best epoch's interval (the best value
-is the luckiest; sketch32's epochs 12-14 were excluded by a face-found share of 0.42 vs a lucky
-0.71 on 24 faces); the score weighs "looks like a drawing" (4 measures) and "keeps the photo"
-(drawing cycle, identity) half each; a brightness/contrast gap counts only beyond its noise; the
-suggestion is the lowest-scoring tied, unflagged epoch with a tied neighbour. Against the
-previous rule on the same every-epoch data, developed-on: Spearman 0.79 -> 0.84, 0.31 -> 0.50,
-0.68 -> 0.70, -0.03 -> 0.08; regret 1.019 -> 1.007, 1.152 -> 1.152, 1.344 -> 1.049, 1.109 ->
-1.133. Held-out: Spearman -0.59 -> -0.55, -0.75 -> -0.68, 0.07 -> 0.10, 0.17 -> 0.24; regret
-1.327 -> 1.327, 1.176 -> 1.212, 1.090 -> 1.090, 1.107 -> 1.099.
-
-What it says. (1) The true ranking is not test-photo noise (ceiling 0.95-0.99), so the target
-stands. (2) Both targets hold on 1 of 8 tasks (sketch32); regret <= 1.10 on 4 of the 6 that
-learned (sketch32, negative32, sketch40, negative40; sketch48 1.152 and negative48 1.133 miss).
-(3) No measure orders epochs of a model that has learned: the drawing cycle tracks the true error
-best (0.90, 0.67, 0.79, 0.23 developed-on), the realism measures settle within their noise after
-a few epochs. (4) On the negative tasks the true error follows the brightness of the outputs
-(darker epochs are the worst: negative48's 10, negative32's 5, 7, 14), but the measures compare
-with the real test drawings, other people's faces, whose mean is 0.037 below the true drawings
-of the test photos (0.004 for the sketch tasks): with 15 faces a side the unpaired reference
-itself is off by as much as the drift, so the brightness gap rewards the darker epochs. A larger
-test split narrows that gap as 1/sqrt(n). (5) `p2d evaluate`'s "no epoch is good" warning fires
-on none of the 8 tasks: on the lines tasks the outputs became drawing-like (realism fell beyond
-the noise) without being drawings of the photo; the warning catches training that changes
-nothing, not a wrong mapping, which needs paired data to see.
 """
 
 from __future__ import annotations
