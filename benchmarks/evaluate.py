@@ -14,7 +14,7 @@ from PIL import Image
 
 from p2d import evaluate as ev
 from p2d.faces import FaceModels
-from p2d.framing import frame_face
+from p2d.framing import frame_face, framing_box
 from p2d.images import list_images, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def main() -> None:
     for f in faces:
         hog = probe.face(f, fallback=False)
         if hog.hog_found:
-            framed = models.landmarks(f, ev.framing_box(*f.shape[1::-1]))
+            framed = models.landmarks(f, framing_box(*f.shape[1::-1]))
             errors.append(ev.landmark_error(hog.points, framed))
     if errors:
         print(f"  n={len(errors)} mean {np.mean(errors):.3f} max {np.max(errors):.3f}")
@@ -69,7 +69,7 @@ def main() -> None:
     face = probe.face(f, fallback=True)
     print("\nPer-image cost on one core-share of this machine (ms):")
     print(f"  HOG, upsample {ev.detect_upsample(128)} (128 px): {timed(models.detect_hog, f, 1):.1f}")
-    print(f"  68 landmarks: {timed(models.landmarks, f, ev.framing_box(128, 128)):.1f}")
+    print(f"  68 landmarks: {timed(models.landmarks, f, framing_box(128, 128)):.1f}")
     print(f"  identity embedding (aligned chip): {timed(probe.embedding, f, face.points):.1f}")
     print(f"  KID feature (150x150 chip): {timed(probe.features, [f]):.1f}")
 

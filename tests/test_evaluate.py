@@ -14,6 +14,7 @@ from conftest import DATA
 from p2d import evaluate as ev
 from p2d.errors import P2DError
 from p2d.faces import inter_ocular
+from p2d.framing import framing_box
 from p2d.images import read_image
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest: tiny models, one thread
@@ -99,7 +100,7 @@ def test_parse_epochs(text, expected):
 
 
 def test_parse_epochs_names_the_fix():
-    with pytest.raises(ev.P2DError, match="5,10,15"):
+    with pytest.raises(P2DError, match="5,10,15"):
         ev.parse_epochs("five")
 
 
@@ -138,7 +139,7 @@ def test_best_epoch_skips_gates_measured_nowhere_and_falls_back_without_kid():
 
 
 def test_best_epoch_rule_validates_tolerances():
-    with pytest.raises(ev.P2DError, match="face_found_drop"):
+    with pytest.raises(P2DError, match="face_found_drop"):
         ev.BestEpochRule(face_found_drop=-1)
 
 
@@ -418,7 +419,7 @@ def test_shifted_image_gives_shift_over_iod(probe, astronaut_face, dx, dy):
 
 def test_framing_box_fallback_lands_near_the_detected_face(probe, astronaut_face):
     detected = probe.face(astronaut_face, fallback=False)
-    framed = ev.FaceLandmarks(probe.models.landmarks(astronaut_face, ev.framing_box(128, 128)), False)
+    framed = ev.FaceLandmarks(probe.models.landmarks(astronaut_face, framing_box(128, 128)), False)
     assert ev.landmark_error(detected.points, framed.points) < 0.15
 
 
