@@ -309,6 +309,62 @@ def _test_split(manifest: Path, max_images: int) -> tuple[list[Path], list[Path]
     return photo_paths, drawing_paths, split
 
 
+@dataclass
+class _RunGenerators:
+    """The generators of a run's epochs, and the test drawings at the run's channels and size (read
+    once, when first needed: after the first checkpoint has said what those are)."""
+
+    run: Path
+    device: str
+    drawing_paths: list[Path]
+    skipped: list[str]
+    channels: int | None = None
+    size: int | None = None
+    drawings: list[np.ndarray] = field(default_factory=list)
+
+    def configure(self, epoch: int) -> None:
+        from p2d.train.translate import load_generators
+
+        if self.channels is None:
+            cfg, _, _ = load_generators(self.run, epoch, device=self.device)
+            self.channels, self.size = cfg.data.channels, cfg.data.size
+
+    def test_drawings(self) -> list[np.ndarray]:
+        if not self.drawings:
+            self.drawings.extend(_load_all(self.drawing_paths, self.channels, self.size, self.skipped))
+        return self.drawings
+
+    def __call__(self, epoch: int) -> tuple[Translator, Translator]:
+        """(photo -> drawing, drawing -> photo) of one epoch's checkpoint."""
+        from p2d.train.translate import load_generators
+
+        _, g_p2d, g_d2p = load_generators(self.run, epoch, device=self.device)
+        return (torch_translator(g_p2d, self.channels, self.device),
+                torch_translator(g_d2p, self.channels, self.device))
+
+
+def _checkpoints(run: Path, epochs: Sequence[int] | None) -> tuple[dict[int, Path], list[int], list[str]]:
+    """(every saved checkpoint by epoch, the epochs to evaluate, "epoch N: why" for those asked for
+    without a checkpoint)."""
+    from p2d.runs import list_checkpoints
+
+    saved = list_checkpoints(run)
+    if not saved:
+        raise P2DError(f"{run} has no saved checkpoints yet: train longer (checkpoints are kept every save_every epochs)")
+    wanted = sorted(saved) if epochs is None else list(epochs)
+    skipped = [f"epoch {e}: no checkpoint saved" for e in wanted if e not in saved]
+    wanted = [e for e in wanted if e in saved]
+    if not wanted:
+        raise P2DError(f"none of the epochs asked for has a checkpoint; saved epochs: {sorted(saved)}")
+    return saved, wanted, skipped
+
+
+def _write_rows(csv_path: Path, rows: dict[int, dict]) -> None:
+    from p2d.images import write_text_atomic
+
+    write_text_atomic(csv_path, pd.DataFrame([rows[e] for e in sorted(rows)]).to_csv(index=False))
+
+
 def evaluate_run(
     run: Path | str,
     epochs: Sequence[int] | None = None,
@@ -325,9 +381,8 @@ def evaluate_run(
     and settings are unchanged are reused unless `recompute`). `cross_epochs`: how many other
     epochs' photos each epoch's cross cycle redraws (`cross_cycle_errors`; each costs one
     translation of the test drawings per epoch)."""
-    from p2d.images import file_sha256, write_text_atomic
-    from p2d.runs import list_checkpoints, pick_device
-    from p2d.train.translate import load_generators
+    from p2d.images import file_sha256
+    from p2d.runs import pick_device
     from p2d.ui import progress
 
     run = Path(run)
@@ -336,14 +391,7 @@ def evaluate_run(
     device = str(pick_device(device))  # None/"auto": the GPU when torch sees one
     settings = settings or EvalSettings()
     manifest = _run_manifest(run)
-    saved = list_checkpoints(run)
-    if not saved:
-        raise P2DError(f"{run} has no saved checkpoints yet: train longer (checkpoints are kept every save_every epochs)")
-    wanted = sorted(saved) if epochs is None else list(epochs)
-    skipped = [f"epoch {e}: no checkpoint saved" for e in wanted if e not in saved]
-    wanted = [e for e in wanted if e in saved]
-    if not wanted:
-        raise P2DError(f"none of the epochs asked for has a checkpoint; saved epochs: {sorted(saved)}")
+    saved, wanted, skipped = _checkpoints(run, epochs)
 
     csv_path = run / EVALUATE_CSV
     rows = _earlier_rows(csv_path, settings, wanted, skipped) if not recompute else {}
@@ -360,36 +408,25 @@ def evaluate_run(
     outputs = {e: o[0] for e, o in kept.items()}  # epoch -> its drawings of the test photos
     fake_photos = {e: o[1] for e, o in kept.items()}  # epoch -> its photos of the test drawings
     redraw = [e for e in wanted if e not in todo and e not in outputs]  # measured before outputs were kept
-    channels = size = None
-    test_drawings: list[np.ndarray] = []
-
-    def load_test_drawings() -> list[np.ndarray]:
-        if not test_drawings:
-            test_drawings.extend(_load_all(drawing_paths, channels, size, skipped))
-        return test_drawings
-
-    def generators(epoch: int) -> tuple[Translator, Translator]:
-        _, g_p2d, g_d2p = load_generators(run, epoch, device=device)
-        return torch_translator(g_p2d, channels, device), torch_translator(g_d2p, channels, device)
+    generators = _RunGenerators(run, device, drawing_paths, skipped)
 
     with progress() as bar:
         if todo or redraw:
-            cfg, _, _ = load_generators(run, (todo or redraw)[0], device=device)
-            channels, size = cfg.data.channels, cfg.data.size
+            generators.configure((todo or redraw)[0])
             task = bar.add_task("test images", total=1, status=f"{len(photo_paths)} photos, {len(drawing_paths)} drawings")
-            photos = _load_all(photo_paths, channels, size, skipped)
-            load_test_drawings()
+            photos = _load_all(photo_paths, generators.channels, generators.size, skipped)
+            generators.test_drawings()
             bar.update(task, advance=1)
         if redraw:
             task = bar.add_task("outputs kept", total=len(redraw), status="")
             for epoch in redraw:
                 draw, to_photo = generators(epoch)
                 outputs[epoch], fake_photos[epoch] = _keep_outputs(
-                    run, epoch, keys[epoch], draw(photos), to_photo(test_drawings))
+                    run, epoch, keys[epoch], draw(photos), to_photo(generators.test_drawings()))
                 bar.update(task, advance=1)
         if todo:
             probe = FaceProbe(FaceModels(models_dir), settings.min_detect_px)
-            ref = Reference.build(photos, test_drawings, probe)
+            ref = Reference.build(photos, generators.test_drawings(), probe)
             task = bar.add_task("epochs", total=len(todo), status="")
         for epoch in todo:
             bar.update(task, status=f"epoch {epoch}")
@@ -398,24 +435,21 @@ def evaluate_run(
             outputs[epoch], fake_photos[epoch] = _keep_outputs(
                 run, epoch, keys[epoch], draw(ref.photos), to_photo(ref.drawings))
             metrics = measure(ref, draw, to_photo, probe, settings, list(outputs[epoch]), list(fake_photos[epoch]))
-            row = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - start, 2),
-                   "checkpoint_sha256": shas[epoch], "settings": settings.key()}
-            rows[epoch] = row
-            write_text_atomic(csv_path, pd.DataFrame([rows[e] for e in sorted(rows)]).to_csv(index=False))
+            rows[epoch] = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - start, 2),
+                           "checkpoint_sha256": shas[epoch], "settings": settings.key()}
+            _write_rows(csv_path, rows)
             if on_epoch:
-                on_epoch(epoch, row)
+                on_epoch(epoch, rows[epoch])
             bar.update(task, advance=1)
-        if channels is None:  # every row and output cached: the cross cycle still reads the test drawings
-            cfg, _, _ = load_generators(run, wanted[0], device=device)
-            channels, size = cfg.data.channels, cfg.data.size
+        generators.configure(wanted[0])  # every row and output cached: the cross cycle still reads the test drawings
         task = bar.add_task("cross cycle", total=None, status=f"{len(fake_photos)} epochs")
         with_checkpoint = {e: o for e, o in fake_photos.items() if e in saved}  # G of each is needed
-        add_cross_cycle(rows, with_checkpoint, load_test_drawings(), lambda e: generators(e)[0], keys, run, settings,
-                        cross_epochs)
+        add_cross_cycle(rows, with_checkpoint, generators.test_drawings(), lambda e: generators(e)[0], keys, run,
+                        settings, cross_epochs)
         bar.update(task, total=1, completed=1)
 
     add_agreement(rows, outputs, settings)  # over every epoch in evaluate.csv with its drawings kept
-    write_text_atomic(csv_path, pd.DataFrame([rows[e] for e in sorted(rows)]).to_csv(index=False))
+    _write_rows(csv_path, rows)
     table = pd.DataFrame([rows[e] for e in wanted]).sort_values("epoch").reset_index(drop=True)
     best, why = suggest_best(table, rule)
     return EvaluateResult(table, best, why, csv_path, skipped)
