@@ -85,9 +85,9 @@ def collect(images: dict, cache_path: Path, jobs: int) -> dict[str, list[Detecti
 def out_of_fold_cnn(images: dict, cands: dict[str, list[Detection]], folds_dir: Path, folds: int = 5) -> dict:
     """`cands` with drawn_cnn's boxes replaced by those of the fold model that never saw the drawing."""
     from p2d.drawing_cnn import DrawingFaceCnn
-    from train_drawing_cnn import fold_of
+    from train_drawing_cnn import check_fold_model, fold_of
 
-    models = {k: DrawingFaceCnn(model_file=folds_dir / f"fold{k}.npz") for k in range(folds)}
+    models = {k: DrawingFaceCnn(model_file=check_fold_model(folds_dir / f"fold{k}.npz", k, folds)) for k in range(folds)}
     out = {}
     for name, dets in cands.items():
         cnn = models[fold_of(name, folds)].detect(images[name][0], min_score=CNN_CONSENT)

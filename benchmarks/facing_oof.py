@@ -43,7 +43,7 @@ from p2d.ui import console, progress, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from drawing_labels import CARDS, CLIPART, labelled_set  # noqa: E402
-from train_drawing_cnn import fold_of  # noqa: E402
+from train_drawing_cnn import check_fold_model, fold_of  # noqa: E402
 from train_drawing_facing import examples, faces_of, fit  # noqa: E402
 
 assert tuple(VIEWS) == tuple(CLASSES)
@@ -117,7 +117,7 @@ def main() -> None:
             test = [f for f in faces if fold_of(f["name"], args.folds) == k]
             train = [f for f in faces if fold_of(f["name"], args.folds) != k]
             classifier = FacingClassifier(weights=fit(*examples(train, args.jitter), c))
-            rows += face_rows(test, DrawingFaceCnn(args.folds_dir / f"fold{k}.npz"), classifier, bar, task)
+            rows += face_rows(test, DrawingFaceCnn(check_fold_model(args.folds_dir / f"fold{k}.npz", k, args.folds)), classifier, bar, task)
     console.print(table(f"facing of the train split's {len(rows)} labelled faces, each scored by models trained "
                         f"without its fold ({args.folds} folds by file / deck)",
                         ["rule", "right", "drawn_cnn found it", "drawn_cnn did not"], score(rows)))

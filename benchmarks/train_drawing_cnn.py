@@ -19,7 +19,10 @@ bit-identical weights on one machine has not been checked.
 Out-of-fold models (for choosing rules on train without scoring a model on drawings it saw):
 `--folds K --fold i` trains on the train split less fold i (folds by `fold_group`: a card deck with
 its recoloured twins, openclipart's four card sets, else the file; the same folds as
-benchmarks/train_drawing_facing.py). `--sampling design` draws each design once however many copies
+benchmarks/train_drawing_facing.py). A fold model's file says which fold it left out and on which
+folds (`FOLD_SCHEME`); drawing_thresholds.py and facing_oof.py refuse one that does not say so
+(`check_fold_model`: fold models made before 2026-11-27's change of folds had seen copies of the
+drawings they were scored on). `--sampling design` draws each design once however many copies
 the label CSV holds (`design_of`), `design-view` also weights turned faces as much as frontal ones;
 measured out of fold on 2026-11-27, neither changed facing or found (models README), so the default
 stays `drawing`. For a machine without the Debian
@@ -88,6 +91,24 @@ def fold_group(path: str) -> str:
     and `anglo_poker` together), the four card sets (one design language), else the file."""
     group = design_of(path).split("#")[0]
     return group.split("_")[0] if group.startswith("aisleriot/") else group
+
+
+FOLD_SCHEME = "fold_group"  # written into fold models; bump it when fold_group changes what goes together
+
+
+def check_fold_model(path: Path, fold: int, folds: int) -> Path:
+    """`path` if it is a drawn_cnn model trained without `fold` of `folds` on today's folds, else
+    SystemExit naming the fix (a model made on other folds has seen drawings it would be scored on)."""
+    if not path.is_file():
+        raise SystemExit(f"{path} missing: train it with `python benchmarks/train_drawing_cnn.py --folds {folds} "
+                         f"--fold {fold} -o {path}`")
+    with np.load(path) as z:
+        made = tuple(z[f"note_{k}"].item() if f"note_{k}" in z.files else None for k in ("fold_scheme", "folds", "fold"))
+    if made != (FOLD_SCHEME, folds, fold):
+        raise SystemExit(f"{path} was not trained without fold {fold} of {folds} by `{FOLD_SCHEME}` (it says scheme, "
+                         f"folds, fold = {made}): scores from it would flatter; retrain it with "
+                         f"`python benchmarks/train_drawing_cnn.py --folds {folds} --fold {fold} -o {path}`")
+    return path
 
 
 def fold_of(path: str, folds: int) -> int:
@@ -275,7 +296,8 @@ def main() -> None:
         print(f"fold {args.fold} of {args.folds} left out: training on {len(data)} drawings")
     net = train(data, args.epochs, args.batch, args.face_share, args.portrait_share, args.lr, args.seed, args.threads,
                 args.device, tuple(args.widths), args.sampling)
-    save_weights(net, args.output, tuple(args.widths))
+    notes = {"fold_scheme": FOLD_SCHEME, "folds": args.folds, "fold": args.fold} if args.folds else {}
+    save_weights(net, args.output, tuple(args.widths), sampling=args.sampling, **notes)
     print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - t0:.0f} s")
 
 

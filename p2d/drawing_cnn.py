@@ -192,11 +192,12 @@ def training_loss(out, heat, reg, mask):
     return total, {"centre": focal.item(), "offset": offset.item(), "size": size.item()}
 
 
-def save_weights(net, path: Path | str, widths: tuple[int, ...] = WIDTHS) -> None:
-    """The network's weights as float16 arrays in an .npz (no pickle), with its widths."""
+def save_weights(net, path: Path | str, widths: tuple[int, ...] = WIDTHS, **notes) -> None:
+    """The network's weights as float16 arrays in an .npz (no pickle), with its widths and any
+    `notes` (plain values, e.g. which training fold a model left out; `load_network` ignores them)."""
     arrays = {k: v.detach().cpu().numpy().astype(np.float16) for k, v in net.state_dict().items()
               if v.dtype.is_floating_point}
-    np.savez_compressed(path, widths=np.array(widths), **arrays)
+    np.savez_compressed(path, widths=np.array(widths), **{f"note_{k}": np.array(v) for k, v in notes.items()}, **arrays)
 
 
 def load_network(path: Path | str = MODEL_FILE):

@@ -38,3 +38,28 @@ def test_design_sampling_gives_copies_one_share():
     assert np.isclose(v[:4].sum(), 0.5) and np.isclose(v[4:].sum(), 0.5)  # turned faces as often as frontal
     with pytest.raises(ValueError, match="design-view"):
         sampling_weights(data, "by-hand")
+
+
+def test_a_fold_model_from_other_folds_is_refused(tmp_path):
+    """Scoring train drawings with a fold model made on other folds would flatter every figure: the
+    benchmarks only take fold models that say they left this fold out, on today's folds."""
+    import torch
+
+    from p2d.drawing_cnn import build_network, load_network, save_weights
+    from train_drawing_cnn import FOLD_SCHEME, check_fold_model
+
+    widths = (8, 8, 16, 16, 16)
+    net = build_network(widths).eval()
+    good, old, other = tmp_path / "fold2.npz", tmp_path / "old.npz", tmp_path / "other.npz"
+    save_weights(net, good, widths, fold_scheme=FOLD_SCHEME, folds=5, fold=2)
+    save_weights(net, old, widths)  # made before models said which fold they left out
+    save_weights(net, other, widths, fold_scheme=FOLD_SCHEME, folds=5, fold=3)
+    assert check_fold_model(good, 2, 5) == good
+    x = torch.zeros(1, 1, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(load_network(good)(x), load_network(old)(x))  # the notes do not get in the weights' way
+    for path in (old, other):
+        with pytest.raises(SystemExit, match="retrain it with"):
+            check_fold_model(path, 2, 5)
+    with pytest.raises(SystemExit, match="missing"):
+        check_fold_model(tmp_path / "none.npz", 2, 5)
