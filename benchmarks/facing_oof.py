@@ -87,6 +87,13 @@ def score(rows: list[dict]) -> list[tuple]:
     return out
 
 
+def confusion(rows: list[dict], rule: str = "cnn first") -> list[tuple]:
+    """Per labelled view, how many of its faces `rule` reads as each view: which way the errors go
+    (a row per label, a column per reading)."""
+    return [(f"label {label}", *(sum(r["y"] == i and r["views"][rule] == j for r in rows) for j in range(len(CLASSES))))
+            for i, label in enumerate(CLASSES)]
+
+
 def face_rows(faces: list[dict], cnn: DrawingFaceCnn, classifier: FacingClassifier, bar, task) -> list[dict]:
     rows = []
     for f in faces:
@@ -119,8 +126,10 @@ def main() -> None:
             classifier = FacingClassifier(weights=fit(*examples(train, args.jitter), c))
             rows += face_rows(test, DrawingFaceCnn(check_fold_model(args.folds_dir / f"fold{k}.npz", k, args.folds)), classifier, bar, task)
     console.print(table(f"facing of the train split's {len(rows)} labelled faces, each scored by models trained "
-                        f"without its fold ({args.folds} folds by file / deck)",
+                        f"without its fold ({args.folds} folds by fold_group: copies and deck families together)",
                         ["rule", "right", "drawn_cnn found it", "drawn_cnn did not"], score(rows)))
+    console.print(table("`cnn first`, out of fold: labelled view against the view read", ["", *CLASSES],
+                        confusion(rows)))
     cards = [r for r in rows if r["name"].startswith("aisleriot/")]
     console.print(table(f"the same, card faces only ({len(cards)})", ["rule", "right", "found", "not found"], score(cards)))
     if args.eval:
