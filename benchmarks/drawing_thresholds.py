@@ -20,9 +20,10 @@ replays the rule (report only: nothing else is chosen there).
 
 `--cnn-folds DIR` (train split) checks that choice out of fold: drawn_cnn's boxes on each train
 drawing come from `DIR/fold{k}.npz`, the model trained without that drawing's fold (as
-benchmarks/facing_oof.py uses them), so its top score on the face-free drawings says something
-again; the table's drawn_cnn row then shows the `alone` the rule gives it there (not floored at
-today's), and a few `agree` values are replayed beside it. The dlib CNN's fallback boxes stay
+benchmarks/facing_oof.py uses them; made by benchmarks/train_drawing_cnn_folds.sh, and refused
+unless the file says it left that fold out on today's folds), so its top score on the face-free
+drawings says something again; the table's drawn_cnn row then shows the `alone` the rule gives it
+there (not floored at today's), and a few `agree` values are replayed beside it. The dlib CNN's fallback boxes stay
 those of the cache (it searched where the shipped models found no face).
 """
 

@@ -7,7 +7,8 @@ is highest at the face's centre) and the facing classifier (p2d.drawing_facing, 
 Both were trained on the whole train split, so scoring either there flatters it. Here each train
 face is scored by models that never saw its drawing (nor its card deck): FOLDS_DIR holds
 `fold{k}.npz`, drawn_cnn trained without fold k (`python benchmarks/train_drawing_cnn.py --folds 5
---fold k -o FOLDS_DIR/fold{k}.npz`, ~100 s each on a GPU, ~20 min on 2 CPU cores), and the
+--fold k -o FOLDS_DIR/fold{k}.npz`, or all five with benchmarks/train_drawing_cnn_folds.sh; ~100 s
+each on a GPU, ~20 min on 2 CPU cores), and the
 classifier is refitted without fold k here (its shipped L2 weight, its jittered examples). Folds
 are train_drawing_cnn.fold_of's (by `fold_group`: a deck family, the four card sets, else the
 file), the same as train_drawing_facing's.
