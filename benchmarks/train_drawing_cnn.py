@@ -25,7 +25,9 @@ folds (`FOLD_SCHEME`); drawing_thresholds.py and facing_oof.py refuse one that d
 drawings they were scored on). `--sampling design` draws each design once however many copies
 the label CSV holds (`design_of`), `design-view` also weights turned faces as much as frontal ones;
 measured out of fold on 2026-11-27, neither changed facing or found (models README), so the default
-stays `drawing`. For a machine without the Debian
+stays `drawing`. `--style-share S` draws that share of the crops in another style (`restyled`: ink lines,
+a stencil, inverted); out of fold with two seeds it moved nothing beyond seed noise (models README), so
+the default stays 0. For a machine without the Debian
 packages (a GPU host), `--write-pack F.npz` stores the train split as this script reads it (gray,
 longer side at most 512, PNG-compressed; 15 MB) and `--pack F.npz` trains from it; `--device cuda`
 runs the network there (the crops are still made on the CPU): on one H200 a model of 100 epochs
@@ -161,10 +163,25 @@ def read_pack(path: Path) -> list:
                  [(*b[:4], b[4]) for b in m["boxes"]]) for i, m in enumerate(meta)]
 
 
+def restyled(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The float crop drawn in another style, one of three alike: as ink lines (its edges dark on
+    white), as a stencil (two tones at Otsu's threshold) or inverted (light lines on dark)."""
+    kind = rng.choice(("lines", "stencil", "invert"), p=(0.4, 0.3, 0.3))
+    if kind == "lines":
+        smooth = cv2.GaussianBlur(img, (0, 0), rng.uniform(0.7, 1.5))
+        mag = np.hypot(cv2.Sobel(smooth, cv2.CV_32F, 1, 0), cv2.Sobel(smooth, cv2.CV_32F, 0, 1))
+        return 1.0 - np.clip(mag / max(float(np.percentile(mag, 99)) * rng.uniform(0.3, 0.7), 1e-6), 0, 1)
+    if kind == "stencil":
+        u8 = (img * 255).astype(np.uint8)
+        _, two = cv2.threshold(u8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        return two.astype(np.float32) / 255
+    return 1.0 - img
+
+
 def augmented(gray: np.ndarray, boxes: list, rng: np.random.Generator, portrait_share: float,
-              side: int = TRAIN_SIDE_PX):
+              side: int = TRAIN_SIDE_PX, style_share: float = 0.0):
     """(a side x side float crop in [0, 1], its faces (x, y, w, h, view)) drawn as the module
-    docstring says."""
+    docstring says; `style_share` of the crops `restyled` (0: no random number is drawn for it)."""
     h0, w0 = gray.shape
     scale = rng.uniform(0.55, 1.5) * side / max(h0, w0)
     portrait = bool(boxes) and rng.random() < portrait_share
@@ -191,6 +208,8 @@ def augmented(gray: np.ndarray, boxes: list, rng: np.random.Generator, portrait_
         crop = crop[:, ::-1]
         faces = [(side - x - w, y, w, h, MIRRORED_VIEW[view]) for x, y, w, h, view in faces]
     img = crop.astype(np.float32) / 255
+    if style_share > 0 and rng.random() < style_share:
+        img = np.ascontiguousarray(restyled(np.ascontiguousarray(img), rng), dtype=np.float32)
     img = img ** rng.uniform(0.6, 1.6)
     img = np.clip((img - 0.5) * rng.uniform(0.7, 1.3) + 0.5 + rng.uniform(-0.1, 0.1), 0, 1)
     if rng.random() < 0.3:
@@ -198,12 +217,13 @@ def augmented(gray: np.ndarray, boxes: list, rng: np.random.Generator, portrait_
     return img, faces
 
 
-def batch_tensors(items: list, rng: np.random.Generator, portrait_share: float, side: int = TRAIN_SIDE_PX):
+def batch_tensors(items: list, rng: np.random.Generator, portrait_share: float, side: int = TRAIN_SIDE_PX,
+                  style_share: float = 0.0):
     import torch
 
     xs, heats, regs, masks = [], [], [], []
     for _path, gray, boxes in items:
-        img, faces = augmented(gray, boxes, rng, portrait_share, side)
+        img, faces = augmented(gray, boxes, rng, portrait_share, side, style_share)
         heat, reg, mask = centre_targets(faces, side, side)
         xs.append(normalise(img)[None])
         heats.append(heat)
@@ -213,7 +233,8 @@ def batch_tensors(items: list, rng: np.random.Generator, portrait_share: float, 
 
 
 def train(data: list, epochs: int, batch: int, face_share: float, portrait_share: float, lr: float, seed: int,
-          threads: int, device: str = "cpu", widths: tuple[int, ...] = WIDTHS, sampling: str = "drawing"):
+          threads: int, device: str = "cpu", widths: tuple[int, ...] = WIDTHS, sampling: str = "drawing",
+          style_share: float = 0.0):
     import torch
 
     torch.manual_seed(seed)
@@ -242,7 +263,8 @@ def train(data: list, epochs: int, batch: int, face_share: float, portrait_share
         net.train()
         for _ in range(steps):
             items = [pick() for _ in range(batch)]
-            x, heat, reg, mask = (t.to(device) for t in batch_tensors(items, rng, portrait_share))
+            tensors = batch_tensors(items, rng, portrait_share, style_share=style_share)
+            x, heat, reg, mask = (t.to(device) for t in tensors)
             loss, part = training_loss(net(x), heat, reg, mask)
             opt.zero_grad()
             loss.backward()
@@ -275,6 +297,8 @@ def main() -> None:
     ap.add_argument("--widths", type=int, nargs=5, default=WIDTHS, help="channels of the five stages")
     ap.add_argument("--sampling", choices=("drawing", "design", "design-view"), default="drawing",
                     help="how drawings with faces are drawn for a batch (see sampling_weights)")
+    ap.add_argument("--style-share", type=float, default=0.0,
+                    help="share of the crops drawn in another style (ink lines, stencil, inverted: restyled)")
     args = ap.parse_args()
     if (args.folds > 0) != (args.fold is not None) or (args.fold is not None and not 0 <= args.fold < args.folds):
         raise SystemExit("--folds K and --fold i go together, with 0 <= i < K")
@@ -295,8 +319,10 @@ def main() -> None:
         data = [d for d in data if fold_of(d[0], args.folds) != args.fold]
         print(f"fold {args.fold} of {args.folds} left out: training on {len(data)} drawings")
     net = train(data, args.epochs, args.batch, args.face_share, args.portrait_share, args.lr, args.seed, args.threads,
-                args.device, tuple(args.widths), args.sampling)
+                args.device, tuple(args.widths), args.sampling, args.style_share)
     notes = {"fold_scheme": FOLD_SCHEME, "folds": args.folds, "fold": args.fold} if args.folds else {}
+    if args.style_share:
+        notes["style_share"] = args.style_share
     save_weights(net, args.output, tuple(args.widths), sampling=args.sampling, **notes)
     print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - t0:.0f} s")
 

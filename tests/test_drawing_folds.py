@@ -1,4 +1,4 @@
-"""The folds and sampling the drawing models are trained and checked with (benchmarks/train_drawing_cnn.py).
+"""The folds, sampling and restyling the drawing models are trained and checked with (benchmarks/train_drawing_cnn.py).
 
 Copies of one drawing in two folds flatter every out-of-fold figure: the four openclipart card sets
 draw each design four times, and an aisleriot deck has recoloured or re-lettered twins."""
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from train_drawing_cnn import design_of, fold_group, fold_of, sampling_weights  # noqa: E402
+from train_drawing_cnn import augmented, design_of, fold_group, fold_of, restyled, sampling_weights  # noqa: E402
 
 CARD_SET_COPIES = [f"recreation/games/cards/{s}/{s}_d_k.png" for s in ("ornamental", "white", "simple", "bordered")]
 
@@ -63,3 +63,46 @@ def test_a_fold_model_from_other_folds_is_refused(tmp_path):
             check_fold_model(path, 2, 5)
     with pytest.raises(SystemExit, match="missing"):
         check_fold_model(tmp_path / "none.npz", 2, 5)
+
+
+def _face_drawing() -> tuple[np.ndarray, list]:
+    """A gray drawing: a dark-outlined light disc (the face) on white, with its box."""
+    import cv2
+
+    img = np.full((200, 160), 255, np.uint8)
+    cv2.circle(img, (80, 90), 40, 200, -1)
+    cv2.circle(img, (80, 90), 40, 0, 3)
+    return img, [(40.0, 50.0, 80.0, 80.0, "frontal")]
+
+
+def test_restyled_crops_stay_images_of_the_same_drawing():
+    gray, _ = _face_drawing()
+    img = gray.astype(np.float32) / 255
+    kinds = {}
+    for seed in range(40):
+        out = restyled(img, np.random.default_rng(seed))
+        assert out.shape == img.shape and 0 <= out.min() and out.max() <= 1
+        if np.allclose(out, 1 - img):
+            kinds["invert"] = out
+        elif set(np.unique(out)) <= {0.0, 1.0}:
+            kinds["stencil"] = out
+        else:
+            kinds["lines"] = out
+    assert set(kinds) == {"invert", "stencil", "lines"}
+    # ink lines: dark along the outline (on both sides of its stroke), white on the flat inside and outside
+    lines = kinds["lines"]
+    assert lines[90, 34:47].min() < 0.5 and lines[90, 80] > 0.9 and lines[10, 10] > 0.9
+    # the stencil keeps the outline dark and the page light
+    assert kinds["stencil"][90, 40] == 0 and kinds["stencil"][10, 10] == 1
+
+
+def test_style_share_zero_draws_what_the_shipped_recipe_drew():
+    """--style-share 0 (the default) leaves the random draws, so the shipped model's recipe, as it was."""
+    gray, boxes = _face_drawing()
+    a, b = np.random.default_rng(3), np.random.default_rng(3)
+    img_a, faces_a = augmented(gray, boxes, a, 0.35, 96)
+    img_b, faces_b = augmented(gray, boxes, b, 0.35, 96, style_share=0.0)
+    assert np.array_equal(img_a, img_b) and faces_a == faces_b
+    assert a.bit_generator.state == b.bit_generator.state
+    restyled_img, _ = augmented(gray, boxes, np.random.default_rng(3), 0.35, 96, style_share=1.0)
+    assert restyled_img.shape == img_a.shape and not np.array_equal(restyled_img, img_a)
