@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from p2d.curate.detect import DrawingDetector, choose_with_rotations, iou, score_choices  # noqa: E402
 from p2d.curate.drawings import face_pose  # noqa: E402
-from p2d.images import list_images, read_image  # noqa: E402
+from p2d.images import list_images  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))

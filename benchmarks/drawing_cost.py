@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from p2d.images import list_images, read_image, write_image  # noqa: E402
+from p2d.images import list_images, write_image  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
 BASE = "a0f39c0"

@@ -25,6 +25,8 @@ unless the file says it left that fold out on today's folds), so its top score o
 drawings says something again; the table's drawn_cnn row then shows the `alone` the rule gives it
 there (not floored at today's), and a few `agree` values are replayed beside it. The dlib CNN's fallback boxes stay
 those of the cache (it searched where the shipped models found no face).
+`--cnn-folds DIR1 DIR2 ...` (fold models of several seeds or variants) prints one summary row per
+folder and their mean: one seed's figures move by more than most changes do (models README).
 """
 
 from __future__ import annotations
@@ -131,6 +133,27 @@ def alone_needed(cands: dict, truth: dict, name: str, floor: bool = True) -> flo
     return max(THRESHOLDS[name].alone if floor else -np.inf, float(np.nextafter(top, np.inf)))
 
 
+def seed_summary(images: dict, cands: dict, truth: dict, folders: list[Path]) -> None:
+    """One row per folder of fold models (a seed, a variant): drawn_cnn's `alone` by the rule out of fold,
+    and the vote's found / wrong / false at it and at today's thresholds. One seed's figures move
+    (models README: facing by 17 faces, false boxes by 3), so compare sets of seeds, not one model."""
+    rows, at_rule = [], []
+    for folder in folders:
+        oof = out_of_fold_cnn(images, cands, folder)
+        need = alone_needed(oof, truth, "drawn_cnn", floor=False)
+        today = score(oof, truth, THRESHOLDS)[:3]
+        rule = score(oof, truth, with_alone(THRESHOLDS, "drawn_cnn", need))[:3]
+        at_rule.append(rule)
+        rows.append((f"{folder.parent.name}/{folder.name}", f"{need:.3f}", *rule, " / ".join(map(str, today))))
+    mean = np.mean(at_rule, axis=0)
+    rows.append(("mean", "", *(f"{m:.1f}" for m in mean), ""))
+    n_faces = sum(1 for b in truth.values() if b)
+    console.print(table(f"train split, upright, out of fold: {n_faces} drawings with a face, "
+                        f"{len(truth) - n_faces} face-free",
+                        ["fold models", "drawn_cnn alone", "found", "wrong", "false", "at today's: found / wrong / false"],
+                        rows))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", choices=("train", "eval"), default="train")
@@ -138,7 +161,8 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--clipart", type=Path, default=CLIPART)
     ap.add_argument("--cards", type=Path, default=CARDS)
-    ap.add_argument("--cnn-folds", type=Path, default=None, help="drawn_cnn's fold models: out-of-fold boxes on train")
+    ap.add_argument("--cnn-folds", type=Path, nargs="+", default=None,
+                    help="drawn_cnn's fold models: out-of-fold boxes on train; several folders (seeds): a summary")
     args = ap.parse_args()
     if args.cnn_folds and args.split != "train":
         raise SystemExit("--cnn-folds is for the train split (the fold models were trained on it)")
@@ -146,8 +170,11 @@ def main() -> None:
     images = labelled_set(args.split, args.clipart, args.cards)
     truth = {n: [b for b, _ in t] for n, (_, t) in images.items()}
     cands = collect(images, cache, args.jobs)
+    if args.cnn_folds and len(args.cnn_folds) > 1:
+        seed_summary(images, cands, truth, args.cnn_folds)
+        return
     if args.cnn_folds:
-        cands = out_of_fold_cnn(images, cands, args.cnn_folds)
+        cands = out_of_fold_cnn(images, cands, args.cnn_folds[0])
     n_faces = sum(1 for b in truth.values() if b)
     head = ["rule", "found", "wrong", f"false /{len(truth) - n_faces}"]
     rows = []

@@ -1,6 +1,6 @@
 """How crop-drawings should read which way a found drawn face looks, chosen on the TRAIN split out of fold.
 
-Usage: python benchmarks/facing_oof.py FOLDS_DIR [--folds 5] [--clipart DIR] [--cards DIR] [--eval]
+Usage: python benchmarks/facing_oof.py FOLDS_DIR [FOLDS_DIR ...] [--folds 5] [--clipart DIR] [--cards DIR] [--eval]
 
 Two sources say which way a face looks: drawn_cnn's centre maps (one per view: the view whose map
 is highest at the face's centre) and the facing classifier (p2d.drawing_facing, HOG of the box).
@@ -22,7 +22,8 @@ probabilities on the hand box. Then the accuracy of each rule that combines them
 - `mix w`: the view with the highest w * drawn_cnn's view share (its three map values scaled to sum
   to 1) + (1 - w) * the classifier's probability; the classifier alone where drawn_cnn has no box.
 --eval prints the same for the shipped models on the eval split's hand-boxed faces (a report:
-nothing is chosen there).
+nothing is chosen there). Several FOLDS_DIRs (fold models of several seeds or variants): one summary
+row each and their mean, since one seed's `cnn first` moves by up to 17 faces (models README).
 """
 
 from __future__ import annotations
@@ -108,7 +109,7 @@ def face_rows(faces: list[dict], cnn: DrawingFaceCnn, classifier: FacingClassifi
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folds_dir", type=Path)
+    ap.add_argument("folds_dir", type=Path, nargs="+")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--clipart", type=Path, default=CLIPART)
     ap.add_argument("--cards", type=Path, default=CARDS)
@@ -118,14 +119,29 @@ def main() -> None:
     with np.load(MODEL_FILE) as z:
         c = float(z["C"])
     faces = faces_of({n: v for n, v in labelled_set("train", args.clipart, args.cards).items() if v[1]})
-    rows = []
+    classifiers = {}  # the classifier refitted without each fold: the same for every folder
+    per_folder = []
     with progress() as bar:
-        task = bar.add_task("train faces, out of fold", total=len(faces), status="")
-        for k in range(args.folds):
-            test = [f for f in faces if fold_of(f["name"], args.folds) == k]
-            train = [f for f in faces if fold_of(f["name"], args.folds) != k]
-            classifier = FacingClassifier(weights=fit(*examples(train, args.jitter), c))
-            rows += face_rows(test, DrawingFaceCnn(check_fold_model(args.folds_dir / f"fold{k}.npz", k, args.folds)), classifier, bar, task)
+        for folds_dir in args.folds_dir:
+            rows = []
+            task = bar.add_task(f"train faces, out of fold: {folds_dir.name}", total=len(faces), status="")
+            for k in range(args.folds):
+                test = [f for f in faces if fold_of(f["name"], args.folds) == k]
+                if k not in classifiers:
+                    train = [f for f in faces if fold_of(f["name"], args.folds) != k]
+                    classifiers[k] = FacingClassifier(weights=fit(*examples(train, args.jitter), c))
+                cnn = DrawingFaceCnn(check_fold_model(folds_dir / f"fold{k}.npz", k, args.folds))
+                rows += face_rows(test, cnn, classifiers[k], bar, task)
+            per_folder.append(rows)
+    if len(per_folder) > 1:
+        rules = list(per_folder[0][0]["views"])
+        right = [[sum(r["views"][rule] == r["y"] for r in rows) for rule in rules] for rows in per_folder]
+        summary = [(f"{d.parent.name}/{d.name}", *map(str, counts)) for d, counts in zip(args.folds_dir, right)]
+        summary.append(("mean", *(f"{m:.1f}" for m in np.mean(right, axis=0))))
+        console.print(table(f"facing right of the train split's {len(per_folder[0])} labelled faces, out of fold, "
+                            "per folder of fold models", ["fold models", *rules], summary))
+        return
+    rows = per_folder[0]
     console.print(table(f"facing of the train split's {len(rows)} labelled faces, each scored by models trained "
                         f"without its fold ({args.folds} folds by fold_group: copies and deck families together)",
                         ["rule", "right", "drawn_cnn found it", "drawn_cnn did not"], score(rows)))

@@ -17,7 +17,7 @@ from p2d.drawing_cnn import (
 )
 from p2d.drawing_detector import box_iou
 from p2d.errors import ModelFileMissing
-from p2d.images import list_images, read_image
+from p2d.images import read_image
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = Path(__file__).resolve().parent.parent / "p2d" / "samples"

@@ -456,7 +456,7 @@ class DrawingWorker:
     def __init__(self, settings: CropSettings):
         self.s = settings
         models = settings.detector.models
-        models.predictor
+        models.predictor  # load the models once per worker, before its first drawing (lazy properties)
         if "dlib_hog" in settings.detector.detectors:
             models.hog
 

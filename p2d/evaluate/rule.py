@@ -280,7 +280,7 @@ def _share_bounds(df: pd.DataFrame, col: str, values, lo, hi) -> tuple[np.ndarra
     the same in every epoch, so a row that lacks it takes another row's."""
     n = df[col + "_n"] if col + "_n" in df else pd.Series(np.nan, index=df.index)
     n = n.fillna(n.max()).fillna(df["n_photos"] if "n_photos" in df else np.nan).to_numpy(float)
-    wilson = [wilson_interval(v * k, int(k)) if k == k and v == v else (l_, h_) for v, l_, h_, k in zip(values, lo, hi, n)]
+    wilson = [wilson_interval(v * k, int(k)) if not (np.isnan(k) or np.isnan(v)) else (l_, h_) for v, l_, h_, k in zip(values, lo, hi, n)]
     return (np.minimum(lo, [w[0] for w in wilson]), np.maximum(hi, [w[1] for w in wilson]))
 
 

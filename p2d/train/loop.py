@@ -43,7 +43,7 @@ from p2d.errors import P2DError, RecipeError
 from p2d.images import atomic_path, write_image, write_text_atomic
 from p2d.manifest import manifest_hash, missing_manifest
 from p2d.recipe import TrainConfig, apply_overrides, config_from_dict, load_recipe
-from p2d.runs import INFO_FILE, LOSSES_FILE, RECIPE_FILE, checkpoint_path, pick_device, sample_path, write_losses
+from p2d.runs import INFO_FILE, LOSSES_FILE, RECIPE_FILE, checkpoint_path, sample_path, write_losses
 from p2d.train import ddp
 from p2d.train.data import TrainBatches, sample_images, tensor_to_image, training_rows
 from p2d.train.ddp import Ranks, any_rank, mean_over_ranks
