@@ -323,7 +323,7 @@ def main() -> None:
     notes = {"fold_scheme": FOLD_SCHEME, "folds": args.folds, "fold": args.fold} if args.folds else {}
     if args.style_share:
         notes["style_share"] = args.style_share
-    save_weights(net, args.output, tuple(args.widths), sampling=args.sampling, **notes)
+    save_weights(net, args.output, tuple(args.widths), sampling=args.sampling, seed=args.seed, **notes)
     print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - t0:.0f} s")
 
 
