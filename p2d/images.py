@@ -41,10 +41,12 @@ class BadImage(P2DError):
 
 def _split_files(root: Path, recursive: bool) -> tuple[list[Path], list[Path]]:
     """One walk of the folder `root`: its image files (by extension, case-insensitive) sorted for a
-    stable order, and the other files that are not hidden (no part of their path starts with ".")."""
+    stable order, and the other files that are not hidden (no part of their path starts with ".").
+    A broken symbolic link with an image's extension counts as an image file, so that a batch
+    command records it (`unreadable:broken_link`) instead of losing it without a word."""
     images, others = [], []
     for p in root.glob("**/*" if recursive else "*"):
-        if not p.is_file():
+        if not p.is_file() and not (p.is_symlink() and not p.exists()):
             continue
         if p.suffix.lower() in IMAGE_EXTENSIONS:
             images.append(p)
@@ -111,7 +113,7 @@ def _to_8bit(img: Image.Image) -> Image.Image:
 
 def _decode(path: Path, mode: str, background: tuple[int, int, int], max_pixels: int) -> np.ndarray:
     if not path.exists():
-        raise BadImage(path, "missing")
+        raise BadImage(path, "broken_link" if path.is_symlink() else "missing")
     if path.stat().st_size == 0:
         raise BadImage(path, "empty_file")
     with warnings.catch_warnings():

@@ -154,6 +154,18 @@ def test_list_images_recursive_sorted(tmp_path):
         list_images(tmp_path / "missing")
 
 
+def test_a_broken_link_is_an_image_row_not_lost(tmp_path):
+    """Data sets are often folders of symbolic links; one whose target is gone must become a row with
+    a reason, like any bad file, not vanish from the run (a link to a folder is not followed twice)."""
+    (tmp_path / "ok.png").write_bytes(b"x")
+    (tmp_path / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (tmp_path / "gone.txt").symlink_to(tmp_path / "nowhere.txt")
+    assert [p.name for p in list_images(tmp_path)] == ["gone.png", "ok.png"]
+    assert try_read_image(tmp_path / "gone.png") == (None, "unreadable:broken_link")
+    assert try_read_image(tmp_path / "nowhere.png") == (None, "unreadable:missing")
+    assert left_out_notes(tmp_path)[0].startswith("1 file(s)")  # gone.txt: named, not read
+
+
 def test_a_gif_is_read_as_its_first_frame(tmp_path):
     """Clip art often comes as GIF: palette, a transparent index, several frames."""
     rgb = _gradient()
