@@ -154,6 +154,13 @@ TASKS = (
     Task("negative60-drift", "negative", 60, True, 14, held_out=True),
     Task("sketch24-converge", "sketch", 24, False, 14, held_out=True),
     Task("negative28-converge", "negative", 28, False, 28, held_out=True, save_every=2, lr=0.001, identity=0.0),
+    # Added on 2026-11-27 after the split of p2d/evaluate into a package (the rule unchanged since the
+    # seventh session; written down before they were trained): a size not used before, and the two
+    # sizes used for one kind only run with the other.
+    Task("sketch64-converge", "sketch", 64, False, 14, held_out=True),
+    Task("negative64-drift", "negative", 64, True, 14, held_out=True),
+    Task("sketch36-drift", "sketch", 36, True, 14, held_out=True),
+    Task("negative44-converge", "negative", 44, False, 28, held_out=True, save_every=2, lr=0.001, identity=0.0),
 )
 
 

@@ -164,7 +164,7 @@ def read_pack(path: Path) -> list:
 
 
 def restyled(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """The float crop drawn in another style, one of three alike: as ink lines (its edges dark on
+    """The float crop drawn in another style, one of three at random: as ink lines (its edges dark on
     white), as a stencil (two tones at Otsu's threshold) or inverted (light lines on dark)."""
     kind = rng.choice(("lines", "stencil", "invert"), p=(0.4, 0.3, 0.3))
     if kind == "lines":
