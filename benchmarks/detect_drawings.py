@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from p2d.curate.detect import DrawingDetector, choose_with_rotations, iou, score_choices  # noqa: E402
 from p2d.curate.drawings import face_pose  # noqa: E402
+from p2d.evaluate.metrics import wilson_interval  # noqa: E402
 from p2d.images import list_images  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
@@ -117,10 +118,11 @@ def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per
             faces = score_choices({k: candidates[k] for k in names if boxes[k]}, boxes, None, min_iou)
             free = score_choices({k: candidates[k] for k in names if not boxes[k]}, boxes, None, min_iou)
             ok_k, labelled_k, _ = facing_rows({k: candidates[k] for k in names}, images, truth, detector, min_iou)
-            by_kind.append((kind, f"{faces['correct']} of {faces['faces']}", faces["false"],
-                            f"{free['false']}/{free['nonfaces']}", f"{ok_k} of {labelled_k}"))
+            lo, hi = wilson_interval(faces["correct"], faces["faces"])
+            by_kind.append((kind, f"{faces['correct']} of {faces['faces']}", f"{100 * lo:.0f}-{100 * hi:.0f}%",
+                            faces["false"], f"{free['false']}/{free['nonfaces']}", f"{ok_k} of {labelled_k}"))
         console.print(table(f"{title}: combined, by kind of drawing",
-                            ["kind", "found", "wrong", "false on face-free", "facing right"], by_kind))
+                            ["kind", "found", "95% interval", "wrong", "false on face-free", "facing right"], by_kind))
     verdicts = score_choices(candidates, boxes, None, min_iou)["per_image"]
     listed = []
     for k, v in sorted(verdicts.items()):
