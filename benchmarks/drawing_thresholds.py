@@ -92,10 +92,13 @@ def out_of_fold_cnn(images: dict, cands: dict[str, list[Detection]], folds_dir: 
 
     models = {k: DrawingFaceCnn(model_file=check_fold_model(folds_dir / f"fold{k}.npz", k, folds)) for k in range(folds)}
     out = {}
-    for name, dets in cands.items():
-        cnn = models[fold_of(name, folds)].detect(images[name][0], min_score=CNN_CONSENT)
-        out[name] = [d for d in dets if d.detector != "drawn_cnn"] + [
-            Detection(x, y, w, h, "drawn_cnn", score, view) for x, y, w, h, score, view in cnn]
+    with progress() as bar:
+        task = bar.add_task(f"drawn_cnn out of fold: {folds_dir.name}", total=len(cands), status="")
+        for name, dets in cands.items():
+            cnn = models[fold_of(name, folds)].detect(images[name][0], min_score=CNN_CONSENT)
+            out[name] = [d for d in dets if d.detector != "drawn_cnn"] + [
+                Detection(x, y, w, h, "drawn_cnn", score, view) for x, y, w, h, score, view in cnn]
+            bar.update(task, advance=1)
     return out
 
 
