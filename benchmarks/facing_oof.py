@@ -1,6 +1,7 @@
 """How crop-drawings should read which way a found drawn face looks, chosen on the TRAIN split out of fold.
 
-Usage: python benchmarks/facing_oof.py FOLDS_DIR [FOLDS_DIR ...] [--folds 5] [--clipart DIR] [--cards DIR] [--eval]
+Usage: python benchmarks/facing_oof.py FOLDS_DIR [FOLDS_DIR ...] [--folds 5] [--clipart DIR] [--cards DIR]
+           [--features KIND --C C] [--eval]
 
 Two sources say which way a face looks: drawn_cnn's centre maps (one per view: the view whose map
 is highest at the face's centre) and the facing classifier (p2d.drawing_facing, HOG of the box).
@@ -9,7 +10,8 @@ face is scored by models that never saw its drawing (nor its card deck): FOLDS_D
 `fold{k}.npz`, drawn_cnn trained without fold k (`python benchmarks/train_drawing_cnn.py --folds 5
 --fold k -o FOLDS_DIR/fold{k}.npz`, or all five with benchmarks/train_drawing_cnn_folds.sh; ~100 s
 each on a GPU, ~20 min on 2 CPU cores), and the
-classifier is refitted without fold k here (its shipped L2 weight, its jittered examples). Folds
+classifier is refitted without fold k here (its jittered examples; the shipped model's features
+and L2 weight, or `--features` and `--C` to try others). Folds
 are train_drawing_cnn.fold_of's (by `fold_group`: a deck family, the four card sets, else the
 file), the same as train_drawing_facing's.
 
@@ -114,10 +116,14 @@ def main() -> None:
     ap.add_argument("--clipart", type=Path, default=CLIPART)
     ap.add_argument("--cards", type=Path, default=CARDS)
     ap.add_argument("--jitter", type=int, default=6, help="as train_drawing_facing.py")
+    ap.add_argument("--features", choices=("hog", "hog+asymmetry"), help="default: the shipped model's")
+    ap.add_argument("--C", type=float, help="the classifier's L2 weight 1/C (default: the shipped model's)")
     ap.add_argument("--eval", action="store_true")
     args = ap.parse_args()
     with np.load(MODEL_FILE) as z:
-        c = float(z["C"])
+        c = args.C or float(z["C"])
+        features = args.features or (str(z["features"]) if "features" in z.files else "hog")
+    console.print(f"facing classifier: features {features}, C = {c}")
     faces = faces_of({n: v for n, v in labelled_set("train", args.clipart, args.cards).items() if v[1]})
     classifiers = {}  # the classifier refitted without each fold: the same for every folder
     per_folder = []
@@ -129,7 +135,7 @@ def main() -> None:
                 test = [f for f in faces if fold_of(f["name"], args.folds) == k]
                 if k not in classifiers:
                     train = [f for f in faces if fold_of(f["name"], args.folds) != k]
-                    classifiers[k] = FacingClassifier(weights=fit(*examples(train, args.jitter), c))
+                    classifiers[k] = FacingClassifier(weights=fit(*examples(train, args.jitter, features=features), c, features))
                 cnn = DrawingFaceCnn(check_fold_model(folds_dir / f"fold{k}.npz", k, args.folds))
                 rows += face_rows(test, cnn, classifiers[k], bar, task)
             per_folder.append(rows)

@@ -1,12 +1,13 @@
 """Rebuild p2d's drawing facing classifier (p2d/models/drawing_facing.npz) from the label CSV's TRAIN split.
 
 Usage: python benchmarks/train_drawing_facing.py [--clipart DIR] [--cards DIR] [--out FILE]
-           [--C 0.001 0.003 0.01 0.03 0.1 0.3 1] [--jitter 6] [--folds 5] [--eval]
+           [--C 0.001 0.003 0.01 0.03 0.1 0.3 1] [--jitter 6] [--folds 5] [--features KIND] [--eval]
 
 Needs the sources of benchmarks/drawing_labels.py (openclipart-png, the aisleriot decks). Every
 hand-labelled train face becomes examples of its facing (three-quarter views count as left /
 right): its hand box and `--jitter` boxes shifted by up to 10% and scaled by 0.85-1.2 (a detector's
-box is rarely the hand box), each also mirrored with left and right swapped. The L2 weight (1/C)
+box is rarely the hand box), each also mirrored with left and right swapped. Features: p2d.drawing_facing.facing_features (`--features hog` for the HOG
+alone, as before the twelfth session; the default adds the crop's asymmetry). The L2 weight (1/C)
 is chosen by grouped cross-validation on train: files are split into --folds groups by
 train_drawing_cnn.fold_group (a card deck with its twins, openclipart's four card sets, else the
 file), so no fold is scored on the drawings, their copies, or the deck style it was trained on.
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from p2d.drawing_detector import DrawingFaceDetector, view_from_scores  # noqa: E402
-from p2d.drawing_facing import CLASSES, MIRROR, MODEL_FILE, FacingClassifier, face_crop, hog_features, softmax  # noqa: E402
+from p2d.drawing_facing import CLASSES, FEATURES, MIRROR, MODEL_FILE, FacingClassifier, face_crop, facing_features, softmax  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -59,19 +60,19 @@ def faces_of(images: dict) -> list[dict]:
     return out
 
 
-def examples(faces: list[dict], jitter: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def examples(faces: list[dict], jitter: int, seed: int = 0, features: str = FEATURES) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for f in faces:
         for box in [f["box"], *jittered(f["box"], rng, jitter)]:
-            crop = face_crop(f["image"], box)
-            xs += [hog_features(crop), hog_features(np.ascontiguousarray(crop[:, ::-1]))]
+            xs += facing_features(face_crop(f["image"], box), features)
             ys += [f["y"], MIRROR[f["y"]]]
     return np.array(xs), np.array(ys)
 
 
-def fit(x: np.ndarray, y: np.ndarray, c: float) -> dict[str, np.ndarray]:
-    """Multinomial logistic regression, L2 weight 1 / (C * n), on standardised features (L-BFGS)."""
+def fit(x: np.ndarray, y: np.ndarray, c: float, features: str = FEATURES) -> dict:
+    """Multinomial logistic regression, L2 weight 1 / (C * n), on standardised features (L-BFGS);
+    `features` names what `examples` made the rows of `x` from."""
     mean, scale = x.mean(0), x.std(0) + 1e-6
     z = (x - mean) / scale
     n, d = z.shape
@@ -86,7 +87,8 @@ def fit(x: np.ndarray, y: np.ndarray, c: float) -> dict[str, np.ndarray]:
         return value, np.concatenate([(z.T @ g + w / (c * n)).ravel(), g.sum(0)])
 
     res = minimize(loss, np.zeros(d * k + k), jac=True, method="L-BFGS-B", options={"maxiter": 500})
-    return {"mean": mean, "scale": scale, "coef": res.x[: d * k].reshape(d, k), "intercept": res.x[d * k:]}
+    return {"mean": mean, "scale": scale, "coef": res.x[: d * k].reshape(d, k), "intercept": res.x[d * k:],
+            "features": features}
 
 
 def accuracy(weights: dict, faces: list[dict], jitter: int, seed: int = 1) -> tuple[int, int]:
@@ -108,6 +110,7 @@ def main() -> None:
     ap.add_argument("--C", type=float, nargs="+", default=[0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])
     ap.add_argument("--jitter", type=int, default=6)
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--features", choices=("hog", "hog+asymmetry"), default=FEATURES)
     ap.add_argument("--eval", action="store_true")
     args = ap.parse_args()
     t0 = time.perf_counter()
@@ -127,7 +130,7 @@ def main() -> None:
             test = [f for f in faces if fold_of(f["group"], args.folds) == k]
             if not test:
                 continue
-            w = fit(*examples(train, args.jitter), c)
+            w = fit(*examples(train, args.jitter, features=args.features), c, args.features)
             r, n = accuracy(w, test, 0)
             hand, hand_n = hand + r, hand_n + n
             r, n = accuracy(w, test, 3)
@@ -137,10 +140,11 @@ def main() -> None:
         if best is None or jit / jit_n > best[1]:
             best = (c, jit / jit_n)
     console.print(table("facing on the train split's labelled faces", ["rule", "hand box", "hand + 3 jittered boxes"], rows))
-    weights = fit(*examples(faces, args.jitter), best[0])
+    weights = fit(*examples(faces, args.jitter, features=args.features), best[0], args.features)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp.npz")
-    np.savez_compressed(tmp, **{k: v.astype(np.float32) for k, v in weights.items()}, C=np.float32(best[0]))
+    arrays = {k: v.astype(np.float32) for k, v in weights.items() if k != "features"}
+    np.savez_compressed(tmp, **arrays, C=np.float32(best[0]), features=np.str_(args.features))
     tmp.replace(args.out)
     console.print(f"C={best[0]} on all {len(faces)} train faces -> {args.out} "
                   f"({args.out.stat().st_size // 1024} KB), {time.perf_counter() - t0:.0f} s")

@@ -8,6 +8,11 @@ facing. It is mirror-consistent by construction: the crop's mirror is scored too
 right swapped, and the two are averaged; as the crop of a mirrored drawing is the mirrored crop
 (`face_crop`), a drawing and its mirror image get mirrored answers (to ~0.01 in probability).
 
+A model file names its features (`facing_features`; a file without the field reads "hog"). Besides
+the HOG alone there is "hog+asymmetry": how far the HOG differs from the mirrored crop's, summed
+per block, since a frontal face is nearly its own mirror image and a linear model on the HOG
+cannot measure that distance. Tried in issue 10's twelfth session and not shipped (models README).
+
 The weights (`p2d/models/drawing_facing.npz`, a few tens of KB) were trained by
 `benchmarks/train_drawing_facing.py` on the hand-labelled faces of the label CSV's train split
 (three-quarter views count as left / right, as in the `facing` column), with jittered boxes so that
@@ -70,6 +75,24 @@ def hog_features(crop: np.ndarray) -> np.ndarray:
     return _hog().compute(np.ascontiguousarray(crop)).ravel().astype(np.float64)
 
 
+BLOCK_VALUES = 36  # one HOG block: 2 x 2 cells of 9 bins
+FEATURES = "hog"  # what benchmarks/train_drawing_facing.py trains by default (the shipped model's)
+
+
+def facing_features(crop: np.ndarray, kind: str = FEATURES) -> tuple[np.ndarray, np.ndarray]:
+    """The features of `crop` and of its mirror image. "hog": each one's HOG. "hog+asymmetry": each
+    one's HOG followed by |HOG(crop) - HOG(mirror)| summed per block (25 values, the same for both:
+    how far the face is from its own mirror image, block by block)."""
+    h = hog_features(crop)
+    hm = hog_features(np.ascontiguousarray(crop[:, ::-1]))
+    if kind == "hog":
+        return h, hm
+    if kind != "hog+asymmetry":
+        raise ValueError(f"unknown facing features {kind!r}: retrain with benchmarks/train_drawing_facing.py")
+    asym = np.abs(h - hm).reshape(-1, BLOCK_VALUES).sum(axis=1)
+    return np.concatenate([h, asym]), np.concatenate([hm, asym])
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -82,8 +105,9 @@ MIRROR = [0, 2, 1]  # class order under a left-right flip: frontal stays, left <
 class FacingClassifier:
     """Probabilities of frontal / left / right for a face box in a drawing (see the module docstring)."""
 
-    def __init__(self, model_file: Path | str | None = None, weights: dict[str, np.ndarray] | None = None):
-        """`weights` (mean, scale, coef, intercept) instead of a file: a model being trained."""
+    def __init__(self, model_file: Path | str | None = None, weights: dict | None = None):
+        """`weights` (mean, scale, coef, intercept, and `features`: the kind `facing_features` makes)
+        instead of a file: a model being trained."""
         self.model_file = Path(model_file) if model_file else MODEL_FILE
         if weights is not None:
             self._weights = weights
@@ -95,7 +119,9 @@ class FacingClassifier:
                 f"{self.model_file} is missing: reinstall p2d, or rebuild it with "
                 "`python benchmarks/train_drawing_facing.py`")
         with np.load(self.model_file) as z:
-            return {k: z[k] for k in ("mean", "scale", "coef", "intercept")}
+            weights = {k: z[k] for k in ("mean", "scale", "coef", "intercept")}
+            weights["features"] = str(z["features"]) if "features" in z.files else "hog"
+        return weights
 
     def logits(self, features: np.ndarray) -> np.ndarray:
         w = self._weights
@@ -103,7 +129,7 @@ class FacingClassifier:
 
     def probabilities(self, image: np.ndarray, box: tuple[float, float, float, float]) -> dict[str, float]:
         crop = face_crop(image, box)
-        p = softmax(self.logits(np.stack([hog_features(crop), hog_features(np.ascontiguousarray(crop[:, ::-1]))])))
+        p = softmax(self.logits(np.stack(facing_features(crop, self._weights.get("features", "hog")))))
         both = (p[0] + p[1][MIRROR]) / 2
         return {c: float(v) for c, v in zip(CLASSES, both)}
 

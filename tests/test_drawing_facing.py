@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from p2d.drawing_detector import mirror_box
-from p2d.drawing_facing import CLASSES, CROP_PX, MODEL_FILE, FacingClassifier, face_crop, hog_features
+from p2d.drawing_facing import CLASSES, CROP_PX, MODEL_FILE, FacingClassifier, face_crop, facing_features, hog_features
 from p2d.errors import ModelFileMissing
 from p2d.images import read_image
 
@@ -72,3 +72,36 @@ def test_a_missing_model_file_names_the_fix(tmp_path):
 
 def test_the_model_file_is_small():
     assert MODEL_FILE.stat().st_size < 100_000
+
+
+def test_the_asymmetry_features_are_the_same_for_a_crop_and_its_mirror():
+    crop = face_crop(np.random.default_rng(1).integers(0, 255, (120, 90), dtype=np.uint8), (20, 30, 50, 60))
+    a, b = facing_features(crop, "hog+asymmetry")
+    assert a.shape == b.shape == (925,)  # 900 HOG values and one asymmetry per 5 x 5 block
+    assert np.array_equal(a[:900], hog_features(crop)) and np.array_equal(a[900:], b[900:])
+    assert a[900:].sum() > 0
+    symmetric = np.hstack([crop[:, :24], crop[:, :24][:, ::-1]])  # its own mirror image
+    assert np.allclose(facing_features(symmetric, "hog+asymmetry")[0][900:], 0, atol=1e-4)
+    h, hm = facing_features(crop, "hog")
+    assert np.array_equal(h, hog_features(crop)) and h.shape == hm.shape == (900,)
+    with pytest.raises(ValueError, match="train_drawing_facing.py"):
+        facing_features(crop, "pixels")
+
+
+def test_a_model_file_names_its_features_and_stays_mirror_consistent(tmp_path):
+    """A model file with `features` is read with them (one without reads "hog", as the shipped
+    one before the field): weights on the asymmetry features keep the answers mirrored."""
+    rng = np.random.default_rng(2)
+    d = 925
+    coef = rng.normal(0, 0.05, (d, 3))
+    path = tmp_path / "facing.npz"
+    np.savez(path, mean=np.zeros(d, np.float32), scale=np.ones(d, np.float32), coef=coef.astype(np.float32),
+             intercept=np.zeros(3, np.float32), C=np.float32(0.001), features=np.str_("hog+asymmetry"))
+    classifier = FacingClassifier(path)
+    img = read_image(SAMPLES / fixture_views()[0][0])
+    box = fixture_views()[0][1]
+    p = classifier.probabilities(img, box)
+    q = classifier.probabilities(np.ascontiguousarray(img[:, ::-1]), mirror_box(box, img.shape[1]))
+    assert classifier._weights["features"] == "hog+asymmetry"
+    assert (q["frontal"], q["left"], q["right"]) == pytest.approx((p["frontal"], p["right"], p["left"]), abs=0.02)
+    assert FacingClassifier()._weights["features"] == "hog"
