@@ -16,6 +16,9 @@ drawing that overlaps none, "false" a box on a face-free image. "facing ok": of 
 combination found, how many get the hand label's facing (where the label has one) from
 crop-drawings' pose rule (p2d.curate.drawings.face_pose). Seconds per drawing: the time spent in
 each detector (rotated tries included), and the whole combined pass, on this machine.
+Where the combination finds no face, how often crop-drawings' proposed box (drawn_cnn's best,
+p2d.curate.drawings.proposal) sits on the face, elsewhere, or is missing, and how many face-free
+drawings get one (a proposal is kept only when the user passes it back as --boxes).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from p2d.curate.detect import DrawingDetector, choose_with_rotations, iou, score_choices  # noqa: E402
+from p2d.curate.drawings import PROPOSAL_MIN_SCORE, proposal  # noqa: E402
 from p2d.curate.drawings import face_pose  # noqa: E402
 from p2d.evaluate.metrics import wilson_interval  # noqa: E402
 from p2d.images import list_images  # noqa: E402
@@ -125,11 +129,31 @@ def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per
                             ["kind", "found", "95% interval", "wrong", "false on face-free", "facing right"], by_kind))
     verdicts = score_choices(candidates, boxes, None, min_iou)["per_image"]
     listed = []
+    proposals = {"on the face": 0, "elsewhere": 0, "none": 0, "on face-free": 0, "face-free": 0}
     for k, v in sorted(verdicts.items()):
+        offer = ""
+        if choose_with_rotations(candidates[k]) is None:  # crop-drawings proposes a box for the user to check
+            box = proposal(candidates[k].upright)
+            if not boxes[k]:
+                proposals["face-free"] += 1
+                proposals["on face-free"] += box is not None
+                offer = "" if box is None else f"proposed {box.score:.2f} (no face here)"
+            elif box is None:
+                proposals["none"] += 1
+            else:
+                hit = max(iou(box.box, b) for b in boxes[k]) >= min_iou
+                proposals["on the face" if hit else "elsewhere"] += 1
+                offer = f"proposed {box.score:.2f}, {'on the face' if hit else 'elsewhere'}"
         if per_image or v not in ("correct", "none"):
             face = choose_with_rotations(candidates[k])
-            found = "" if face is None else f"{'+'.join(face.detectors)} at {face.rotation_deg:+.0f} deg"
+            found = offer if face is None else f"{'+'.join(face.detectors)} at {face.rotation_deg:+.0f} deg"
             listed.append((k, v, found))
+    missed = proposals["on the face"] + proposals["elsewhere"] + proposals["none"]
+    if missed or proposals["face-free"]:
+        console.print(f"{title}: where the vote finds no face, crop-drawings proposes drawn_cnn's best box (score >= "
+                      f"{PROPOSAL_MIN_SCORE}) for the user to check: on {missed} missed faces, {proposals['on the face']} "
+                      f"on the face, {proposals['elsewhere']} elsewhere, {proposals['none']} none; on "
+                      f"{proposals['on face-free']} of {proposals['face-free']} face-free drawings without a box")
     if listed:
         console.print(table(f"{title}: combined, per image" + ("" if per_image else " (misses and false boxes)"),
                             ["image", "verdict", "face found by"], listed))

@@ -238,7 +238,7 @@ def crop_drawings_cmd(
     Example: p2d crop-drawings raw/drawings data/drawings --boxes boxes.csv
     """
     from p2d.curate.detect import DEFAULT_DETECTORS
-    from p2d.curate.drawings import crop_drawings
+    from p2d.curate.drawings import PROPOSALS, crop_drawings
     from p2d.padding import parse_pad
 
     r = crop_drawings(raw, out, size=size, face_fraction=face_fraction, pad=parse_pad(pad),
@@ -256,7 +256,9 @@ def crop_drawings_cmd(
     missed = len(r.rows) - r.kept
     if missed:
         console.print(f"{missed} drawing(s) without a usable face: see the review sheet (failures first) "
-                      "and give boxes with --boxes boxes.csv (path,x,y,w,h)")
+                      "and give boxes with --boxes boxes.csv (path,x,y,w,h)"
+                      + (f"; {r.proposed} of them have a proposed box to check in {Path(out) / PROPOSALS}"
+                         if r.proposed else ""))
 
 
 @detector_app.command("train")

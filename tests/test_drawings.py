@@ -11,9 +11,11 @@ from typer.testing import CliRunner
 
 from conftest import DATA
 from p2d.cli import app
-from p2d.curate.drawings import landmarks_sane, match_box, read_boxes
+from p2d.curate.drawings import PROPOSALS, crop_drawings, landmarks_sane, match_box, proposal, read_boxes, read_hand_boxes
 from p2d.padding import Pad, border_color, crop_square, pad_image, padded_fraction, parse_pad
 from p2d.errors import P2DError
+from p2d.curate.detect import iou
+from p2d.faces import Detection
 from p2d.framing import CELEBA_FACE_FRACTION, square_from_box
 from p2d.images import read_image, write_image
 from p2d.manifest import read_manifest, validate
@@ -181,6 +183,10 @@ def test_crop_drawings_cli(raw, tmp_path):
     assert kept["padded_fraction"].between(0, 1).all()
     assert (out / "review_01.png").is_file()
     assert "--boxes" in r.output
+    # the tilted head has a proposed box, on the face (its hand box in test_hand_boxes_win_and_options)
+    proposed = read_hand_boxes(out / "proposed_boxes.csv")[0]
+    assert "sub/happy_woman_dirk_struve_01.png" in proposed and "proposed box" in r.output
+    assert iou(proposed["sub/happy_woman_dirk_struve_01.png"], (25, 45, 63, 64)) >= 0.3
     # a second run (detections cached) writes the same manifest
     first = (out / "manifest.csv").read_bytes()
     r = CliRunner().invoke(app, ["crop-drawings", str(raw), str(out)])
@@ -229,6 +235,41 @@ def test_hand_box_outside_the_image_is_recorded_and_the_rest_curated(raw, tmp_pa
     assert by[SMALL[1]]["reason"] == "bad_box:outside_image" and not by[SMALL[1]]["keep"]
     assert by[SMALL[0]]["keep"]  # dlib's HOG finds this one firmly
     assert (out / "review_01.png").is_file()
+
+
+def test_the_proposal_is_drawn_cnns_best_box_above_the_floor():
+    upright = [Detection(0, 0, 10, 10, "yunet", 0.9), Detection(1, 1, 10, 10, "drawn_cnn", 0.2, "left"),
+               Detection(2, 2, 10, 10, "drawn_cnn", 0.35, "frontal"), Detection(3, 3, 10, 10, "drawn_cnn", 0.05)]
+    assert proposal(upright).box == (2, 2, 10, 10)
+    assert proposal(upright, min_score=0.4) is None and proposal([]) is None
+
+
+def test_a_drawing_without_a_face_gets_a_proposed_box_to_confirm(tmp_path):
+    """drawn_cnn alone (trusted alone from 0.53): on head13 its best box is weaker, so no face, but a
+    proposal; the proposals file works as --boxes as written, and a run that read it leaves it be."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("head13.png", "adult_astrid_graeber_01.png"):
+        shutil.copy(DATA / "drawings" / name, raw / name)
+    out = tmp_path / "out"
+    kw = dict(detectors=("drawn_cnn",), rotate=False, show_progress=False)
+    r = crop_drawings(raw, out, **kw)
+    by = {Path(x["source_path"]).name: x for x in r.rows}
+    head = by["head13.png"]
+    assert not head["keep"] and head["reason"] == "no_face" and 0.1 <= head["proposal_score"] < 0.53
+    assert by["adult_astrid_graeber_01.png"]["keep"] and "proposal" not in by["adult_astrid_graeber_01.png"]
+    boxes, views = read_hand_boxes(out / PROPOSALS)
+    assert boxes == {"head13.png": tuple(float(v) for v in head["proposal"].split())} and views == {}
+    assert r.proposed == 1 and any(PROPOSALS in note and "--boxes" in note for note in r.notes)
+    assert (out / "review_01.png").is_file()
+    written = (out / PROPOSALS).read_text()
+    r = crop_drawings(raw, out, boxes=out / PROPOSALS, **kw)  # the user accepted it as it is
+    head = {Path(x["source_path"]).name: x for x in r.rows}["head13.png"]
+    assert head["keep"] and head["detector"] == "hand" and (out / PROPOSALS).read_text() == written
+    mine = tmp_path / "mine.csv"
+    shutil.copy(out / PROPOSALS, mine)
+    crop_drawings(raw, out, boxes=mine, **kw)
+    assert not (out / PROPOSALS).exists()  # every drawing has a face now: no stale proposals
 
 
 # ------------------------------------------------------- no input stops a run (issue 10)

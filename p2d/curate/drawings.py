@@ -24,6 +24,13 @@ choose_facing for why the classifier comes first). A
 profile (left or right) is framed on its box, the head, never on landmarks that would look for a
 second eye. `--drop-profiles` drops them with reason `profile`.
 
+Proposed boxes: where the vote finds no face, drawn_cnn's best upright box, if it scores at least
+`PROPOSAL_MIN_SCORE`, is written to `OUT/proposed_boxes.csv` (the --boxes format) and drawn in yellow
+on the review sheet; nothing is kept from it. Delete the wrong lines, correct the rest, and pass the
+file as `--boxes`: a missed face then costs a look instead of a hand-drawn box. (Out of fold on the
+label CSV's train split the proposal sat on the face for 10-13 of the 19-20 drawings the vote missed,
+three seeds; on the eval split for 5 of its 7 misses: p2d/models/README.md.)
+
 `--learn`: after the pass, a dlib fHOG detector (p2d.curate.learn) is trained on this set's
 confirmed boxes (hand boxes, and faces found by two or more detectors or by one firm one) and run
 on the drawings still without a face; it votes as `user` (thresholds in p2d.curate.detect).
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import math
 import time
@@ -79,6 +87,10 @@ PROFILES = ("left", "right")
 # detector's spreads above its `alone` threshold (a clear, not a borderline, hit).
 FIRM_STRENGTH = 0.5
 LEARNED_MODEL = "learned_detector.svm"
+PROPOSALS = "proposed_boxes.csv"
+# drawn_cnn's score (0..1) from which its best box on a drawing without a face is proposed: the lowest
+# at which no proposal that sat on the face was lost against 0.05, out of fold on train (models README).
+PROPOSAL_MIN_SCORE = 0.1
 SHEET_CELLS = 48  # thumbnails per review sheet
 
 
@@ -222,6 +234,7 @@ class DrawingsResult:
     seconds: float
     notes: list[str] = field(default_factory=list)
     learned: int | None = None  # faces the --learn detector added (None: no --learn)
+    proposed: int = 0  # proposed boxes written to OUT/proposed_boxes.csv
 
     @property
     def kept(self) -> int:
@@ -343,7 +356,30 @@ def crop_drawings(
         learned = _learn_and_retry(out, rows, review, found, items, settings, cache, notes)
     write_manifest(new_rows(rows), manifest_path)
     sheets = _write_review(out, rows, review)
-    return DrawingsResult(manifest_path, rows, sheets, time.perf_counter() - t0, notes, learned)
+    proposed = write_proposals(out / PROPOSALS, rows, [rel for _, rel, _ in items], boxes)
+    if proposed:
+        notes.append(f"{proposed} drawing(s) without a face have a proposed box (yellow on the review sheet) in "
+                     f"{out / PROPOSALS}: delete the wrong lines, correct the rest, and run again with "
+                     f"--boxes {out / PROPOSALS} (or add them to your boxes file)")
+    return DrawingsResult(manifest_path, rows, sheets, time.perf_counter() - t0, notes, learned, proposed)
+
+
+def write_proposals(path: Path, rows: list[dict], rels: list[str], boxes: Path | str | None) -> int:
+    """Write the proposed boxes of the drawings without a face (`path,x,y,w,h,view,score`, paths
+    relative to RAW, so the file works as --boxes as it is); the number written. A file left by an
+    earlier run goes (it would propose boxes for drawings that now have a face), unless it is the
+    --boxes file this run read: a user's edits are never overwritten."""
+    if boxes is not None and Path(boxes).resolve() == path.resolve():
+        return 0
+    lines = [[rel, *row["proposal"].split(), "", row["proposal_score"]]
+             for row, rel in zip(rows, rels) if row["reason"] == "no_face" and row.get("proposal")]
+    if not lines:
+        path.unlink(missing_ok=True)
+        return 0
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([["path", "x", "y", "w", "h", "view", "score"], *lines])
+    write_text_atomic(path, text.getvalue())
+    return len(lines)
 
 
 def confirmed(face: FoundFace | None) -> bool:
@@ -424,12 +460,14 @@ class FoundFace:
     cnn_view: str = ""  # drawn_cnn's view of the face, when it voted for it
 
 
-def _find_face(image: np.ndarray, path: Path, rel: str, s: CropSettings, cache: dict) -> FoundFace | None:
-    """The hand box when there is one, else the detectors' choice (their candidates cached by file)."""
+def _find_face(image: np.ndarray, path: Path, rel: str, s: CropSettings,
+               cache: dict) -> tuple[FoundFace | None, Detection | None]:
+    """The hand box when there is one, else the detectors' choice (their candidates cached by file);
+    and where there is no face, the proposal (`proposal`), else None."""
     box = match_box(s.hand, rel)
     if box is not None:
         key = next((k for k, b in s.hand.items() if b is box), rel)
-        return FoundFace(box, "hand", math.nan, 1, "hand", 0.0, view=s.hand_views.get(key, ""))
+        return FoundFace(box, "hand", math.nan, 1, "hand", 0.0, view=s.hand_views.get(key, "")), None
     d = s.detector
     key = _cache_key(path, CACHE_VERSION, s.background, d.detectors, d.fallback, d.rotations_deg, s.min_iou,
                      s.min_votes, s.user_model)
@@ -443,9 +481,15 @@ def _find_face(image: np.ndarray, path: Path, rel: str, s: CropSettings, cache: 
         found = Candidates(found.upright + s.extra.candidates(image), found.rotated, found.searched)
     face = choose_with_rotations(found, min_iou=s.min_iou, min_votes=s.min_votes)
     if face is None:
-        return None
+        return None, proposal(found.upright)
     return FoundFace(face.box.box, face.box.detector, face.box.score, face.votes, "+".join(face.detectors),
-                     face.rotation_deg, face.view, face.strength, face.cnn_view)
+                     face.rotation_deg, face.view, face.strength, face.cnn_view), None
+
+
+def proposal(upright: list[Detection], min_score: float = PROPOSAL_MIN_SCORE) -> Detection | None:
+    """drawn_cnn's best upright box at `min_score` or above, proposed where the vote found no face."""
+    boxes = [d for d in upright if d.detector == "drawn_cnn" and d.score >= min_score]
+    return max(boxes, key=lambda d: d.score, default=None)
 
 
 class DrawingWorker:
@@ -509,10 +553,13 @@ def face_pose(image: np.ndarray, points: np.ndarray, box: tuple[float, float, fl
 
 def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, s: CropSettings, cache: dict):
     """Find the face of one readable drawing, write its crop, fill its row (see _one_drawing)."""
-    face = _find_face(image, path, rel, s, cache)
+    face, proposed = _find_face(image, path, rel, s, cache)
     if face is None:
         row["reason"] = "no_face"
-        return row, (image, None, None), None
+        if proposed is None:
+            return row, (image, None, None), None
+        row.update(proposal=" ".join(f"{v:.1f}" for v in proposed.box), proposal_score=round(proposed.score, 4))
+        return row, (image, proposed.box, None), None
     points = s.detector.models.landmarks(image, face.box)
     hand = face.detector == "hand"
     # drawn_cnn's view where it voted for the face, else the facing classifier's view of the box;
@@ -567,7 +614,10 @@ def _write_review(out: Path, rows: list[dict], review: list) -> list[Path]:
             labels.append(f"{name}\n{r['reason']}")
             continue
         small, box, square = item
-        if square is not None:
+        if square is None and box is not None and r["reason"] == "no_face":  # a proposed box
+            small = draw_box(small, box, (255, 200, 0))
+            labels.append(f"{name}\nNO FACE: proposed {r['proposal_score']:.2f}")
+        elif square is not None:
             small = draw_box(small, square, (0, 90, 255))
             small = draw_box(small, box, (255, 0, 0))
             score = "" if r["detector"] == "hand" else f" {r['score']:.2f}"
@@ -592,7 +642,7 @@ def _thumbnail(item, max_side_px: int = REVIEW_SIDE_PX):
         return None
     image, box, square = item
     small, scale = downscale(image, max_side_px)
-    if box is None or square is None:
+    if box is None:
         return small, None, None
-    return small, tuple(v * scale for v in box), tuple(v * scale for v in square)
+    return small, tuple(v * scale for v in box), None if square is None else tuple(v * scale for v in square)
 
