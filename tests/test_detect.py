@@ -10,6 +10,7 @@ import pytest
 
 from conftest import DATA
 from p2d.curate.detect import (
+    cnn_view_at,
     CNN_CONSENT, THRESHOLDS, Candidates, DrawingDetector, choose_face, choose_with_rotations, cluster, iou,
     iou_matrix, plausible, rotate_expanded, score_choices, unrotate,
 )
@@ -260,3 +261,13 @@ def test_dlibs_cnn_searches_only_where_the_others_find_no_face(fixture_candidate
     # named detectors are exactly those
     assert DrawingDetector(detectors=("yunet", "drawn_cnn")).fallback == ()
     assert DrawingDetector(detectors=("yunet", "dlib_cnn")).fallback == ()
+
+
+def test_cnn_view_at_a_hand_box_is_that_of_drawn_cnns_strongest_voting_box_on_it():
+    box = (10, 10, 50, 50)
+    dets = [Detection(12, 12, 48, 48, "drawn_cnn", 0.45, "left"), Detection(10, 8, 50, 52, "drawn_cnn", 0.6, "right"),
+            Detection(11, 11, 50, 50, "drawn_cnn", 0.2, "frontal"),  # under its `agree`: would not vote
+            Detection(200, 200, 50, 50, "drawn_cnn", 0.9, "frontal"),  # elsewhere
+            Detection(10, 10, 50, 50, "yunet", 0.9)]
+    assert cnn_view_at(dets, box) == "right"
+    assert cnn_view_at(dets[2:], box) == "" and cnn_view_at([], box) == ""

@@ -272,6 +272,28 @@ def test_a_drawing_without_a_face_gets_a_proposed_box_to_confirm(tmp_path):
     assert not (out / PROPOSALS).exists()  # every drawing has a face now: no stale proposals
 
 
+def test_a_hand_box_without_a_view_gets_drawn_cnns_view_where_it_has_a_box_there(tmp_path):
+    """The facing rule measured best out of fold (drawn_cnn's view, else the classifier) holds for
+    hand boxes too: where drawn_cnn has a box on the hand box that would vote, its view; where it
+    is not among the detectors, the classifier; a view in the boxes file wins over both."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(DATA / "drawings" / "adult_astrid_graeber_01.png", raw / "a.png")
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("path,x,y,w,h\na.png,22,54,76,68\n")  # its hand box (tests/data)
+    kw = dict(rotate=False, show_progress=False)
+
+    def row(out, **more):
+        return crop_drawings(raw, tmp_path / out, **{**kw, **more}).rows[0]
+
+    cnn = row("cnn", boxes=boxes, detectors=("drawn_cnn",))
+    assert cnn["detector"] == "hand" and cnn["facing_from"] == "cnn" and cnn["facing"] == "frontal"
+    assert row("clf", boxes=boxes, detectors=("dlib_hog",))["facing_from"] == "classifier"
+    boxes.write_text("path,x,y,w,h,view\na.png,22,54,76,68,left\n")
+    hand = row("hand", boxes=boxes, detectors=("drawn_cnn",))
+    assert (hand["facing"], hand["facing_from"]) == ("left", "hand")
+
+
 # ------------------------------------------------------- no input stops a run (issue 10)
 
 TINY_SHAPES = [(1, 1), (2, 2), (1, 500), (5000, 3)]  # (width, height)

@@ -297,6 +297,16 @@ def choose_face(
     return max(faces, key=lambda f: (f.votes, f.strength, f.box.w * f.box.h))
 
 
+def cnn_view_at(dets: list[Detection], box: tuple[float, float, float, float], min_iou: float = 0.3,
+                thresholds: dict[str, DetectorThresholds] = THRESHOLDS) -> str:
+    """drawn_cnn's view of the face in `box` (a hand box): the view of its strongest box that
+    overlaps `box` by `min_iou` at its `agree` score or above, as when it votes for a face the
+    detectors found (`ChosenFace.cnn_view`); "" where it has none."""
+    cnn = [d for d in dets if d.detector == "drawn_cnn" and d.score >= thresholds["drawn_cnn"].agree
+           and iou(d.box, box) >= min_iou]
+    return max(cnn, key=lambda d: d.score).view if cnn else ""
+
+
 @dataclass
 class Candidates:
     """Every box found in one image: upright, and (only when upright found no face) in rotated
@@ -492,6 +502,13 @@ class DrawingDetector:
     @cached_property
     def _facing(self) -> FacingClassifier:
         return FacingClassifier()
+
+    def cnn_view_of(self, image: np.ndarray, box: tuple[float, float, float, float], min_iou: float = 0.3) -> str:
+        """drawn_cnn's view of the face in `box` (`cnn_view_at`: a hand box gets the view a face
+        the vote found would get); "" where drawn_cnn is not among the detectors or has no box there."""
+        if "drawn_cnn" not in self.detectors:
+            return ""
+        return cnn_view_at(self.candidates(image, ("drawn_cnn",)), box, min_iou)
 
     def view_of(self, image: np.ndarray, box: tuple[float, float, float, float]) -> str:
         """Which way the face in `box` looks (frontal, left or right), by p2d's facing classifier

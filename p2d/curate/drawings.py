@@ -122,14 +122,14 @@ def choose_facing(hand_view: str, yaw: float | None, detector_view: str,
                   max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG, classifier_view: str = "",
                   cnn_view: str = "") -> tuple[str, str]:
     """(facing, where it came from): the hand box's view, else drawn_cnn's view where it voted for
-    the face (`cnn_view`: on the eval split's faces it found alone it is right on 42 of 47, where the
-    classifier was right on 64 of 85 hand boxes), else the facing classifier's view of the
-    box (`classifier_view`, p2d.drawing_facing), else the sane landmarks' yaw, else the view of the
-    detector that found the face, else unknown. The classifier before the landmarks: on the label
-    CSV's train split's 313 hand-boxed faces, scored by grouped 5-fold cross-validation (never on
-    the drawings or the deck it was trained on), it is right on 79%; the landmarks, where they hold,
-    on 64% (157 of 246 of the first 293 faces): on drawings the predictor often returns a near-mean
-    shape whose yaw is noise (benchmarks/train_drawing_facing.py, benchmarks/drawing_rules.py facing)."""
+    the face or has a box that would (`cnn_view`), else the facing classifier's view of the box
+    (`classifier_view`, p2d.drawing_facing), else the sane landmarks' yaw, else the view of the
+    detector that found the face, else unknown. The order is the one measured best: on the label
+    CSV's train split's 313 hand-boxed faces, each scored by models that never saw its drawing or
+    deck (benchmarks/facing_oof.py, three seeds of drawn_cnn), drawn_cnn first and the classifier
+    where it has no box are right on 229 on average (73%), the classifier alone on 220 (70%); the
+    landmarks, where they hold, on 64% (157 of 246 of the first 293 faces): on drawings the
+    predictor often returns a near-mean shape whose yaw is noise (benchmarks/drawing_rules.py facing)."""
     if hand_view in FACINGS[:3]:
         return hand_view, "hand"
     if cnn_view in FACINGS[:3]:
@@ -562,9 +562,13 @@ def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, 
         return row, (image, proposed.box, None), None
     points = s.detector.models.landmarks(image, face.box)
     hand = face.detector == "hand"
-    # drawn_cnn's view where it voted for the face, else the facing classifier's view of the box;
-    # failing that the landmarks, then the view of the detector that found it (choose_facing).
-    cnn_view = "" if hand else face.cnn_view
+    # drawn_cnn's view where it voted for the face (for a hand box without a view: where it has a box
+    # that would vote for it), else the facing classifier's view of the box; failing that the
+    # landmarks, then the view of the detector that found it (choose_facing).
+    if hand:
+        cnn_view = "" if face.view else s.detector.cnn_view_of(image, face.box, s.min_iou)
+    else:
+        cnn_view = face.cnn_view
     classifier_view = "" if cnn_view else s.detector.view_of(image, face.box)  # the CNN's view comes first
     pose = face_pose(image, points, face.box, face.view if hand else "", "" if hand else face.view,
                      s.max_frontal_yaw_deg, classifier_view, cnn_view)
