@@ -14,7 +14,8 @@ that something is drawn at both eyes (`eyes_drawn`: a profile's far eye is blank
 drawings the predictor often returns a near-mean shape placed by the box, so its yaw is weak
 evidence (on the fixtures' hand boxes it stays within 11 degrees of 0 for three-quarter heads).
 Facing comes from, in order: the boxes file's `view` column; the view p2d's drawing CNN gives the
-face where it voted for it (p2d.drawing_cnn: one centre map per view); p2d's facing classifier
+face where it voted for it, or for a hand box where it has a box on it that would (p2d.drawing_cnn:
+one centre map per view); p2d's facing classifier
 (p2d.drawing_facing: HOG of the box with some context, a logistic regression trained on the label
 CSV's train split, mirror-consistent), which answers for any box whoever found it; the landmarks'
 yaw where sane (frontal within `max_frontal_yaw_deg`, the photo filter's default turn limit; kept
