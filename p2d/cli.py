@@ -235,6 +235,8 @@ def crop_drawings_cmd(
 ):
     """Find the face in each drawing, crop it square like CelebA's framing, pad, and review.
 
+    No face found: a proposed box in OUT/proposed_boxes.csv; check it, pass the file as --boxes.
+
     Example: p2d crop-drawings raw/drawings data/drawings --boxes boxes.csv
     """
     from p2d.curate.detect import DEFAULT_DETECTORS
