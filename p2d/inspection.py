@@ -567,15 +567,34 @@ def parse_features(text: str | None) -> tuple[str, ...]:
     return check_features(tuple(n.strip() for n in (text or "").split(",") if n.strip()))
 
 
+def _missing_domain_message(manifest: Path, df: pd.DataFrame, missing: list[str]) -> str:
+    """Why inspect cannot compare: a domain absent from the manifest, or present with no kept row
+    (then its drop reasons, as the fix lies in its curation: for drawings, --boxes and the proposed
+    boxes crop-drawings writes)."""
+    kept = df["keep"].astype(str).str.lower().isin(("true", "1"))
+    why = []
+    for domain in missing:
+        rows = df[df["domain"] == domain]
+        if rows.empty or kept[rows.index].any():
+            continue
+        reasons = rows["reason"].astype(str).str.split(":").str[0].value_counts()
+        why.append(f"its {len(rows)} {domain} row(s) are all dropped ("
+                   + ", ".join(f"{r} {n}" for r, n in reasons.items()) + ")")
+    if why:
+        hint = ("; for drawings without a face give boxes with `p2d crop-drawings ... --boxes` (it writes "
+                "proposed_boxes.csv to start from)" if "drawing" in missing else "")
+        return f"{manifest}: inspect compares the two domains, but " + "; ".join(why) + hint
+    return (f"{manifest} has no readable kept {', '.join(missing)} rows: inspect compares the two domains, "
+            "so build a manifest with both (`p2d manifest build --from ... --from ...`)")
+
+
 def inspect_frame(manifest: Path, df: pd.DataFrame, cache_dir: Path, rare_share: float = RARE_SHARE,
                   models=None, quiet: bool = False) -> Inspection:
     """Measure and compare the kept rows of a manifest frame (no files written but the cache)."""
     features = measure_manifest(manifest, df, cache_dir, models=models, quiet=quiet)
     domains = set(features.loc[features["problem"] == "", "domain"])
     if not {"drawing", "photo"} <= domains:
-        missing = ", ".join(sorted({"drawing", "photo"} - domains))
-        raise P2DError(f"{manifest} has no readable kept {missing} rows: inspect compares the two domains, "
-                       "so build a manifest with both (`p2d manifest build --from ... --from ...`)")
+        raise P2DError(_missing_domain_message(manifest, df, sorted({"drawing", "photo"} - domains)))
     scored = score_rows(features, rare_share)
     return Inspection(Path(manifest), scored, differences(scored), rare_share)
 

@@ -275,6 +275,15 @@ def test_one_domain_only_is_an_error_naming_the_fix(frontal_photos, tmp_path):
         inspect_frame(root / "photos" / "manifest.csv", photos, tmp_path / "cache", quiet=True)
 
 
+def test_a_domain_whose_rows_are_all_dropped_is_named_with_its_reasons(frontal_photos, tmp_path):
+    root, photos = frontal_photos
+    dropped = photos.iloc[:2].copy()
+    dropped["domain"], dropped["keep"], dropped["reason"] = "drawing", False, ["no_face", "unreadable:empty_file"]
+    with pytest.raises(P2DError, match=r"2 drawing row\(s\) are all dropped \(no_face 1, unreadable 1\).*--boxes"):
+        inspect_frame(root / "photos" / "manifest.csv", pd.concat([photos, dropped], ignore_index=True),
+                      tmp_path / "cache", quiet=True)
+
+
 def test_rerun_reads_the_cache(frontal_photos, tmp_path):
     root, photos = frontal_photos
     manifest = _joined(tmp_path, photos, root / "photos" / "manifest.csv")
