@@ -62,8 +62,15 @@ def fixture_set() -> dict[str, tuple[Path, list]]:
     return out
 
 
-def facing_rows(candidates: dict, images: dict, truth: dict, detector: DrawingDetector, min_iou: float):
-    """(right, labelled, per-image rows) of the combined choice's facing on the found faces."""
+def view_group(view: str) -> str:
+    """A labelled view's kind: frontal, three-quarter (counted as left / right) or profile."""
+    return "three-quarter" if view.startswith("three_quarter") else ("frontal" if view == "frontal" else "profile")
+
+
+def facing_rows(candidates: dict, images: dict, truth: dict, detector: DrawingDetector, min_iou: float,
+                by_view: dict | None = None):
+    """(right, labelled, per-image rows) of the combined choice's facing on the found faces;
+    `by_view` (if given) gathers [right, labelled] per kind of labelled view (`view_group`)."""
     ok, labelled, rows = 0, 0, []
     for name, c in candidates.items():
         face = choose_with_rotations(c)
@@ -78,8 +85,13 @@ def facing_rows(candidates: dict, images: dict, truth: dict, detector: DrawingDe
                          classifier_view=detector.view_of(images[name], face.box.box), cnn_view=face.cnn_view)
         labelled += 1
         ok += pose["facing"] == FACING[view]
+        if by_view is not None:
+            tally = by_view.setdefault(view_group(view), [0, 0])
+            tally[0] += pose["facing"] == FACING[view]
+            tally[1] += 1
         if pose["facing"] != FACING[view]:
-            rows.append((name, FACING[view], f"{pose['facing']} ({pose['facing_from'] or 'nothing'})"))
+            label = FACING[view] + (" (three-quarter)" if view.startswith("three_quarter") else "")
+            rows.append((name, label, f"{pose['facing']} ({pose['facing_from'] or 'nothing'})"))
     return ok, labelled, rows
 
 
@@ -107,13 +119,18 @@ def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per
         seconds = total if name == "combined" else detector.seconds.get(name, 0.0)
         rows.append((name, faces["correct"], faces["faces"], f"{100 * faces['correct'] / max(faces['faces'], 1):.0f}%",
                      faces["false"], f"{free['false']}/{free['nonfaces']}", f"{seconds / n:.2f}"))
-    ok, labelled, wrong_facing = facing_rows(candidates, images, truth, detector, min_iou)
+    by_view: dict[str, list[int]] = {}
+    ok, labelled, wrong_facing = facing_rows(candidates, images, truth, detector, min_iou, by_view)
     console.print(table(
         f"{title}: {n} images; found = IoU >= {min_iou} with a hand box; combined facing right on "
         f"{ok} of {labelled} found faces with a labelled view; 2-core CPU shared with other jobs",
         ["detector", "found", "of", "rate", "wrong", "false on face-free", "s/drawing"], rows))
     if wrong_facing:
         console.print(table(f"{title}: facing differs from the label", ["image", "label", "pose rule"], wrong_facing))
+    if by_view:  # --drop-profiles is about profiles; three-quarter views are where readers disagree too
+        console.print(table(f"{title}: facing right, by the label's view (three-quarter views count as left / right)",
+                            ["label", "right", "of"],
+                            [(v, *by_view[v]) for v in ("frontal", "three-quarter", "profile") if v in by_view]))
     kinds = {kind_of(k) for k in images}
     if len(kinds) > 1:  # the eval split: most of its faces are playing cards, unlike most users' drawings
         by_kind = []
