@@ -72,6 +72,11 @@ with them on the score but alone, the last epoch after a worse 13 (regret 1.104)
 the printed table is the regret's interval with the 130 photos resampled (paired, the best epoch
 found anew each time): for sketch44-drift 1.095-1.112, so that miss lies within what the choice of
 photos moves; the lines tasks' 1.107-1.126 and 1.158-1.188 do not (2026-11-27, twelfth session).
+The same session reran four tasks with training seed 1 (`-seed1`, chosen before they were trained):
+sketch44-drift-seed1 0.943 / 1.048 and negative44-drift-seed1 0.956 / 1.000 meet both targets (the
+seed-0 miss does not recur), sketch32-converge-seed1 0.886 / 1.029 too, and negative32-drift-seed1
+picks the truly best epoch (regret 1.000) but ranks at 0.736 (0.969 at seed 0; over its separable
+chain 1.000): which task misses moves with the seed, at about one task in seven.
 docs/evaluate_known_answer.md keeps how the rule, the tasks and the deal of the faces came about,
 session by session, with each step's figures and the measures that were tried.
 
@@ -115,6 +120,7 @@ class Task:
     save_every: int = 1  # a longer run keeps every N-th epoch, so every task has ~14 to compare
     lr: float | None = None  # None: the kind's default (converge 0.0004, drift 0.002)
     identity: float | None = None  # None: the kind's default (converge 5, drift 0)
+    seed: int = 0  # the training seed (the faces and their deal do not change with it)
 
 
 TASKS = (
@@ -170,6 +176,12 @@ TASKS = (
     Task("negative64-drift", "negative", 64, True, 14, held_out=True),
     Task("sketch36-drift", "sketch", 36, True, 14, held_out=True),
     Task("negative44-converge", "negative", 44, False, 28, held_out=True, save_every=2, lr=0.001, identity=0.0),
+    # Another training seed for four tasks (twelfth session, written down before they were trained):
+    # the two whose regret interval crosses 1.10, and the first task of each learned filter.
+    Task("sketch44-drift-seed1", "sketch", 44, True, 14, held_out=True, seed=1),
+    Task("negative44-drift-seed1", "negative", 44, True, 14, held_out=True, seed=1),
+    Task("sketch32-converge-seed1", "sketch", 32, False, 14, held_out=True, seed=1),
+    Task("negative32-drift-seed1", "negative", 32, True, 14, held_out=True, seed=1),
 )
 
 
@@ -226,7 +238,7 @@ decay_from_epoch = {decay}
 cycle_weight = {cycle}
 identity_weight = {identity}
 save_every = {task.save_every}
-seed = 0
+seed = {task.seed}
 [speed]
 tensorboard = false
 """
