@@ -29,10 +29,11 @@ them, what the true error itself is worth:
   mapped the wrong way round);
 - the Spearman of each measured column with the true error (which measure tracks it).
 
-Where it stands (the 26 cached runs in /work/data/t15/ka2 re-scored with `--phase evaluate` on
+Where it stands (the cached runs in /work/data/t15/ka2 re-scored with `--phase evaluate` on
 2026-11-27, this 2-core VM; the rule unchanged since issue 15's seventh session): both targets on
-22 of 26 tasks on the 130-photo truth, 22 of the 24 where some epoch beats a constant gray image;
-the last four rows were added that day and run once on the unchanged rule: both targets on all four. Spearman and regret on 130 photos, then on the 30 test photos
+25 of 30 tasks on the 130-photo truth, 25 of the 28 where some epoch beats a constant gray image;
+rows 23-26 were added that day and run once on the unchanged rule (both targets on all four), the
+last four (`-seed1`: another training seed) in the twelfth session (3 of 4). Spearman and regret on 130 photos, then on the 30 test photos
 alone; the suggested epoch and the truly best (130 photos); `learned`: some epoch beats a constant
 gray image:
 
@@ -64,6 +65,10 @@ gray image:
     negative64-drift          0.881   1.000                 0.899   1.000         14         14  yes
     sketch36-drift            0.965   1.058                 0.952   1.052          8         14  yes
     negative44-converge       0.908   1.033                 0.855   1.029         22         28  yes
+    sketch44-drift-seed1      0.943   1.048                 0.956   1.054         10         14  yes
+    negative44-drift-seed1    0.956   1.000                 0.987   1.000         10         10  yes
+    sketch32-converge-seed1   0.886   1.029                 0.868   1.022         10         14  yes
+    negative32-drift-seed1    0.736   1.000                 0.745   1.000         11         11  yes
 
 The misses: lines40-drift and lines32-converge learn nothing, so their true error only ranks kinds
 of failure; lines56-drift barely learns (its best epoch 0.170 against the gray image's 0.173) and
@@ -84,7 +89,7 @@ session by session, with each step's figures and the measures that were tried.
 Usage: python benchmarks/evaluate_known_answer.py [--work /tmp/p2d_known_answer] [--tasks a,b]
        [--phase all|train|evaluate] [--threads 1] [--every 1]
 Runs are cached in --work: a second call re-trains nothing and re-evaluates only changed epochs
-(re-scoring the 26 cached runs unchanged: about 1.2 min on this VM). A cached run trained with
+(re-scoring the 30 cached runs unchanged: 75 s on this VM). A cached run trained with
 another recipe than its task's, or a task folder made with another deal of the faces, is refused
 (delete it to make it again). The runs behind the figures (on the machine that made them, not in
 the repository): /work/data/t15/ka2 (dealt by brightness) and /work/data/t15/ka (the split before). The lines tasks also did not learn as lines32 with 32
