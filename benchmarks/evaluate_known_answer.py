@@ -188,6 +188,12 @@ TASKS = (
     Task("negative44-drift-seed1", "negative", 44, True, 14, held_out=True, seed=1),
     Task("sketch32-converge-seed1", "sketch", 32, False, 14, held_out=True, seed=1),
     Task("negative32-drift-seed1", "negative", 32, True, 14, held_out=True, seed=1),
+    # and the next four tasks of the learned filters in this list's order, added after those were scored
+    Task("sketch48-drift-seed1", "sketch", 48, True, 14, held_out=True, seed=1),
+    Task("negative48-converge-seed1", "negative", 48, False, 28, held_out=True, save_every=2, lr=0.001, identity=0.0,
+         seed=1),
+    Task("sketch40-drift-seed1", "sketch", 40, True, 14, held_out=True, seed=1),
+    Task("negative40-drift-seed1", "negative", 40, True, 14, held_out=True, seed=1),
 )
 
 

@@ -6,8 +6,10 @@ Usage: python benchmarks/train_drawing_facing.py [--clipart DIR] [--cards DIR] [
 Needs the sources of benchmarks/drawing_labels.py (openclipart-png, the aisleriot decks). Every
 hand-labelled train face becomes examples of its facing (three-quarter views count as left /
 right): its hand box and `--jitter` boxes shifted by up to 10% and scaled by 0.85-1.2 (a detector's
-box is rarely the hand box), each also mirrored with left and right swapped. Features: p2d.drawing_facing.facing_features (`--features hog` for the HOG
-alone, as before the twelfth session; the default adds the crop's asymmetry). The L2 weight (1/C)
+box is rarely the hand box), each also mirrored with left and right swapped. Features:
+p2d.drawing_facing.facing_features, by default the HOG alone (the shipped model's); `--features
+hog+asymmetry` adds the crop's mirror asymmetry (tried in issue 10's twelfth session, not shipped:
+models README). The L2 weight (1/C)
 is chosen by grouped cross-validation on train: files are split into --folds groups by
 train_drawing_cnn.fold_group (a card deck with its twins, openclipart's four card sets, else the
 file), so no fold is scored on the drawings, their copies, or the deck style it was trained on.
