@@ -571,7 +571,9 @@ def _missing_domain_message(manifest: Path, df: pd.DataFrame, missing: list[str]
     """Why inspect cannot compare: a domain absent from the manifest, or present with no kept row
     (then its drop reasons, as the fix lies in its curation: for drawings, --boxes and the proposed
     boxes crop-drawings writes)."""
-    kept = df["keep"].astype(str).str.lower().isin(("true", "1"))
+    from p2d.manifest import kept_mask
+
+    kept = kept_mask(df)
     why = []
     for domain in missing:
         rows = df[df["domain"] == domain]
