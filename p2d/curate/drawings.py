@@ -458,7 +458,7 @@ class FoundFace:
     rotation_deg: float
     view: str = ""  # the hand box's or the detectors' view ("" when none says)
     strength: float = math.inf  # the best normalised detector score (hand boxes: certain)
-    cnn_view: str = ""  # drawn_cnn's view of the face, when it voted for it
+    cnn_view: str = ""  # drawn_cnn's view of the face where it voted for it (a hand box: where it would)
 
 
 def _find_face(image: np.ndarray, path: Path, rel: str, s: CropSettings,
@@ -468,7 +468,9 @@ def _find_face(image: np.ndarray, path: Path, rel: str, s: CropSettings,
     box = match_box(s.hand, rel)
     if box is not None:
         key = next((k for k, b in s.hand.items() if b is box), rel)
-        return FoundFace(box, "hand", math.nan, 1, "hand", 0.0, view=s.hand_views.get(key, "")), None
+        view = s.hand_views.get(key, "")
+        cnn_view = "" if view else s.detector.cnn_view_of(image, box, s.min_iou)  # no view given: drawn_cnn's
+        return FoundFace(box, "hand", math.nan, 1, "hand", 0.0, view=view, cnn_view=cnn_view), None
     d = s.detector
     key = _cache_key(path, CACHE_VERSION, s.background, d.detectors, d.fallback, d.rotations_deg, s.min_iou,
                      s.min_votes, s.user_model)
@@ -566,10 +568,7 @@ def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, 
     # drawn_cnn's view where it voted for the face (for a hand box without a view: where it has a box
     # that would vote for it), else the facing classifier's view of the box; failing that the
     # landmarks, then the view of the detector that found it (choose_facing).
-    if hand:
-        cnn_view = "" if face.view else s.detector.cnn_view_of(image, face.box, s.min_iou)
-    else:
-        cnn_view = face.cnn_view
+    cnn_view = face.cnn_view
     classifier_view = "" if cnn_view else s.detector.view_of(image, face.box)  # the CNN's view comes first
     pose = face_pose(image, points, face.box, face.view if hand else "", "" if hand else face.view,
                      s.max_frontal_yaw_deg, classifier_view, cnn_view)
