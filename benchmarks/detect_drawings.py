@@ -149,7 +149,8 @@ def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per
     proposals = {"on the face": 0, "elsewhere": 0, "none": 0, "on face-free": 0, "face-free": 0}
     for k, v in sorted(verdicts.items()):
         offer = ""
-        if choose_with_rotations(candidates[k]) is None:  # crop-drawings proposes a box for the user to check
+        face = choose_with_rotations(candidates[k])
+        if face is None:  # crop-drawings proposes a box for the user to check
             box = proposal(candidates[k].upright)
             if not boxes[k]:
                 proposals["face-free"] += 1
@@ -162,7 +163,6 @@ def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per
                 proposals["on the face" if hit else "elsewhere"] += 1
                 offer = f"proposed {box.score:.2f}, {'on the face' if hit else 'elsewhere'}"
         if per_image or v not in ("correct", "none"):
-            face = choose_with_rotations(candidates[k])
             found = offer if face is None else f"{'+'.join(face.detectors)} at {face.rotation_deg:+.0f} deg"
             listed.append((k, v, found))
     missed = proposals["on the face"] + proposals["elsewhere"] + proposals["none"]
