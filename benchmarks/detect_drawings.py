@@ -117,7 +117,7 @@ def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per
         faces = score_choices({k: c for k, c in candidates.items() if boxes[k]}, boxes, only, min_iou)
         free = score_choices({k: c for k, c in candidates.items() if not boxes[k]}, boxes, only, min_iou)
         seconds = total if name == "combined" else detector.seconds.get(name, 0.0)
-        rows.append((name, faces["correct"], faces["faces"], f"{100 * faces['correct'] / max(faces['faces'], 1):.0f}%",
+        rows.append((name, faces["correct"], faces["faces"], f"{100 * faces['correct'] / max(faces['faces'], 1):.1f}%",
                      faces["false"], f"{free['false']}/{free['nonfaces']}", f"{seconds / n:.2f}"))
     by_view: dict[str, list[int]] = {}
     ok, labelled, wrong_facing = facing_rows(candidates, images, truth, detector, min_iou, by_view)
