@@ -527,7 +527,7 @@ def demo_cmd(
 
     100 LFW face photos (shipped with scikit-image) and the bundled public-domain clip-art faces:
     curate, crop, build, inspect, train a 64 px model on the CPU, translate, evaluate and report
-    (~5.5 minutes on 2 quiet cores, 4.4 of them training); writes OUT/demo.png.
+    (1.5 to 5.5 minutes on 2 quiet cores, three quarters of it training); writes OUT/demo.png.
 
     Example: p2d demo --out p2d-demo
     """

@@ -3,7 +3,7 @@
 The demo is a list of ordinary `p2d` command lines (see `demo_steps`), run one after the other and
 printed before each runs, so that what a new user sees is exactly what they will type on their own
 data: curate photos, crop drawings, build a manifest with the 64 px demo recipe, inspect how the
-drawings and the photos differ, train on the CPU (4.4 of the demo's 5.5 minutes on 2 quiet cores), translate, evaluate
+drawings and the photos differ, train on the CPU (about three quarters of the demo's 1.5 to 5.5 minutes on 2 quiet cores), translate, evaluate
 the saved epochs, and report. It ends with one picture a person would share (`demo_picture`): test
 photos beside their drawings, and test drawings beside their photos.
 

@@ -1,7 +1,7 @@
 """`p2d demo` end to end, the full demo (LFW photos, bundled clip-art faces, the 64 px recipe), run
 once for the module: every step's output exists, the model measurably learnt to draw, a re-run continues.
 
-This is the suite's only demo run (~5.5 minutes on 2 quiet cores, as `p2d demo` takes); the fast
+This is the suite's only demo run (1.5 to 5.5 minutes on 2 quiet cores, as `p2d demo` takes); the fast
 training tests use the 32 px tiny recipe.
 """
 
