@@ -83,6 +83,24 @@ def test_label_csv_has_disjoint_splits_and_known_views():
     assert {"train", "eval"} <= set(splits)
 
 
+def test_painted_figure_labels_are_well_formed_and_apart_from_the_training_labels():
+    """benchmarks/painted_faces_labels.csv (detect_drawings.py --painted): a face per portrait, a box
+    inside a plausible portrait, a known view or blank, the half its hash gives it, and no file that
+    the detector's label CSV trains on."""
+    painted = Path(__file__).resolve().parent.parent / "benchmarks" / "painted_faces_labels.csv"
+    with open(painted, newline="") as f:
+        rows = list(csv.DictReader(f))
+    with open(LABELS, newline="") as f:
+        trained = {r["sha256"] for r in csv.DictReader(f)}
+    assert len(rows) == len({r["path"] for r in rows}) == 94
+    for r in rows:
+        x, y, w, h = (float(r[k]) for k in "xywh")
+        assert 0 <= x and 0 <= y and 10 < w < 300 and 10 < h < 300 and x + w <= 500 and y + h <= 500
+        assert r["view"] in {"", "frontal", "left", "right", "three_quarter_left", "three_quarter_right"}
+        assert r["split"] == ("a" if int(r["sha256"][:2], 16) < 128 else "b")
+        assert r["sha256"] not in trained
+
+
 @pytest.fixture(scope="module")
 def detector():
     return DrawingFaceDetector()
