@@ -10,13 +10,14 @@ Image sets:
 - eval split: the `eval` rows of p2d/models/drawing_faces_labels.csv (openclipart drawings with
   hand boxes and views, and face-free ones; the shipped `drawn_hog` detector was neither trained
   nor tuned on them), read from Debian's openclipart-png (--clipart); skipped when it is missing;
-- painted figures: benchmarks/painted_faces_labels.csv, 94 faces in Battle for Wesnoth's character
-  portraits (Debian's wesnoth-1.16-data, GPL art: `apt-get download wesnoth-1.16-data && dpkg -x
-  wesnoth-1.16-data_*.deb DIR`, then --painted DIR/usr/share/games/wesnoth/1.16/data; or
-  `apt-get install` it), a style none of p2d's models was trained or tuned on (painted whole
-  figures, most faces turned); skipped when missing. Its boxes are the vote's, accepted by eye
-  (three drawn by hand where the vote found nothing), so "found" there is a check that a model
-  still boxes these faces, not an independent measure; its views were read blind on the crops
+- painted figures: benchmarks/painted_faces_labels.csv, 129 faces in two games' character
+  portraits: Battle for Wesnoth's (94, painted half and whole figures; Debian's wesnoth-1.16-data)
+  and Flare's (35 painted busts; flare-game), GPL art, paths under /usr/share/games (--painted):
+  `apt-get install wesnoth-1.16-data flare-game`, or `apt-get download` both and `dpkg -x` them
+  into DIR, then --painted DIR/usr/share/games. A style none of p2d's models was trained or tuned
+  on; skipped when missing. Its boxes are the vote's, accepted by eye (three drawn by hand where
+  the vote found nothing), so "found" there is a check that a model still boxes these faces, not
+  an independent measure; its views were read blind on the crops
   (models README, painted figures).
 
 Per detector (its choice among the candidates of one combined pass, as crop-drawings makes it) and
@@ -72,23 +73,27 @@ def fixture_set() -> dict[str, tuple[Path, list]]:
 
 
 PAINTED = ROOT / "benchmarks" / "painted_faces_labels.csv"
-WESNOTH = Path("/usr/share/games/wesnoth/1.16/data")
+GAMES = Path("/usr/share/games")
 
 
-def painted_set(root: Path = WESNOTH, labels: Path = PAINTED) -> dict[str, tuple[Path, list]]:
+def painted_set(root: Path = GAMES, labels: Path = PAINTED) -> dict[str, tuple[Path, list]]:
     """{path: (file, [(box, view)])} for the painted-figure labels whose file under `root` is the
-    one labelled (SHA-256); {} when the package is not there. Views left blank ('' : the crop could
-    not tell) count as found faces without a facing to score."""
+    one labelled (SHA-256); a line per package (the path's first folder) with files missing or of
+    another release. Views left blank ('': the crop could not tell) count as found faces without
+    a facing to score."""
     out: dict[str, tuple[Path, list]] = {}
-    if not root.is_dir():
-        return out
+    absent: dict[str, int] = {}
     with open(labels, newline="") as f:
         for r in csv.DictReader(f):
             file = root / r["path"]
             if not file.is_file() or sha256_of(file) != r["sha256"]:
-                console.print(f"[yellow]{r['path']}: missing or another release (SHA-256 differs); skipped[/]")
+                package = r["path"].split("/")[0]
+                absent[package] = absent.get(package, 0) + 1
                 continue
             out.setdefault(r["path"], (file, []))[1].append((tuple(float(r[k]) for k in "xywh"), r["view"]))
+    for package, n in absent.items():
+        console.print(f"[yellow]painted figures: {n} of {package}'s labelled files missing under {root} "
+                      "or of another release (SHA-256 differs); skipped[/]")
     return out
 
 
@@ -126,8 +131,11 @@ def facing_rows(candidates: dict, images: dict, truth: dict, detector: DrawingDe
 
 
 def kind_of(name: str) -> str:
-    """'card' for a playing card's face (aisleriot's decks), else 'drawing'."""
-    return "card" if name.startswith("aisleriot/") else "drawing"
+    """'card' for a playing card's face (aisleriot's decks), the game for a painted portrait
+    (painted_set's paths), else 'drawing'."""
+    if name.startswith("aisleriot/"):
+        return "card"
+    return next((game for game in ("wesnoth", "flare") if name.startswith(game + "/")), "drawing")
 
 
 def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per_image: bool) -> None:
@@ -162,7 +170,7 @@ def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per
                             ["label", "right", "of"],
                             [(v, *by_view[v]) for v in ("frontal", "three-quarter", "profile") if v in by_view]))
     kinds = {kind_of(k) for k in images}
-    if len(kinds) > 1:  # the eval split: most of its faces are playing cards, unlike most users' drawings
+    if len(kinds) > 1:  # the eval split: most of its faces are playing cards; painted: two games' artists
         by_kind = []
         for kind in sorted(kinds):
             names = [k for k in images if kind_of(k) == kind]
@@ -212,7 +220,7 @@ def main() -> None:
     ap.add_argument("--skimage", action="store_true", help="also run on 20 face-free scikit-image pictures")
     ap.add_argument("--clipart", type=Path, default=CLIPART)
     ap.add_argument("--cards", type=Path, default=CARDS, help="aisleriot's card decks (gnome-cards-data)")
-    ap.add_argument("--painted", type=Path, default=WESNOTH, help="wesnoth-1.16-data's data folder")
+    ap.add_argument("--painted", type=Path, default=GAMES, help="where wesnoth-1.16-data and flare-game put their files")
     ap.add_argument("--fixtures-only", action="store_true")
     args = ap.parse_args()
     measure("fixtures", fixture_set(), args.min_iou, per_image=True)
@@ -226,7 +234,7 @@ def main() -> None:
     if painted:
         measure("painted figures", painted, args.min_iou, per_image=False)
     elif not args.fixtures_only:
-        console.print(f"[yellow]{args.painted} missing: no painted figures (wesnoth-1.16-data)[/]")
+        console.print(f"[yellow]{args.painted} missing: no painted figures (wesnoth-1.16-data, flare-game)[/]")
     if args.skimage:
         rows = skimage_false_boxes(DrawingDetector())
         false = sum(1 for _, v in rows if v.startswith("FALSE"))
