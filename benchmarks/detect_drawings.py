@@ -83,6 +83,8 @@ def painted_set(root: Path = GAMES, labels: Path = PAINTED) -> dict[str, tuple[P
     a facing to score."""
     out: dict[str, tuple[Path, list]] = {}
     absent: dict[str, int] = {}
+    if not root.is_dir():
+        return out
     with open(labels, newline="") as f:
         for r in csv.DictReader(f):
             file = root / r["path"]
