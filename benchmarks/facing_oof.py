@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from p2d.curate.detect import THRESHOLDS, iou  # noqa: E402
 from p2d.drawing_cnn import VIEWS, DrawingFaceCnn, boxes_from_peaks, centre_peaks  # noqa: E402
-from p2d.drawing_facing import CLASSES, MODEL_FILE, FacingClassifier  # noqa: E402
+from p2d.drawing_facing import CLASSES, FEATURE_KINDS, MODEL_FILE, FacingClassifier  # noqa: E402
 from p2d.ui import console, progress, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -116,7 +116,7 @@ def main() -> None:
     ap.add_argument("--clipart", type=Path, default=CLIPART)
     ap.add_argument("--cards", type=Path, default=CARDS)
     ap.add_argument("--jitter", type=int, default=6, help="as train_drawing_facing.py")
-    ap.add_argument("--features", choices=("hog", "hog+asymmetry"), help="default: the shipped model's")
+    ap.add_argument("--features", choices=FEATURE_KINDS, help="default: the shipped model's")
     ap.add_argument("--C", type=float, help="the classifier's L2 weight 1/C (default: the shipped model's)")
     ap.add_argument("--eval", action="store_true")
     args = ap.parse_args()

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from p2d.drawing_detector import DrawingFaceDetector, view_from_scores  # noqa: E402
-from p2d.drawing_facing import CLASSES, FEATURES, MIRROR, MODEL_FILE, FacingClassifier, face_crop, facing_features, softmax  # noqa: E402
+from p2d.drawing_facing import CLASSES, FEATURE_KINDS, FEATURES, MIRROR, MODEL_FILE, FacingClassifier, face_crop, facing_features, softmax  # noqa: E402
 from p2d.ui import console, table  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -112,7 +112,7 @@ def main() -> None:
     ap.add_argument("--C", type=float, nargs="+", default=[0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0])
     ap.add_argument("--jitter", type=int, default=6)
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--features", choices=("hog", "hog+asymmetry"), default=FEATURES)
+    ap.add_argument("--features", choices=FEATURE_KINDS, default=FEATURES)
     ap.add_argument("--eval", action="store_true")
     args = ap.parse_args()
     t0 = time.perf_counter()

@@ -77,6 +77,7 @@ def hog_features(crop: np.ndarray) -> np.ndarray:
 
 BLOCK_VALUES = 36  # one HOG block: 2 x 2 cells of 9 bins
 FEATURES = "hog"  # what benchmarks/train_drawing_facing.py trains by default (the shipped model's)
+FEATURE_KINDS = ("hog", "hog+asymmetry")  # what `facing_features` can make
 
 
 def facing_features(crop: np.ndarray, kind: str = FEATURES) -> tuple[np.ndarray, np.ndarray]:
@@ -87,7 +88,7 @@ def facing_features(crop: np.ndarray, kind: str = FEATURES) -> tuple[np.ndarray,
     hm = hog_features(np.ascontiguousarray(crop[:, ::-1]))
     if kind == "hog":
         return h, hm
-    if kind != "hog+asymmetry":
+    if kind not in FEATURE_KINDS:
         raise ValueError(f"unknown facing features {kind!r}: retrain with benchmarks/train_drawing_facing.py")
     asym = np.abs(h - hm).reshape(-1, BLOCK_VALUES).sum(axis=1)
     return np.concatenate([h, asym]), np.concatenate([hm, asym])
