@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "p2d"
-# Top-level modules that both curate/ and train/ build on (STYLE.md, "Layering").
+# Top-level modules that both curate/ and train/ build on (docs/architecture.md, "Layering").
 SHARED = {"errors", "images", "faces", "framing", "manifest", "recipe", "runs", "sheets", "ui", "facecache",
           "inspection", "shape_predictor"}
 
