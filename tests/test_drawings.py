@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -11,11 +12,25 @@ from typer.testing import CliRunner
 
 from conftest import DATA
 from p2d.cli import app
-from p2d.curate.drawings import PROPOSALS, crop_drawings, landmarks_sane, match_box, proposal, read_boxes, read_hand_boxes
+from p2d.curate.drawings import (
+    CACHE_NAME,
+    PROPOSALS,
+    SETTINGS_KEYS,
+    SETTINGS_NAME,
+    crop_drawings,
+    landmarks_sane,
+    match_box,
+    proposal,
+    read_boxes,
+    read_crop_settings,
+    read_hand_boxes,
+    rerun_crop_drawings,
+    write_hand_boxes,
+)
 from p2d.padding import Pad, border_color, crop_square, pad_image, padded_fraction, parse_pad
 from p2d.errors import P2DError
 from p2d.curate.detect import iou
-from p2d.faces import Detection
+from p2d.faces import Detection, FaceModels
 from p2d.framing import CELEBA_FACE_FRACTION, square_from_box
 from p2d.images import read_image, write_image
 from p2d.manifest import read_manifest, validate
@@ -184,7 +199,7 @@ def test_crop_drawings_cli(raw, tmp_path):
     assert (out / "review_01.png").is_file()
     assert "--boxes" in r.output
     # the tilted head has a proposed box, on the face (its hand box in test_hand_boxes_win_and_options)
-    proposed = read_hand_boxes(out / "proposed_boxes.csv")[0]
+    proposed = read_hand_boxes(out / "proposed_boxes.csv").boxes
     assert "sub/happy_woman_dirk_struve_01.png" in proposed and "proposed box" in r.output
     assert iou(proposed["sub/happy_woman_dirk_struve_01.png"], (25, 45, 63, 64)) >= 0.3
     # a second run (detections cached) writes the same manifest
@@ -208,6 +223,9 @@ def test_hand_boxes_win_and_options(raw, tmp_path):
     assert "rotate=False" in r.output and (df.loc[df["keep"], "found_rotated_deg"] == 0).all()
     crop = read_image(out / row["path"])
     assert crop.shape == (64, 64, 3)
+    settings = read_crop_settings(out)  # what rerun_crop_drawings repeats the run with
+    assert (settings["pad"], settings["background"], settings["source"]) == ("edge", [0, 0, 0], "mine")
+    assert settings["boxes"] == str(boxes.absolute()) and settings["size"] == 64 and not settings["rotate"]
 
 
 def test_bad_options_are_clear_errors(raw, tmp_path):
@@ -221,6 +239,46 @@ def test_boxes_file_with_a_byte_order_mark(tmp_path):
     f = tmp_path / "excel.csv"
     f.write_bytes("path,x,y,w,h\r\na.png,1,2,3,4\r\n".encode("utf-8-sig"))  # as spreadsheets save it
     assert read_boxes(f) == {"a.png": (1.0, 2.0, 3.0, 4.0)}
+
+
+def test_boxes_drop_column_marks_a_drawing_without_a_face(tmp_path):
+    f = tmp_path / "b.csv"
+    f.write_text("path,x,y,w,h,view,drop\n"
+                 "a.png,1,2,3,4,left,\nsub/b.png,,,,,, two   faces \nc.png,1,2,3,4,,\n")
+    hand = read_hand_boxes(f)
+    assert hand.boxes == {"a.png": (1.0, 2.0, 3.0, 4.0), "c.png": (1.0, 2.0, 3.0, 4.0)}
+    assert hand.drops == {"sub/b.png": "two faces"} and hand.views == {"a.png": "left"}
+    assert hand.entry("raw/sub/b.png") == (None, "", "two faces") and hand.entry("x.png") == (None, "", "")
+    assert read_boxes(f) == hand.boxes  # a drop is no box to train a detector on
+    f.write_text("path,x,y,w,h,drop\na.png,1,2,3,4,\nb.png,1,2,3,4,not a face\n")
+    with pytest.raises(P2DError, match="line 3: a row gives a box .* or a `drop` reason, not both"):
+        read_hand_boxes(f)
+    f.write_text("path,x,y,w,h,drop\na.png,,,,,\n")  # neither
+    with pytest.raises(P2DError, match="line 2: x,y,w,h must be numbers"):
+        read_hand_boxes(f)
+    for bad in ("nan", "inf", "-inf"):
+        f.write_text(f"path,x,y,w,h\na.png,1,{bad},3,4\n")
+        with pytest.raises(P2DError, match="line 2: x,y,w,h must be finite"):
+            read_hand_boxes(f)
+
+
+def test_write_hand_boxes_writes_what_read_hand_boxes_reads(tmp_path):
+    boxes = {"b/z.png": (1.04, 2, 30.96, 40), "a.png": (0, 0, 5, 5)}
+    views = {"a.png": "left", "m.png": "three_quarter_right"}
+    path = write_hand_boxes(tmp_path / "o" / "boxes.csv", boxes, views, {"m.png": "not\na  face"})
+    assert path.read_text() == ("path,x,y,w,h,view,drop\na.png,0.0,0.0,5.0,5.0,left,\n"
+                                "b/z.png,1.0,2.0,31.0,40.0,,\nm.png,,,,,right,not a face\n")
+    hand = read_hand_boxes(path)
+    assert hand.boxes == {"a.png": (0, 0, 5, 5), "b/z.png": (1, 2, 31, 40)}
+    assert hand.drops == {"m.png": "not a face"} and hand.views == {"a.png": "left", "m.png": "right"}
+    with pytest.raises(P2DError, match="not both"):
+        write_hand_boxes(path, {"a.png": (0, 0, 5, 5)}, drops={"a.png": "two faces"})
+    for box in [(0, 0, 0.01, 5), (0, float("nan"), 5, 5)]:
+        with pytest.raises(P2DError, match="a.png: box"):
+            write_hand_boxes(path, {"a.png": box})
+    with pytest.raises(P2DError, match="needs a reason"):
+        write_hand_boxes(path, {}, drops={"a.png": "  "})
+    assert read_hand_boxes(path) == hand  # a refused write leaves the file as it was
 
 
 def test_hand_box_outside_the_image_is_recorded_and_the_rest_curated(raw, tmp_path):
@@ -258,8 +316,9 @@ def test_a_drawing_without_a_face_gets_a_proposed_box_to_confirm(tmp_path):
     head = by["head13.png"]
     assert not head["keep"] and head["reason"] == "no_face" and 0.1 <= head["proposal_score"] < 0.53
     assert by["adult_astrid_graeber_01.png"]["keep"] and "proposal" not in by["adult_astrid_graeber_01.png"]
-    boxes, views = read_hand_boxes(out / PROPOSALS)
-    assert boxes == {"head13.png": tuple(float(v) for v in head["proposal"].split())} and views == {}
+    hand = read_hand_boxes(out / PROPOSALS)
+    assert hand.boxes == {"head13.png": tuple(float(v) for v in head["proposal"].split())}
+    assert hand.views == {} and hand.drops == {}
     assert r.proposed == 1 and any(PROPOSALS in note and "--boxes" in note for note in r.notes)
     assert (out / "review_01.png").is_file()
     written = (out / PROPOSALS).read_text()
@@ -336,3 +395,77 @@ def test_a_detector_that_raises_costs_only_its_file(tmp_path, monkeypatch):
     assert rows["strip_5000x20.png"]["reason"].startswith("error:RuntimeError: ")
     assert "Filter windows" in rows["strip_5000x20.png"]["reason"]
     assert rows[SMALL[0]]["keep"] and validate(read_manifest(r.manifest), r.manifest) == []
+
+
+# ------------------------------------------------- re-runs: settings file, row cache (p2d review's Apply)
+
+
+def _three_drawings(root: Path) -> Path:
+    root.mkdir(parents=True)
+    for name in ("adult_astrid_graeber_01.png", "card_figure_king_nicu_r.png", "head13.png"):
+        shutil.copy(DATA / "drawings" / name, root / name)
+    (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    return root
+
+
+def test_a_rerun_with_new_boxes_redoes_only_those_and_writes_a_fresh_runs_manifest(tmp_path, monkeypatch):
+    """A first run without boxes, then rerun_crop_drawings (the settings saved by that run) with a
+    boxes file that boxes one drawing and drops another: only those two go through _one_drawing,
+    and the manifest and review sheet are, byte for byte, those of one fresh run with the boxes."""
+    from p2d.curate import drawings
+
+    raw = _three_drawings(tmp_path / "raw")
+    boxes = write_hand_boxes(tmp_path / "boxes.csv", {"head13.png": (75, 130, 260, 280)},
+                             drops={"card_figure_king_nicu_r.png": "two faces"})
+    models = FaceModels()  # loaded once for the four runs
+    kw = dict(size=64, face_fraction=0.4, pad=parse_pad("10,20,30"), detectors=("dlib_hog",), rotate=False,
+              show_progress=False, models=models)
+    crop_drawings(raw, tmp_path / "full", boxes=boxes, **kw)
+    out = tmp_path / "out"
+    first = crop_drawings(raw, out, **kw)
+    assert first.reused == 0 and {x["reason"] for x in first.rows} >= {"no_face"}
+    settings = read_crop_settings(out)
+    assert tuple(settings) == SETTINGS_KEYS and settings["raw"] == str(raw.absolute())
+    assert (settings["pad"], settings["size"], settings["face_fraction"]) == ("#0a141e", 64, 0.4)
+    assert settings["boxes"] is None and settings["manifest"] is None
+    assert settings["detectors"] == ["dlib_hog"] and settings["rotate"] is False
+
+    seen = []
+
+    def counted(path, rel, *more):
+        seen.append(rel)
+        return one_drawing(path, rel, *more)
+
+    one_drawing = drawings._one_drawing
+    monkeypatch.setattr(drawings, "_one_drawing", counted)
+    again = rerun_crop_drawings(out, boxes=boxes, models=models)
+    assert sorted(seen) == ["card_figure_king_nicu_r.png", "head13.png"] and again.reused == 2
+    assert ("reused from the last run", 2) in again.summary_rows()
+    for name in ("manifest.csv", "review_01.png"):
+        assert (out / name).read_bytes() == (tmp_path / "full" / name).read_bytes(), name
+    by = {Path(x["source_path"]).name: x for x in again.rows}
+    card = by["card_figure_king_nicu_r.png"]
+    assert (card["keep"], card["reason"], card["detector"]) == (False, "rejected:two faces", "hand")
+    detected = json.loads((tmp_path / "full" / CACHE_NAME).read_text())
+    assert "card_figure_king_nicu_r.png" not in detected and SMALL[0] in detected  # no detector ran on it
+    assert by["head13.png"]["keep"] and by["head13.png"]["detector"] == "hand"
+    assert validate(read_manifest(again.manifest), again.manifest) == []
+    assert read_crop_settings(out)["boxes"] == str(boxes.absolute())
+
+    # the boxes file is the one the last run read, so nothing changed; but a kept row is reused only
+    # while its crop is there (and the hand-boxed row reused has a NaN score: JSON keeps it)
+    seen.clear()
+    (out / SMALL[0]).unlink()
+    assert rerun_crop_drawings(out, models=models).reused == 3 and seen == [SMALL[0]]
+    assert (out / "manifest.csv").read_bytes() == (tmp_path / "full" / "manifest.csv").read_bytes()
+
+
+def test_a_rerun_needs_the_settings_file(tmp_path):
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "manifest.csv").write_text("path\n")  # a crop-drawings folder of an older p2d
+    with pytest.raises(P2DError, match="older p2d.*run `p2d crop-drawings RAW .*` once more with this p2d"):
+        rerun_crop_drawings(out)
+    (out / SETTINGS_NAME).write_text('{"version": 1, "raw": "x"}')
+    with pytest.raises(P2DError, match="lacks background, boxes, .*once more"):
+        read_crop_settings(out)

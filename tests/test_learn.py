@@ -12,7 +12,14 @@ from typer.testing import CliRunner
 from conftest import DATA
 from p2d.cli import app
 from p2d.curate.detect import iou, run_fhog
-from p2d.curate.drawings import choose_facing, crop_drawings, facing_from_yaw, read_boxes, read_hand_boxes
+from p2d.curate.drawings import (
+    choose_facing,
+    crop_drawings,
+    facing_from_yaw,
+    read_boxes,
+    read_hand_boxes,
+    rerun_crop_drawings,
+)
 from p2d.curate.learn import check_boxes, crop_window, square_box, train_detector, training_example
 from p2d.errors import P2DError
 from p2d.images import downscale, read_image, write_image
@@ -45,8 +52,9 @@ def test_choose_facing_order(hand, cnn, classifier, yaw, detector, expected):
 def test_boxes_view_column(tmp_path):
     f = tmp_path / "b.csv"
     f.write_text("path,x,y,w,h,view\na.png,1,2,3,4,left\nb.png,1,2,3,4,\nc.png,1,2,3,4,three_quarter_right\n")
-    boxes, views = read_hand_boxes(f)
-    assert set(boxes) == {"a.png", "b.png", "c.png"} and views == {"a.png": "left", "c.png": "right"}
+    hand = read_hand_boxes(f)
+    assert set(hand.boxes) == {"a.png", "b.png", "c.png"}
+    assert hand.views == {"a.png": "left", "c.png": "right"}
     f.write_text("path,x,y,w,h,view\na.png,1,2,3,4,upwards\n")
     with pytest.raises(P2DError, match="line 2: view must be"):
         read_hand_boxes(f)
@@ -148,6 +156,10 @@ def test_learn_adds_a_face_the_stock_detectors_miss(tmp_path):
     assert iou((by["head4"]["box_x"], by["head4"]["box_y"], by["head4"]["box_w"], by["head4"]["box_h"]),
                rows["head4"]) >= 0.3
     assert ("added by --learn", 1) in r.summary_rows() and (tmp_path / "out" / "learned_detector.svm").is_file()
+    # a re-run reuses every first-pass row (their confirmed boxes too) and learns again: the same manifest
+    first = r.manifest.read_bytes()
+    again = rerun_crop_drawings(tmp_path / "out")
+    assert again.reused == 9 and again.learned == 1 and again.manifest.read_bytes() == first
 
 
 # ----------------------------------------------------------------------------- pose

@@ -35,6 +35,15 @@ three seeds; on the eval split for 5 of its 7 misses: p2d/models/README.md.)
 `--learn`: after the pass, a dlib fHOG detector (p2d.curate.learn) is trained on this set's
 confirmed boxes (hand boxes, and faces found by two or more detectors or by one firm one) and run
 on the drawings still without a face; it votes as `user` (thresholds in p2d.curate.detect).
+
+The boxes file (`path,x,y,w,h[,view][,drop]`, paths relative to RAW; read_hand_boxes, write_hand_boxes):
+a row with a `drop` text and no box marks a drawing without a usable face; no detector runs on it and
+its row is dropped with reason `rejected:<text>` (detector `hand`).
+
+Re-runs: each drawing's first-pass row is cached in OUT (`.p2d_rows.json`, beside the detections),
+keyed by everything that decides it (_row_key), so a run that changes a few hand boxes redoes those
+few; the manifest is the one a fresh run writes. `OUT/crop_settings.json` keeps the run's settings:
+rerun_crop_drawings repeats it with a new boxes file (what `p2d review`'s Apply does).
 """
 
 from __future__ import annotations
@@ -54,6 +63,7 @@ import numpy as np
 from p2d.curate.engine import Engine, map_jobs
 from p2d.curate.detect import DEFAULT_DETECTORS, Candidates, DrawingDetector, choose_with_rotations
 from p2d.curate.hashing import phash_hex, thumb_b64
+from p2d.drawing_detector import MODELS_DIR
 from p2d.padding import Pad, crop_square
 from p2d.errors import P2DError
 from p2d.faces import (
@@ -82,6 +92,14 @@ from p2d.manifest import new_rows, relative_path, write_manifest
 CACHE_NAME = ".p2d_detections.json"
 CACHE_VERSION = 4  # 2: boxes carry the detector's view; 3: the candidates say which detectors searched;
 # 4: the fallback (dlib's CNN) no longer searches the rotated copies
+ROWS_CACHE_NAME = ".p2d_rows.json"
+# Part of every row's cache key: bump it with any change to the code that changes a drawing's row or crop.
+ROWS_CACHE_VERSION = 1
+SETTINGS_NAME = "crop_settings.json"
+SETTINGS_VERSION = 1
+SETTINGS_KEYS = ("version", "raw", "manifest", "boxes", "size", "face_fraction", "pad", "background",
+                 "source", "detectors", "min_iou", "min_votes", "rotate", "detector_model", "learn",
+                 "drop_profiles", "max_frontal_yaw_deg", "workers")
 FACINGS = ("frontal", "left", "right", "unknown")
 PROFILES = ("left", "right")
 # A face found by one detector alone is confirmed for --learn when its score is this many of that
@@ -173,7 +191,7 @@ def eyes_drawn(gray: np.ndarray, points: np.ndarray, box: tuple[float, float, fl
 
 def read_boxes(path: Path | str) -> dict[str, tuple[float, float, float, float]]:
     """A --boxes CSV (`path,x,y,w,h`) as {path as written: box}; a bad row is an error naming it."""
-    return read_hand_boxes(path)[0]
+    return read_hand_boxes(path).boxes
 
 
 def _view(text: str, path: Path, line: int) -> str:
@@ -184,13 +202,44 @@ def _view(text: str, path: Path, line: int) -> str:
     return "" if view == "unknown" else view
 
 
-def read_hand_boxes(path: Path | str) -> tuple[dict[str, tuple[float, float, float, float]], dict[str, str]]:
-    """A --boxes CSV as ({path: box}, {path: view}); the optional `view` column says which way the
-    face looks (frontal, left: the nose points to the image left, right)."""
+@dataclass(frozen=True)
+class HandBoxes:
+    """A --boxes file: face boxes, their `view` where given, and the drawings marked by hand as having no
+    usable face (`drop`: why, e.g. "two faces"), each by its path relative to RAW as written."""
+
+    boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    views: dict[str, str] = field(default_factory=dict)
+    drops: dict[str, str] = field(default_factory=dict)
+
+    def entry(self, rel: str) -> tuple[tuple[float, float, float, float] | None, str, str]:
+        """(box or None, view, drop reason) for the drawing at `rel` (matched as match_box does)."""
+        key = match_key(self.boxes.keys() | self.drops.keys(), rel)
+        if key is None:
+            return None, "", ""
+        return self.boxes.get(key), self.views.get(key, ""), self.drops.get(key, "")
+
+
+def _box_cells(row: dict, path: Path, line: int) -> tuple[float, float, float, float]:
+    try:
+        box = tuple(float(row[k]) for k in "xywh")
+    except (TypeError, ValueError):
+        raise P2DError(f"{path} line {line}: x,y,w,h must be numbers (or empty, with the reason in `drop`), "
+                       f"got {row}") from None
+    if not all(math.isfinite(v) for v in box):
+        raise P2DError(f"{path} line {line}: x,y,w,h must be finite numbers, got {box}")
+    if box[2] <= 0 or box[3] <= 0:
+        raise P2DError(f"{path} line {line}: w and h must be positive")
+    return box
+
+
+def read_hand_boxes(path: Path | str) -> HandBoxes:
+    """A --boxes CSV: `path,x,y,w,h` and optional `view` (which way the face looks: frontal, left: the
+    nose points to the image left, right) and `drop` (this drawing has no usable face: why; its
+    x,y,w,h stay empty). A later row for the same path wins."""
     path = Path(path)
     if not path.is_file():
         raise P2DError(f"boxes file {path} not found: give a CSV with columns path,x,y,w,h")
-    out, views = {}, {}
+    hand = HandBoxes()
     with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: spreadsheets write a BOM
         reader = csv.DictReader(f)
         missing = {"path", "x", "y", "w", "h"} - set(reader.fieldnames or [])
@@ -198,30 +247,68 @@ def read_hand_boxes(path: Path | str) -> tuple[dict[str, tuple[float, float, flo
             raise P2DError(f"boxes file {path} lacks the column(s) {', '.join(sorted(missing))}: "
                            "its header must be path,x,y,w,h")
         for line, row in enumerate(reader, start=2):
-            try:
-                box = tuple(float(row[k]) for k in "xywh")
-            except (TypeError, ValueError):
-                raise P2DError(f"{path} line {line}: x,y,w,h must be numbers, got {row}") from None
-            if box[2] <= 0 or box[3] <= 0:
-                raise P2DError(f"{path} line {line}: w and h must be positive")
             key = Path(row["path"]).as_posix()
-            out[key] = box
+            drop = " ".join((row.get("drop") or "").split())  # one line: it becomes a manifest reason
+            if drop and any((row[k] or "").strip() for k in "xywh"):
+                raise P2DError(f"{path} line {line}: a row gives a box (x,y,w,h) or a `drop` reason, "
+                               "not both: empty one of them")
+            hand.boxes.pop(key, None)
+            hand.drops.pop(key, None)
+            if drop:
+                hand.drops[key] = drop
+            else:
+                hand.boxes[key] = _box_cells(row, path, line)
             view = _view(row.get("view"), path, line)
             if view:
-                views[key] = view
-    return out, views
+                hand.views[key] = view
+            else:
+                hand.views.pop(key, None)
+    return hand
 
 
-def match_box(boxes: dict[str, tuple], rel: str) -> tuple | None:
-    """The hand box for an image at `rel` (relative to RAW): exact path, else a row path that is a
-    trailing part of it or it of the row path (e.g. `drawings/x.png` for `x.png`)."""
-    if rel in boxes:
-        return boxes[rel]
-    found = [key for key in boxes if rel.endswith("/" + key) or key.endswith("/" + rel)]
+def write_hand_boxes(path: Path | str, boxes: dict[str, tuple[float, float, float, float]],
+                     views: dict[str, str] | None = None, drops: dict[str, str] | None = None) -> Path:
+    """Write a --boxes CSV atomically (`path,x,y,w,h,view,drop`, numbers to 0.1 px, rows sorted by
+    path), what read_hand_boxes reads back; a row that could not be read back is an error."""
+    views, drops = views or {}, drops or {}
+    both = sorted(boxes.keys() & drops.keys())
+    if both:
+        raise P2DError(f"{', '.join(both)}: a drawing has a box or a drop reason, not both")
+    lines = []
+    for key in sorted(boxes.keys() | drops.keys()):
+        view = _view(views.get(key, ""), Path(path), len(lines) + 2)
+        if key in drops:
+            drop = " ".join(str(drops[key]).split())
+            if not drop:
+                raise P2DError(f"{key}: a drop needs a reason (e.g. \"two faces\")")
+            lines.append([key, "", "", "", "", view, drop])
+            continue
+        cells = [f"{float(v):.1f}" for v in boxes[key]]
+        if not all(math.isfinite(float(v)) for v in cells) or min(float(cells[2]), float(cells[3])) <= 0:
+            raise P2DError(f"{key}: box {boxes[key]} needs finite numbers and w, h of at least 0.1 px")
+        lines.append([key, *cells, view, ""])
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows([["path", "x", "y", "w", "h", "view", "drop"], *lines])
+    write_text_atomic(path, text.getvalue())
+    return Path(path)
+
+
+def match_key(keys, rel: str) -> str | None:
+    """The row path (among `keys`) that names the image at `rel` (relative to RAW): `rel` itself, else
+    a row path that is a trailing part of it or it of the row path (e.g. `drawings/x.png` for `x.png`)."""
+    if rel in keys:
+        return rel
+    found = [key for key in keys if rel.endswith("/" + key) or key.endswith("/" + rel)]
     if len(found) > 1:
         raise P2DError(f"the --boxes rows {', '.join(found)} all match {rel}: write the path relative "
                        "to the drawings folder (e.g. artist/1.png) so each row names one drawing")
-    return boxes[found[0]] if found else None
+    return found[0] if found else None
+
+
+def match_box(boxes: dict[str, tuple], rel: str) -> tuple | None:
+    """The hand box for an image at `rel` (relative to RAW): see match_key."""
+    key = match_key(boxes, rel)
+    return None if key is None else boxes[key]
 
 
 # ----------------------------------------------------------------------------- the command
@@ -236,6 +323,7 @@ class DrawingsResult:
     notes: list[str] = field(default_factory=list)
     learned: int | None = None  # faces the --learn detector added (None: no --learn)
     proposed: int = 0  # proposed boxes written to OUT/proposed_boxes.csv
+    reused: int = 0  # rows taken from the row cache of an earlier run (nothing that decides them changed)
 
     @property
     def kept(self) -> int:
@@ -253,13 +341,61 @@ class DrawingsResult:
                 key = f"facing {x['facing']}"
                 counts[key] = counts.get(key, 0) + 1
         learned = [] if self.learned is None else [("added by --learn", self.learned)]
-        return sorted(counts.items()) + learned + [("total", len(self.rows)), ("seconds", round(self.seconds, 1))]
+        reused = [("reused from the last run", self.reused)] if self.reused else []
+        return (sorted(counts.items()) + learned + reused
+                + [("total", len(self.rows)), ("seconds", round(self.seconds, 1))])
 
 
 def _cache_key(path: Path, *settings) -> str:
     """Detections are reused while the file (size, mtime) and the detection settings are unchanged."""
     st = path.stat()
     return f"{st.st_size}:{st.st_mtime_ns}:{settings!r}"
+
+
+def _detections_key(path: Path, s: CropSettings) -> str:
+    d = s.detector
+    return _cache_key(path, CACHE_VERSION, s.background, d.detectors, d.fallback, d.rotations_deg, s.min_iou,
+                      s.min_votes, s.user_model)
+
+
+def _shipped_models_stamp() -> str:
+    """p2d's version and the name, size and mtime of each file in p2d/models (its READMEs aside): a
+    stat per file, no read, so a re-run stays cheap, while a release or a model file replaced in
+    place changes it. Changes to the code between releases bump ROWS_CACHE_VERSION instead."""
+    from p2d import __version__
+
+    files = sorted(p for p in MODELS_DIR.iterdir() if p.is_file() and p.suffix != ".md")
+    return __version__ + "".join(f";{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
+
+
+def _hand_entry(hand: HandBoxes, rel: str):
+    """This drawing's (box, view, drop) in the boxes file; a match error stays the drawing's own (its
+    row records it, see _one_drawing), so here it is just part of the key."""
+    try:
+        return hand.entry(rel)
+    except P2DError as exc:
+        return str(exc)
+
+
+def _row_key(path: Path, rel: str, target: Path, s: CropSettings, stamp: str) -> str:
+    """A drawing's first-pass row is reused while this is unchanged: the detections' key (file size and
+    mtime, detector settings), the framing and output settings, where the row and crop go, the
+    drawing's hand entry, and p2d's version and shipped models (_shipped_models_stamp)."""
+    models_dir = s.detector.models.models_dir
+    return _detections_key(path, s) + "|" + repr((
+        ROWS_CACHE_VERSION, stamp, models_dir and str(Path(models_dir).absolute()), s.size, s.face_fraction,
+        str(s.pad), s.source, s.drop_profiles, s.max_frontal_yaw_deg, str(s.manifest_path.resolve()),
+        str(target.resolve()), _hand_entry(s.hand, rel)))
+
+
+def _json_native(row: dict) -> bool:
+    """Does the row survive JSON unchanged? Exact types: a numpy scalar would come back as another
+    type and could print differently in the manifest, so such a row is not cached."""
+    return all(type(v) in (str, int, float, bool, type(None)) for v in row.values())
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _candidates_to_json(c: Candidates) -> dict:
@@ -309,7 +445,9 @@ def crop_drawings(
     ray_address: str | None = None,
 ) -> DrawingsResult:
     """Crop the face of every drawing under `raw` into `out`, write `out/manifest.csv` and review
-    sheets. Detections are cached in `out` (an interrupted or repeated run skips them).
+    sheets. Detections and each drawing's first-pass row are cached in `out`: an interrupted or
+    repeated run redoes only the drawings whose file, hand entry or settings changed (_row_key).
+    The settings go to `out/crop_settings.json`, from which rerun_crop_drawings repeats the run.
     `detector_model`: a user-trained detector (.svm) that votes as `user`; `learn`: train one on
     this set's confirmed boxes and run it on the drawings left without a face (module docstring).
     `workers`, `engine`, `ray_address`: where the per-drawing work runs (p2d.curate.engine)."""
@@ -322,36 +460,18 @@ def crop_drawings(
         raise P2DError(f"--max-frontal-yaw-deg {max_frontal_yaw_deg} is out of range: use 0..90 degrees")
     raw, out = Path(raw), Path(out)
     files, root, left_out = input_images(raw, out, "drawings")
-    hand, views = read_hand_boxes(boxes) if boxes else ({}, {})
+    hand = read_hand_boxes(boxes) if boxes else HandBoxes()
     manifest_path = Path(manifest) if manifest else out / "manifest.csv"
-    cache_path = out / CACHE_NAME
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     detector = DrawingDetector(models, detectors=detectors, user_model=detector_model,
                                **({} if rotate else {"rotations_deg": ()}))
-    settings = CropSettings(manifest_path, hand, views, detector, size, face_fraction, pad, background, source,
+    settings = CropSettings(manifest_path, hand, detector, size, face_fraction, pad, background, source,
                             min_iou, min_votes, drop_profiles, max_frontal_yaw_deg, _model_stamp(detector_model))
     t0 = time.perf_counter()
     items = [(path, path.relative_to(root).as_posix(), out / f"{stem}.png")
              for path, stem in zip(files, output_stems(files, root))]
-    # paths absolute: a worker process or Ray node may not share this process' working folder
-    jobs = [(path.absolute(), rel, target.absolute(), cache.get(rel)) for path, rel, target in items]
-    work = functools.partial(DrawingWorker, replace(settings, manifest_path=manifest_path.absolute()))
-    rows, review, found = [], [], []
-    from p2d.ui import progress
-
-    with progress(transient=not show_progress) as bar:
-        task = bar.add_task("crop-drawings", total=len(files), status="")
-        for i, (row, cell, face, detections) in enumerate(
-                map_jobs(jobs, work, Engine(engine, workers, ray_address), shared=[out, jobs[0][0], jobs[-1][0]])):
-            if detections is not None:
-                cache[items[i][1]] = detections
-            rows.append(row)
-            review.append(cell)
-            found.append(face)
-            bar.update(task, advance=1, status=row["reason"] or row["detector"])
-            if i % 20 == 19:  # an interrupted run keeps the detections done so far
-                write_text_atomic(cache_path, json.dumps(cache))
-    write_text_atomic(cache_path, json.dumps(cache))
+    cache = _read_json(out / CACHE_NAME)
+    where = Engine(engine, workers, ray_address)
+    rows, review, found, reused = _first_pass(out, items, settings, cache, where, show_progress)
     notes, learned = list(detector.notes) + left_out, None
     if learn:
         learned = _learn_and_retry(out, rows, review, found, items, settings, cache, notes)
@@ -362,7 +482,103 @@ def crop_drawings(
         notes.append(f"{proposed} drawing(s) without a face have a proposed box (yellow on the review sheet) in "
                      f"{out / PROPOSALS}: delete the wrong lines, correct the rest, and run again with "
                      f"--boxes {out / PROPOSALS} (or add them to your boxes file)")
-    return DrawingsResult(manifest_path, rows, sheets, time.perf_counter() - t0, notes, learned, proposed)
+    record = {"version": SETTINGS_VERSION, "raw": _absolute(raw), "manifest": _absolute(manifest),
+              "boxes": _absolute(boxes), "size": size, "face_fraction": face_fraction, "pad": str(pad),
+              "background": [int(v) for v in background], "source": source, "detectors": list(detectors),
+              "min_iou": min_iou, "min_votes": min_votes, "rotate": rotate,
+              "detector_model": _absolute(detector_model), "learn": learn, "drop_profiles": drop_profiles,
+              "max_frontal_yaw_deg": max_frontal_yaw_deg, "workers": workers}
+    write_text_atomic(out / SETTINGS_NAME, json.dumps(record, indent=1) + "\n")
+    seconds = time.perf_counter() - t0
+    return DrawingsResult(manifest_path, rows, sheets, seconds, notes, learned, proposed, reused)
+
+
+def _absolute(path: Path | str | None) -> str | None:
+    return str(Path(path).absolute()) if path else None
+
+
+def read_crop_settings(out: Path | str) -> dict:
+    """The settings a crop-drawings run saved in `out` (crop_settings.json; keys: SETTINGS_KEYS)."""
+    path = Path(out) / SETTINGS_NAME
+    again = (f"run `p2d crop-drawings RAW {out}` once more with this p2d (with the options of the first "
+             "run), then try again")
+    if not path.is_file():
+        raise P2DError(f"{out} has no {SETTINGS_NAME}: it was made by an older p2d, or is not a "
+                       f"crop-drawings output folder; {again}")
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        raise P2DError(f"{path} is not readable JSON ({exc}): {again}") from None
+    missing = sorted(set(SETTINGS_KEYS) - set(record)) if isinstance(record, dict) else ["all"]
+    if missing:
+        raise P2DError(f"{path} lacks {', '.join(missing)}: {again}")
+    if record["version"] > SETTINGS_VERSION:
+        raise P2DError(f"{path} was written by a newer p2d (settings version {record['version']}): "
+                       "upgrade p2d, or run crop-drawings once more with this one")
+    return record
+
+
+def rerun_crop_drawings(out: Path | str, boxes: Path | str | None = None, show_progress: bool = False,
+                        models: FaceModels | None = None) -> DrawingsResult:
+    """Run crop-drawings again into `out` with the settings its last run saved, and `boxes` (default:
+    the boxes file that run read, if any). Only the drawings whose hand entry (or file) changed are
+    recomputed, and the manifest is the one a fresh run would write. It runs here (engine local).
+    `models`: dlib's models already loaded (a long-lived caller saves their load, seconds, per call)."""
+    from p2d.padding import parse_pad
+
+    r = read_crop_settings(out)
+    return crop_drawings(
+        r["raw"], out, size=r["size"], face_fraction=r["face_fraction"], pad=parse_pad(r["pad"]),
+        background=tuple(r["background"]), boxes=boxes if boxes is not None else r["boxes"],
+        source=r["source"], detectors=tuple(r["detectors"]), min_iou=r["min_iou"], min_votes=r["min_votes"],
+        rotate=r["rotate"], manifest=r["manifest"], show_progress=show_progress,
+        detector_model=r["detector_model"], learn=r["learn"], drop_profiles=r["drop_profiles"],
+        max_frontal_yaw_deg=r["max_frontal_yaw_deg"], workers=r["workers"], models=models)
+
+
+def _first_pass(out: Path, items: list, s: CropSettings, cache: dict, engine: Engine,
+                show_progress: bool) -> tuple[list, list, list, int]:
+    """Every drawing's row, review cell and confirmed box (None: none to learn from), taken from the
+    row cache where its key (_row_key) is unchanged and, for a kept row, its crop is still there, else
+    computed on `engine`; and how many were reused. `cache` (the detections) is updated in place;
+    both caches are saved every 20 drawings, so an interrupted run keeps what it did."""
+    from p2d.ui import progress
+
+    old = _read_json(out / ROWS_CACHE_NAME)
+    stamp = _shipped_models_stamp()
+    keys = [_row_key(path, rel, target, s, stamp) for path, rel, target in items]
+    done: list = [None] * len(items)
+
+    def save():
+        rows_cache = {items[i][1]: {"key": keys[i], "row": d[0], "box": d[2]}
+                      for i, d in enumerate(done) if d is not None and _json_native(d[0])}
+        write_text_atomic(out / CACHE_NAME, json.dumps(cache))
+        write_text_atomic(out / ROWS_CACHE_NAME, json.dumps(rows_cache))
+
+    with progress(transient=not show_progress) as bar:
+        task = bar.add_task("crop-drawings", total=len(items), status="")
+        for i, (path, rel, target) in enumerate(items):
+            hit = old.get(rel)
+            if hit and hit["key"] == keys[i] and (not hit["row"]["keep"] or target.is_file()):
+                image, _ = try_read_image(path, background=s.background)
+                done[i] = (hit["row"], _review_cell(hit["row"], image), hit["box"] and tuple(hit["box"]))
+                bar.update(task, advance=1, status="reused")
+        todo = [i for i, d in enumerate(done) if d is None]
+        # paths absolute: a worker process or Ray node may not share this process' working folder
+        jobs = [(path.absolute(), rel, target.absolute(), cache.get(rel)) for path, rel, target in
+                (items[i] for i in todo)]
+        work = functools.partial(DrawingWorker, replace(s, manifest_path=s.manifest_path.absolute()))
+        shared = [out, jobs[0][0], jobs[-1][0]] if jobs else [out]
+        for j, (row, cell, box, detections) in enumerate(map_jobs(jobs, work, engine, shared=shared)):
+            if detections is not None:
+                cache[items[todo[j]][1]] = detections
+            done[todo[j]] = (row, cell, box)
+            bar.update(task, advance=1, status=row["reason"] or row["detector"])
+            if j % 20 == 19:
+                save()
+    save()
+    rows, review, found = (list(x) for x in zip(*done))
+    return rows, review, found, len(items) - len(todo)
 
 
 def write_proposals(path: Path, rows: list[dict], rels: list[str], boxes: Path | str | None) -> int:
@@ -390,16 +606,17 @@ def confirmed(face: FoundFace | None) -> bool:
 
 def _learn_and_retry(out: Path, rows: list, review: list, found: list, items: list, s: CropSettings, cache: dict,
                      notes: list[str]) -> int:
-    """--learn: train on the confirmed boxes, save the detector in `out`, run it on the drawings
-    without a face (rows and review cells replaced in place); the number of faces it added."""
+    """--learn: train on the confirmed boxes (`found`: each drawing's, or None), save the detector in
+    `out`, run it on the drawings without a face (rows and review cells replaced in place); the
+    number of faces it added."""
     from p2d.curate.learn import MIN_BOXES, train_detector
 
     examples = []
-    for (path, _, _), face in zip(items, found):
-        if confirmed(face):
+    for (path, _, _), box in zip(items, found):
+        if box is not None:
             image, _ = try_read_image(path, background=s.background)
             if image is not None:
-                examples.append((image, face.box))
+                examples.append((image, box))
     if len(examples) < MIN_BOXES:
         notes.append(f"--learn: only {len(examples)} confirmed face box(es), at least {MIN_BOXES} are needed: "
                      "nothing learned (give more hand boxes with --boxes)")
@@ -416,9 +633,9 @@ def _learn_and_retry(out: Path, rows: list, review: list, found: list, items: li
     for i, item in enumerate(items):
         if rows[i]["reason"] != "no_face":
             continue
-        row, thumb, _ = _one_drawing(*item, retry, cache)
+        row, image, _ = _one_drawing(*item, retry, cache)
         if row["keep"] or row["reason"] == "profile":
-            rows[i], review[i] = row, _thumbnail(thumb)
+            rows[i], review[i] = row, _review_cell(row, image)
             added += 1
     notes.append(f"--learn: trained on {len(examples)} confirmed boxes (saved as {out / LEARNED_MODEL}); "
                  f"it found a face in {added} of the drawings that had none")
@@ -430,8 +647,7 @@ class CropSettings:
     """Everything one drawing's crop depends on besides the drawing itself (see crop_drawings)."""
 
     manifest_path: Path
-    hand: dict[str, tuple]  # hand boxes by relative path (read_hand_boxes)
-    hand_views: dict[str, str]  # their `view` column, where given
+    hand: HandBoxes  # the boxes file (read_hand_boxes): boxes, views, drops by path relative to RAW
     detector: DrawingDetector
     size: int
     face_fraction: float
@@ -465,15 +681,12 @@ def _find_face(image: np.ndarray, path: Path, rel: str, s: CropSettings,
                cache: dict) -> tuple[FoundFace | None, Detection | None]:
     """The hand box when there is one, else the detectors' choice (their candidates cached by file);
     and where there is no face, the proposal (`proposal`), else None."""
-    box = match_box(s.hand, rel)
+    box, view, _ = s.hand.entry(rel)
     if box is not None:
-        key = next((k for k, b in s.hand.items() if b is box), rel)
-        view = s.hand_views.get(key, "")
         cnn_view = "" if view else s.detector.cnn_view_of(image, box, s.min_iou)  # no view given: drawn_cnn's
         return FoundFace(box, "hand", math.nan, 1, "hand", 0.0, view=view, cnn_view=cnn_view), None
     d = s.detector
-    key = _cache_key(path, CACHE_VERSION, s.background, d.detectors, d.fallback, d.rotations_deg, s.min_iou,
-                     s.min_votes, s.user_model)
+    key = _detections_key(path, s)
     hit = cache.get(rel)
     if hit and hit["key"] == key:
         found = _candidates_from_json(hit["candidates"])
@@ -498,7 +711,8 @@ def proposal(upright: list[Detection], min_score: float = PROPOSAL_MIN_SCORE) ->
 class DrawingWorker:
     """The per-drawing work of a worker process or Ray actor (or of this process): the detectors'
     models load once, in the constructor. A job is (path, rel, target, its cached detections or
-    None); the result is its row, review cell, face, and the detections to cache (None: unchanged)."""
+    None); the result is its row, review cell, confirmed face box (for --learn; None: none), and the
+    detections to cache (None: unchanged)."""
 
     def __init__(self, settings: CropSettings):
         self.s = settings
@@ -510,14 +724,15 @@ class DrawingWorker:
     def __call__(self, job: tuple) -> tuple:
         path, rel, target, cached = job
         cache = {rel: cached} if cached is not None else {}
-        row, thumb, face = _one_drawing(Path(path), rel, Path(target), self.s, cache)
+        row, image, face = _one_drawing(Path(path), rel, Path(target), self.s, cache)
         new = cache.get(rel)
-        return row, _thumbnail(thumb), face, (new if new is not cached else None)
+        box = [float(v) for v in face.box] if confirmed(face) else None  # plain floats: it is cached as JSON
+        return row, _review_cell(row, image), box, (new if new is not cached else None)
 
 
 def _one_drawing(path: Path, rel: str, target: Path, s: CropSettings, cache: dict):
-    """One drawing's manifest row (its crop written to `target` when kept), what its review cell
-    needs, and the face found (None when none)."""
+    """One drawing's manifest row (its crop written to `target` when kept), the image (None when
+    unreadable; its review cell comes from both, _review_cell), and the face found (None when none)."""
     # Dropped rows name the file they would have had, as the other curate commands do.
     row = {"path": relative_path(s.manifest_path, target), "domain": "drawing", "source": s.source,
            "split": "train", "crop": "center", "width": "", "height": "", "phash": "", "keep": False,
@@ -530,12 +745,12 @@ def _one_drawing(path: Path, rel: str, target: Path, s: CropSettings, cache: dic
     row.update(source_width=w, source_height=h)
     row["reason"] = too_small(image)
     if row["reason"]:
-        return row, (image, None, None), None
+        return row, image, None
     try:
         return _crop_one(image, path, rel, target, row, s, cache)
     except Exception as exc:  # one drawing that breaks a detector must not stop the batch
         row.update(keep=False, reason=error_reason(exc))
-        return row, (image, None, None), None
+        return row, image, None
 
 
 def face_pose(image: np.ndarray, points: np.ndarray, box: tuple[float, float, float, float], hand_view: str = "",
@@ -556,13 +771,17 @@ def face_pose(image: np.ndarray, points: np.ndarray, box: tuple[float, float, fl
 
 def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, s: CropSettings, cache: dict):
     """Find the face of one readable drawing, write its crop, fill its row (see _one_drawing)."""
+    drop = s.hand.entry(rel)[2]
+    if drop:  # the user saw no usable face there: no detector runs
+        row.update(detector="hand", reason=f"rejected:{drop}")
+        return row, image, None
     face, proposed = _find_face(image, path, rel, s, cache)
     if face is None:
         row["reason"] = "no_face"
-        if proposed is None:
-            return row, (image, None, None), None
-        row.update(proposal=" ".join(f"{v:.1f}" for v in proposed.box), proposal_score=round(proposed.score, 4))
-        return row, (image, proposed.box, None), None
+        if proposed is not None:
+            row.update(proposal=" ".join(f"{v:.1f}" for v in proposed.box),
+                       proposal_score=round(proposed.score, 4))
+        return row, image, None
     points = s.detector.models.landmarks(image, face.box)
     hand = face.detector == "hand"
     # drawn_cnn's view where it voted for the face (for a hand box without a view: where it has a box
@@ -584,7 +803,7 @@ def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, 
     except P2DError:
         # only a hand box can put the crop wholly outside the image: record it, go on with the rest
         row["reason"] = "bad_box:outside_image"
-        return row, (image, face.box, None), face
+        return row, image, face
     row.update(
         detector=face.detector, detectors=face.agreeing, votes=face.votes, score=round(face.score, 4),
         found_rotated_deg=face.rotation_deg, **pose,
@@ -594,11 +813,11 @@ def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, 
     )
     if profile and s.drop_profiles:
         row["reason"] = "profile"
-        return row, (image, face.box, (x0, y0, side_px, side_px)), face
+        return row, image, face
     write_image(target, crop)
     row.update(width=s.size, height=s.size, phash=phash_hex(crop),
                phash_mirror=phash_hex(np.ascontiguousarray(crop[:, ::-1])), thumb=thumb_b64(crop), keep=True)
-    return row, (image, face.box, (x0, y0, side_px, side_px)), face
+    return row, image, face
 
 
 REVIEW_SIDE_PX = 320  # longest side of a drawing on the review sheet
@@ -637,6 +856,21 @@ def _write_review(out: Path, rows: list[dict], review: list) -> list[Path]:
         p = out / f"review_{k // SHEET_CELLS + 1:02d}.png"
         paths.append(write_sheet(p, cells[k:k + SHEET_CELLS], labels[k:k + SHEET_CELLS], cell=200, cols=8))
     return paths
+
+
+def _review_cell(row: dict, image: np.ndarray | None, max_side_px: int = REVIEW_SIDE_PX):
+    """What the review sheet draws for one drawing, from its row alone (so a row reused from the
+    cache draws as it did): the image shrunk, the face box and crop square of a kept or profile
+    row, the proposed box of one without a face; None for an unreadable file."""
+    if image is None:
+        return None
+    box = square = None
+    if row["reason"] in ("", "profile") and "crop_side" in row:
+        box = (row["box_x"], row["box_y"], row["box_w"], row["box_h"])
+        square = (row["crop_x"], row["crop_y"], row["crop_side"], row["crop_side"])
+    elif row["reason"] == "no_face" and row.get("proposal"):
+        box = tuple(float(v) for v in row["proposal"].split())
+    return _thumbnail((image, box, square), max_side_px)
 
 
 def _thumbnail(item, max_side_px: int = REVIEW_SIDE_PX):
