@@ -15,3 +15,7 @@ class ManifestError(P2DError):
 
 class RecipeError(P2DError):
     """A recipe (training settings) is missing or has a bad key or value."""
+
+
+class VersionConflict(P2DError):
+    """A review file changed since the caller read it (another tab saved first): reload, then retry."""

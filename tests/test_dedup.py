@@ -227,6 +227,20 @@ def test_groups_never_chain_through_a_failed_pair():
     assert keepers.tolist() == [0, 0, 2, 4, 4]
 
 
+def test_pairs_kept_apart_never_join(lfw_faces):
+    """A face with two copies is one group; listing copy 1 against the other two (a split on the
+    review page) leaves it alone, and the rest stays a group."""
+    face = lfw_faces[0]
+    images = [face, LFW_COPY_KINDS["resized"](face), LFW_COPY_KINDS["jpeg_q40"](face), lfw_faces[1]]
+    h = hex_to_uint64([phash_hex(a) for a in images])
+    m = hex_to_uint64([phash_hex(np.ascontiguousarray(a[:, ::-1])) for a in images])
+    px = np.array([4.0, 1, 1, 1])
+    keepers, _, _ = find_duplicates(h, m, _thumbs(images), px)
+    assert keepers.tolist() == [0, 0, 0, 3]
+    keepers, _, _ = find_duplicates(h, m, _thumbs(images), px, apart=np.array([[1, 0], [1, 2]]))
+    assert keepers.tolist() == [0, 1, 0, 3]
+
+
 def test_max_hamming_widens_the_search_not_the_verdict(lfw_faces):
     faces = lfw_faces[:40]
     copies = [LFW_COPY_KINDS[k](faces[n]) for n, k in enumerate(sorted(LFW_COPY_KINDS))]

@@ -1,7 +1,9 @@
 """`p2d manifest build`: join per-source manifests into one experiment manifest beside its recipe.
 
-Steps: read every `--from` manifest; rewrite paths relative to the output; dedup across all of
-them (`p2d.curate.dedup`); assign the train/test split per domain; validate; write atomically.
+Steps: read every `--from` manifest and apply the overrides.csv beside it (p2d.curate.overrides:
+a decision saved after curating counts without curating again); rewrite paths relative to the
+output; dedup across all of them (`p2d.curate.dedup`, keeping apart the pairs of each source's
+not_duplicates.csv); assign the train/test split per domain; validate; write atomically.
 
 The split is a pure function of each row's content, so it is stable on re-runs and when rows are
 added: each kept row gets a rank u in [0, 1) from SHA-256 of its domain and phash (the path if it
@@ -23,7 +25,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from p2d.curate.dedup import DEFAULT_MAX_HAMMING, DEFAULT_MIN_SIMILARITY, DedupReport, LabelView, dedup_frame
+from p2d.curate.dedup import (DEFAULT_MAX_HAMMING, DEFAULT_MIN_SIMILARITY, DedupReport, LabelView,
+                              dedup_frame, not_duplicate_pairs)
+from p2d.curate.overrides import apply_overrides, read_curate_settings, read_overrides
 from p2d.errors import ManifestError, P2DError, RecipeError
 from p2d.inspection import Inspection, check_features, default_out, inspect_frame
 from p2d.manifest import kept_mask, new_rows, read_manifest, relative_path, resolve_path, validate, write_manifest
@@ -161,13 +165,18 @@ def build_manifest(
     output = Path(output) if output else recipe.with_suffix(".csv")
     # Paths like ../data/x.png resolve through the output folder, so it must exist to check them.
     output.parent.mkdir(parents=True, exist_ok=True)
-    frames, files = [], []
+    frames, files, notes = [], [], []
     for src in map(Path, sources):
         df = read_manifest(src)
         problems = validate(df, src, check_files=False)
         if problems:
             raise ManifestError(f"{src} has {len(problems)} invalid row(s), first: {problems[0]}; "
                                 f"run `p2d manifest check {src}`")
+        overrides = read_overrides(src.parent)
+        if overrides:
+            crop = (read_curate_settings(src.parent) or {}).get("crop")
+            df, override_notes = apply_overrides(df, src, overrides, crop)
+            notes += override_notes
         df = df.copy()
         abs_files = [resolve_path(src, p) for p in df["path"].astype(str)]
         for col in ("path", "source_path"):  # paths are relative to the manifest that holds them
@@ -186,10 +195,12 @@ def build_manifest(
     gone = df["keep"].astype(bool).to_numpy() & np.array([not f.is_file() for f in files])
     df.loc[gone, ["keep", "reason"]] = [False, "unreadable:missing"]
     labels = LabelView(output, files)
-    df, report = dedup_frame(df, files, [labels] * len(df), max_hamming, min_similarity)
-    inspection, notes, moved = None, [], []
+    df, report = dedup_frame(df, files, [labels] * len(df), max_hamming, min_similarity,
+                             not_duplicate_pairs(list(map(Path, sources))))
+    inspection, moved = None, []
     if inspect or drop_unmatched:
-        inspection, notes = _inspect(output, df, drop_unmatched)
+        inspection, inspect_notes = _inspect(output, df, drop_unmatched)
+        notes += inspect_notes
     if drop_unmatched and inspection is not None:
         df, moved = drop_unmatched_rows(df, inspection, drop_unmatched)
     df["split"] = assign_split(df, test_count, test_fraction, min_test)

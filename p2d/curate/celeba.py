@@ -300,6 +300,7 @@ def curate_celeba(
     """Curate CelebA's aligned images into OUT/images/*.png and OUT/manifest.csv.
 
     Rows keep CelebA's file order; dropped images stay in the manifest with keep=false and a reason.
+    OUT/overrides.csv, where the user has one (`p2d review`), keeps or drops single images.
     """
     layout = locate(root)
     out_dir = Path(out) if out is not None else DEFAULT_OUT
@@ -324,7 +325,7 @@ def curate_celeba(
         need_face=crop == "frame",
     )
     result = run(items, settings, title="celeba")
-    result.notes = notes
+    result.notes = notes + result.notes  # the run's own: what OUT/overrides.csv changed
     if detect:
         result.notes.append(f"full detection: dlib HOG (upsample {upsample}) on every image")
     elif "landmarks" in layout.files:

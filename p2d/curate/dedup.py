@@ -14,6 +14,13 @@ Groups are connected components over confirmed pairs only (never chained through
 a member that does not confirm against its group's keeper is regrouped among the other such
 members. Keep rule: in each group the largest source image (pixels), then the first row.
 
+A user who knows better lists pairs in `not_duplicates.csv` beside a manifest (columns `a,b`,
+image paths relative to that file's folder, like the manifest's own, or absolute): such a pair
+never confirms, so it never joins directly nor as member and keeper (`p2d review` writes it when a
+member is split off its group, listing it against every other member). Pairs are matched by the
+images' absolute paths, which are the same whichever manifest (a curate folder's, or the one
+`p2d manifest build` writes elsewhere) names the file; a phash would change with --size.
+
 Search is multi-index hashing (Norouzi et al.): the 64 bits are cut into 3 chunks; by the
 pigeonhole principle two hashes within d bits agree within d // 3 bits on some chunk, so each
 query probes only the buckets of chunk values within that radius, then checks the full distance
@@ -34,6 +41,7 @@ from p2d.curate.hashing import THUMB_PX
 from p2d.errors import P2DError
 
 DEFAULT_MAX_HAMMING = 8
+NOT_DUPLICATES = "not_duplicates.csv"
 DEFAULT_MIN_SIMILARITY = 0.94  # thumbnail correlation that confirms a candidate pair
 MAX_CROP_FRACTION = 0.04  # largest crop per side the confirmation registers
 _CHUNKS = ((0, 22), (22, 21), (43, 21))  # (first bit, width): 64 bits in 3 chunks
@@ -250,6 +258,7 @@ class DedupReport:
     candidates: int = 0  # pairs within max_hamming (phash or mirror phash)
     rejected: int = 0  # of those, pairs the thumbnail confirmation refused: the phash alone would merge them
     reread: int = 0  # rows whose hashes or thumbnail were not in the manifest: their images were read
+    kept_apart: int = 0  # pairs of kept rows listed in a not_duplicates.csv: never joined
 
     def summary_rows(self) -> list[tuple[str, int]]:
         rows = [("candidate pairs (phash)", self.candidates),
@@ -259,6 +268,8 @@ class DedupReport:
                 ("groups across train/test", len(self.cross_split))]
         if self.reread:
             rows.append(("rows without stored hashes/thumbnail (image read)", self.reread))
+        if self.kept_apart:
+            rows.append((f"pairs kept apart ({NOT_DUPLICATES})", self.kept_apart))
         return rows
 
     def crossing_groups(self) -> list[tuple[str, int, list[int]]]:
@@ -297,18 +308,25 @@ def _row_signatures(df: pd.DataFrame, rows: np.ndarray, image_paths: list[Path],
 
 
 def find_duplicates(hashes: np.ndarray, mirrors: np.ndarray, thumbs: np.ndarray, pixels: np.ndarray,
-                    max_hamming: int = DEFAULT_MAX_HAMMING, min_similarity: float = DEFAULT_MIN_SIMILARITY
-                    ) -> tuple[np.ndarray, int, int]:
+                    max_hamming: int = DEFAULT_MAX_HAMMING, min_similarity: float = DEFAULT_MIN_SIMILARITY,
+                    apart: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
     """Keeper per item, rejected and all candidate pairs (counts). Candidates come from the
     phash search; only pairs whose thumbnails correlate >= `min_similarity` join a group, and every
-    member confirms against its keeper (the largest by `pixels`)."""
+    member confirms against its keeper (the largest by `pixels`). `apart`: (k, 2) item pairs that
+    never confirm (a user said they are not duplicates)."""
     if not 0.0 < min_similarity <= 1.0:
         raise P2DError(f"--min-similarity {min_similarity} is out of range: use 0 < S <= 1 "
                        f"(default {DEFAULT_MIN_SIMILARITY})")
     pairs = near_pairs(hashes, mirrors, max_hamming)
+    n = len(hashes)
+    apart = np.asarray(apart if apart is not None else [], dtype=np.int64).reshape(-1, 2)
+    refused = np.unique(apart.min(axis=1) * n + apart.max(axis=1))
 
     def confirm(i, j):
-        return thumb_similarity(thumbs[i], thumbs[j], enough=min_similarity) >= min_similarity
+        ok = thumb_similarity(thumbs[i], thumbs[j], enough=min_similarity) >= min_similarity
+        if refused.size:
+            ok &= ~np.isin(np.minimum(i, j) * n + np.maximum(i, j), refused)
+        return ok
 
     ok = confirm(pairs[:, 0], pairs[:, 1]) if len(pairs) else np.zeros(0, dtype=bool)
     good = pairs[ok]
@@ -318,10 +336,12 @@ def find_duplicates(hashes: np.ndarray, mirrors: np.ndarray, thumbs: np.ndarray,
 
 
 def dedup_frame(df: pd.DataFrame, image_paths: list[Path], dup_label: list, max_hamming: int = DEFAULT_MAX_HAMMING,
-                min_similarity: float = DEFAULT_MIN_SIMILARITY) -> tuple[pd.DataFrame, DedupReport]:
+                min_similarity: float = DEFAULT_MIN_SIMILARITY, not_duplicates: list[tuple[str, str]] = ()
+                ) -> tuple[pd.DataFrame, DedupReport]:
     """Mark near duplicates among kept rows of `df` (rows earlier marked `dup_of:` are reconsidered,
     so a re-run with other settings starts afresh). `image_paths[i]`: row i's file;
-    `dup_label[i]`: how other rows name row i in `dup_of:<...>`."""
+    `dup_label[i]`: how other rows name row i in `dup_of:<...>`; `not_duplicates`: pairs of absolute
+    image paths never joined (`read_not_duplicates`)."""
     df = df.copy()
     reason = df["reason"].astype(str)
     was_dup = reason.str.startswith("dup_of:")
@@ -333,8 +353,10 @@ def dedup_frame(df: pd.DataFrame, image_paths: list[Path], dup_label: list, max_
     report = DedupReport(groups=[])
     live, hashes, mirrors, thumbs = _row_signatures(df, np.flatnonzero(df["keep"].astype(bool).to_numpy()),
                                                     image_paths, report)
+    apart = _apart_pairs(not_duplicates, image_paths, live)
+    report.kept_apart = len(apart)
     keepers, report.rejected, report.candidates = find_duplicates(
-        hashes, mirrors, thumbs, _source_pixels(df).to_numpy()[live], max_hamming, min_similarity)
+        hashes, mirrors, thumbs, _source_pixels(df).to_numpy()[live], max_hamming, min_similarity, apart)
     members: dict[int, list[int]] = {}
     for k, keeper in enumerate(keepers):
         members.setdefault(int(keeper), []).append(k)
@@ -352,6 +374,77 @@ def dedup_frame(df: pd.DataFrame, image_paths: list[Path], dup_label: list, max_
         if df.iloc[group]["split"].nunique() > 1:
             report.cross_split.append(len(report.groups) - 1)
     return df, report
+
+
+def _apart_pairs(not_duplicates, image_paths: list[Path], live: np.ndarray) -> np.ndarray:
+    """The listed pairs as (k, 2) indices into `live` (pairs naming an image not live are moot)."""
+    if not not_duplicates:
+        return np.zeros((0, 2), dtype=np.int64)
+    import os
+
+    index = {os.path.abspath(image_paths[i]): k for k, i in enumerate(live)}
+    pairs = {(index[a], index[b]) for a, b in not_duplicates if a in index and b in index}
+    return np.array(sorted(pairs), dtype=np.int64).reshape(-1, 2)
+
+
+def read_not_duplicates(folder: Path | str) -> list[tuple[str, str]]:
+    """The pairs of FOLDER/not_duplicates.csv as absolute paths (empty without the file); a bad
+    line is a P2DError naming the file and the line."""
+    import csv
+    import os
+
+    path = Path(folder) / NOT_DUPLICATES
+    if not path.is_file():
+        return []
+    try:
+        lines = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines()))
+    except UnicodeDecodeError:
+        raise P2DError(f"{path} is not UTF-8 text: save it as UTF-8 CSV with columns a,b") from None
+    if not lines or [c.strip() for c in lines[0]] != ["a", "b"]:
+        raise P2DError(f"{path} line 1: the header must be a,b (two images that are not duplicates)")
+    pairs = []
+    for n, rec in enumerate(lines[1:], start=2):
+        if not any(c.strip() for c in rec):
+            continue
+        if len(rec) != 2 or not rec[0].strip() or not rec[1].strip():
+            raise P2DError(f"{path} line {n}: give two image paths, a,b "
+                           f"(relative to {path.parent} or absolute)")
+        a, b = (os.path.abspath(Path(folder) / c.strip()) for c in rec)
+        if a == b:
+            raise P2DError(f"{path} line {n}: {rec[0].strip()} is listed against itself: remove the line")
+        pairs.append((a, b))
+    return pairs
+
+
+def not_duplicate_pairs(manifests: list[Path | str]) -> list[tuple[str, str]]:
+    """The pairs of the not_duplicates.csv beside each manifest, each folder read once."""
+    folders = dict.fromkeys(Path(m).absolute().parent for m in manifests)
+    return [pair for folder in folders for pair in read_not_duplicates(folder)]
+
+
+def add_not_duplicates(folder: Path | str, pairs: list[tuple[str, str]]) -> None:
+    """Add image pairs (any paths) to FOLDER/not_duplicates.csv, stored relative to the folder,
+    each pair once; written atomically."""
+    import csv
+    import io
+    import os
+
+    from p2d.images import write_text_atomic
+
+    folder = Path(folder)
+    rows = read_not_duplicates(folder)
+    known = {frozenset(p) for p in rows}
+    for a, b in pairs:
+        a, b = os.path.abspath(a), os.path.abspath(b)
+        if a != b and frozenset((a, b)) not in known:
+            known.add(frozenset((a, b)))
+            rows.append((a, b))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["a", "b"])
+    for a, b in rows:
+        writer.writerow([Path(os.path.relpath(p, folder.absolute())).as_posix() for p in (a, b)])
+    write_text_atomic(folder / NOT_DUPLICATES, buf.getvalue())
 
 
 def _source_pixels(df: pd.DataFrame) -> pd.Series:
@@ -391,7 +484,7 @@ def dedup_manifests(manifests: list[Path | str], max_hamming: int = DEFAULT_MAX_
     files = [resolve_path(paths[o], str(p)) for o, p in zip(owner, df["path"])]
     # dup_label[i][j]: row j's path as seen from row i's manifest
     labels = [LabelView(paths[o], files) for o in owner]
-    df, report = dedup_frame(df, files, labels, max_hamming, min_similarity)
+    df, report = dedup_frame(df, files, labels, max_hamming, min_similarity, not_duplicate_pairs(paths))
     start = 0
     for p, f in zip(paths, frames):
         part = df.iloc[start:start + len(f)].reset_index(drop=True)

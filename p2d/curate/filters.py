@@ -151,6 +151,55 @@ def drop_reason(
     return ""
 
 
+# What each filter reason measured: (manifest column, threshold, how the value fails it). `padded`'s
+# limit is the run's max_padded_fraction, not a Thresholds field; the review page shows these.
+REASON_MEASURES = {
+    "multi_face": ("n_faces", "second_face_min_ratio", "faces"),
+    "face_small": ("iod_px", "min_iod_px", "<"),
+    "yaw": ("yaw_deg", "max_yaw_deg", "|x| >"),
+    "roll": ("roll_deg", "max_roll_deg", "|x| >"),
+    "dark": ("mean_gray", "min_mean_gray", "<"),
+    "bright": ("mean_gray", "max_mean_gray", ">"),
+    "blur": ("laplacian_var", "min_laplacian_var", "<"),
+    "smile": ("smile_score", "smile_threshold", ">"),
+    "padded": ("padded_fraction", "max_padded_fraction", ">"),
+}
+
+
+def reason_measure(reason: str, row: dict, limits: dict | None,
+                   smile_source: str = "landmarks") -> dict | None:
+    """For a filter's drop `reason`: the manifest column it measured, that row's value, the threshold
+    it failed (from `limits`: Thresholds.as_dict() plus max_padded_fraction; None when the run did
+    not record them) and the rule as a sentence. None for reasons no threshold decides."""
+    if reason == "smile" and smile_source == "attr":
+        return {"column": "smiling_attr", "value": _number(row.get("smiling_attr")), "threshold_name": None,
+                "threshold": None, "rule": "CelebA's Smiling attribute is 1 (--smile-source attr)"}
+    if reason not in REASON_MEASURES:
+        return None
+    column, name, compare = REASON_MEASURES[reason]
+    value = _number(row.get(column))
+    threshold = _number((limits or {}).get(name))
+    shown = "?" if value is None else f"{abs(value) if compare == '|x| >' else value:g}"
+    limit = "?" if threshold is None else f"{threshold:g}"
+    if compare == "faces":
+        score = (limits or {}).get("second_face_min_score")
+        rule = (f"{shown} faces found; another face counts when at least {limit} of the main face's width "
+                f"with a HOG score of at least {'?' if score is None else f'{score:g}'}")
+    elif compare == "|x| >":
+        rule = f"|{column}| {shown} > {name} {limit}"
+    else:
+        rule = f"{column} {shown} {compare} {name} {limit}"
+    return {"column": column, "value": value, "threshold_name": name, "threshold": threshold, "rule": rule}
+
+
+def _number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(number) else number
+
+
 def smile_agreement(scores: list[float], smiling: list[int], smile_threshold: float) -> dict[str, int]:
     """How the landmark smile score (above the threshold = smiling) agrees with CelebA's
     `Smiling` attribute (1 / -1): counts of the four cases."""

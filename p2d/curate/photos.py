@@ -44,7 +44,8 @@ def curate_photos(
     """Detect, landmark, filter and frame every photo under `folder` into OUT/images and
     OUT/manifest.csv (source = `source`). Photos without a face are kept in the manifest as
     keep=false, reason no_face; photos whose frame is filled past their edge (`pad`) more than
-    `max_padded_fraction` of its area, as reason padded."""
+    `max_padded_fraction` of its area, as reason padded. OUT/overrides.csv, where the user has one
+    (`p2d review`), keeps or drops single photos whatever the filters say."""
     folder = Path(folder)
     if not str(source).strip() or any(c in source for c in ",\n\r"):
         raise P2DError(f"--source {source!r} must be a short label without commas, e.g. my_photos")
@@ -62,5 +63,5 @@ def curate_photos(
     )
     result = run(items, settings, title=source)
     result.notes = [f"{len(items)} photos under {folder}; faces found by dlib HOG (upsample {upsample}), "
-                    "framed like CelebA's aligned faces"] + left_out
+                    "framed like CelebA's aligned faces"] + left_out + result.notes  # the run's: overrides
     return result

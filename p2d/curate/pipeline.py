@@ -9,12 +9,20 @@ Analyses and outputs are cached in OUT/cache/, so a re-run (other thresholds, or
 interruption) recomputes nothing it already has. The per-image work (`_Worker`) runs where
 p2d.curate.engine sends it (this process, `workers` processes, or Ray actors); results come back in
 input order, so the manifest is the same for any engine and number of workers.
+
+The user's decisions in OUT/overrides.csv (p2d.curate.overrides) are part of the judgement: a
+`keep` keeps a photo a filter dropped (and writes its output), a `drop` drops a kept one (reason
+`override`). Where faces are framed, a photo a filter dropped gets its frame written too, under
+OUT/dropped/ (images/ holds exactly the kept set, which users translate whole): the review page
+shows what a keep would train on, and a keep saved there needs no landmarks again. Each run records
+its settings in OUT/curate_settings.json.
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import json
 import os
 import time
 from dataclasses import dataclass, field, replace
@@ -28,6 +36,8 @@ from p2d.curate.engine import Engine, map_jobs
 from p2d.facecache import FaceCache, file_signature
 from p2d.curate.filters import Thresholds, drop_reason, laplacian_var, mean_gray, smile_agreement
 from p2d.curate.hashing import output_hashes
+from p2d.curate.overrides import (CURATE_SETTINGS, OVERRIDES, dropped_path, keep_refusal, match_overrides,
+                                  overridden, read_overrides)
 from p2d.padding import Pad, frame_padded
 from p2d.errors import P2DError
 from p2d.faces import SHAPE_68, FaceModels, find_model, landmark_features
@@ -44,7 +54,8 @@ from p2d.framing import (
     frame_padded_fraction,
     resize_square,
 )
-from p2d.images import MAX_PIXELS, error_reason, too_small, try_read_image, write_bytes_atomic
+from p2d.images import (MAX_PIXELS, error_reason, too_small, try_read_image, write_bytes_atomic,
+                        write_text_atomic)
 
 # zlib level 1 with run-length matching, and libpng's "up" filter on every row instead of trying all
 # five per row: measured on 128 px CelebA crops (OpenCV 4.14), 0.67 ms CPU a file against 1.06 ms
@@ -71,6 +82,7 @@ class Item:
     smiling: int | None = None  # CelebA's Smiling attribute (1 / -1) when known
     pre_reason: str = ""  # dropped before analysis (e.g. "attr:Eyeglasses")
     extra: dict = field(default_factory=dict)  # more manifest columns (image_id, partition ...)
+    override: str = ""  # the user's "keep" or "drop" from OUT/overrides.csv
 
 
 @dataclass
@@ -86,7 +98,8 @@ class Job:
     cached: dict | None  # the cached analysis, when only the output image is missing
     pre_reason: str
     smiling: int | None
-    out_file: str  # under the output folder, e.g. images/000001.png
+    out_file: str  # under the output folder, e.g. images/000001.png (dropped/000001.png when dropped)
+    override: str = ""  # the user's "keep" or "drop"
 
 
 @dataclass
@@ -392,23 +405,26 @@ class _Worker:
         s = self.s
         if job.cached is None:  # the cache calls the detector name its analysis "method"
             rec.update(name=job.name, sig=job.sig, method=job.detector)
-        reason = job.pre_reason or judge(rec, s, job.smiling)
+        reason = verdict(rec, s, job.pre_reason, job.smiling, job.override)
         out = None
-        if not reason:
+        out_file = dropped_path(job.out_file) if reason else job.out_file
+        if wants_output(reason, rec, s):
             if image is None:  # cached analysis, but the file went bad since
-                reason = why or "unreadable:decode_error"
+                reason = reason or why or "unreadable:decode_error"
             else:
                 clock.lap("features")
                 crop = render_output(image, rec, s.crop, s.size, s.pad)
                 clock.lap("crop")
                 data, pixels = encode(crop, s.fmt)
                 clock.lap("encode")
-                write_bytes_atomic(s.out_dir / job.out_file, data)
+                write_bytes_atomic(s.out_dir / out_file, data)
                 clock.lap("write")
                 # the mirror's hash too, so dedup/build need not read every image again
                 phash, phash_mirror, thumb = output_hashes(pixels)
-                out = {"name": job.name, "file": job.out_file, "size": s.size, "crop": s.crop, "src_sig": job.sig,
-                       "method": job.detector, "phash": phash, "phash_mirror": phash_mirror, "thumb": thumb}
+                # `pad` too: _output_current compares it, so a framed output is reused on a re-run
+                out = {"name": job.name, "file": out_file, "size": s.size, "crop": s.crop, "src_sig": job.sig,
+                       "method": job.detector, "pad": str(s.pad), "phash": phash,
+                       "phash_mirror": phash_mirror, "thumb": thumb}
                 clock.lap("hashes")
         clock.lap("features")
         # an error is not cached: a re-run tries the image again
@@ -421,6 +437,19 @@ def judge(rec: dict, s: RunSettings, smiling: int | None) -> str:
                          smile_source=s.smile_source, smiling_attr=smiling, need_face=s.need_face)
     share = padded_share(rec, s.crop) if not reason else None
     return "padded" if share is not None and share > s.max_padded_fraction else reason
+
+
+def verdict(rec: dict, s: RunSettings, pre_reason: str, smiling: int | None, override: str = "") -> str:
+    """The row's drop reason: its annotations' or the filters', then the user's override."""
+    return overridden(pre_reason or judge(rec, s, smiling), override, s.crop)
+
+
+def wants_output(reason: str, rec: dict | None, s: RunSettings) -> bool:
+    """Whether the image's output file is written: every kept image; where faces are framed, also
+    one a filter (or the user) dropped that has landmarks, for the review page and a later keep."""
+    if not reason:
+        return True
+    return s.crop == "frame" and bool(rec and rec.get("points")) and not keep_refusal(reason, s.crop)
 
 
 def ready_worker(settings: RunSettings) -> _Worker:
@@ -478,32 +507,36 @@ def _plan(items: list[Item], s: RunSettings, cache: FaceCache) -> _Plan:
         rec = cache.analysis(it.name, sig, detector)
         if sig is None:
             rec = {"name": it.name, "status": "unreadable:missing", "faces": []}
-        if rec is None and it.pre_reason:
+        if rec is None and it.pre_reason and it.override != "keep":
             plan.reasons[i] = it.pre_reason  # excluded by its annotations: no need to look at it
             continue
         if rec is not None:
             plan.cache_hits += sig is not None
             _refresh_landmark_features(rec)
             plan.recs[i] = rec
-            plan.reasons[i] = it.pre_reason or judge(rec, s, it.smiling)
+            plan.reasons[i] = verdict(rec, s, it.pre_reason, it.smiling, it.override)
             prev = cache.output(it.name)
-            if plan.reasons[i] or _output_current(prev, out_file, s, sig, detector):
-                plan.outs[i] = None if plan.reasons[i] else prev
+            want = wants_output(plan.reasons[i], rec, s)
+            now_file = dropped_path(out_file) if plan.reasons[i] else out_file
+            current = want and _output_current(prev, now_file, s, sig, detector)
+            if current or not want:
+                plan.outs[i] = prev if current else None
                 continue
         plan.jobs.append(Job(i, str(Path(it.path).absolute()), it.name, sig, detector, it.points5, rec, it.pre_reason, it.smiling,
-                             out_file))
+                             out_file, it.override))
     return plan
 
 
-def _remove_stale_outputs(items: list[Item], reasons: list[str], previous_files: list, s: RunSettings,
-                          cache: FaceCache) -> None:
-    """Outputs of images dropped now (stricter thresholds) or written under another name (another
-    --format) are removed, so images/ holds exactly the kept set."""
+def _remove_stale_outputs(items: list[Item], files_now: list[str | None], previous_files: list,
+                          s: RunSettings, cache: FaceCache) -> None:
+    """Outputs of images that no longer get one (`wants_output`: dropped now, by stricter thresholds)
+    or that went elsewhere (another --format; images/ <-> dropped/) are removed, so images/ holds
+    exactly the kept set, and dropped/ the frames of the framed photos dropped."""
     for i, it in enumerate(items):
         before = previous_files[i]
-        if before and (reasons[i] or before != f"images/{it.out_stem}.{s.fmt}"):
+        if before and before != files_now[i]:
             (s.out_dir / before).unlink(missing_ok=True)
-        if reasons[i]:
+        if files_now[i] is None:
             cache.outputs.drop(it.name)
 
 
@@ -544,6 +577,8 @@ def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
     manifest_path = s.out_dir / "manifest.csv"
     n = len(items)
     previous_files = [(cache.output(it.name) or {}).get("file") for it in items]
+    with_overrides = (s.out_dir / OVERRIDES).is_file()
+    notes = _attach_overrides(items, s) if with_overrides else []
     plan = _plan(items, s, cache)
     recs, reasons, outs, jobs = plan.recs, plan.reasons, plan.outs, plan.jobs
     analyzed = written = 0
@@ -570,15 +605,53 @@ def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
     except BaseException:
         cache.close(compact=False)  # an interrupted run keeps every result it received
         raise
-    _remove_stale_outputs(items, reasons, previous_files, s, cache)
+    _remove_stale_outputs(items, [o["file"] if o else None for o in outs], previous_files, s, cache)
     cache.close()
-    df = _manifest_rows(items, recs, reasons, outs, s, manifest_path)
+    df = _manifest_rows(items, recs, reasons, outs, s, manifest_path, with_overrides)
     write_manifest(df, manifest_path)
+    write_text_atomic(s.out_dir / CURATE_SETTINGS, json.dumps(settings_record(s), indent=2) + "\n")
     write_review_sheet(s.out_dir / "review.png", items, reasons, recs, s)
+    notes += [f"{OVERRIDES}: keep refused for images/{it.out_stem}.{s.fmt}: {keep_refusal(r, s.crop)}"
+              for it, r in zip(items, reasons) if it.override == "keep" and r]
     return RunResult(manifest_path, s.out_dir, df, n, sum(1 for r in reasons if not r), _dropped_counts(reasons),
                      analyzed, plan.cache_hits, written, time.perf_counter() - start, s.thresholds,
-                     _agreement(items, recs, s.thresholds.smile_threshold),
+                     _agreement(items, recs, s.thresholds.smile_threshold), notes=notes,
                      stage_seconds=dict(zip(STAGES, stage_seconds)))
+
+
+def _attach_overrides(items: list[Item], s: RunSettings) -> list[str]:
+    """Each item's decision from OUT/overrides.csv (a bad line stops the run: the user's file),
+    and notes on what the file holds."""
+    overrides = read_overrides(s.out_dir)
+    found, unmatched = match_overrides([f"images/{it.out_stem}.{s.fmt}" for it in items], overrides)
+    for it, o in zip(items, found):
+        it.override = o.decision if o else ""
+    decided = [it.override for it in items if it.override]
+    notes = [f"{OVERRIDES}: {decided.count('keep')} keep, {decided.count('drop')} drop honoured"]
+    if unmatched:
+        # folders change: a decision for a photo no longer selected is not an error
+        notes.append(f"{OVERRIDES}: {len(unmatched)} path(s) not in this run, ignored: "
+                     f"{', '.join(unmatched[:5])}")
+    return notes
+
+
+def settings_record(s: RunSettings) -> dict:
+    """What a run decided with, as OUT/curate_settings.json records it (the review page shows each
+    drop against its threshold; a keep saved there cuts CelebA's square at this size)."""
+    return {"source": s.source, "face_box": s.face_box, "crop": s.crop, "size": s.size, "format": s.fmt,
+            "pad": str(s.pad), "upsample": s.upsample, "drop_smiles": s.drop_smiles,
+            "drop_outliers": s.drop_outliers, "smile_source": s.smile_source, "need_face": s.need_face,
+            "max_padded_fraction": s.max_padded_fraction, "thresholds": s.thresholds.as_dict()}
+
+
+def write_center_crop(source: Path, out_file: Path, size: int) -> None:
+    """CelebA's centre square of `source` at `size`, written to `out_file` (format by its
+    extension) with the bytes a curate run writes: a keep saved by the review page."""
+    image, why = decode(Path(source), fast=True)
+    if image is None:
+        raise P2DError(f"cannot keep {out_file.name}: its source {source} cannot be read ({why})")
+    data, _ = encode(render_output(image, {}, "center", size), "jpg" if out_file.suffix == ".jpg" else "png")
+    write_bytes_atomic(out_file, data)
 
 
 REVIEW_PER_REASON = 6
@@ -642,7 +715,15 @@ def _prepare_models(s: RunSettings) -> None:
         models.hog  # its cached copy written once (p2d.faces.frontal_detector), not by every worker
 
 
-def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Path):
+def _filter_reason(it: Item, rec: dict | None, reason: str, s: RunSettings) -> str:
+    """What the annotations or filters said of an item, before the user's override."""
+    if not it.override or (reason and reason != "override"):
+        return reason
+    return it.pre_reason or (judge(rec, s, it.smiling) if rec else "")
+
+
+def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Path,
+                   with_overrides: bool = False):
     from p2d.manifest import new_rows
 
     base = manifest_path.resolve().parent
@@ -686,6 +767,9 @@ def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Pa
             row[col] = feats.get(col)
         if it.smiling is not None:
             row["smiling_attr"] = it.smiling
+        if with_overrides:  # only then: a folder without overrides keeps its manifest's columns
+            row["override"] = it.override
+            row["filter_reason"] = _filter_reason(it, rec, reason, s)
         rows.append(row)
     df = new_rows(rows)
     for col in ("width", "height", "n_faces"):
