@@ -219,7 +219,7 @@ def crop_drawings_cmd(
     face_fraction: Annotated[float, typer.Option(help="Face box width over crop side (CelebA's framing: 0.466).")] = 0.466,
     pad: Annotated[str, typer.Option(help=_PAD_HELP)] = "auto",
     background: Annotated[str, typer.Option(help="Colour under transparent drawings.")] = "white",
-    boxes: Annotated[Path | None, typer.Option(help="CSV path,x,y,w,h of hand boxes; they win over detection.")] = None,
+    boxes: Annotated[Path | None, typer.Option(help="CSV path,x,y,w,h[,view,drop] of hand boxes (what `p2d review` saves); they win over detection; a `drop` text instead of a box drops the drawing.")] = None,
     source: Annotated[str, typer.Option(help="Manifest `source` label.")] = "drawings",
     detector: Annotated[list[str] | None, typer.Option(help="Detector to use (repeatable): dlib_hog, dlib_cnn, haar_frontal, haar_profile, yunet, drawn_hog, drawn_cnn (p2d's own drawing detectors). Given: exactly these. Default: all, dlib_cnn (the slowest) only on drawings where the others find no face upright.")] = None,
     min_iou: Annotated[float, typer.Option(help="IoU at which boxes of two detectors are the same face.")] = 0.3,
@@ -261,6 +261,37 @@ def crop_drawings_cmd(
                       "and give boxes with --boxes boxes.csv (path,x,y,w,h)"
                       + (f"; {r.proposed} of them have a proposed box to check in {Path(out) / PROPOSALS}"
                          if r.proposed else ""))
+
+
+@app.command("review")
+def review_cmd(
+    folder: Annotated[Path, typer.Argument(help="A curated folder: the output of crop-drawings, curate photos, curate celeba or scale.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0: a free one).")] = 0,
+    browser: Annotated[bool, typer.Option("--browser/--no-browser", help="Open the page in the browser.")] = True,
+):
+    """Fix curation in a browser: boxes, proposals, facing, no face, photo overrides, duplicate groups.
+
+    Saves to boxes.csv, overrides.csv and not_duplicates.csv in FOLDER, the files the commands read;
+    Apply re-crops the changed drawings. Ctrl-C stops the server.
+
+    Example: p2d review curated/drawings
+    """
+    import webbrowser
+
+    from p2d.review.server import ReviewApp, make_server, url_of
+
+    app_ = ReviewApp(folder)
+    server = make_server(app_, port=port)
+    url = url_of(server, app_)
+    console.print(f"p2d review of {app_.folder}: open [bold]{url}[/] (Ctrl-C stops it)")
+    if browser:
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("stopped; every save is already on disk")
+    finally:
+        server.server_close()
 
 
 @detector_app.command("train")
