@@ -5,7 +5,8 @@ drawings, and its rows, drawings (hard links) and crops are repeated under new n
 manifest, settings and files exactly as crop-drawings writes them, without hours of detection. Then, in
 one process: the server's start (reading the folder), and the page opened in Chromium until its list is
 drawn and the thumbnails of the first screen have loaded: first with an empty thumbnail cache, then again
-(cached). Prints seconds for each, the median of --repeat opens.
+(cached). Also the whole command, `python -m p2d review OUT`, from its start to the URL it prints.
+Prints seconds for each, the median of --repeat opens.
 
     python -m benchmarks.review_open --drawings 5000 --repeat 3
 
@@ -36,10 +37,11 @@ SAMPLES = Path(p2d.__file__).parent / "samples" / "drawings"
 
 
 def build_folder(root: Path, n: int) -> Path:
-    """A crop-drawings output folder of `n` drawings, made from one real run over the samples."""
+    """A crop-drawings output folder of `n` drawings, made from one real run over the samples (`root/seed`)."""
     raw, seed = root / "raw", root / "seed"
-    r = CliRunner().invoke(app, ["crop-drawings", str(SAMPLES), str(seed)])
-    assert r.exit_code == 0, r.output
+    if not (seed / "manifest.csv").is_file():
+        r = CliRunner().invoke(app, ["crop-drawings", str(SAMPLES), str(seed)])
+        assert r.exit_code == 0, r.output
     rows = read_manifest(seed / "manifest.csv").to_dict("records")
     out = root / "out"
     out.mkdir()
@@ -79,6 +81,40 @@ def open_page(driver, url: str) -> float:
     return time.perf_counter() - t0
 
 
+def command_start(out: Path) -> float:
+    """Seconds from starting `python -m p2d review OUT --no-browser` to its URL printed (imports included)."""
+    import subprocess
+    import sys
+
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "p2d", "review", str(out), "--no-browser"],
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "300"})
+    try:
+        for line in proc.stdout:
+            if "token=" in line:
+                return time.perf_counter() - t0
+        raise RuntimeError("p2d review printed no URL")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+def apply_seconds(seed: Path) -> list[float]:
+    """Apply on the real crop-drawings folder of the samples, two drawings boxed by hand each time: the first
+    Apply loads dlib's models, the page keeps them for the later ones."""
+    from p2d.review.drawings import DrawingsFolder
+
+    folder = DrawingsFolder(seed)
+    times = []
+    for k in range(3):
+        items = [x for x in folder.items if x["box"]][2 * k:2 * k + 2]
+        folder.save({x["rel"]: {"box": [v + 1 for v in x["box"]]} for x in items}, folder.version)
+        t0 = time.perf_counter()
+        folder.apply()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--drawings", type=int, default=5000)
@@ -94,9 +130,10 @@ def main() -> None:
             options.add_argument(arg)
         driver = webdriver.Chrome(options=options,
                                   service=webdriver.ChromeService(executable_path=shutil.which("chromedriver")))
-        starts, cold, warm = [], [], []
+        starts, cold, warm, commands = [], [], [], []
         try:
             for _ in range(args.repeat):
+                commands.append(command_start(out))
                 shutil.rmtree(out / CACHE_DIR, ignore_errors=True)
                 t0 = time.perf_counter()
                 review = ReviewApp(out)
@@ -110,10 +147,14 @@ def main() -> None:
         finally:
             driver.quit()
         rows = len(pd.read_csv(out / "manifest.csv"))
+        applies = apply_seconds(Path(tmp) / "seed")
     print(f"review_open: {rows} drawings, median of {args.repeat} (seconds; ranges in brackets)")
-    for name, values in (("server start (read the folder)", starts), ("page open, thumbnails not cached", cold),
+    for name, values in (("`p2d review` to its URL (a process)", commands),
+                         ("server start (read the folder)", starts), ("page open, thumbnails not cached", cold),
                          ("page open, thumbnails cached", warm)):
         print(f"  {name:36s} {statistics.median(values):6.2f}  [{min(values):.2f}-{max(values):.2f}]")
+    print("Apply, 2 of the samples' drawings boxed by hand (1st, 2nd, 3rd Apply): "
+          + ", ".join(f"{t:.2f}" for t in applies))
 
 
 if __name__ == "__main__":
