@@ -443,3 +443,40 @@ def test_review_command_prints_the_url_and_stops_on_ctrl_c(cropped, tmp_path, mo
     assert r.exit_code == 0 and len(opened) == 1 and opened[0].startswith("http://127.0.0.1:8765/?token=")
     r = CliRunner().invoke(app, ["review", str(tmp_path)])
     assert r.exit_code == 1 and "no manifest.csv" in " ".join(r.output.split())
+
+
+def test_an_experiment_manifest_shows_its_groups_and_a_split_reaches_its_sources(tmp_path):
+    """A duplicate found only across sources, at `manifest build`: split on the experiment manifest's page,
+    the next build keeps both."""
+    from PIL import Image
+
+    for name in ("artist", "other"):
+        (tmp_path / name).mkdir()
+    shutil.copy(DATA / "drawings" / FOUND[0], tmp_path / "artist" / "a.png")
+    Image.open(DATA / "drawings" / FOUND[0]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "other" / "b.png")
+    shutil.copy(DATA / "drawings" / FOUND[1], tmp_path / "other" / "c.png")
+    recipe = tmp_path / "manifests" / "exp.toml"
+    recipe.parent.mkdir()
+    shutil.copy(Path(__file__).resolve().parent.parent / "p2d" / "recipes" / "tiny.toml", recipe)
+    build = ["manifest", "build", "--recipe", str(recipe), "--from", str(tmp_path / "s1" / "manifest.csv"),
+             "--from", str(tmp_path / "s2" / "manifest.csv"), "--test-count", "0", "--no-inspect"]
+    for argv in (["scale", str(tmp_path / "artist"), str(tmp_path / "s1")],
+                 ["scale", str(tmp_path / "other"), str(tmp_path / "s2")], build):
+        r = CliRunner().invoke(app, argv)
+        assert r.exit_code == 0, r.output
+    experiment = tmp_path / "manifests" / "exp.csv"
+    assert read_manifest(experiment)["reason"].str.startswith("dup_of:").sum() == 1
+    server, _ = serve_in_thread(ReviewApp(experiment, token="secret-token"))
+    try:
+        data = state(server)
+        [group] = data["duplicates"]["groups"]
+        assert request(server, "GET", "/img/dup/0?size=160")[0] == 200  # the source folder's image
+        status, after = request(server, "POST", "/api/duplicates/split",
+                                {"version": data["duplicates"]["version"], "path": group["members"][1]["path"]})
+        assert status == 200 and after["duplicates"]["groups"] == [], after
+    finally:
+        server.shutdown()
+        server.server_close()
+    r = CliRunner().invoke(app, build)
+    assert r.exit_code == 0, r.output
+    assert read_manifest(experiment)["keep"].all()

@@ -603,6 +603,10 @@ def split_duplicate(folder: Path | str, member_path: str, version: str | None = 
         keeper, members = group
         others = [e["image"] for e in [keeper] + members if e["image"] != image]
         add_not_duplicates(folder, [(image, other) for other in others])
+        source = _owning_manifest(image)
+        if source is not None and source.parent.resolve() != folder.resolve():
+            # an experiment manifest: the next `manifest build` reads the pairs beside its sources
+            add_not_duplicates(source.parent, [(image, other) for other in others])
         dedup_manifests(involved, max_hamming=DEFAULT_MAX_HAMMING if max_hamming is None else max_hamming,
                         min_similarity=DEFAULT_MIN_SIMILARITY if min_similarity is None else min_similarity)
         return overrides_version(folder)

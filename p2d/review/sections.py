@@ -12,9 +12,10 @@ from p2d.errors import P2DError
 class Sections:
     """The sections of one folder, routed by name: `state()` for the page, `act()` for its buttons."""
 
-    def __init__(self, folder: Path, drawings=None, photos: bool = False, duplicates: bool = False):
+    def __init__(self, folder: Path, drawings=None, photos: bool = False, duplicates: bool = False,
+                 manifest: Path | None = None):
         self.folder = folder
-        self.manifest = folder / "manifest.csv"
+        self.manifest = manifest or folder / "manifest.csv"  # an experiment manifest is named itself
         self.drawings = drawings
         self.photos = photos
         self.duplicates = duplicates
@@ -26,11 +27,12 @@ class Sections:
         from p2d.curate.overrides import duplicate_groups, overrides_version, photo_review_items
 
         self.photo_items = photo_review_items(self.folder) if self.photos else []
-        self.photos_version = overrides_version(self.folder)  # photos and duplicates share it
-        self.groups = duplicate_groups(self.folder) if self.duplicates else []
+        self.photos_version = overrides_version(self.manifest)  # photos and duplicates share it
+        self.groups = duplicate_groups(self.manifest) if self.duplicates else []
 
     def state(self) -> dict:
-        out = {"folder": str(self.folder), "sections": []}
+        out = {"folder": str(self.manifest if self.manifest.name != "manifest.csv" else self.folder),
+               "sections": []}
         if self.drawings is not None:
             out["sections"].append("drawings")
             out["drawings"] = self.drawings.state()
@@ -63,7 +65,7 @@ class Sections:
             member = body.get("path")
             if not isinstance(member, str) or not member:
                 raise P2DError("`path` must name the member to split off its group")
-            split_duplicate(self.folder, member, body.get("version"))
+            split_duplicate(self.manifest, member, body.get("version"))
             self.duplicates = True
             self.reload_photos()
             if self.drawings is not None:
@@ -86,8 +88,8 @@ class Sections:
                 return Path(item["image"]), self.folder
         if kind == "dup":
             paths = [m["image"] for g in self.groups for m in [g["keeper"], *g["members"]]]
-            if 0 <= number < len(paths):
-                return Path(paths[number]), self.folder
+            if 0 <= number < len(paths):  # rows of the manifest itself, wherever their source folder is
+                return Path(paths[number]), Path(paths[number]).parent
         raise KeyError(number)
 
 
@@ -108,9 +110,9 @@ def open_sections(folder: Path) -> Sections:
     and the duplicate groups of either."""
     from p2d.curate.drawings import SETTINGS_NAME
 
-    if folder.is_file() and folder.suffix == ".csv":
-        raise P2DError(f"{folder} is a manifest: give the folder it is in (p2d review {folder.parent})")
-    manifest = folder / "manifest.csv"
+    manifest = folder if folder.is_file() and folder.suffix == ".csv" else folder / "manifest.csv"
+    if manifest.name != "manifest.csv":  # an experiment manifest (`p2d manifest build`): its duplicate groups
+        return Sections(manifest.parent, duplicates=True, manifest=manifest)
     if not manifest.is_file():
         raise P2DError(f"{folder} holds no manifest.csv: give the output folder of `p2d crop-drawings`, "
                        "`p2d curate photos`, `p2d curate celeba` or `p2d scale`")

@@ -52,9 +52,9 @@ class ReviewApp:
     def __init__(self, folder: Path | str, token: str | None = None):
         from p2d.review.sections import open_sections
 
-        self.folder = Path(folder).resolve()
         self.token = token or secrets.token_urlsafe(24)
-        self.sections = open_sections(self.folder)
+        self.sections = open_sections(Path(folder).resolve())
+        self.folder = self.sections.folder  # an experiment manifest's: the folder it is in
         self.thumbs = Thumbnails(self.folder / CACHE_DIR / "thumbs")
 
     # ------------------------------------------------------------------------- routing
