@@ -76,21 +76,20 @@ def press(driver, keys: str) -> None:
     ActionChains(driver).send_keys(keys).perform()
 
 
-def drag_box(driver, box: tuple[float, float, float, float], size: tuple[float, float]) -> None:
-    """Drag from the box's top-left to its bottom-right corner (image pixels) on the overlay."""
+def drag(driver, start: tuple[float, float], end: tuple[float, float], size: tuple[float, float]) -> None:
+    """A mouse drag on the overlay from `start` to `end`, in the drawing's pixels."""
     overlay = driver.find_element(By.ID, "overlay")
     rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];",
                                  overlay)
-    sx, sy = rect[0] / size[0], rect[1] / size[1]
-    x, y, w, h = box
 
     def offset(px, py):  # Selenium's offsets are from the element's centre
-        return round(px * sx - rect[0] / 2), round(py * sy - rect[1] / 2)
+        return round(px * rect[0] / size[0] - rect[0] / 2), round(py * rect[1] / size[1] - rect[1] / 2)
 
+    middle = ((start[0] + end[0]) / 2, (start[1] + end[1]) / 2)
     chain = ActionChains(driver)
-    chain.move_to_element_with_offset(overlay, *offset(x, y)).click_and_hold()
-    chain.move_to_element_with_offset(overlay, *offset(x + w / 2, y + h / 2))
-    chain.move_to_element_with_offset(overlay, *offset(x + w, y + h)).release().perform()
+    chain.move_to_element_with_offset(overlay, *offset(*start)).click_and_hold()
+    chain.move_to_element_with_offset(overlay, *offset(*middle))
+    chain.move_to_element_with_offset(overlay, *offset(*end)).release().perform()
 
 
 def test_fix_drawings_in_the_browser(page):
@@ -109,8 +108,12 @@ def test_fix_drawings_in_the_browser(page):
     # a box drawn with the mouse on a found face, then its facing set
     select(driver, FOUND[1])
     item = by[FOUND[1]]
-    drawn = (item["width"] * 0.3, item["height"] * 0.2, item["width"] * 0.4, item["height"] * 0.35)
-    drag_box(driver, drawn, (item["width"], item["height"]))
+    size = (item["width"], item["height"])
+    x, y, w, h = (size[0] * 0.3, size[1] * 0.2, size[0] * 0.3, size[1] * 0.3)
+    drag(driver, (x, y), (x + w, y + h), size)  # draw
+    drag(driver, (x + w, y + h), (x + w * 1.25, y + h * 1.2), size)  # resize by the bottom-right handle
+    drag(driver, (x + w / 2, y + h / 2), (x + w / 2 - size[0] * 0.05, y + h / 2 + size[1] * 0.04), size)  # move
+    drawn = (x - size[0] * 0.05, y + size[1] * 0.04, w * 1.25, h * 1.2)
     press(driver, "r")
     # no face in the fire engine
     select(driver, "engine.png")
