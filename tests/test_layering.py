@@ -44,6 +44,8 @@ def layering_violations(module: str, imports: list[tuple[str, list[str]]]) -> li
             bad.append(f"{module} imports {target}: curate/ and train/ meet only through manifests and recipes")
         if target != module and any(n.startswith("_") and not n.startswith("__") for n in names):
             bad.append(f"{module} imports private {', '.join(names)} from {target}")
+        if parts[1:2] == ["review"] and inside == "train":
+            bad.append(f"{module} imports {target}: the review page fixes curation and never loads a model")
         if inside == "curate" and len(tparts) > 2 and tparts[2] == "celeba_synth":
             bad.append(f"{module} imports the test fixture builder {target}")
     return bad
@@ -55,6 +57,8 @@ def layering_violations(module: str, imports: list[tuple[str, list[str]]]) -> li
     ("p2d.train.loop", [("p2d.curate.build", ["x"])], 1),
     ("p2d.curate.build", [("p2d.curate.dedup", ["_Private"])], 1),
     ("p2d.report", [("p2d.train.data", ["x"])], 0),  # report sits above both: it may
+    ("p2d.review.server", [("p2d.train.loop", ["train"])], 1),
+    ("p2d.review.drawings", [("p2d.curate.drawings", ["crop_drawings"])], 0),
     ("p2d.train.loop", [("p2d.recipe", ["TrainConfig"]), ("p2d.manifest", ["manifest_hash"])], 0),
 ])
 def test_rules_catch_made_up_violations(module, imports, expected):
@@ -67,6 +71,22 @@ def test_package_follows_the_layering():
     assert not (PACKAGE / "curate" / "celeba_synth.py").exists()  # a test fixture builder, kept in tests/
 
 
+def outside_imports(path: Path, roots: tuple[str, ...] = ("benchmarks", "research")) -> list[str]:
+    """Every `import X...` / `from X... import` in a file, at any depth, whose top-level name is one of `roots`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        modules = [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else (
+            [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        found += [m for m in modules if m.split(".")[0] in roots]
+    return found
+
+
+def test_package_imports_neither_benchmarks_nor_research():
+    """benchmarks/ and research/ sit outside the installed package: p2d runs without them."""
+    bad = [f"{module} imports {target}" for module, path in module_files() for target in outside_imports(path)]
+    assert bad == []
+
+
 def _modules_after(code: str) -> set[str]:
     out = subprocess.run([sys.executable, "-c", code + "\nimport sys; print(' '.join(sorted(sys.modules)))"],
                          capture_output=True, text=True, check=True)
@@ -76,7 +96,8 @@ def _modules_after(code: str) -> set[str]:
 def test_read_only_modules_do_not_import_torch():
     # one process for all: if any of them imported torch, it would be in sys.modules
     modules = ["p2d.report", "p2d.manifest", "p2d.recipe", "p2d.runs", "p2d.framing", "p2d.evaluate", "p2d.cli",
-               "p2d.curate.build", "p2d.inspection"]
+               "p2d.curate.build", "p2d.inspection", "p2d.review.server", "p2d.review.sections",
+               "p2d.review.drawings", "p2d.curate.overrides"]
     loaded = _modules_after("\n".join(f"import {m}" for m in modules))
     assert set(modules) <= loaded and "torch" not in loaded
 

@@ -480,3 +480,16 @@ def test_an_experiment_manifest_shows_its_groups_and_a_split_reaches_its_sources
     r = CliRunner().invoke(app, build)
     assert r.exit_code == 0, r.output
     assert read_manifest(experiment)["keep"].all()
+
+
+def test_opening_a_folder_loads_no_torch(cropped, tmp_path):
+    """The review page starts fast: reading a crop-drawings folder imports no torch (nor p2d.train)."""
+    import subprocess
+    import sys
+
+    raw, out = cropped
+    work = copy_folder(raw, out, tmp_path)
+    code = (f"from p2d.review.server import ReviewApp\nReviewApp({str(work)!r}).sections.state()\n"
+            "import sys; print(' '.join(sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert "p2d.review.drawings" in loaded and "torch" not in loaded and "p2d.train" not in loaded
