@@ -1,7 +1,7 @@
 """What `p2d evaluate`'s cross cycle costs per epoch: k passes of the test drawings through a
 photo->drawing generator of a recipe's size (random weights: the cost does not depend on them).
 
-Usage: python benchmarks/cross_cycle_cost.py [--recipe manifests/exp4.toml] [--images 50]
+Usage: python -m benchmarks.cross_cycle_cost [--recipe manifests/exp4.toml] [--images 50]
            [--device cpu|cuda] [--repeat 3] [--threads N]
 
 Prints the seconds of one pass (median of --repeat, after a warm-up pass) and of the k = 4 and
@@ -17,18 +17,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from p2d.evaluate import torch_translator
+from p2d.recipe import load_recipe
+from p2d.train.models import build_generator
 
-from p2d.evaluate import torch_translator  # noqa: E402
-from p2d.recipe import load_recipe  # noqa: E402
-from p2d.train.models import build_generator  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -11,9 +11,9 @@ and Ray's overhead per image against the local engine; also the driver's (the ca
 marginal CPU per image, which bounds what one command can take from any number of nodes. The per-stage table comes from inside the
 workers (RunResult.stage_seconds, wall time per image of the LARGE run), so it explains the total.
 
-    python benchmarks/curate_celeba.py            # 200 and 2,000 images (~5 min on 2 quiet cores)
-    python benchmarks/curate_celeba.py --quick    # 200 and 1,000 images (< 3 min on 2 quiet cores)
-    python benchmarks/curate_celeba.py --engines local --repeat 5   # the median of 5 interleaved pairs
+    python -m benchmarks.curate_celeba            # 200 and 2,000 images (~5 min on 2 quiet cores)
+    python -m benchmarks.curate_celeba --quick    # 200 and 1,000 images (< 3 min on 2 quiet cores)
+    python -m benchmarks.curate_celeba --engines local --repeat 5   # the median of 5 interleaved pairs
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ import os
 import platform
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,9 +37,11 @@ from p2d.images import list_images, read_image
 from p2d.shape_predictor import BACKEND_ENV
 from p2d.ui import console, table
 
-# The CelebA-shaped fixture builder lives with the tests (it is not part of the package).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from celeba_synth import jittered_variants, load_source_faces, write_celeba_folder  # noqa: E402
+from benchmarks.fixtures import tests_module
+
+_synth = tests_module("celeba_synth")  # the CelebA-shaped fixture builder lives with the tests
+jittered_variants, load_source_faces, write_celeba_folder = (
+    _synth.jittered_variants, _synth.load_source_faces, _synth.write_celeba_folder)
 
 # fast path, full detection (--detect), and full detection without the doubled image (--upsample 0:
 # enough for faces of CelebA's aligned size; not in the default --modes)

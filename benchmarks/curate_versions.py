@@ -1,6 +1,6 @@
 """Two checkouts of p2d curating the same CelebA-shaped folder, interleaved: their speed ratio in one run.
 
-Usage: python benchmarks/curate_versions.py OLD_TREE [NEW_TREE] [--modes fast,full] [--repeat 3]
+Usage: python -m benchmarks.curate_versions OLD_TREE [NEW_TREE] [--modes fast,full] [--repeat 3]
            [--small 200] [--large 2000] [--workers 2] [--keep DIR]
 
 This machine's speed drifts from day to day (dlib's HOG detector alone took 8.7 ms per 178x218
@@ -17,7 +17,7 @@ minutes apart, so drift hits both alike); then what a target set for the old ver
 rate on its day means here ("scaled": old day's rate x ratio).
 
     git worktree add /tmp/p2d-33100d0 33100d0     # main when issue 12 was written
-    python benchmarks/curate_versions.py /tmp/p2d-33100d0 --repeat 3
+    python -m benchmarks.curate_versions /tmp/p2d-33100d0 --repeat 3
 """
 
 from __future__ import annotations
@@ -31,13 +31,11 @@ import sys
 import tempfile
 from pathlib import Path
 
+from p2d.ui import console, table
+
+from benchmarks.curate_celeba import MODES, build  # the same folder and modes as the main benchmark
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from curate_celeba import MODES, build  # noqa: E402  (the same folder and modes as the main benchmark)
-
-from p2d.ui import console, table  # noqa: E402
 
 # One curation in a fresh process; prints its wall time in seconds. The call is the one both
 # versions share (curate_celeba's keywords have not changed since the cluster engine was added).

@@ -1,6 +1,6 @@
 """Dedup: phash distance and thumbnail similarity of planted copies vs distinct faces, and speed.
 
-Usage: python benchmarks/dedup.py [--n 200000] [--skip-fixtures]
+Usage: python -m benchmarks.dedup [--n 200000] [--skip-fixtures]
 
 Part 1 takes 100 distinct faces (scikit-image's LFW subset, 25 px gray, upscaled to 128 px; no
 download) and the 128 px face crops `p2d crop-drawings` makes of the bundled drawings, plants
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,13 +23,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from p2d.curate.dedup import (DEFAULT_MAX_HAMMING, DEFAULT_MIN_SIMILARITY, find_duplicates,  # noqa: E402
+from p2d.curate.dedup import (DEFAULT_MAX_HAMMING, DEFAULT_MIN_SIMILARITY, find_duplicates,
                               hex_to_uint64, thumb_similarity)
-from p2d.curate.hashing import phash_hex, thumb_b64, thumbs_from_b64  # noqa: E402
-from p2d.images import list_images, read_image  # noqa: E402
+from p2d.curate.hashing import phash_hex, thumb_b64, thumbs_from_b64
+from p2d.images import list_images, read_image
+
+ROOT = Path(__file__).resolve().parents[1]
 
 COPIES = {
     "resized 0.5x": lambda a: _resize(a, 0.5),

@@ -1,6 +1,6 @@
 """Detection rate of each drawing-face detector and of their combination, against hand boxes; facing.
 
-Usage: python benchmarks/detect_drawings.py [--min-iou 0.3] [--skimage] [--clipart DIR] [--painted DIR]
+Usage: python -m benchmarks.detect_drawings [--min-iou 0.3] [--skimage] [--clipart DIR] [--painted DIR]
            [--fixtures-only]
 
 Image sets:
@@ -18,7 +18,7 @@ Image sets:
   on; skipped when missing. Its boxes are the vote's, accepted by eye (three drawn by hand where
   the vote found nothing), so "found" there is a check that a model still boxes these faces, not
   an independent measure; its views were read blind on the crops
-  (models README, painted figures).
+  (research/README.md, painted figures).
 
 Per detector (its choice among the candidates of one combined pass, as crop-drawings makes it) and
 combined: "found" when the chosen box overlaps a hand box by --min-iou, "wrong" a box on a face
@@ -35,25 +35,22 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from p2d.curate.detect import DrawingDetector, choose_with_rotations, iou
+from p2d.curate.drawings import PROPOSAL_MIN_SCORE, proposal
+from p2d.curate.drawings import face_pose
+from p2d.evaluate.metrics import wilson_interval
+from p2d.images import list_images
+from p2d.ui import console, table
+
+from benchmarks.drawing_labels import CARDS, CLIPART, FACING, available, score_choices, sha256_of
+from benchmarks.eval_drawing_detector import as_image, eval_set  # the label CSV's eval split
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from p2d.curate.detect import DrawingDetector, choose_with_rotations, iou, score_choices  # noqa: E402
-from p2d.curate.drawings import PROPOSAL_MIN_SCORE, proposal  # noqa: E402
-from p2d.curate.drawings import face_pose  # noqa: E402
-from p2d.evaluate.metrics import wilson_interval  # noqa: E402
-from p2d.images import list_images  # noqa: E402
-from p2d.ui import console, table  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from drawing_labels import CARDS, CLIPART, FACING, available, sha256_of  # noqa: E402
-from eval_drawing_detector import as_image, eval_set  # noqa: E402  (the label CSV's eval split)
 
 DATA = ROOT / "p2d" / "samples"
 BOXES = ROOT / "tests" / "data" / "drawing_face_boxes.csv"

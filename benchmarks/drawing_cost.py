@@ -1,6 +1,6 @@
 """Seconds per drawing of `crop_drawings` now against the code of commit a0f39c0 (issue 10's bound: 2x).
 
-Usage: python benchmarks/drawing_cost.py [--quick] [--eval-sample 30] [--base a0f39c0] [--repeat 1]
+Usage: python -m benchmarks.drawing_cost [--quick] [--eval-sample 30] [--base a0f39c0] [--repeat 1]
 
 Both versions crop the SAME drawings in one run, each in its own subprocess (a fresh interpreter
 importing that version's p2d, with the same models), into a fresh output folder (no detection
@@ -25,12 +25,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from p2d.images import list_images, write_image
+from p2d.ui import console, table
 
-from p2d.images import list_images, write_image  # noqa: E402
-from p2d.ui import console, table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 BASE = "a0f39c0"
 BOUND = 2.0  # the issue's bound: at most twice the cost per drawing at BASE
@@ -67,7 +65,7 @@ def drawing_set(raw: Path, eval_sample: int) -> int:
             n += 1
     if eval_sample <= 0:
         return n
-    from drawing_labels import CARD_PREFIX, available, load, read_labels
+    from benchmarks.drawing_labels import CARD_PREFIX, available, load, read_labels
 
     have = available()
     rows = {p: e for p, e in read_labels().items()

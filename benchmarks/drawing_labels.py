@@ -1,4 +1,5 @@
-"""The label CSV of the drawing-face detector and the drawings it names: read, hash-checked, rendered.
+"""The label CSV of the drawing-face detector and the drawings it names (read, hash-checked, rendered),
+and the score of the faces the vote chooses against hand boxes (`score_choices`).
 
 Two sources, both public-domain or free Debian packages that p2d never needs at run time:
 - openclipart-png (`apt-get install openclipart-png`): `path` relative to /usr/share/openclipart/png;
@@ -110,4 +111,43 @@ def labelled_set(split: str, clipart: Path = CLIPART, cards: Path = CARDS,
         if e["split"] != split or not have["cards" if path.startswith(CARD_PREFIX) else "openclipart"]:
             continue
         out[path] = (load(path, e["sha256"], clipart, cards), [(tuple(b[:4]), b[4]) for b in e["boxes"]])
+    return out
+
+
+def score_choices(
+    candidates: dict,
+    truth: dict[str, tuple[float, float, float, float] | None],
+    detectors: tuple[str, ...] | None = None,
+    min_iou_truth: float = 0.4,
+) -> dict[str, object]:
+    """Apply `choose_with_rotations` to each image's candidates (only those of `detectors`, if given) and
+    compare with hand boxes: `truth[name]` is the face box (or a list of them: any counts), or
+    None (or []) for an image without a face.
+
+    Returns counts: `correct` (face images whose chosen box overlaps the hand box by
+    `min_iou_truth`), `faces` (face images), `false` (a box on a no-face image, or a box that
+    misses the face), `nonfaces`, and `per_image` {name: "correct"|"missed"|"wrong_box"|
+    "false_box"|"none"}.
+    """
+    from p2d.curate.detect import choose_with_rotations, iou
+
+    out = {"correct": 0, "faces": 0, "false": 0, "nonfaces": 0, "per_image": {}}
+    for name, c in candidates.items():
+        face = choose_with_rotations(c.only(detectors))
+        boxes = truth.get(name) or []
+        boxes = [boxes] if boxes and np.isscalar(boxes[0]) else boxes
+        if not boxes:
+            out["nonfaces"] += 1
+            verdict = "none" if face is None else "false_box"
+        else:
+            out["faces"] += 1
+            if face is None:
+                verdict = "missed"
+            elif max(iou(face.box.box, b) for b in boxes) >= min_iou_truth:
+                verdict = "correct"
+            else:
+                verdict = "wrong_box"
+        out["correct"] += verdict == "correct"
+        out["false"] += verdict in ("false_box", "wrong_box")
+        out["per_image"][name] = verdict
     return out

@@ -1,6 +1,6 @@
 """Choose crop-drawings' per-detector thresholds on the label CSV's TRAIN split (never eval).
 
-Usage: python benchmarks/drawing_thresholds.py [--split train] [--cache FILE.json] [--jobs 2]
+Usage: python -m benchmarks.drawing_thresholds [--split train] [--cache FILE.json] [--jobs 2]
            [--clipart DIR] [--cards DIR]
 
 Every detector's upright boxes on every drawing of the split (faces and face-free) are cached in
@@ -20,36 +20,31 @@ replays the rule (report only: nothing else is chosen there).
 
 `--cnn-folds DIR` (train split) checks that choice out of fold: drawn_cnn's boxes on each train
 drawing come from `DIR/fold{k}.npz`, the model trained without that drawing's fold (as
-benchmarks/facing_oof.py uses them; made by benchmarks/train_drawing_cnn_folds.sh, and refused
+research/facing_oof.py uses them; made by benchmarks/train_drawing_cnn_folds.sh, and refused
 unless the file says it left that fold out on today's folds), so its top score on the face-free
 drawings says something again; the table's drawn_cnn row then shows the `alone` the rule gives it
 there (not floored at today's), and a few `agree` values are replayed beside it. The dlib CNN's fallback boxes stay
 those of the cache (it searched where the shipped models found no face).
 `--cnn-folds DIR1 DIR2 ...` (fold models of several seeds or variants) prints one summary row per
-folder and their mean: one seed's figures move by more than most changes do (models README).
+folder and their mean: one seed's figures move by more than most changes do (research/README.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from p2d.curate.detect import (  # noqa: E402
+from p2d.curate.detect import (
     CNN_CONSENT, THRESHOLDS, USER, DetectorThresholds, DrawingDetector, choose_face, iou,
 )
-from p2d.faces import Detection  # noqa: E402
-from p2d.ui import console, progress, table  # noqa: E402
+from p2d.faces import Detection
+from p2d.ui import console, progress, table
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from drawing_labels import CARDS, CLIPART, labelled_set  # noqa: E402
+from benchmarks.drawing_labels import CARDS, CLIPART, labelled_set
 
 DETECTORS = tuple(name for name in THRESHOLDS if name != USER)  # the user model is not in the labels
 
@@ -88,7 +83,7 @@ def collect(images: dict, cache_path: Path, jobs: int) -> dict[str, list[Detecti
 def out_of_fold_cnn(images: dict, cands: dict[str, list[Detection]], folds_dir: Path, folds: int = 5) -> dict:
     """`cands` with drawn_cnn's boxes replaced by those of the fold model that never saw the drawing."""
     from p2d.drawing_cnn import DrawingFaceCnn
-    from train_drawing_cnn import check_fold_model, fold_of
+    from benchmarks.train_drawing_cnn import check_fold_model, fold_of
 
     models = {k: DrawingFaceCnn(model_file=check_fold_model(folds_dir / f"fold{k}.npz", k, folds)) for k in range(folds)}
     out = {}
@@ -139,7 +134,7 @@ def alone_needed(cands: dict, truth: dict, name: str, floor: bool = True) -> flo
 def seed_summary(images: dict, cands: dict, truth: dict, folders: list[Path]) -> None:
     """One row per folder of fold models (a seed, a variant): drawn_cnn's `alone` by the rule out of fold,
     and the vote's found / wrong / false at it and at today's thresholds. One seed's figures move
-    (models README: facing by 17 faces, false boxes by 3), so compare sets of seeds, not one model."""
+    (research/README.md: facing by 17 faces, false boxes by 3), so compare sets of seeds, not one model."""
     rows, at_rule = [], []
     for folder in folders:
         oof = out_of_fold_cnn(images, cands, folder)

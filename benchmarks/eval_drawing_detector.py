@@ -1,6 +1,6 @@
 """The shipped drawing-face detector against today's five, on the label CSV's eval split and the fixtures.
 
-Usage: python benchmarks/eval_drawing_detector.py [--clipart /usr/share/openclipart/png] [--min-iou 0.3]
+Usage: python -m benchmarks.eval_drawing_detector [--clipart /usr/share/openclipart/png] [--min-iou 0.3]
            [--skip-stock] [--sweep] [--models DIR]
 
 Images: the `eval` rows of p2d/models/drawing_faces_labels.csv (drawings with hand boxes and
@@ -20,23 +20,20 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from p2d.curate.detect import DrawingDetector, choose_with_rotations
+from p2d.drawing_detector import MIN_SCORE, DrawingFaceDetector, box_iou
+from p2d.images import read_image, write_image
+from p2d.sheets import contact_sheet, draw_box
+from p2d.ui import console, table
+
+from benchmarks.drawing_labels import CARDS, CLIPART, FACING, available, labelled_set
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from p2d.curate.detect import DrawingDetector, choose_with_rotations  # noqa: E402
-from p2d.drawing_detector import MIN_SCORE, DrawingFaceDetector, box_iou  # noqa: E402
-from p2d.images import read_image, write_image  # noqa: E402
-from p2d.sheets import contact_sheet, draw_box  # noqa: E402
-from p2d.ui import console, table  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from drawing_labels import CARDS, CLIPART, FACING, available, labelled_set  # noqa: E402
 
 DATA = ROOT / "tests" / "data"
 SKIMAGE_NONFACES = ("coins", "text", "page", "horse", "rocket", "coffee", "hubble_deep_field", "moon",

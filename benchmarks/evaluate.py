@@ -1,6 +1,6 @@
 """Figures behind `p2d evaluate`'s defaults: HOG detection on curated faces at several sizes, how
 close the framing-box fallback's landmarks come to HOG's, per-image cost of each measurement, and
-the KID scale on dlib features. Run: python benchmarks/evaluate.py [PHOTOS_DIR] (default: the
+the KID scale on dlib features. Run: python -m benchmarks.evaluate [PHOTOS_DIR] (default: the
 bundled public-domain photos, each also mirrored and shifted to get a few more faces)."""
 
 from __future__ import annotations

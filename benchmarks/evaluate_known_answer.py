@@ -96,7 +96,7 @@ moves with the training seed.
 docs/evaluate_known_answer.md keeps how the rule, the tasks and the deal of the faces came about,
 session by session, with each step's figures and the measures that were tried.
 
-Usage: python benchmarks/evaluate_known_answer.py [--work /tmp/p2d_known_answer] [--tasks a,b]
+Usage: python -m benchmarks.evaluate_known_answer [--work /tmp/p2d_known_answer] [--tasks a,b]
        [--phase all|train|evaluate] [--threads 1] [--every 1]
 Runs are cached in --work: a second call re-trains nothing and re-evaluates only changed epochs
 (re-scoring the 42 cached runs unchanged: 105 s on this VM). A cached run trained with

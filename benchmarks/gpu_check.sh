@@ -40,17 +40,17 @@ fi
 
 if want 2; then
 echo "== 2. train_step, 128 px, batch 2, 9 blocks, colour (experiments 1-3, 7)"
-python benchmarks/train_step.py --device cuda --channels 3 --warmup 20 --steps 100 --compile || failed+=(2)
+python -m benchmarks.train_step --device cuda --channels 3 --warmup 20 --steps 100 --compile || failed+=(2)
 fi
 
 if want 3; then
 echo "== 3. peak memory at exp4's settings (gray, batch 2): must fit a 6 GB card"
-python benchmarks/train_step.py --device cuda --channels 1 --warmup 5 --steps 20 || failed+=(3)
+python -m benchmarks.train_step --device cuda --channels 1 --warmup 5 --steps 20 || failed+=(3)
 fi
 
 if want 4; then
 echo "== 4. learning at 128 px on CUDA for 2 minutes, then a resume on CUDA"
-python benchmarks/learn_check.py --device cuda --minutes 2 --resume-steps 50 || failed+=(4)
+python -m benchmarks.learn_check --device cuda --minutes 2 --resume-steps 50 || failed+=(4)
 fi
 
 if want 5; then
@@ -58,9 +58,10 @@ echo "== 5. torchrun DDP on nccl"
 if [ "$(python -c 'import torch; print(torch.cuda.device_count())')" -ge 2 ]; then
   tmp=$(mktemp -d)
   python - "$tmp" <<'PY'
-import sys; sys.path.insert(0, "tests")
+import sys
 from pathlib import Path
-from train_helpers import make_manifest
+from benchmarks.fixtures import tests_module
+make_manifest = tests_module("train_helpers").make_manifest
 print(make_manifest(Path(sys.argv[1]) / "data"))
 PY
   { torchrun --standalone --nproc-per-node 2 -m p2d train "$tmp/data/faces.csv" --out "$tmp/run" --max-steps 4 &&
@@ -73,13 +74,14 @@ fi
 
 if want 6; then
 echo "== 6. resume on CUDA per precision, then p2d translate on CUDA"
-python benchmarks/resume_check.py --device cuda --precision fp32 bf16 fp16 || failed+=(6)
-python benchmarks/resume_check.py --device cuda --precision fp32 bf16 fp16 --deterministic || failed+=(6)
+python -m benchmarks.resume_check --device cuda --precision fp32 bf16 fp16 || failed+=(6)
+python -m benchmarks.resume_check --device cuda --precision fp32 bf16 fp16 --deterministic || failed+=(6)
 tmp=$(mktemp -d)
 { python - "$tmp" <<'PY'
-import sys; sys.path.insert(0, "tests")
+import sys
 from pathlib import Path
-from train_helpers import make_manifest
+from benchmarks.fixtures import tests_module
+make_manifest = tests_module("train_helpers").make_manifest
 make_manifest(Path(sys.argv[1]) / "data")
 PY
 } && python -m p2d train "$tmp/data/faces.csv" --out "$tmp/run" --max-steps 3 --device cuda &&

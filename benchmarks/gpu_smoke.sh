@@ -11,9 +11,10 @@ cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYLIB:+:$PWD/$PYLIB}"; DEV=${DEV:-cuda}; failed=()
 tmp=$(mktemp -d)
 python3 - "$tmp" <<'PY'
-import sys; sys.path.insert(0, "tests")
+import sys
 from pathlib import Path
-from train_helpers import make_manifest
+from benchmarks.fixtures import tests_module
+make_manifest = tests_module("train_helpers").make_manifest
 print(make_manifest(Path(sys.argv[1]) / "data"))
 PY
 t0=$(date +%s)

@@ -4,7 +4,7 @@ Times, on this machine, in one process: the pixel features and the 68-point land
 16 drawing crops in tests/data/inspect (per crop), and the typicality of every row against the
 other domain at CelebA-like sizes (430 drawings vs 3554 photos, and 430 vs 200,000):
 
-    python benchmarks/inspect_sets.py
+    python -m benchmarks.inspect_sets
 """
 
 from __future__ import annotations

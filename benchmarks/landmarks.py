@@ -7,15 +7,14 @@ Prints ms per face for dlib and for the batched predictor at several batch sizes
 are identical, and what p2d.faces.landmark_speeds measured for this machine (which one curation uses).
 Run it alone on a quiet machine: both predictors are memory-bound, a busy machine changes the ratio.
 
-    python benchmarks/landmarks.py            # 512 faces, ~1 minute on 2 cores
-    python benchmarks/landmarks.py --faces 2048
+    python -m benchmarks.landmarks            # 512 faces, ~1 minute on 2 cores
+    python -m benchmarks.landmarks --faces 2048
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
-import sys
 import time
 from pathlib import Path
 
@@ -27,8 +26,10 @@ from p2d.images import list_images, read_image
 from p2d.shape_predictor import ShapePredictor68, compiled_kernel
 from p2d.ui import console, table
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from celeba_synth import jittered_variants, load_source_faces, render  # noqa: E402
+from benchmarks.fixtures import tests_module
+
+_synth = tests_module("celeba_synth")  # the tests' CelebA-shaped fixture builder
+jittered_variants, load_source_faces, render = _synth.jittered_variants, _synth.load_source_faces, _synth.render
 
 
 def faces(models: FaceModels, n: int) -> tuple[list[np.ndarray], list[tuple[int, int, int, int]]]:

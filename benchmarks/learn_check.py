@@ -7,7 +7,7 @@ device, for --minutes (Ctrl-C's own path stops it: a real SIGINT, `latest` saved
 for --resume-steps more steps. It prints the held-out error against the filter (model vs the
 identity and the mean drawing, gray levels), the steps/s, and whether the resume continued.
 
-Usage: python benchmarks/learn_check.py [--minutes 2] [--device auto] [--resume-steps 50]
+Usage: python -m benchmarks.learn_check [--minutes 2] [--device auto] [--resume-steps 50]
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,16 +22,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the learning test's task
-from test_learning import pencil_sketch  # noqa: E402
-from train_helpers import lfw_faces  # noqa: E402
+from p2d.images import write_image
+from p2d.manifest import new_rows, write_manifest
+from p2d.runs import checkpoint_path, read_losses
+from p2d.train.data import fit_image
+from p2d.train.loop import train
+from p2d.train.translate import load_generators, translate_array
 
-from p2d.images import write_image  # noqa: E402
-from p2d.manifest import new_rows, write_manifest  # noqa: E402
-from p2d.runs import checkpoint_path, read_losses  # noqa: E402
-from p2d.train.data import fit_image  # noqa: E402
-from p2d.train.loop import train  # noqa: E402
-from p2d.train.translate import load_generators, translate_array  # noqa: E402
+from benchmarks.fixtures import tests_module
+
+pencil_sketch = tests_module("test_learning").pencil_sketch  # the learning test's task
+lfw_faces = tests_module("train_helpers").lfw_faces
 
 SIZE = int(os.environ.get("P2D_LEARN_SIZE", 128))  # smaller only to try the script on a CPU
 RECIPE = f"""

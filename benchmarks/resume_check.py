@@ -10,13 +10,12 @@ how many weight tensors differ and the largest difference relative to the weight
 
 With --deterministic the runs use `p2d train --deterministic` (speed.deterministic).
 
-Usage: python benchmarks/resume_check.py [--device cuda] [--precision fp32 bf16 fp16] [--deterministic]
+Usage: python -m benchmarks.resume_check [--device cuda] [--precision fp32 bf16 fp16] [--deterministic]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -24,10 +23,11 @@ from pathlib import Path
 import torch
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from train_helpers import make_manifest  # noqa: E402
+from p2d.cli import app
 
-from p2d.cli import app  # noqa: E402
+from benchmarks.fixtures import tests_module
+
+make_manifest = tests_module("train_helpers").make_manifest
 
 runner = CliRunner()
 

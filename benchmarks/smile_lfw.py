@@ -1,6 +1,6 @@
 """Smile score on real faces: ROC AUC and drop rates at the default threshold, on LFW faces labelled by eye.
 
-Usage: python benchmarks/smile_lfw.py [--threshold 0.95] [--sheet sheet.png]
+Usage: python -m benchmarks.smile_lfw [--threshold 0.95] [--sheet sheet.png]
 
 The faces are the 100 face crops of scikit-image's LFW subset (`skimage.data.lfw_subset()`,
 25x25 gray, shipped in the package: nothing is downloaded). Each is upscaled 8x (bicubic) to
@@ -21,17 +21,12 @@ at most 1 in 6 open mouths and at least 85% of wide smiles dropped.
 from __future__ import annotations
 
 import argparse
-import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from p2d.faces import SMILE_THRESHOLD, FaceModels, mouth_open_ratio, mouth_width_ratio, smile_score  # noqa: E402
-from p2d.ui import console, table  # noqa: E402
+from p2d.faces import SMILE_THRESHOLD, FaceModels, mouth_open_ratio, mouth_width_ratio, smile_score
+from p2d.ui import console, table
 
 UPSCALE = 8
 LABELS = (

@@ -1,6 +1,6 @@
 """Smile score on SMILEsmileD's 64x64 LFW faces: ROC AUC and drop rates, by the set's labels and by eye.
 
-Usage: python benchmarks/smile_smiled.py --data /work/data/smile/SMILEs [--threshold T]
+Usage: python -m benchmarks.smile_smiled --data /work/data/smile/SMILEs [--threshold T]
 
 The data is the SMILEs folder of https://github.com/hromi/SMILEsmileD (13,165 gray 64x64 LFW face
 crops sorted into positives7/ smiling and negatives7/ not smiling); it is NOT part of this
@@ -38,18 +38,16 @@ from __future__ import annotations
 
 import argparse
 import csv
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from p2d.faces import SMILE_THRESHOLD, FaceModels, mouth_open_ratio, smile_score
+from p2d.ui import console, progress, table
 
-from p2d.faces import SMILE_THRESHOLD, FaceModels, mouth_open_ratio, smile_score  # noqa: E402
-from p2d.ui import console, progress, table  # noqa: E402
-from smile_lfw import NAMES, auc  # noqa: E402  (the same label letters and AUC as the LFW benchmark)
+from benchmarks.smile_lfw import NAMES, auc  # the same label letters and AUC as the LFW benchmark
+
 
 PAD, UPSCALE = 16, 3
 LABELS_CSV = Path(__file__).with_name("smile_smiled_labels.csv")

@@ -13,8 +13,8 @@ changed in gamma, contrast and brightness, sometimes blurred. The background pas
 edge is the median of its border. Seeded (numpy's generator and torch's); whether two runs give
 bit-identical weights on one machine has not been checked.
 
-    python benchmarks/train_drawing_cnn.py --exclude ../shared/eval-exclude.sha256   # ~23 min on 2 cores
-    python benchmarks/train_drawing_cnn.py --epochs 2 -o /tmp/try.npz   # a quick look
+    python -m benchmarks.train_drawing_cnn --exclude ../shared/eval-exclude.sha256   # ~23 min on 2 cores
+    python -m benchmarks.train_drawing_cnn --epochs 2 -o /tmp/try.npz   # a quick look
 
 Out-of-fold models (for choosing rules on train without scoring a model on drawings it saw):
 `--folds K --fold i` trains on the train split less fold i (folds by `fold_group`: a card deck with
@@ -24,9 +24,9 @@ folds (`FOLD_SCHEME`); drawing_thresholds.py and facing_oof.py refuse one that d
 (`check_fold_model`: fold models made before 2026-11-27's change of folds had seen copies of the
 drawings they were scored on). `--sampling design` draws each design once however many copies
 the label CSV holds (`design_of`), `design-view` also weights turned faces as much as frontal ones;
-measured out of fold on 2026-11-27, neither changed facing or found (models README), so the default
+measured out of fold on 2026-11-27, neither changed facing or found (research/README.md), so the default
 stays `drawing`. `--style-share S` draws that share of the crops in another style (`restyled`: ink lines,
-a stencil, inverted); out of fold with two seeds it moved nothing beyond seed noise (models README), so
+a stencil, inverted); out of fold with two seeds it moved nothing beyond seed noise (research/README.md), so
 the default stays 0. For a machine without the Debian
 packages (a GPU host), `--write-pack F.npz` stores the train split as this script reads it (gray,
 longer side at most 512, PNG-compressed; 15 MB) and `--pack F.npz` trains from it; `--device cuda`
@@ -37,17 +37,15 @@ took 85-104 s, five folds at once 105 s, seventeen at once with `--threads 1` 13
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from drawing_labels import FACING, labelled_set, read_labels  # noqa: E402
+from benchmarks.drawing_labels import FACING, labelled_set, read_labels
 
-from p2d.drawing_cnn import (  # noqa: E402
+from p2d.drawing_cnn import (
     MIRRORED_VIEW, MODEL_FILE, TRAIN_SIDE_PX, WIDTHS, build_network, centre_targets, normalise, save_weights,
     training_loss,
 )
@@ -102,14 +100,14 @@ def check_fold_model(path: Path, fold: int, folds: int) -> Path:
     """`path` if it is a drawn_cnn model trained without `fold` of `folds` on today's folds, else
     SystemExit naming the fix (a model made on other folds has seen drawings it would be scored on)."""
     if not path.is_file():
-        raise SystemExit(f"{path} missing: train it with `python benchmarks/train_drawing_cnn.py --folds {folds} "
+        raise SystemExit(f"{path} missing: train it with `python -m benchmarks.train_drawing_cnn --folds {folds} "
                          f"--fold {fold} -o {path}`")
     with np.load(path) as z:
         made = tuple(z[f"note_{k}"].item() if f"note_{k}" in z.files else None for k in ("fold_scheme", "folds", "fold"))
     if made != (FOLD_SCHEME, folds, fold):
         raise SystemExit(f"{path} was not trained without fold {fold} of {folds} by `{FOLD_SCHEME}` (it says scheme, "
                          f"folds, fold = {made}): scores from it would flatter; retrain it with "
-                         f"`python benchmarks/train_drawing_cnn.py --folds {folds} --fold {fold} -o {path}`")
+                         f"`python -m benchmarks.train_drawing_cnn --folds {folds} --fold {fold} -o {path}`")
     return path
 
 

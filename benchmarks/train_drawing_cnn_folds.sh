@@ -3,10 +3,10 @@
 # benchmarks/drawing_thresholds.py --cnn-folds and benchmarks/facing_oof.py read). On an NVIDIA H200 with
 # 16 CPU cores, 17 such models of 100 epochs trained at once in 138-186 s each (2026-11-27): the crops
 # are made on the CPU, one core a model (--threads 1).
-#   python benchmarks/train_drawing_cnn.py --exclude ../shared/eval-exclude.sha256 --write-pack PACK.npz  # here
+#   python -m benchmarks.train_drawing_cnn --exclude ../shared/eval-exclude.sha256 --write-pack PACK.npz  # here
 #   bash benchmarks/train_drawing_cnn_folds.sh PACK.npz OUT_DIR [train_drawing_cnn.py options]        # there
 # OUT_DIR gets fold0.npz .. fold4.npz, full.npz and a log of each. One seed's out-of-fold figures move by
-# more than most changes do (p2d/models/README.md), so compare several: SEEDS="0 1 2" also trains the fold
+# more than most changes do (research/README.md), so compare several: SEEDS="0 1 2" also trains the fold
 # models of each seed into OUT_DIR/seed{s}/ (the full model stays seed 0's; 16 such models at once on
 # 16 cores took 82-152 s each on an H200), and the benchmarks take those folders together (do not also pass --seed).
 set -uo pipefail
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 pack=$1 out=$2; shift 2
 mkdir -p "$out"
 export PYTHONPATH="$PWD" OMP_NUM_THREADS=1
-train() { python3 benchmarks/train_drawing_cnn.py --pack "$pack" --device "${DEVICE:-cuda}" --threads 1 "$@"; }
+train() { python3 -m benchmarks.train_drawing_cnn --pack "$pack" --device "${DEVICE:-cuda}" --threads 1 "$@"; }
 for k in 0 1 2 3 4; do train --folds 5 --fold $k -o "$out/fold$k.npz" "$@" > "$out/fold$k.log" 2>&1 & done
 train -o "$out/full.npz" "$@" > "$out/full.log" 2>&1 &
 for s in ${SEEDS:-}; do

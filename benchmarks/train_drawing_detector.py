@@ -1,6 +1,6 @@
 """Rebuild the shipped drawing-face filters (p2d/models/*.svm) from the label CSV and openclipart-png.
 
-Usage: python benchmarks/train_drawing_detector.py [--clipart /usr/share/openclipart/png]
+Usage: python -m benchmarks.train_drawing_detector [--clipart /usr/share/openclipart/png]
            [--cards /usr/share/aisleriot/cards] [--labels p2d/models/drawing_faces_labels.csv]
            [--out p2d/models] [--exclude FILE.sha256] [--C 1 5 20] [--window-px 64]
 
@@ -26,13 +26,12 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from p2d.drawing_detector import MODEL_FILES, WORK_SIDE_PX, mirror_box, work_scale
+from p2d.ui import console, table
 
-from p2d.drawing_detector import MODEL_FILES, WORK_SIDE_PX, mirror_box, work_scale  # noqa: E402
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from drawing_labels import CARDS, CLIPART, LABELS, available, load, read_labels  # noqa: E402
-from p2d.ui import console, table  # noqa: E402
+from benchmarks.drawing_labels import CARDS, CLIPART, LABELS, available, load, read_labels
+
+ROOT = Path(__file__).resolve().parents[1]
 
 FILTER_OF_VIEW = {"frontal": "frontal", "left": "side", "three_quarter_left": "side",
                   "right": "side", "three_quarter_right": "side"}

@@ -1,6 +1,6 @@
 """Rebuild p2d's drawing facing classifier (p2d/models/drawing_facing.npz) from the label CSV's TRAIN split.
 
-Usage: python benchmarks/train_drawing_facing.py [--clipart DIR] [--cards DIR] [--out FILE]
+Usage: python -m benchmarks.train_drawing_facing [--clipart DIR] [--cards DIR] [--out FILE]
            [--C 0.001 0.003 0.01 0.03 0.1 0.3 1] [--jitter 6] [--folds 5] [--features KIND] [--eval]
 
 Needs the sources of benchmarks/drawing_labels.py (openclipart-png, the aisleriot decks). Every
@@ -9,7 +9,7 @@ right): its hand box and `--jitter` boxes shifted by up to 10% and scaled by 0.8
 box is rarely the hand box), each also mirrored with left and right swapped. Features:
 p2d.drawing_facing.facing_features, by default the HOG alone (the shipped model's); `--features
 hog+asymmetry` adds the crop's mirror asymmetry (tried in issue 10's twelfth session, not shipped:
-models README). The L2 weight (1/C)
+research/README.md). The L2 weight (1/C)
 is chosen by grouped cross-validation on train: files are split into --folds groups by
 train_drawing_cnn.fold_group (a card deck with its twins, openclipart's four card sets, else the
 file), so no fold is scored on the drawings, their copies, or the deck style it was trained on.
@@ -23,23 +23,18 @@ is chosen there).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from p2d.drawing_detector import DrawingFaceDetector, view_from_scores
+from p2d.drawing_facing import CLASSES, FEATURE_KINDS, FEATURES, MIRROR, MODEL_FILE, FacingClassifier, face_crop, facing_features, softmax
+from p2d.ui import console, table
 
-from p2d.drawing_detector import DrawingFaceDetector, view_from_scores  # noqa: E402
-from p2d.drawing_facing import CLASSES, FEATURE_KINDS, FEATURES, MIRROR, MODEL_FILE, FacingClassifier, face_crop, facing_features, softmax  # noqa: E402
-from p2d.ui import console, table  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from drawing_labels import CARDS, CLIPART, FACING, labelled_set  # noqa: E402
-from train_drawing_cnn import fold_of  # noqa: E402  (by fold_group; stable across runs)
+from benchmarks.drawing_labels import CARDS, CLIPART, FACING, labelled_set
+from benchmarks.train_drawing_cnn import fold_of  # by fold_group; stable across runs
 
 
 def jittered(box, rng: np.random.Generator, n: int) -> list[tuple]:

@@ -21,7 +21,7 @@ autotune, compilation). peak_GiB is torch's peak allocated memory for that path 
 timed steps of each path and prints where the time went: the busiest kernels and the share of
 the wall time the device was busy (low: the step waits on the host's Python and kernel launches).
 
-Usage: python benchmarks/train_step.py [--steps 3] [--warmup 1] [--device auto] [--channels 3] [--threads N] [--compile]
+Usage: python -m benchmarks.train_step [--steps 3] [--warmup 1] [--device auto] [--channels 3] [--threads N] [--compile]
                                        [--only "plain fp32 eager;default"] [--profile]
 A step is one image pair through both generators and both discriminators (images/s = 2 x batch x it/s).
 """

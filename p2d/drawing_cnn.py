@@ -18,7 +18,7 @@ mirror's maps mirrored back, its left and right views swapped), so a drawing and
 get mirrored faces that look the mirrored way.
 
 The weights (`p2d/models/drawing_face_cnn.npz`, float16, ~1.3 MB) were trained from scratch by
-`benchmarks/train_drawing_cnn.py` on the label CSV's train split (`drawing_faces_labels.csv`:
+`python -m benchmarks.train_drawing_cnn` on the label CSV's train split (`drawing_faces_labels.csv`:
 public-domain clip art and the face cards of free card decks, the face-free drawings included as
 negatives), with random scale, placement, small rotations, mirroring and tone changes. Nothing
 is downloaded: there are no pretrained weights in it.
@@ -208,7 +208,7 @@ def load_network(path: Path | str = MODEL_FILE):
     if not path.is_file():
         raise ModelFileMissing(
             f"drawing-face CNN weights missing: {path}. They ship with p2d; reinstall it (`pip install -e .`), "
-            f"or rebuild them with `python benchmarks/train_drawing_cnn.py`."
+            f"or rebuild them with `python -m benchmarks.train_drawing_cnn` in a checkout of p2d."
         )
     with np.load(path) as f:
         net = build_network(tuple(int(v) for v in f["widths"]))

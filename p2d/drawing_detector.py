@@ -1,7 +1,7 @@
 """The drawing-face detector p2d trains and ships: dlib fHOG filters per view, found in p2d/models/.
 
 The stock detectors were trained on photos; these filters were trained on hand-labelled
-public-domain clip art and the face cards of free card decks (`benchmarks/train_drawing_detector.py`
+public-domain clip art and the face cards of free card decks (`python -m benchmarks.train_drawing_detector`
 rebuilds them from `p2d/models/drawing_faces_labels.csv` and Debian's `openclipart-png` and
 `gnome-cards-data`). One filter per view, as dlib's own frontal detector is several HOG filters:
 
@@ -42,12 +42,8 @@ VIEWS = ("frontal", "left", "right")
 VIEW_OF = {("frontal", False): "frontal", ("side", False): "left", ("side", True): "right"}
 
 WORK_SIDE_PX = 400
-# Set on the held-out eval split of the label CSV (benchmarks/eval_drawing_detector.py --sweep
-# --thresholds ...), the one threshold tuned there: -0.74 is the lowest score at which no box fell on
-# any of the 147 face-free eval drawings or the 21 face-free scikit-image pictures (at -0.76: 2
-# scikit-image pictures boxed). It finds 34 of the 73 eval drawings with a face by itself, 2 wrong
-# boxes (the C=10 filters before, at their -0.92: 24 found, none wrong). True faces score about
-# -0.8 to -0.3 (C=50 filters; the C=10 ones bunched at -0.93 to -0.85).
+# The lowest score at which no box fell on the eval split's face-free drawings or scikit-image's face-free
+# pictures: the one threshold tuned on the eval split (docs/decisions/drawing-detector.md#the-fhog-filters).
 MIN_SCORE = -0.74
 # view_scores: a found face is scaled to about the size the filters were trained at (32 px at work
 # size, searched with one 2x upsampling), and a filter that puts no window on it scores the floor.
@@ -130,7 +126,7 @@ def model_paths(models_dir: Path | str | None = None) -> dict[str, Path]:
     if missing:
         raise ModelFileMissing(
             f"drawing-face model file(s) missing: {', '.join(missing)}. They ship with p2d; reinstall it "
-            f"(`pip install -e .`), or rebuild them with `python benchmarks/train_drawing_detector.py`."
+            f"(`pip install -e .`), or rebuild them with `python -m benchmarks.train_drawing_detector` in a checkout of p2d."
         )
     return paths
 

@@ -11,10 +11,11 @@ right swapped, and the two are averaged; as the crop of a mirrored drawing is th
 A model file names its features (`facing_features`; a file without the field reads "hog"). Besides
 the HOG alone there is "hog+asymmetry": how far the HOG differs from the mirrored crop's, summed
 per block, since a frontal face is nearly its own mirror image and a linear model on the HOG
-cannot measure that distance. Tried in issue 10's twelfth session and not shipped (models README).
+cannot measure that distance. The shipped model uses the HOG alone: the asymmetry fell short of the
+bar set for it (research/README.md).
 
 The weights (`p2d/models/drawing_facing.npz`, a few tens of KB) were trained by
-`benchmarks/train_drawing_facing.py` on the hand-labelled faces of the label CSV's train split
+`python -m benchmarks.train_drawing_facing` on the hand-labelled faces of the label CSV's train split
 (three-quarter views count as left / right, as in the `facing` column), with jittered boxes so that
 the boxes of any detector, not only hand boxes, are read alike. Facing follows `p2d.faces.yaw_deg`:
 "right" means the nose points to the image right.
@@ -76,7 +77,7 @@ def hog_features(crop: np.ndarray) -> np.ndarray:
 
 
 BLOCK_VALUES = 36  # one HOG block: 2 x 2 cells of 9 bins
-FEATURES = "hog"  # what benchmarks/train_drawing_facing.py trains by default (the shipped model's)
+FEATURES = "hog"  # what benchmarks.train_drawing_facing trains by default (the shipped model's)
 FEATURE_KINDS = ("hog", "hog+asymmetry")  # what `facing_features` can make
 
 
@@ -89,7 +90,7 @@ def facing_features(crop: np.ndarray, kind: str = FEATURES) -> tuple[np.ndarray,
     if kind == "hog":
         return h, hm
     if kind not in FEATURE_KINDS:
-        raise ValueError(f"unknown facing features {kind!r}: retrain with benchmarks/train_drawing_facing.py")
+        raise ValueError(f"unknown facing features {kind!r}: retrain with `python -m benchmarks.train_drawing_facing`")
     asym = np.abs(h - hm).reshape(-1, BLOCK_VALUES).sum(axis=1)
     return np.concatenate([h, asym]), np.concatenate([hm, asym])
 
@@ -118,7 +119,7 @@ class FacingClassifier:
         if not self.model_file.is_file():
             raise ModelFileMissing(
                 f"{self.model_file} is missing: reinstall p2d, or rebuild it with "
-                "`python benchmarks/train_drawing_facing.py`")
+                "`python -m benchmarks.train_drawing_facing` in a checkout of p2d")
         with np.load(self.model_file) as z:
             weights = {k: z[k] for k in ("mean", "scale", "coef", "intercept")}
             weights["features"] = str(z["features"]) if "features" in z.files else "hog"

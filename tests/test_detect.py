@@ -12,18 +12,20 @@ from conftest import DATA
 from p2d.curate.detect import (
     cnn_view_at,
     CNN_CONSENT, THRESHOLDS, Candidates, DrawingDetector, choose_face, choose_with_rotations, cluster, iou,
-    iou_matrix, plausible, rotate_expanded, score_choices, unrotate,
+    iou_matrix, plausible, rotate_expanded, unrotate,
 )
 from p2d.drawing_facing import FacingClassifier
 from p2d.faces import Detection
 from p2d.images import list_images, read_image
 
+from benchmarks.drawing_labels import score_choices  # the benchmark's measure, on the fixtures
+
 BOXES = Path(__file__).parent / "data" / "drawing_face_boxes.csv"
 
-# Measured with benchmarks/detect_drawings.py (2-core CPU): 15 of 17 drawings get a correct box
-# (IoU >= 0.4 with the hand box; head4, a bald profile, is missed, and happy_woman, a tilted head
-# that only a rotated try found before its rule was made stricter on the train split: see
-# ROTATED_RULES), the tractor's small driver face too, nothing on the fire engine.
+# As benchmarks/detect_drawings.py measures it: 15 of 17 drawings get a correct box (IoU >= 0.4 with
+# the hand box; head4, a bald profile, is missed, and happy_woman, a tilted head that only a rotated
+# try found before its rule was made stricter: see ROTATED_THRESHOLDS), the tractor's small driver
+# face too, nothing on the fire engine.
 MIN_CORRECT_DRAWINGS = 15
 
 
@@ -133,13 +135,11 @@ def test_rotated_faces_need_two_detectors_each_firm_enough_alone():
     weak_pair = {30.0: [det(10, 10, 50, 50, "dlib_hog", -0.45), det(10, 10, 50, 50, "yunet", 0.32)]}
     assert choose_with_rotations(Candidates(upright, weak_pair)) is None
     halfway_pair = {30.0: [det(10, 10, 50, 50, "dlib_hog", -0.1), det(10, 10, 50, 50, "yunet", 0.5)]}
-    assert choose_with_rotations(Candidates(upright, halfway_pair)) is None  # the rule before
-    assert choose_with_rotations(Candidates(upright, halfway_pair), rotated_rule="halfway, 2 agree") is not None
+    assert choose_with_rotations(Candidates(upright, halfway_pair)) is None  # the rule before took it
     firm_pair = {-15.0: [det(10, 10, 50, 50, "dlib_hog", THRESHOLDS["dlib_hog"].alone + 0.05),
                          det(10, 10, 50, 50, "yunet", THRESHOLDS["yunet"].alone + 0.02)]}
     face = choose_with_rotations(Candidates(upright, firm_pair))
     assert face is not None and face.rotation_deg == -15.0
-    assert choose_with_rotations(Candidates(upright, firm_pair), rotated_rule="no rotated tries") is None
     # an upright face wins without looking at rotations
     face = choose_with_rotations(Candidates([det(0, 0, 20, 20, "dlib_hog", 0.5)], firm_pair))
     assert face.rotation_deg == 0.0

@@ -154,7 +154,7 @@ def test_a_long_thin_image_is_searched_without_error(cnn):
 
 
 def test_missing_weights_name_the_fix(tmp_path):
-    with pytest.raises(ModelFileMissing, match="train_drawing_cnn.py"):
+    with pytest.raises(ModelFileMissing, match="benchmarks.train_drawing_cnn"):
         load_network(tmp_path / "none.npz")
 
 

@@ -58,7 +58,7 @@ def test_suppress_overlaps_keeps_the_strongest_of_overlapping_boxes():
 
 
 def test_missing_model_files_name_the_fix(tmp_path):
-    with pytest.raises(ModelFileMissing, match="train_drawing_detector.py"):
+    with pytest.raises(ModelFileMissing, match="benchmarks.train_drawing_detector"):
         model_paths(tmp_path)
 
 

@@ -66,7 +66,7 @@ def test_the_shipped_classifier_reads_the_fixtures_hand_views():
 
 
 def test_a_missing_model_file_names_the_fix(tmp_path):
-    with pytest.raises(ModelFileMissing, match="train_drawing_facing.py"):
+    with pytest.raises(ModelFileMissing, match="benchmarks.train_drawing_facing"):
         FacingClassifier(tmp_path / "none.npz").facing(np.zeros((64, 64, 3), np.uint8), (8, 8, 40, 40))
 
 
@@ -84,7 +84,7 @@ def test_the_asymmetry_features_are_the_same_for_a_crop_and_its_mirror():
     assert np.allclose(facing_features(symmetric, "hog+asymmetry")[0][900:], 0, atol=1e-4)
     h, hm = facing_features(crop, "hog")
     assert np.array_equal(h, hog_features(crop)) and h.shape == hm.shape == (900,)
-    with pytest.raises(ValueError, match="train_drawing_facing.py"):
+    with pytest.raises(ValueError, match="benchmarks.train_drawing_facing"):
         facing_features(crop, "pixels")
 
 

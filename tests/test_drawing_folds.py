@@ -3,14 +3,10 @@
 Copies of one drawing in two folds flatter every out-of-fold figure: the four openclipart card sets
 draw each design four times, and an aisleriot deck has recoloured or re-lettered twins."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from train_drawing_cnn import augmented, design_of, fold_group, fold_of, restyled, sampling_weights  # noqa: E402
+from benchmarks.train_drawing_cnn import augmented, design_of, fold_group, fold_of, restyled, sampling_weights
 
 CARD_SET_COPIES = [f"recreation/games/cards/{s}/{s}_d_k.png" for s in ("ornamental", "white", "simple", "bordered")]
 
@@ -46,7 +42,7 @@ def test_a_fold_model_from_other_folds_is_refused(tmp_path):
     import torch
 
     from p2d.drawing_cnn import build_network, load_network, save_weights
-    from train_drawing_cnn import FOLD_SCHEME, check_fold_model
+    from benchmarks.train_drawing_cnn import FOLD_SCHEME, check_fold_model
 
     widths = (8, 8, 16, 16, 16)
     net = build_network(widths).eval()

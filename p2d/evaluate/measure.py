@@ -29,7 +29,13 @@ class FaceLandmarks:
 
 
 class FaceProbe:
-    """dlib detection, landmarks and descriptors for evaluation, on uint8 gray or RGB images."""
+    """dlib detection, landmarks and descriptors for evaluation, on uint8 gray or RGB images.
+
+    A curated face's HOG box is ~60 px in a 128 px frame, at the lower limit of dlib's 80 px window,
+    so images are upsampled to at least `min_detect_px` before detection. Where HOG misses an input
+    photo, its landmarks are taken in the known framing box, so identity covers every photo; the
+    structure measures count only faces HOG confirms, since for an output "a face is found" is the
+    measurement itself."""
 
     def __init__(self, models: FaceModels | None = None, min_detect_px: int = DETECT_MIN_PX):
         self.models = models or FaceModels()
@@ -57,7 +63,11 @@ class FaceProbe:
         return self.models.embedding(self.rgb(image), points)
 
     def features(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """KID features: dlib's descriptor of each whole image resized to a 150x150 chip, scaled."""
+        """KID features: dlib's descriptor of each whole image resized to a 150x150 chip, scaled.
+        Not Inception's: its weights would have to be downloaded, and dlib's face-recognition network
+        ships with p2d. It was trained to tell people apart and to ignore lighting, colour and texture,
+        so this KID sees face shape and layout but not darkening (hence the brightness gap), and its
+        values do not compare with published KIDs."""
         from PIL import Image
 
         if not len(images):
@@ -136,7 +146,15 @@ class EvalSettings:
 
 
 def _face_measures(ref: Reference, fake_drawings, back_photos, fake_photos, probe: FaceProbe) -> dict[str, list]:
-    """Per-image structure and identity values (the module docstring says what each is)."""
+    """Per-image structure and identity values. `face_found_drawing`: of the test photos in which HOG
+    finds a face, whether the drawing still has one (HOG again); `face_found_photo`: the same for
+    drawing->photo. `landmark_nme`: the mean distance between the photo's 68 landmarks and its
+    drawing's, over the photo's inter-ocular distance, where HOG finds both; `smile_drift`:
+    smile_score(drawing) - smile_score(photo) over the same pairs (positive: the model adds a smile).
+    `identity_drawing`, `identity_cycle`: the distance between dlib's embedding of the photo and of
+    its drawing / its photo->drawing->photo round trip, all aligned with the PHOTO's landmarks, so it
+    measures what the generator changed inside the face and is defined where no face is found in
+    the output (dlib calls two faces the same person below 0.6)."""
     found, nme, smile, id_drawing, id_cycle = [], [], [], [], []
     for photo_face, emb, drawing, back in zip(ref.photo_faces, ref.photo_embeddings, fake_drawings, back_photos):
         id_drawing.append(embedding_distance(emb, probe.embedding(drawing, photo_face.points)))

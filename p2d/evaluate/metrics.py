@@ -67,10 +67,8 @@ def agreement_errors(outputs: dict[int, np.ndarray], min_epochs: int = 3) -> dic
     return {e: errors[k] for k, e in enumerate(epochs)}
 
 
-# Other epochs whose drawing->photo generator feeds an epoch's cross cycle (`cross_cycle_errors`):
-# on benchmarks/evaluate_known_answer.py's 13 tasks (the split of the faces before), 8 spread over
-# the run ranked the epochs as well as all the others (Spearman with the true error within 0.04 on
-# every task; 3: up to 0.10 off; 4: 0.89-0.97 on the sketch tasks against 0.93-0.98).
+# Other epochs whose drawing->photo generator feeds an epoch's cross cycle (`cross_cycle_errors`): 8
+# spread over the run rank the epochs as well as all of them do (docs/decisions/evaluation.md).
 CROSS_REFERENCES = 8
 
 
@@ -287,10 +285,9 @@ def tone_texture_features(image: np.ndarray) -> np.ndarray:
     return np.array(out, np.float64)
 
 
-# Standardized tone features are scaled down so that x.y/d stays ~0.1 and the cubic kernel works
-# near its linear part: the MMD is then mostly the difference of means, far less noisy on a small
-# test split (17 drawings against a 15% darker copy: interval [0.13, 0.31] vs [-0.09, 0.04] for a
-# 2 px shift at 0.3; at 1.0 the shift's interval is [-2.5, 0.3]: tests/test_evaluate.py).
+# Standardized tone features are scaled down so that x.y/d stays ~0.1 and the cubic kernel works near
+# its linear part: the MMD is then mostly the difference of means, far less noisy on a small test split
+# (tests/test_evaluate.py tells a 15% darker copy from a 2 px shift on 17 drawings at this scale).
 TONE_FEATURE_SCALE = 0.3
 
 

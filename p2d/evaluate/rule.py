@@ -38,26 +38,17 @@ class BestEpochRule:
     the run settled on, not a swing of one epoch (AGREES_WITH_THE_RUN: `agreement_drawing`, the
     distance to the median of the drawings of the same photo by every epoch in evaluate.csv)?
     Does it look like a drawing (LOOKS_LIKE_A_DRAWING: realism in both feature spaces, the
-    brightness and contrast gaps to the test drawings)? The last was left out of the score for a
-    while: on benchmarks/evaluate_known_answer.py's tasks as first built, the test drawings were
-    other faces than the test photos whose own mean tone was as far from the true drawings' as the
-    drift, and the rule that scored realism ranked the epochs of the six tasks that learned with
-    Spearman 0.08-0.84 (regret <= 1.10 on 4). With the faces dealt to both sides by brightness (as
-    any large set of faces is), scoring it again met both targets on the same 10 of those 13 tasks
-    as without it (negative44 0.789 against 0.648), and on four tasks added afterwards to check
-    just that, 4 of 4 either way, mean Spearman 0.91 against 0.86 (the 15 tasks that learn: 0.91
-    against 0.89; the score of before the cross cycle, own drawing cycle and no realism: 0.91).
-    The realism measures also tell training that learned nothing (`learning_note`) and flag tone
-    drift (DRIFT_TRENDS). The cross cycle (real drawing -> another epoch's photo -> this epoch's
-    drawing) ends in G_photo2drawing, so its error is that generator redrawing a face, from a photo
-    it did not make itself; the epoch's own drawing cycle is measured but no longer scored (on the
-    known-answer tasks dealt by brightness either meets both targets on the same tasks; on the
-    faces as first split, the cross cycle on 6 of 13, the own cycle on 5). The photo cycle is measured
-    but not scored: it ends in G_drawing2photo, and CycleGAN can satisfy it by hiding the photo in
-    its drawing (Chu et al. 2017, "CycleGAN, a master of steganography"), so a low photo cycle
-    error does not mean a better drawing (on the known-answer tasks its Spearman with the true
-    error was 0.39, 0.64, 0.00, -0.14). Two epochs are *tied* when their scores differ by less than
-    `noise_multiple` x their combined interval half-widths. Among the tie set of the best-scoring
+    brightness and contrast gaps to the test drawings)? The realism measures also tell training that
+    learned nothing (`learning_note`) and flag tone drift (DRIFT_TRENDS). The cross cycle (real
+    drawing -> another epoch's photo -> this epoch's drawing) ends in G_photo2drawing, so its error is
+    that generator redrawing a face from a photo it did not make itself. The epoch's own drawing cycle
+    and the photo cycle are measured but not scored: the photo cycle ends in G_drawing2photo, and
+    CycleGAN can satisfy it by hiding the photo in its drawing (Chu et al. 2017, "CycleGAN, a master of
+    steganography"). Why each term is in or out, with the known-answer figures that decided it:
+    docs/decisions/evaluation.md.
+
+    Two epochs are *tied* when their scores differ by less than `noise_multiple` x their combined
+    interval half-widths. Among the tie set of the best-scoring
     eligible epoch, epochs with a drift flag (see `drift_flags`) are passed over, and the
     lowest-scoring one in a stable good stretch (a neighbouring epoch tied too, so not an isolated
     lucky one; `stable_pick`) is suggested. When no epoch looks more like a drawing than the

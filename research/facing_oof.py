@@ -1,13 +1,13 @@
 """How crop-drawings should read which way a found drawn face looks, chosen on the TRAIN split out of fold.
 
-Usage: python benchmarks/facing_oof.py FOLDS_DIR [FOLDS_DIR ...] [--folds 5] [--clipart DIR] [--cards DIR]
+Usage: python -m research.facing_oof FOLDS_DIR [FOLDS_DIR ...] [--folds 5] [--clipart DIR] [--cards DIR]
            [--features KIND --C C] [--eval]
 
 Two sources say which way a face looks: drawn_cnn's centre maps (one per view: the view whose map
 is highest at the face's centre) and the facing classifier (p2d.drawing_facing, HOG of the box).
 Both were trained on the whole train split, so scoring either there flatters it. Here each train
 face is scored by models that never saw its drawing (nor its card deck): FOLDS_DIR holds
-`fold{k}.npz`, drawn_cnn trained without fold k (`python benchmarks/train_drawing_cnn.py --folds 5
+`fold{k}.npz`, drawn_cnn trained without fold k (`python -m benchmarks.train_drawing_cnn --folds 5
 --fold k -o FOLDS_DIR/fold{k}.npz`, or all five with benchmarks/train_drawing_cnn_folds.sh; ~100 s
 each on a GPU, ~20 min on 2 CPU cores), and the
 classifier is refitted without fold k here (its jittered examples; the shipped model's features
@@ -25,30 +25,26 @@ probabilities on the hand box. Then the accuracy of each rule that combines them
   to 1) + (1 - w) * the classifier's probability; the classifier alone where drawn_cnn has no box.
 --eval prints the same for the shipped models on the eval split's hand-boxed faces (a report:
 nothing is chosen there). Several FOLDS_DIRs (fold models of several seeds or variants): one summary
-row each and their mean, since one seed's `cnn first` moves by up to 17 faces (models README).
+row each and their mean, since one seed's `cnn first` moves by up to 17 faces (README.md here).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from p2d.curate.detect import THRESHOLDS, iou
+from p2d.drawing_cnn import VIEWS, DrawingFaceCnn, boxes_from_peaks, centre_peaks
+from p2d.drawing_facing import CLASSES, FEATURE_KINDS, MODEL_FILE, FacingClassifier
+from p2d.ui import console, progress, table
 
-from p2d.curate.detect import THRESHOLDS, iou  # noqa: E402
-from p2d.drawing_cnn import VIEWS, DrawingFaceCnn, boxes_from_peaks, centre_peaks  # noqa: E402
-from p2d.drawing_facing import CLASSES, FEATURE_KINDS, MODEL_FILE, FacingClassifier  # noqa: E402
-from p2d.ui import console, progress, table  # noqa: E402
+from benchmarks.drawing_labels import CARDS, CLIPART, labelled_set
+from benchmarks.train_drawing_cnn import check_fold_model, fold_of
+from benchmarks.train_drawing_facing import examples, faces_of, fit
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from drawing_labels import CARDS, CLIPART, labelled_set  # noqa: E402
-from train_drawing_cnn import check_fold_model, fold_of  # noqa: E402
-from train_drawing_facing import examples, faces_of, fit  # noqa: E402
 
 assert tuple(VIEWS) == tuple(CLASSES)
 MIN_IOU = 0.3

@@ -1,6 +1,6 @@
 """Would a small CNN on the face crop say a drawn face's facing better than the shipped HOG classifier?
 
-Usage: python benchmarks/facing_crop_cnn.py [--clipart DIR] [--cards DIR] [--folds 5] [--epochs 30]
+Usage: python -m research.facing_crop_cnn [--clipart DIR] [--cards DIR] [--folds 5] [--epochs 30]
            [--crop 64] [--seed 0]
 
 The same protocol as benchmarks/train_drawing_facing.py, so the figures compare: the label CSV's
@@ -17,21 +17,17 @@ ships nothing and chooses nothing on the eval split.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+from p2d.drawing_facing import CLASSES, MIRROR, FacingClassifier, face_crop
+from p2d.ui import console, table
 
-from drawing_labels import CARDS, CLIPART, labelled_set  # noqa: E402
-from p2d.drawing_facing import CLASSES, MIRROR, FacingClassifier, face_crop  # noqa: E402
-from p2d.ui import console, table  # noqa: E402
-from train_drawing_cnn import fold_of  # noqa: E402
-from train_drawing_facing import faces_of, jittered  # noqa: E402
+from benchmarks.drawing_labels import CARDS, CLIPART, labelled_set
+from benchmarks.train_drawing_cnn import fold_of
+from benchmarks.train_drawing_facing import faces_of, jittered
 
 
 def crops(faces: list[dict], jitter: int, crop_px: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -136,7 +132,7 @@ def main() -> None:
             ("shipped HOG classifier, hand box (trained on all train)", *right["shipped"])]
     console.print(table("facing on the train split's labelled faces, out of fold",
                         ["rule", "right", "of"], [(r, a, f"{b} ({a / b:.0%})") for r, a, b in rows]))
-    console.print("for comparison (benchmarks/facing_oof.py, the same folds): drawn_cnn's view first 259/313, "
+    console.print("for comparison (research/facing_oof.py, the same folds): drawn_cnn's view first 259/313, "
                   "the HOG classifier out of fold 248/313")
 
 

@@ -1,7 +1,7 @@
 """Choose crop-drawings' facing order and rotated-try rule on the label CSV's TRAIN split (never eval).
 
-Usage: python benchmarks/drawing_rules.py facing  [--clipart DIR] [--cards DIR]
-       python benchmarks/drawing_rules.py rotated [--cache FILE.json] [--free N] [--skimage]
+Usage: python -m research.drawing_rules facing  [--clipart DIR] [--cards DIR]
+       python -m research.drawing_rules rotated [--cache FILE.json] [--free N] [--skimage]
 
 `facing`: for every labelled train face (its hand box, so no detector's miss hides a face), which
 way it looks by each source crop-drawings has: the 68 landmarks' yaw where they hold together
@@ -13,7 +13,8 @@ a classifier trained for facing: benchmarks/train_drawing_facing.py compares the
 `rotated`: the candidates of every detector on train drawings, upright and at EVERY rotated angle
 (no stop at the first face, so a stricter rule can be replayed exactly), cached in --cache (the
 slow part: ~1 s per pass per drawing); then found / wrong / false boxes for each candidate rule
-of the rotated tries (`p2d.curate.detect.ROTATED_RULES`). --free N: only N face-free train
+of the rotated tries (`ROTATED_RULES` below; p2d ships "alone, 2 agree" as
+`p2d.curate.detect.ROTATED_THRESHOLDS`). --free N: only N face-free train
 drawings (by hash order), to keep the run short. --skimage adds scikit-image's face-free pictures.
 """
 
@@ -21,28 +22,28 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from p2d.curate.detect import (  # noqa: E402
-    ROTATED_RULES,
+from p2d.curate.detect import (
+    ROTATIONS_DEG,
+    THRESHOLDS,
     Candidates,
+    DetectorThresholds,
     DrawingDetector,
-    choose_with_rotations,
+    choose_face,
     iou,
+    rotate_expanded,
+    unrotate,
 )
-from p2d.curate.drawings import face_pose  # noqa: E402
-from p2d.drawing_detector import view_from_scores  # noqa: E402
-from p2d.faces import Detection  # noqa: E402
-from p2d.ui import console, progress, table  # noqa: E402
+from p2d.curate.drawings import face_pose
+from p2d.drawing_detector import view_from_scores
+from p2d.faces import Detection
+from p2d.ui import console, progress, table
 
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from drawing_labels import CARDS, CLIPART, FACING, labelled_set, read_labels  # noqa: E402
+from benchmarks.drawing_labels import CARDS, CLIPART, FACING, labelled_set, read_labels
 
 MARGINS = (0.0, 0.02, 0.05, 0.1, 0.2)
 
@@ -110,9 +111,59 @@ def report_facing(rows: list[dict]) -> None:
 # ----------------------------------------------------------------------------- rotated tries
 
 
+def toward_alone(fraction: float, thresholds: dict[str, DetectorThresholds] = THRESHOLDS) -> dict[str, DetectorThresholds]:
+    """Thresholds whose `agree` is moved `fraction` of the way from `agree` to `alone`."""
+    def moved(t: DetectorThresholds) -> float:  # a detector never trusted alone (alone = inf) stays
+        return t.agree if fraction == 0 else t.agree + fraction * (t.alone - t.agree)
+
+    return {name: replace(t, agree=moved(t)) for name, t in thresholds.items()}
+
+
+# The rules for a face in a rotated copy compared here: name -> (thresholds every agreeing box must
+# reach, detectors that must agree); None: rotated tries never count. "alone, 2 agree" ships.
+ROTATED_RULES: dict[str, tuple[dict[str, DetectorThresholds], int] | None] = {
+    "halfway, 2 agree": (toward_alone(0.5), 2),
+    "3/4 way, 2 agree": (toward_alone(0.75), 2),
+    "alone, 2 agree": (toward_alone(1.0), 2),
+    "agree, 3 agree": (THRESHOLDS, 3),
+    "halfway, 3 agree": (toward_alone(0.5), 3),
+    "no rotated tries": None,
+}
+
+
+def choose_with_rule(c: Candidates, rule: str, min_iou: float = 0.3, min_votes: int = 2):
+    """p2d.curate.detect.choose_with_rotations with one of ROTATED_RULES for the rotated copies."""
+    face = choose_face(c.upright, min_iou=min_iou, min_votes=min_votes, consent=c.consent)
+    if face is not None or ROTATED_RULES[rule] is None:
+        return face
+    thresholds, votes = ROTATED_RULES[rule]
+    found = []
+    for angle, dets in sorted(c.rotated.items(), key=lambda kv: (abs(kv[0]), kv[0])):
+        f = choose_face(dets, min_iou=min_iou, min_votes=max(votes, min_votes), thresholds=thresholds,
+                        trust_alone=False, consent=c.consent)
+        if f is not None:
+            found.append(replace(f, rotation_deg=angle))
+    return max(found, key=lambda f: (f.votes, f.strength)) if found else None
+
+
 def every_rotation(detector: DrawingDetector, image: np.ndarray) -> Candidates:
-    """Upright candidates and, when upright gives no face, those at every angle (no early stop)."""
-    return detector.all_candidates(image, stop_at_first=False)
+    """Upright candidates (the fallback's too where the others find no face) and, when upright gives
+    no face, those at every angle crop-drawings tries, as `DrawingDetector.all_candidates` finds them
+    but with no stop at the first face, so that a stricter rule can be replayed exactly. `detector`
+    searches upright only (`rotations_deg=()`)."""
+    from p2d.images import downscale
+    from p2d.padding import border_color
+
+    c = detector.all_candidates(image)
+    if choose_face(c.upright, consent=c.consent) is not None:
+        return c
+    work, s = downscale(image, detector.max_side_px)
+    fill = border_color(work)
+    for angle in ROTATIONS_DEG:
+        turned, m = rotate_expanded(work, angle, fill)
+        c.rotated[angle] = [replace(u, x=u.x / s, y=u.y / s, w=u.w / s, h=u.h / s)
+                            for u in (unrotate(d, m) for d in detector.candidates(turned, detector.detectors))]
+    return c
 
 
 def _to_json(c: Candidates) -> dict:
@@ -126,7 +177,7 @@ def _from_json(d: dict) -> Candidates:
 
 def collect(images: dict, cache_path: Path) -> dict[str, Candidates]:
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
-    detector = DrawingDetector()
+    detector = DrawingDetector(rotations_deg=())  # every_rotation searches the turned copies itself
     todo = [n for n in images if n not in cache]
     with progress() as bar:
         task = bar.add_task("candidates, every angle", total=len(todo), status="")
@@ -144,7 +195,7 @@ def report_rotated(cands: dict[str, Candidates], truth: dict[str, list], min_iou
     for rule in ROTATED_RULES:
         found = wrong = false = rotated_found = 0
         for name, c in cands.items():
-            face = choose_with_rotations(c, rotated_rule=rule)
+            face = choose_with_rule(c, rule)
             boxes = truth[name]
             if face is None:
                 continue
@@ -184,7 +235,7 @@ def main() -> None:
     free = sorted((n for n, v in images.items() if not v[1]), key=lambda n: sha[n] + n)[: args.free]
     chosen = {n: images[n] for n in faces + free}
     if args.skimage:
-        from detect_drawings import SKIMAGE_NONFACES, skimage_image
+        from benchmarks.detect_drawings import SKIMAGE_NONFACES, skimage_image
 
         for name in SKIMAGE_NONFACES:
             img = skimage_image(name)

@@ -1,11 +1,11 @@
 """Third labelling round of the drawing-face CSV: propose boxes on unlabelled openclipart drawings, draw
 sheets to look at, and turn the decisions taken on them into label rows.
 
-    python benchmarks/label_round3.py pool POOL.json            # unlabelled, unexcluded drawings
-    python benchmarks/label_round3.py scan POOL.json SCAN.jsonl  # detector proposals (resumable)
-    python benchmarks/label_round3.py sheet SCAN.jsonl OUT.png PATH...      # proposals on a 10% grid
-    python benchmarks/label_round3.py zoom OUT.png PATH:x0,y0,x1,y1 ...     # a region, pixel grid
-    python benchmarks/label_round3.py apply SCAN.jsonl DECISIONS.txt         # append rows to the CSV
+    python -m research.label_round3 pool POOL.json            # unlabelled, unexcluded drawings
+    python -m research.label_round3 scan POOL.json SCAN.jsonl  # detector proposals (resumable)
+    python -m research.label_round3 sheet SCAN.jsonl OUT.png PATH...      # proposals on a 10% grid
+    python -m research.label_round3 zoom OUT.png PATH:x0,y0,x1,y1 ...     # a region, pixel grid
+    python -m research.label_round3 apply SCAN.jsonl DECISIONS.txt         # append rows to the CSV
 
 A decision line is `path|none` (face-free), `path|skip` (left out), or `;`-joined faces, each
 `cN:view` (proposal N of the sheet, as drawn) or `p:x,y,w,h:view` (a box read off a zoom sheet in
@@ -17,13 +17,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from drawing_labels import CLIPART, LABELS, read_labels, sha256_of  # noqa: E402
+from benchmarks.drawing_labels import CLIPART, LABELS, read_labels, sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 EXCLUDE = ROOT.parent / "shared" / "eval-exclude.sha256"

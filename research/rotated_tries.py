@@ -16,27 +16,21 @@ dlib's CNN among their searchers took 7.1 of the 8.2 s each such drawing cost. T
 quiet process, the same 20 face-free drawings (`--faces 0 --free 20`): the turned copies cost 2.12 s
 a drawing as shipped, 5.82 s with `--with-dlib-cnn` (upright 1.18 / 1.13 s); no face, no box either way.
 
-Usage: python benchmarks/rotated_tries.py [--free 100] [--faces N] [--with-dlib-cnn] [--shard 0/1]
+Usage: python -m research.rotated_tries [--free 100] [--faces N] [--with-dlib-cnn] [--shard 0/1]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections import Counter
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import p2d.curate.detect as detect
+from p2d.curate.detect import DEFAULT_DETECTORS, ROTATIONS_DEG, DrawingDetector, iou
+from p2d.ui import console, table
 
-import p2d.curate.detect as detect  # noqa: E402
-from p2d.curate.detect import DEFAULT_DETECTORS, ROTATIONS_DEG, DrawingDetector, iou  # noqa: E402
-from p2d.ui import console, table  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from drawing_labels import load, read_labels  # noqa: E402
+from benchmarks.drawing_labels import load, read_labels
 
 
 class PhaseClock:
