@@ -17,18 +17,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from p2d.padding import Pad, crop_square  # noqa: E402
-from p2d.framing import square_from_box  # noqa: E402
-from p2d.images import read_image  # noqa: E402
+from p2d.padding import Pad, crop_square
+from p2d.framing import square_from_box
+from p2d.images import read_image
 
 OUT = ROOT / "p2d" / "samples" / "drawing_faces"
 SIZE_PX = 96

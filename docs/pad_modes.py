@@ -11,20 +11,17 @@ streaks; inpaint (OpenCV Telea) draws rays; blur (the default) leaves a soft bac
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
 import cv2
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from p2d.padding import parse_pad  # noqa: E402
-from p2d.curate.photos import curate_photos  # noqa: E402
-from p2d.demo import write_lfw_photos  # noqa: E402
-from p2d.images import read_image  # noqa: E402
-from p2d.sheets import write_sheet  # noqa: E402
+from p2d.padding import parse_pad
+from p2d.curate.photos import curate_photos
+from p2d.demo import write_lfw_photos
+from p2d.images import read_image
+from p2d.sheets import write_sheet
 
 MODES = ("reflect", "edge", "inpaint", "auto", "blur")
 SHOW_PX = 128  # each 64 px frame shown at twice its size (nearest neighbour: the pixels as trained)

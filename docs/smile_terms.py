@@ -12,22 +12,18 @@ the lift term.
 from __future__ import annotations
 
 import argparse
-import math
-import sys
 from pathlib import Path
 
 import cv2
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from p2d import faces  # noqa: E402
-from p2d.images import read_image  # noqa: E402
+from p2d import faces
+from p2d.images import read_image
 
 PHOTOS = ROOT / "p2d" / "samples" / "photos"
 PANELS = (("astronaut.png", "wide smile (astronaut)"), ("a_youngster_01.png", "neutral (a youngster)"))

@@ -178,7 +178,7 @@ def test_duplicate_whose_file_was_deleted_stays_dropped(planted):
     assert b.loc["resized.png", "reason"] == "unreadable:missing" and not b.loc["resized.png", "keep"]
 
 
-# ----------------------------------------------------------------------------- confirmation (issue 13)
+# ----------------------------------------------------------------------------- confirmation
 
 
 def _thumbs(images):
