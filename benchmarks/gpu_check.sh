@@ -28,7 +28,8 @@ echo "== 1. device index"
 python - <<'PY'
 import torch
 from p2d.runs import pick_device
-from p2d.train.loop import device_precision, rng_state
+from p2d.train.speed import device_precision
+from p2d.train.checkpoint import rng_state
 dev = pick_device("auto")
 assert dev.type == "cuda" and dev.index is not None, dev
 free, total = torch.cuda.mem_get_info(dev)

@@ -1,7 +1,7 @@
 """Benchmark: CycleGAN training steps/s and images/s, plain fp32 eager vs p2d's default path, and each switch alone.
 
 The full experiment model (9 residual blocks, 64 filters, 128x128, batch 2) on the bundled sample
-photos and drawings, through the trainer's own data pipeline, precision setup and `train_step`.
+photos and drawings, through the trainer's own data pipeline, precision setup and model (`CycleGAN.optimize_parameters`).
 All paths run in one process, on the same data and device:
 
   plain            fp32, contiguous NCHW, images kept in RAM and copied to the device each step
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import functools
 import itertools
 import tempfile
 import time
@@ -44,8 +43,9 @@ from p2d.manifest import new_rows, write_manifest
 from p2d.recipe import TrainConfig, apply_overrides
 from p2d.train.data import TrainBatches, training_rows
 from p2d.runs import pick_device
-from p2d.train.loop import autocast_for, device_precision, gradient_scalers, set_cuda_kernels, train_step
-from p2d.train.models import ImagePool, LSGANLoss, build_models
+from p2d.train.cyclegan import CycleGAN
+from p2d.train.ddp import Ranks
+from p2d.train.speed import Speed, set_cuda_kernels
 
 SAMPLES = Path(__file__).resolve().parent.parent / "p2d" / "samples"
 
@@ -77,21 +77,16 @@ def device_busy(prof, steps: int, seconds: float) -> str:
 
 
 def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, warmup: int, profile: bool = False) -> dict:
-    mode = device_precision(cfg.speed.precision, dev)
-    nhwc = cfg.speed.channels_last and dev.type == "cuda"
-    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    speed = Speed.for_device(cfg.speed, dev)
+    fmt = speed.memory_format
     batches = TrainBatches(rows, cfg, dev, gpu_dataset=cfg.speed.gpu_dataset and dev.type == "cuda")
     if dev.type == "cuda":
         set_cuda_kernels(cfg.speed.deterministic)  # as `p2d train` does
     torch.manual_seed(0)
-    nets = {k: m.to(dev, memory_format=fmt) for k, m in build_models(cfg).items()}
-    forward = {k: torch.compile(m) for k, m in nets.items()} if cfg.speed.compile else nets
+    model = CycleGAN(cfg, speed)
+    model.wrap(Ranks())  # one process: torch.compile with speed.compile, no DDP
+    step = model.optimize_parameters
     t = cfg.train
-    opt_G = torch.optim.Adam(itertools.chain(nets["G_photo2drawing"].parameters(), nets["G_drawing2photo"].parameters()), lr=t.lr, betas=(t.beta1, t.beta2))
-    opt_D = torch.optim.Adam(itertools.chain(nets["D_drawing"].parameters(), nets["D_photo"].parameters()), lr=t.lr, betas=(t.beta1, t.beta2))
-    pools = {"drawing": ImagePool(t.pool_size), "photo": ImagePool(t.pool_size)}
-    step = functools.partial(train_step, forward, opt_G, opt_D, pools, cfg=cfg, gan=LSGANLoss(),
-                             autocast=autocast_for(mode, dev), scalers=gradient_scalers(mode, dev))
 
     def batch_stream():
         for epoch in itertools.count():
@@ -113,13 +108,13 @@ def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, w
         for _ in range(steps):
             photo, drawing = next(stream)
             losses = step(photo.contiguous(memory_format=fmt), drawing.contiguous(memory_format=fmt))
-        losses.tolist()  # waits for the device
+        torch.stack(list(losses.values())).tolist()  # waits for the device
         seconds = time.perf_counter() - start
     if profile and dev.type == "cuda":
         print(f"{label}:" + device_busy(prof, steps, seconds), flush=True)
     it_s = steps / seconds
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
-    return {"path": label, "precision": mode, "channels_last": nhwc, "data_on": batches.where, "compile": cfg.speed.compile,
+    return {"path": label, "precision": speed.precision, "channels_last": speed.channels_last, "data_on": batches.where, "compile": cfg.speed.compile,
             "it/s": it_s, "images/s": it_s * 2 * t.batch_size, "s/step": 1 / it_s, "peak_GiB": peak}
 
 

@@ -28,6 +28,8 @@ else:  # pragma: no cover - exercised on 3.10 only
 
 AUGMENTATIONS = ("hflip", "random_crop", "rotation")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+# [model] kind: the names of p2d.train.kinds.MODEL_KINDS (the classes need torch; this module must not)
+MODEL_KIND_NAMES = ("cyclegan",)
 
 
 @dataclass
@@ -50,6 +52,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
+    kind: str = "cyclegan"  # which model trains: one of MODEL_KIND_NAMES
     filters: int = 64  # generator width
     blocks: int = 9  # residual blocks in the generator
     disc_filters: int = 64
@@ -251,6 +254,8 @@ def validate_config(cfg: TrainConfig, source: str = "recipe") -> None:
           f"data.random_crop_scale = {d.random_crop_scale} must be between 1.0 and 2.0")
     _need(0.0 <= d.rotation_deg <= 45.0, source, f"data.rotation_deg = {d.rotation_deg} must be 0..45")
     _need(d.sample_rows >= 1, source, "data.sample_rows must be at least 1")
+    _need(m.kind in MODEL_KIND_NAMES, source,
+          f"model.kind = {m.kind!r} is not a model p2d trains; choose one of: {', '.join(MODEL_KIND_NAMES)}")
     for key in ("filters", "blocks", "disc_filters", "disc_layers"):
         _need(getattr(m, key) >= 1, source, f"model.{key} = {getattr(m, key)} must be at least 1")
     _need(t.epochs >= 1, source, f"train.epochs = {t.epochs} must be at least 1")

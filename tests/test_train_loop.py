@@ -19,8 +19,10 @@ from p2d.errors import P2DError
 from p2d.manifest import read_manifest, write_manifest
 from p2d.recipe import load_recipe
 from p2d.runs import list_checkpoints, pick_device, read_losses, write_losses
-from p2d.train.loop import LOSS_NAMES, lr_factor, precision_mode, train
-from p2d.train.models import ImagePool
+from p2d.train.cyclegan import LOSS_NAMES
+from p2d.train.loop import train
+from p2d.train.models import ImagePool, lr_factor
+from p2d.train.speed import precision_mode
 from train_helpers import TINY_RECIPE, make_manifest
 
 torch.set_num_threads(1)  # a shared 2-core machine: oversubscribed threads are far slower

@@ -1,4 +1,5 @@
-"""Tests for p2d.train.models: generator and discriminator shapes, LSGAN loss, image pool."""
+"""Tests for p2d.train.models (and the CycleGAN's networks): generator and discriminator shapes, LSGAN
+loss, image pool."""
 
 from __future__ import annotations
 
@@ -6,14 +7,14 @@ import pytest
 import torch
 
 from p2d.recipe import TrainConfig
-from p2d.train import models
+from p2d.train import cyclegan, models
+from p2d.train.cyclegan import build_networks
 from p2d.train.models import (
     CopiedReflectionPad2d,
     ImagePool,
     LSGANLoss,
     PatchDiscriminator,
     ResnetGenerator,
-    build_models,
 )
 
 torch.set_num_threads(1)  # a shared 2-core machine: oversubscribed threads are far slower
@@ -45,7 +46,7 @@ def test_default_sizes_match_the_paper(channels, generator_params, discriminator
     cfg = TrainConfig()
     cfg.data.channels = channels
     with torch.device("meta"):  # shapes only: no memory, no random init cost
-        nets = build_models(cfg)
+        nets = build_networks(cfg)
     count = {k: sum(p.numel() for p in m.parameters()) for k, m in nets.items()}
     assert count == {"G_photo2drawing": generator_params, "G_drawing2photo": generator_params,
                      "D_drawing": discriminator_params, "D_photo": discriminator_params}
@@ -55,9 +56,9 @@ def test_seed_fixes_all_weights():
     cfg = TrainConfig()
     cfg.model.filters, cfg.model.blocks, cfg.model.disc_filters = 4, 1, 4
     torch.manual_seed(3)
-    a = build_models(cfg)
+    a = build_networks(cfg)
     torch.manual_seed(3)
-    b = build_models(cfg)
+    b = build_networks(cfg)
     for name in a:
         assert all(torch.equal(x, y) for x, y in zip(a[name].state_dict().values(), b[name].state_dict().values()))
     # ... and the two generators start different (they are two networks, not one shared)
@@ -107,8 +108,8 @@ def test_lsgan_loss(value, real, expected):
 def test_build_models_gives_the_four_networks_the_docstring_maps_to_the_paper():
     import re
 
-    nets = build_models(TrainConfig())
-    mapped = dict(re.findall(r"^\s+(\w+)\s+the paper's (\w+)", models.__doc__, re.M))
+    nets = build_networks(TrainConfig())
+    mapped = dict(re.findall(r"^\s+(\w+)\s+the paper's (\w+)", cyclegan.__doc__, re.M))
     assert mapped == {"G_photo2drawing": "G", "G_drawing2photo": "F", "D_drawing": "D_Y", "D_photo": "D_X"}
     assert set(nets) == set(mapped)
     assert all(isinstance(nets[k], ResnetGenerator) for k in ("G_photo2drawing", "G_drawing2photo"))

@@ -110,7 +110,8 @@ def training_rows(manifest_path: Path | str) -> dict[tuple[str, str], list[Row]]
         if not path.is_file():
             raise ManifestError(
                 f"image {path} (manifest {manifest_path}, line {i + 2}) does not exist: restore the "
-                f"file, or rebuild the manifest; `p2d manifest check {manifest_path}` lists every missing file"
+                f"file, or rebuild the manifest; `p2d manifest check {manifest_path}` lists every "
+                "missing file"
             )
         out[(r.domain, r.split)].append(Row(path, r.crop, i + 2))
     for domain in DOMAINS:
@@ -290,7 +291,8 @@ class PairedCrops(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, i = key
         p = self.plan(epoch)
-        return self.crop("photo", int(p.photo[i]), p.crop_u[i, 0]), self.crop("drawing", int(p.drawing[i]), p.crop_u[i, 1])
+        return (self.crop("photo", int(p.photo[i]), p.crop_u[i, 0]),
+                self.crop("drawing", int(p.drawing[i]), p.crop_u[i, 1]))
 
 
 def rank_positions(step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> range:
@@ -304,7 +306,8 @@ def rank_positions(step: int, batch_size: int, rank: int = 0, world_size: int = 
 class EpochBatches:
     """This rank's batches of positions (epoch, i), in order, starting at step `start`."""
 
-    def __init__(self, epoch: int, steps: int, batch_size: int, start: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(self, epoch: int, steps: int, batch_size: int, start: int = 0, rank: int = 0,
+                 world_size: int = 1):
         self.epoch, self.steps, self.batch_size, self.start = epoch, steps, batch_size, start
         self.rank, self.world_size = rank, world_size
 
@@ -331,7 +334,8 @@ class TrainBatches:
     """
 
     def __init__(self, rows: dict[tuple[str, str], list[Row]], cfg: TrainConfig, device: torch.device,
-                 gpu_dataset: bool = False, workers: int = 0, progress=None, rank: int = 0, world_size: int = 1):
+                 gpu_dataset: bool = False, workers: int = 0, progress=None, rank: int = 0,
+                 world_size: int = 1):
         self.cfg, self.device, self.workers = cfg, device, workers
         photos, drawings = rows[("photo", "train")], rows[("drawing", "train")]
         self.where = "disk (workers)" if workers else "memory"
@@ -360,7 +364,8 @@ class TrainBatches:
 
     @property
     def steps(self) -> int:
-        return steps_per_epoch(len(self.dataset.rows["photo"]), len(self.dataset.rows["drawing"]), self.cfg.train.batch_size)
+        rows = self.dataset.rows
+        return steps_per_epoch(len(rows["photo"]), len(rows["drawing"]), self.cfg.train.batch_size)
 
     def epoch(self, epoch: int, start_step: int = 0):
         """(photo, drawing) batches for steps start_step.. of `epoch` (0-based epoch index)."""
@@ -426,13 +431,15 @@ def _load_all(rows: list[Row], cfg: TrainConfig, device: torch.device, progress,
 
 def unreadable_error(unreadable: list[str], shown: int = 10) -> ManifestError:
     """One error naming the kept rows whose images cannot be read (the first `shown` of them)."""
-    names = ", ".join(unreadable[:shown]) + (f" and {len(unreadable) - shown} more" if len(unreadable) > shown else "")
-    return ManifestError(f"{len(unreadable)} image(s) the manifest keeps cannot be read ({names}): re-run the "
-                         f"curate command for them or drop their rows; "
-                         f"`p2d curate` and `p2d crop-drawings` record such files as keep=false, unreadable:<why>")
+    more = f" and {len(unreadable) - shown} more" if len(unreadable) > shown else ""
+    names = ", ".join(unreadable[:shown]) + more
+    return ManifestError(f"{len(unreadable)} image(s) the manifest keeps cannot be read ({names}): re-run "
+                         "the curate command for them or drop their rows; `p2d curate` and "
+                         "`p2d crop-drawings` record such files as keep=false, unreadable:<why>")
 
 
-def sample_images(rows: dict[tuple[str, str], list[Row]], cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], list[str]]:
+def sample_images(rows: dict[tuple[str, str], list[Row]],
+                  cfg: TrainConfig) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The fixed images of the sample grid: the first `sample_rows` test rows of each domain,
     centre-cropped, as float (N, C, S, S). A domain without test rows falls back to training
     rows, with a note."""
@@ -442,6 +449,7 @@ def sample_images(rows: dict[tuple[str, str], list[Row]], cfg: TrainConfig) -> t
         if not chosen:
             chosen = rows[(domain, "train")][: cfg.data.sample_rows]
             notes.append(f"no {domain} test rows: the sample grid shows training {domain}s")
-        crops = [window(load_image(r.path, cfg.data.channels, cfg.data.size, r.crop), cfg.data.size, 0.5, 0.5) for r in chosen]
+        crops = [window(load_image(r.path, cfg.data.channels, cfg.data.size, r.crop), cfg.data.size, 0.5, 0.5)
+                 for r in chosen]
         out[domain] = torch.stack(crops).float().div(127.5).sub(1.0)
     return out, notes

@@ -65,8 +65,9 @@ def start(device: str | None, ranks: Ranks) -> torch.device:
     dev = pick_device("cpu" if device == "cpu" else "cuda" if device == "cuda" else None)
     if dev.type == "cuda":
         if ranks.local_rank >= torch.cuda.device_count():
-            raise P2DError(f"torchrun started local rank {ranks.local_rank}, but this node has "
-                           f"{torch.cuda.device_count()} GPU(s): use --nproc-per-node {torch.cuda.device_count()}")
+            count = torch.cuda.device_count()
+            raise P2DError(f"torchrun started local rank {ranks.local_rank}, but this node has {count} "
+                           f"GPU(s): use --nproc-per-node {count}")
         dev = torch.device("cuda", ranks.local_rank)
         torch.cuda.set_device(dev)  # nccl's object collectives use the current device
     if not dist.is_initialized():

@@ -1,24 +1,21 @@
-"""The CycleGAN: ResNet generator, PatchGAN discriminator, least-squares GAN loss and the image pool.
+"""The pieces p2d's model kinds are built from: ResNet generator, PatchGAN discriminator, least-squares
+GAN loss, image pool and the linear-decay learning-rate schedule.
 
-Names follow the direction, mapped to the paper (Zhu et al. 2017, "Unpaired Image-to-Image
-Translation using Cycle-Consistent Adversarial Networks") with X = photos, Y = drawings:
-
-    G_photo2drawing   the paper's G : X -> Y
-    G_drawing2photo   the paper's F : Y -> X
-    D_drawing         the paper's D_Y (real drawing vs G_photo2drawing(photo))
-    D_photo           the paper's D_X (real photo vs G_drawing2photo(drawing))
-
-The architecture is the paper's (and junyanz/pytorch-CycleGAN-and-pix2pix's "resnet_9blocks" and
-"basic" PatchGAN): instance norm without affine parameters, reflection padding, weights drawn from
-N(0, 0.02). Width and depth come from the recipe's [model] table.
+The architecture is the CycleGAN paper's (and junyanz/pytorch-CycleGAN-and-pix2pix's "resnet_9blocks"
+and "basic" PatchGAN): instance norm without affine parameters, reflection padding, weights drawn from
+N(0, 0.02). Width and depth come from the recipe's [model] table. Which networks a model has, and
+what they are called, is its own file's business (cyclegan.py).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
-from p2d.recipe import TrainConfig
+from p2d.recipe import TrainConfig, TrainOptions
 
 
 class CopiedReflectionPad2d(nn.Module):
@@ -65,7 +62,8 @@ class ResnetGenerator(nn.Module):
     """c7s1-f, d2f, d4f, `blocks` x R4f, u2f, uf, c7s1-channels, tanh. Input sides: multiples of 4.
     `pad`: the reflection padding's module (CopiedReflectionPad2d for deterministic CUDA runs)."""
 
-    def __init__(self, channels: int, filters: int = 64, blocks: int = 9, pad: type[nn.Module] = nn.ReflectionPad2d):
+    def __init__(self, channels: int, filters: int = 64, blocks: int = 9,
+                 pad: type[nn.Module] = nn.ReflectionPad2d):
         super().__init__()
         f = filters
         layers: list[nn.Module] = [
@@ -75,7 +73,8 @@ class ResnetGenerator(nn.Module):
             nn.ReLU(inplace=True),
         ]
         for mult in (1, 2):  # two stride-2 downsamplings
-            layers += [nn.Conv2d(f * mult, f * mult * 2, 3, stride=2, padding=1), _norm(f * mult * 2), nn.ReLU(inplace=True)]
+            layers += [nn.Conv2d(f * mult, f * mult * 2, 3, stride=2, padding=1), _norm(f * mult * 2),
+                       nn.ReLU(inplace=True)]
         layers += [ResidualBlock(f * 4, pad) for _ in range(blocks)]
         for mult in (4, 2):  # and back up
             layers += [
@@ -100,7 +99,8 @@ class PatchDiscriminator(nn.Module):
         for n in range(1, layers + 1):
             new_width = filters * min(2**n, 8)
             stride = 2 if n < layers else 1  # the last hidden layer keeps the resolution
-            seq += [nn.Conv2d(width, new_width, 4, stride=stride, padding=1), _norm(new_width), nn.LeakyReLU(0.2, True)]
+            seq += [nn.Conv2d(width, new_width, 4, stride=stride, padding=1), _norm(new_width),
+                    nn.LeakyReLU(0.2, True)]
             width = new_width
         seq += [nn.Conv2d(width, 1, 4, stride=1, padding=1)]
         self.net = nn.Sequential(*seq)
@@ -131,14 +131,10 @@ def build_discriminator(cfg: TrainConfig) -> PatchDiscriminator:
     return d
 
 
-def build_models(cfg: TrainConfig) -> dict[str, nn.Module]:
-    """The four networks by name, initialised in a fixed order (so a seed fixes all weights)."""
-    return {
-        "G_photo2drawing": build_generator(cfg),
-        "G_drawing2photo": build_generator(cfg),
-        "D_drawing": build_discriminator(cfg),
-        "D_photo": build_discriminator(cfg),
-    }
+def set_requires_grad(nets: Iterable[nn.Module], flag: bool) -> None:
+    for net in nets:
+        for p in net.parameters():
+            p.requires_grad_(flag)
 
 
 class LSGANLoss(nn.Module):
@@ -194,4 +190,40 @@ class ImagePool:
         holds NCHW; mixed layouts would make every torch.cat of the pool copy)."""
         self.size = int(state["size"])
         images = state["images"]
-        self.images = [images[i : i + 1].to(device, memory_format=memory_format) for i in range(images.shape[0])]
+        self.images = [images[i : i + 1].to(device, memory_format=memory_format)
+                       for i in range(images.shape[0])]
+
+
+# ----------------------------------------------------------------------------- learning rate
+
+
+def lr_factor(epoch: int, epochs: int, decay_from_epoch: int) -> float:
+    """Learning-rate multiplier during `epoch` (1-based): 1 before `decay_from_epoch`, then a
+    straight line that would reach 0 one epoch after the last, so no epoch trains at lr 0."""
+    if epoch < decay_from_epoch:
+        return 1.0
+    # max(1, ...): a run cut shorter than its decay start (--epochs below decay_from_epoch) must not
+    # divide by zero in its last epoch.
+    return max(0.0, 1.0 - (epoch - decay_from_epoch) / max(1, epochs - decay_from_epoch + 1))
+
+
+def _lr_lambda(epochs_done: int, epochs: int, decay_from_epoch: int) -> float:
+    return lr_factor(epochs_done + 1, epochs, decay_from_epoch)
+
+
+def adam(params: Iterable[nn.Parameter], train: TrainOptions) -> torch.optim.Adam:
+    return torch.optim.Adam(params, lr=train.lr, betas=(train.beta1, train.beta2))
+
+
+def linear_decay(optimizer: torch.optim.Optimizer, train: TrainOptions) -> torch.optim.lr_scheduler.LambdaLR:
+    """The recipe's schedule (lr_factor), stepped once an epoch."""
+    schedule = functools.partial(_lr_lambda, epochs=train.epochs, decay_from_epoch=train.decay_from_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def restore_lr(scheduler: torch.optim.lr_scheduler.LambdaLR) -> None:
+    """After a scheduler's load_state_dict: its optimizer's lr from this run's schedule. The saved lr
+    belongs to the saved schedule; with another --epochs the slope changed, and LambdaLR would only
+    apply it at the next epoch. Same epochs: the same value as saved."""
+    for group, base, fn in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * fn(scheduler.last_epoch)

@@ -1,4 +1,4 @@
-"""Translate images with a trained run: load the right generator, run it over files and folders.
+"""Translate images with a trained run: load its model's generator, run it over files and folders.
 
 The generator is fully convolutional with two stride-2 steps, so it runs on any image whose sides
 are multiples of 4. Images are scaled so their shorter side is the training size (the scale the
@@ -19,13 +19,13 @@ from torch import nn
 from p2d.errors import P2DError
 from p2d.images import check_output_dir, list_images, try_read_image, write_image
 from p2d.recipe import TrainConfig, config_from_dict
-from p2d.train.data import image_to_tensor, resize_image, to_channels, tensor_to_image
 from p2d.runs import checkpoint_path, list_checkpoints, pick_device
-from p2d.train.loop import load_checkpoint
-from p2d.train.models import build_generator
+from p2d.train.checkpoint import load_checkpoint
+from p2d.train.data import image_to_tensor, resize_image, to_channels, tensor_to_image
+from p2d.train.kinds import MODEL_KINDS, Model
 from p2d.ui import progress
 
-DIRECTIONS = {"drawing": "G_photo2drawing", "photo": "G_drawing2photo"}
+DIRECTIONS = ("drawing", "photo")  # translate --to: the domain an image is translated into
 
 
 def find_checkpoint(run_or_checkpoint: Path | str, epoch: int | None = None) -> Path:
@@ -52,20 +52,26 @@ def find_checkpoint(run_or_checkpoint: Path | str, epoch: int | None = None) -> 
     return saved[max(saved)]
 
 
-def load_generators(run_or_checkpoint: Path | str, epoch: int | None = None, device="cpu") -> tuple[TrainConfig, nn.Module, nn.Module]:
-    """(config, G_photo2drawing, G_drawing2photo) from a run folder or checkpoint, in eval mode.
+def load_model(run_or_checkpoint: Path | str, epoch: int | None = None) -> Model:
+    """The model a run folder or checkpoint holds (its recipe's [model] kind), with the checkpoint's
+    networks, on the CPU.
 
-    The checkpoint is read into host memory and only the generators go to `device`: the
-    discriminators, optimizer moments and image pools would take GPU memory for nothing.
+    The checkpoint is read into host memory; callers move only the generator they need to a device:
+    the discriminators, optimizer moments and image pools would take GPU memory for nothing.
     """
     ckpt = load_checkpoint(find_checkpoint(run_or_checkpoint, epoch), "cpu")
     cfg = config_from_dict(ckpt["recipe"], source=f"checkpoint {run_or_checkpoint}")
-    generators = []
-    for name in ("G_photo2drawing", "G_drawing2photo"):
-        g = build_generator(cfg)
-        g.load_state_dict(ckpt["models"][name])
-        generators.append(g.to(device).eval())
-    return cfg, generators[0], generators[1]
+    model = MODEL_KINDS[cfg.model.kind](cfg)
+    model.load_networks(ckpt["models"])
+    return model
+
+
+def load_generators(run_or_checkpoint: Path | str, epoch: int | None = None,
+                    device="cpu") -> tuple[TrainConfig, nn.Module, nn.Module]:
+    """(config, photo -> drawing generator, drawing -> photo generator) of a run folder or
+    checkpoint, on `device` in eval mode."""
+    model = load_model(run_or_checkpoint, epoch)
+    return model.cfg, model.generator("drawing").to(device).eval(), model.generator("photo").to(device).eval()
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = 4) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -152,13 +158,12 @@ def translate(
 ) -> TranslateResult:
     """Translate every image in `inputs` (files and folders) to `to` ("drawing" or "photo") into `out`.
 
-    Bad files and (with crop_faces) images without a face are recorded in `.skipped` with a
-    reason; the batch carries on. `pad` fills a cropped face's frame past the photo's edge
-    (a --pad value; `blur` as `p2d curate photos` does by default).
+    The keyword arguments are `p2d translate`'s options. Bad files and (with crop_faces) images
+    without a face are recorded in `.skipped` with a reason; the batch carries on. `pad` fills a
+    cropped face's frame past the photo's edge (a --pad value; `blur` as `p2d curate photos` does).
     """
     if to not in DIRECTIONS:
         raise P2DError(f"--to {to!r}: use drawing (photo -> drawing) or photo (drawing -> photo)")
-
     fill = None
     if crop_faces:
         from p2d.padding import parse_pad
@@ -171,15 +176,15 @@ def translate(
         if Path(item).is_dir():
             check_output_dir(item, out)
     ckpt = find_checkpoint(run_or_checkpoint, epoch)
-    cfg, g_p2d, g_d2p = load_generators(ckpt, device=dev)
-    generator = g_p2d if to == "drawing" else g_d2p
+    model = load_model(ckpt)
+    generator = model.generator(to).to(dev).eval()
     faces = None
     if crop_faces:
         from p2d.faces import FaceModels
-        from p2d.padding import crop_face  # the framing and fill `p2d curate photos` use
 
         faces = FaceModels(models_dir)
-    result = TranslateResult(config=cfg, checkpoint=ckpt)
+    framing = _Framing(model.cfg, resize, faces, fill)
+    result = TranslateResult(config=model.cfg, checkpoint=ckpt)
     start = time.perf_counter()
     taken: set[str] = set()
     with progress() as bar:
@@ -188,27 +193,46 @@ def translate(
             bar.advance(task)
             if rel.as_posix().lower() in taken:
                 # a/x.jpg and b/x.jpg given as files would both become OUT/x.jpg
-                result.skipped.append((src, f"same output name as an earlier input: {rel}; translate it on its own"))
+                why = f"same output name as an earlier input: {rel}; translate it on its own"
+                result.skipped.append((src, why))
                 continue
             taken.add(rel.as_posix().lower())
-            img, reason = try_read_image(src, "RGB")
-            if img is not None and faces is not None:
-                img, reason = crop_face(img, faces, size=cfg.data.size, pad=fill)
+            img, reason = framing.prepare(src)
             if img is None:
-                result.skipped.append((src, reason or "unreadable"))
+                result.skipped.append((src, reason))
                 continue
-            img = to_channels(img, cfg.data.channels)
-            img = img[:, :, 0] if img.shape[2] == 1 else img
-            if resize:
-                img = scale_to_size(img, cfg.data.size)
-            if min(img.shape[:2]) < 8:
-                # two stride-2 convolutions and reflect padding need a few pixels to work on
-                result.skipped.append((src, f"too small ({img.shape[1]}x{img.shape[0]}): at least 8 px a side"))
-                continue
-            dst = out / rel
-            write_image(dst, translate_array(generator, img, cfg.data.channels, dev))
-            result.written.append(dst)
-            done = len(result.written)
-            bar.update(task, status=f"{done / (time.perf_counter() - start):.1f} images/s")
+            write_image(out / rel, translate_array(generator, img, model.cfg.data.channels, dev))
+            result.written.append(out / rel)
+            bar.update(task, status=f"{len(result.written) / (time.perf_counter() - start):.1f} images/s")
     result.seconds = time.perf_counter() - start
     return result
+
+
+@dataclass
+class _Framing:
+    """How an input file becomes what the generator takes: read, with --crop-faces framed as `p2d curate
+    photos` frames faces (`faces`: FaceModels, `fill`: the parsed --pad), at the run's channels and,
+    with `resize`, its training scale."""
+
+    cfg: TrainConfig
+    resize: bool = True
+    faces: object | None = None
+    fill: object | None = None
+
+    def prepare(self, src: Path) -> tuple[np.ndarray | None, str]:
+        """(the image as uint8, "") or (None, why it is skipped)."""
+        img, reason = try_read_image(src, "RGB")
+        if img is not None and self.faces is not None:
+            from p2d.padding import crop_face  # the framing and fill `p2d curate photos` use
+
+            img, reason = crop_face(img, self.faces, size=self.cfg.data.size, pad=self.fill)
+        if img is None:
+            return None, reason or "unreadable"
+        img = to_channels(img, self.cfg.data.channels)
+        img = img[:, :, 0] if img.shape[2] == 1 else img
+        if self.resize:
+            img = scale_to_size(img, self.cfg.data.size)
+        if min(img.shape[:2]) < 8:
+            # two stride-2 convolutions and reflect padding need a few pixels to work on
+            return None, f"too small ({img.shape[1]}x{img.shape[0]}): at least 8 px a side"
+        return img, ""
