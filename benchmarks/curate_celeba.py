@@ -31,7 +31,7 @@ from pathlib import Path
 import p2d
 from p2d.curate.celeba import curate_celeba
 from p2d.curate.filters import Thresholds
-from p2d.curate.pipeline import STAGES
+from p2d.curate.pipeline import STAGES, CurateOptions
 from p2d.faces import FaceModels
 from p2d.images import list_images, read_image
 from p2d.shape_predictor import BACKEND_ENV
@@ -83,8 +83,9 @@ def timed_run(root: Path, out: Path, n: int, mode: str, workers: int, engine: st
     `machine_cpu`: of every process on the machine (see machine_cpu_seconds)."""
     shutil.rmtree(out, ignore_errors=True)  # a first run: nothing cached
     cpu, machine = time.process_time(), machine_cpu_seconds()
-    r = curate_celeba(root, out, first=n, drop_smiles=True, drop_outliers=True, workers=workers,
-                      engine=engine, **MODES[mode])
+    options = CurateOptions(drop_smiles=True, drop_outliers=True, workers=workers, engine=engine,
+                            upsample=MODES[mode].get("upsample", 1))
+    r = curate_celeba(root, out, options, first=n, detect=MODES[mode]["detect"])
     r.driver_cpu = time.process_time() - cpu
     r.machine_cpu = machine_cpu_seconds() - machine
     return r
@@ -151,9 +152,9 @@ def main() -> None:
     # compared now: the cached re-run below rewrites the first engine's manifest
     same = {mode: len({results[mode, e, large].manifest.read_bytes() for e in engines}) == 1 for mode in modes}
     cached = None if "fast" not in modes else curate_celeba(
-        root, work / f"fast-{engines[0].replace('/', '-')}-{large}", first=large, drop_smiles=True, drop_outliers=True,
-        workers=args.workers, engine=engines[0].partition("/")[0],
-        thresholds=Thresholds(smile_threshold=1.0, max_yaw_deg=25.0))
+        root, work / f"fast-{engines[0].replace('/', '-')}-{large}", CurateOptions(
+            drop_smiles=True, drop_outliers=True, workers=args.workers, engine=engines[0].partition("/")[0],
+            thresholds=Thresholds(smile_threshold=1.0, max_yaw_deg=25.0)), first=large)
 
     console.print(table(
         f"p2d curate celeba, {args.workers} workers, {os.cpu_count()} CPUs ({platform.machine()}), load average "
@@ -203,7 +204,7 @@ def direct_startup(work: Path, mode: str, workers: int, repeat: int = 3) -> floa
     from p2d.curate.engine import _init_process
     from p2d.curate.pipeline import RunSettings, _prepare_models, ready_worker
 
-    settings = RunSettings(out_dir=work / "startup", source="celeba", workers=workers,
+    settings = RunSettings(out_dir=work / "startup", options=CurateOptions(source="celeba", workers=workers),
                            face_box="detect" if MODES[mode]["detect"] else "known")
     times = []
     for _ in range(repeat):

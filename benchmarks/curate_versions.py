@@ -37,21 +37,27 @@ from benchmarks.curate_celeba import MODES, build  # the same folder and modes a
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# One curation in a fresh process; prints its wall time in seconds. The call is the one both
-# versions share (curate_celeba's keywords have not changed since the cluster engine was added).
+# One curation in a fresh process; prints its wall time in seconds. A tree with CurateOptions takes
+# the shared options as that one object, an older tree as keywords: the same run either way.
 RUN = """
 import json, sys, time
 from pathlib import Path
 from p2d.curate.celeba import curate_celeba
 from p2d.curate.photos import curate_photos
 a = json.loads(sys.argv[1])
+mode = {} if a["mode"] == "photos" else dict(a["mode"])
+opts = dict(drop_smiles=True, drop_outliers=True, workers=a["workers"], upsample=mode.pop("upsample", 1))
+try:
+    from p2d.curate.pipeline import CurateOptions
+    opts = {"options": CurateOptions(**opts)}
+except ImportError:
+    pass
 if __name__ == "__main__":
     t0 = time.perf_counter()
     if a["mode"] == "photos":
-        curate_photos(Path(a["root"]), Path(a["out"]), drop_smiles=True, drop_outliers=True, workers=a["workers"])
+        curate_photos(Path(a["root"]), Path(a["out"]), **opts)
     else:
-        curate_celeba(Path(a["root"]), Path(a["out"]), first=a["n"], drop_smiles=True, drop_outliers=True,
-                      workers=a["workers"], **a["mode"])
+        curate_celeba(Path(a["root"]), Path(a["out"]), first=a["n"], **opts, **mode)
     print(json.dumps({"seconds": time.perf_counter() - t0}))
 """
 PHOTOS = "photos"  # `p2d curate photos` (detection on every photo, the photo framing) on a folder of the first N

@@ -7,7 +7,7 @@ Image sets:
 - fixtures: p2d/samples/drawings/ (17 drawn faces) and nonfaces/ (2 clip-art vehicles; the
   tractor's driver has a small face, see tests/data/drawing_face_boxes.md), truth in
   tests/data/drawing_face_boxes.csv (boxes and views drawn by hand);
-- eval split: the `eval` rows of p2d/models/drawing_faces_labels.csv (openclipart drawings with
+- eval split: the `eval` rows of p2d/drawings/weights/drawing_faces_labels.csv (openclipart drawings with
   hand boxes and views, and face-free ones; the shipped `drawn_hog` detector was neither trained
   nor tuned on them), read from Debian's openclipart-png (--clipart); skipped when it is missing;
 - painted figures: benchmarks/painted_faces_labels.csv, 129 faces in two games' character
@@ -40,14 +40,14 @@ from pathlib import Path
 
 import numpy as np
 
-from p2d.curate.detect import DrawingDetector, choose_with_rotations, iou
 from p2d.curate.drawings import PROPOSAL_MIN_SCORE, proposal
 from p2d.curate.drawings import face_pose
+from p2d.drawings.detect import DrawingDetector, choose_with_rotations, iou
+from p2d.drawings.labels import CARDS, CLIPART, FACING, available, score_choices, sha256_of
 from p2d.evaluate.metrics import wilson_interval
 from p2d.images import list_images
 from p2d.ui import console, table
 
-from benchmarks.drawing_labels import CARDS, CLIPART, FACING, available, score_choices, sha256_of
 from benchmarks.eval_drawing_detector import as_image, eval_set  # the label CSV's eval split
 
 ROOT = Path(__file__).resolve().parents[1]

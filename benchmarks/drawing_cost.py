@@ -65,7 +65,7 @@ def drawing_set(raw: Path, eval_sample: int) -> int:
             n += 1
     if eval_sample <= 0:
         return n
-    from benchmarks.drawing_labels import CARD_PREFIX, available, load, read_labels
+    from p2d.drawings.labels import CARD_PREFIX, available, load, read_labels
 
     have = available()
     rows = {p: e for p, e in read_labels().items()

@@ -6,7 +6,7 @@ Usage: python -m benchmarks.drawing_thresholds [--split train] [--cache FILE.jso
 Every detector's upright boxes on every drawing of the split (faces and face-free) are cached in
 --cache (the slow part: ~1.5 s per drawing; --jobs processes), so rules replay in seconds. Then:
 
-1. today's rule (p2d.curate.detect.THRESHOLDS), upright only: found / wrong / false;
+1. today's rule (p2d.drawings.detect.THRESHOLDS), upright only: found / wrong / false;
 2. per detector, the `alone` threshold it would need for no false box on the split's face-free
    drawings by itself (never below today's), and found / wrong / false of the combination with it;
 3. the combination with every detector at that threshold (the candidate rule).
@@ -20,7 +20,7 @@ replays the rule (report only: nothing else is chosen there).
 
 `--cnn-folds DIR` (train split) checks that choice out of fold: drawn_cnn's boxes on each train
 drawing come from `DIR/fold{k}.npz`, the model trained without that drawing's fold (as
-research/facing_oof.py uses them; made by benchmarks/train_drawing_cnn_folds.sh, and refused
+research/facing_oof.py uses them; made by p2d/drawings/build_cnn_folds.sh, and refused
 unless the file says it left that fold out on today's folds), so its top score on the face-free
 drawings says something again; the table's drawn_cnn row then shows the `alone` the rule gives it
 there (not floored at today's), and a few `agree` values are replayed beside it. The dlib CNN's fallback boxes stay
@@ -38,13 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from p2d.curate.detect import (
+from p2d.drawings.detect import (
     CNN_CONSENT, THRESHOLDS, USER, DetectorThresholds, DrawingDetector, choose_face, iou,
 )
+from p2d.drawings.labels import CARDS, CLIPART, labelled_set
 from p2d.faces import Detection
 from p2d.ui import console, progress, table
 
-from benchmarks.drawing_labels import CARDS, CLIPART, labelled_set
 
 DETECTORS = tuple(name for name in THRESHOLDS if name != USER)  # the user model is not in the labels
 
@@ -82,8 +82,8 @@ def collect(images: dict, cache_path: Path, jobs: int) -> dict[str, list[Detecti
 
 def out_of_fold_cnn(images: dict, cands: dict[str, list[Detection]], folds_dir: Path, folds: int = 5) -> dict:
     """`cands` with drawn_cnn's boxes replaced by those of the fold model that never saw the drawing."""
-    from p2d.drawing_cnn import DrawingFaceCnn
-    from benchmarks.train_drawing_cnn import check_fold_model, fold_of
+    from p2d.drawings.build_cnn import check_fold_model, fold_of
+    from p2d.drawings.cnn import DrawingFaceCnn
 
     models = {k: DrawingFaceCnn(model_file=check_fold_model(folds_dir / f"fold{k}.npz", k, folds)) for k in range(folds)}
     out = {}

@@ -3,7 +3,7 @@
 Usage: python -m benchmarks.eval_drawing_detector [--clipart /usr/share/openclipart/png] [--min-iou 0.3]
            [--skip-stock] [--sweep] [--models DIR]
 
-Images: the `eval` rows of p2d/models/drawing_faces_labels.csv (drawings with hand boxes and
+Images: the `eval` rows of p2d/drawings/weights/drawing_faces_labels.csv (drawings with hand boxes and
 face-free drawings; none of them trained or tuned on; needs `apt-get install openclipart-png`),
 the fixtures (p2d/samples/drawings + nonfaces, boxes in tests/data/drawing_face_boxes.csv),
 and scikit-image's face-free sample pictures. Per detector, one box per image (each detector's
@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from p2d.curate.detect import DrawingDetector, choose_with_rotations
-from p2d.drawing_detector import MIN_SCORE, DrawingFaceDetector, box_iou
+from p2d.drawings.detect import DrawingDetector, choose_with_rotations
+from p2d.drawings.fhog import MIN_SCORE, DrawingFaceDetector, box_iou
+from p2d.drawings.labels import CARDS, CLIPART, FACING, available, labelled_set
 from p2d.images import read_image, write_image
 from p2d.sheets import contact_sheet, draw_box
 from p2d.ui import console, table
 
-from benchmarks.drawing_labels import CARDS, CLIPART, FACING, available, labelled_set
 
 ROOT = Path(__file__).resolve().parents[1]
 

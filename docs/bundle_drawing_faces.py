@@ -77,11 +77,11 @@ openclipart at run or test time: these files are the copies.
 
 Made by `docs/bundle_drawing_faces.py`: openclipart files whose SHA-256 is not in the project's
 eval-exclude list and that are not in the drawing detector's eval split
-(p2d/models/drawing_faces_labels.csv) went through `p2d crop-drawings` (`people/` but `smilies/`
+(p2d/drawings/weights/drawing_faces_labels.csv) went through `p2d crop-drawings` (`people/` but `smilies/`
 and `stickmen/`; files elsewhere named like people; the larger files of recreation, special,
 unsorted, education, office and food); a person looked at every face candidate its detectors
 gave and kept only real drawn human faces (no photos, no faceless icons, no animals, one box per face).
-The 13 hand-labelled train-split face boxes of p2d/models/drawing_faces_labels.csv not picked above
+The 13 hand-labelled train-split face boxes of that label CSV not picked above
 were added as labelled. The picked boxes are docs/bundle_drawing_faces.csv. Each is stored at {size}x{size}
 px with 1.5x the crop's context (64-colour palette PNG); `boxes.csv` gives its face box in those
 pixels, so `p2d crop-drawings --boxes` crops it again without detecting.

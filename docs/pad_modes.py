@@ -19,6 +19,7 @@ import cv2
 ROOT = Path(__file__).resolve().parents[1]
 from p2d.padding import parse_pad
 from p2d.curate.photos import curate_photos
+from p2d.curate.pipeline import CurateOptions
 from p2d.demo import write_lfw_photos
 from p2d.images import read_image
 from p2d.sheets import write_sheet
@@ -35,7 +36,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         photos = Path(tmp) / "lfw"
         write_lfw_photos(photos, count=args.count + 2)
-        runs = {m: curate_photos(photos, Path(tmp) / m, size=64, pad=parse_pad(m)).rows for m in MODES}
+        runs = {m: curate_photos(photos, Path(tmp) / m, CurateOptions(size=64), pad=parse_pad(m)).rows for m in MODES}
         kept = runs["blur"][runs["blur"]["keep"]].head(args.count)
         images, labels = [], []
         for row in kept.itertuples():

@@ -81,7 +81,7 @@ def manifest_check(
     console.print("[green]manifest is valid[/]")
 
 
-# ----------------------------------------------------------------------------- curate (issue 2)
+# ----------------------------------------------------------------------------- curate
 
 _Size = Annotated[int, typer.Option("--size", help="Output images are SIZE x SIZE pixels.")]
 _Format = Annotated[str, typer.Option("--format", help="Output format: png (lossless) or jpg.")]
@@ -104,8 +104,8 @@ _CURATE_OPTIONS = (("size", _Size, 128), ("fmt", _Format, "png"), ("workers", _W
 def _curate_options(command):
     """Give a `p2d curate` command the options all curate commands share (_CURATE_OPTIONS), then
     the filter thresholds, one option per field of p2d.curate.filters.Thresholds (its defaults and
-    help texts). The command receives them as `common`: keyword arguments for curate_celeba /
-    curate_photos, `thresholds` a Thresholds."""
+    help texts). The command receives them as `common`: the fields of p2d.curate.pipeline.CurateOptions
+    (`thresholds` a Thresholds)."""
     from p2d.curate.filters import Thresholds  # light: the module imports numpy/OpenCV only when measuring
 
     keyword = inspect.Parameter.KEYWORD_ONLY
@@ -159,11 +159,11 @@ def curate_celeba_cmd(
     Example: p2d curate celeba --first 4232 --drop-smiles
     """
     from p2d.curate.celeba import curate_celeba
+    from p2d.curate.pipeline import CurateOptions
 
-    result = curate_celeba(
-        root, out=out, first=first, partition=partition, exclude_attrs=tuple(exclude_attr or ()),
-        drop_smiles=drop_smiles, smile_source=smile_source, drop_outliers=drop_outliers, detect=detect, **common,
-    )
+    options = CurateOptions(drop_smiles=drop_smiles, drop_outliers=drop_outliers, **common)
+    result = curate_celeba(root, out, options, first=first, partition=partition,
+                           exclude_attrs=tuple(exclude_attr or ()), smile_source=smile_source, detect=detect)
     _print_run(result, common["thresholds"], drop_smiles=drop_smiles, smile_source=smile_source,
                drop_outliers=drop_outliers, size=common["size"])
 
@@ -190,14 +190,15 @@ def curate_photos_cmd(
     """
     from p2d.padding import parse_pad
     from p2d.curate.photos import curate_photos
+    from p2d.curate.pipeline import CurateOptions
 
-    result = curate_photos(folder, out=out, source=source, drop_smiles=drop_smiles, drop_outliers=drop_outliers,
-                           pad=parse_pad(pad), max_padded_fraction=max_padded_fraction, **common)
+    options = CurateOptions(source=source, drop_smiles=drop_smiles, drop_outliers=drop_outliers, **common)
+    result = curate_photos(folder, out, options, pad=parse_pad(pad), max_padded_fraction=max_padded_fraction)
     _print_run(result, common["thresholds"], drop_smiles=drop_smiles, drop_outliers=drop_outliers,
                size=common["size"], pad=pad, max_padded_fraction=max_padded_fraction)
 
 
-# ----------------------------------------------------------------------------- drawings (issue 3)
+# ----------------------------------------------------------------------------- drawings
 
 _PAD_HELP = "Fill past the image edge: auto (border colour), edge, blur (edge, blurred), reflect, inpaint, or a colour (white, #rrggbb, r,g,b)."
 
@@ -239,16 +240,17 @@ def crop_drawings_cmd(
 
     Example: p2d crop-drawings raw/drawings data/drawings --boxes boxes.csv
     """
-    from p2d.curate.detect import DEFAULT_DETECTORS
-    from p2d.curate.drawings import PROPOSALS, crop_drawings
+    from p2d.curate.drawings import PROPOSALS, CropOptions, crop_drawings
+    from p2d.drawings.detect import DEFAULT_DETECTORS
     from p2d.padding import parse_pad
 
-    r = crop_drawings(raw, out, size=size, face_fraction=face_fraction, pad=parse_pad(pad),
-                      background=_colour(background), boxes=boxes, source=source,
-                      detectors=tuple(detector) if detector else DEFAULT_DETECTORS, min_iou=min_iou, min_votes=min_votes,
-                      rotate=rotate, detector_model=detector_model, learn=learn, drop_profiles=drop_profiles,
-                      max_frontal_yaw_deg=max_frontal_yaw_deg, workers=workers, engine=engine,
-                      ray_address=ray_address)
+    options = CropOptions(size=size, face_fraction=face_fraction, pad=parse_pad(pad),
+                          background=_colour(background), boxes=boxes, source=source,
+                          detectors=tuple(detector) if detector else DEFAULT_DETECTORS, min_iou=min_iou,
+                          min_votes=min_votes, rotate=rotate, detector_model=detector_model, learn=learn,
+                          drop_profiles=drop_profiles, max_frontal_yaw_deg=max_frontal_yaw_deg,
+                          workers=workers, engine=engine, ray_address=ray_address)
+    r = crop_drawings(raw, out, options)
     for note in r.notes:
         console.print(f"[yellow]note:[/] {note}")
     print_thresholds(size=size, face_fraction=face_fraction, pad=pad, min_iou=min_iou, min_votes=min_votes,
@@ -331,10 +333,11 @@ def scale_cmd(
     Example: p2d scale raw/artist data/artist --width 128
     """
     from p2d.padding import parse_pad
-    from p2d.curate.scale import scale_folder
+    from p2d.curate.scale import ScaleOptions, scale_folder
 
-    r = scale_folder(raw, out, width_px=width, min_height_px=min_height, short=short, pad=parse_pad(pad),
-                     background=_colour(background), source=source)
+    options = ScaleOptions(width_px=width, min_height_px=min_height, short=short, pad=parse_pad(pad),
+                           background=_colour(background), source=source)
+    r = scale_folder(raw, out, options)
     print_thresholds(width=width, min_height=min_height, short=short, pad=pad)
     console.print(table("scale", ["outcome", "images"], r.summary_rows()))
     for note in r.notes:
@@ -384,13 +387,14 @@ def manifest_build_cmd(
 
     Example: p2d manifest build --recipe manifests/exp4.toml --from data/celeba/manifest.csv --from data/drawings/manifest.csv
     """
-    from p2d.curate.build import build_manifest
+    from p2d.curate.build import BuildOptions, build_manifest
 
     from p2d.inspection import parse_features
 
-    r = build_manifest(recipe, sources, output=output, test_count=test_count, test_fraction=test_fraction,
-                       max_hamming=max_hamming, min_similarity=min_similarity,
-                       drop_unmatched=parse_features(drop_unmatched) if drop_unmatched else None, inspect=inspect_sets)
+    options = BuildOptions(test_count=test_count, test_fraction=test_fraction, max_hamming=max_hamming,
+                           min_similarity=min_similarity, inspect=inspect_sets,
+                           drop_unmatched=parse_features(drop_unmatched) if drop_unmatched else None)
+    r = build_manifest(recipe, sources, output, options)
     print_thresholds(max_hamming=max_hamming, min_similarity=min_similarity, test_count=test_count,
                      test_fraction=test_fraction, drop_unmatched=",".join(r.drop_unmatched) or "none")
     _print_dedup(r.report, lambda i: str(r.frame.iloc[i]["path"]))
@@ -404,7 +408,7 @@ def manifest_build_cmd(
                         r.summary))
 
 
-# ----------------------------------------------------------------------------- inspect (issue 11)
+# ----------------------------------------------------------------------------- inspect
 
 
 def _print_inspection(result, limit: int | None = None) -> None:
@@ -437,7 +441,7 @@ def inspect_cmd(
     console.print("features: {}  histograms: {}  least matched rows: {}".format(*r.files))
 
 
-# ----------------------------------------------------------------------------- train (issue 4)
+# ----------------------------------------------------------------------------- train
 
 
 @app.command("train")
@@ -505,7 +509,7 @@ def translate_cmd(
         console.print(table("skipped", ["image", "reason"], rows))
     console.print(table(f"translate to {to}", result.SUMMARY_COLUMNS, result.summary_rows()))
 
-# ----------------------------------------------------------------------------- evaluate (issue 6)
+# ----------------------------------------------------------------------------- evaluate
 
 
 @app.command("evaluate")
@@ -547,7 +551,7 @@ def evaluate_cmd(
         console.print(line)
 
 
-# ----------------------------------------------------------------------------- demo, report (issue 5)
+# ----------------------------------------------------------------------------- demo, report
 
 
 @app.command("demo")

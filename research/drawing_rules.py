@@ -8,13 +8,13 @@ way it looks by each source crop-drawings has: the 68 landmarks' yaw where they 
 (`p2d.curate.drawings.face_pose`), and the drawing filters' view (`view_scores` ->
 `view_from_scores`); then the accuracy of each way of combining them, against the label's
 facing (three-quarter views count as left / right). (The filters' view has since been replaced by
-a classifier trained for facing: benchmarks/train_drawing_facing.py compares the two.)
+a classifier trained for facing: p2d/drawings/build_facing.py compares the two.)
 
 `rotated`: the candidates of every detector on train drawings, upright and at EVERY rotated angle
 (no stop at the first face, so a stricter rule can be replayed exactly), cached in --cache (the
 slow part: ~1 s per pass per drawing); then found / wrong / false boxes for each candidate rule
 of the rotated tries (`ROTATED_RULES` below; p2d ships "alone, 2 agree" as
-`p2d.curate.detect.ROTATED_THRESHOLDS`). --free N: only N face-free train
+`p2d.drawings.detect.ROTATED_THRESHOLDS`). --free N: only N face-free train
 drawings (by hash order), to keep the run short. --skimage adds scikit-image's face-free pictures.
 """
 
@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from p2d.curate.detect import (
+from p2d.curate.drawings import face_pose
+from p2d.drawings.detect import (
     ROTATIONS_DEG,
     THRESHOLDS,
     Candidates,
@@ -38,12 +39,11 @@ from p2d.curate.detect import (
     rotate_expanded,
     unrotate,
 )
-from p2d.curate.drawings import face_pose
-from p2d.drawing_detector import view_from_scores
+from p2d.drawings.fhog import view_from_scores
+from p2d.drawings.labels import CARDS, CLIPART, FACING, labelled_set, read_labels
 from p2d.faces import Detection
 from p2d.ui import console, progress, table
 
-from benchmarks.drawing_labels import CARDS, CLIPART, FACING, labelled_set, read_labels
 
 MARGINS = (0.0, 0.02, 0.05, 0.1, 0.2)
 
@@ -132,7 +132,7 @@ ROTATED_RULES: dict[str, tuple[dict[str, DetectorThresholds], int] | None] = {
 
 
 def choose_with_rule(c: Candidates, rule: str, min_iou: float = 0.3, min_votes: int = 2):
-    """p2d.curate.detect.choose_with_rotations with one of ROTATED_RULES for the rotated copies."""
+    """p2d.drawings.detect.choose_with_rotations with one of ROTATED_RULES for the rotated copies."""
     face = choose_face(c.upright, min_iou=min_iou, min_votes=min_votes, consent=c.consent)
     if face is not None or ROTATED_RULES[rule] is None:
         return face

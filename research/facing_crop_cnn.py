@@ -3,7 +3,7 @@
 Usage: python -m research.facing_crop_cnn [--clipart DIR] [--cards DIR] [--folds 5] [--epochs 30]
            [--crop 64] [--seed 0]
 
-The same protocol as benchmarks/train_drawing_facing.py, so the figures compare: the label CSV's
+The same protocol as p2d/drawings/build_facing.py, so the figures compare: the label CSV's
 TRAIN split only, grouped K-fold cross-validation (folds by `fold_of`: a deck family, the card sets, else the file),
 every hand-labelled face and `--jitter` shifted/scaled copies of its box as training examples, each
 also mirrored with left and right swapped; scored on each held-out face's hand box and on 3 jittered
@@ -22,12 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
-from p2d.drawing_facing import CLASSES, MIRROR, FacingClassifier, face_crop
+from p2d.drawings.build_cnn import fold_of
+from p2d.drawings.build_facing import faces_of, jittered
+from p2d.drawings.facing import CLASSES, MIRROR, FacingClassifier, face_crop
+from p2d.drawings.labels import CARDS, CLIPART, labelled_set
 from p2d.ui import console, table
-
-from benchmarks.drawing_labels import CARDS, CLIPART, labelled_set
-from benchmarks.train_drawing_cnn import fold_of
-from benchmarks.train_drawing_facing import faces_of, jittered
 
 
 def crops(faces: list[dict], jitter: int, crop_px: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,16 +4,16 @@ Usage: python -m research.facing_oof FOLDS_DIR [FOLDS_DIR ...] [--folds 5] [--cl
            [--features KIND --C C] [--eval]
 
 Two sources say which way a face looks: drawn_cnn's centre maps (one per view: the view whose map
-is highest at the face's centre) and the facing classifier (p2d.drawing_facing, HOG of the box).
+is highest at the face's centre) and the facing classifier (p2d.drawings.facing, HOG of the box).
 Both were trained on the whole train split, so scoring either there flatters it. Here each train
 face is scored by models that never saw its drawing (nor its card deck): FOLDS_DIR holds
-`fold{k}.npz`, drawn_cnn trained without fold k (`python -m benchmarks.train_drawing_cnn --folds 5
---fold k -o FOLDS_DIR/fold{k}.npz`, or all five with benchmarks/train_drawing_cnn_folds.sh; ~100 s
+`fold{k}.npz`, drawn_cnn trained without fold k (`python -m p2d.drawings.build_cnn --folds 5
+--fold k -o FOLDS_DIR/fold{k}.npz`, or all five with p2d/drawings/build_cnn_folds.sh; ~100 s
 each on a GPU, ~20 min on 2 CPU cores), and the
 classifier is refitted without fold k here (its jittered examples; the shipped model's features
 and L2 weight, or `--features` and `--C` to try others). Folds
-are train_drawing_cnn.fold_of's (by `fold_group`: a deck family, the four card sets, else the
-file), the same as train_drawing_facing's.
+are build_cnn.fold_of's (by `fold_group`: a deck family, the four card sets, else the
+file), the same as build_facing's.
 
 For every train face with a labelled view (three-quarter views count as left / right): drawn_cnn's
 view scores where it finds that face (its box overlapping the hand box by IoU >= 0.3 at
@@ -36,14 +36,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2d.curate.detect import THRESHOLDS, iou
-from p2d.drawing_cnn import VIEWS, DrawingFaceCnn, boxes_from_peaks, centre_peaks
-from p2d.drawing_facing import CLASSES, FEATURE_KINDS, MODEL_FILE, FacingClassifier
+from p2d.drawings.build_cnn import check_fold_model, fold_of
+from p2d.drawings.build_facing import examples, faces_of, fit
+from p2d.drawings.cnn import VIEWS, DrawingFaceCnn, boxes_from_peaks, centre_peaks
+from p2d.drawings.detect import THRESHOLDS, iou
+from p2d.drawings.facing import CLASSES, FEATURE_KINDS, MODEL_FILE, FacingClassifier
+from p2d.drawings.labels import CARDS, CLIPART, labelled_set
 from p2d.ui import console, progress, table
-
-from benchmarks.drawing_labels import CARDS, CLIPART, labelled_set
-from benchmarks.train_drawing_cnn import check_fold_model, fold_of
-from benchmarks.train_drawing_facing import examples, faces_of, fit
 
 
 assert tuple(VIEWS) == tuple(CLASSES)
@@ -111,7 +110,7 @@ def main() -> None:
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--clipart", type=Path, default=CLIPART)
     ap.add_argument("--cards", type=Path, default=CARDS)
-    ap.add_argument("--jitter", type=int, default=6, help="as train_drawing_facing.py")
+    ap.add_argument("--jitter", type=int, default=6, help="as build_facing.py")
     ap.add_argument("--features", choices=FEATURE_KINDS, help="default: the shipped model's")
     ap.add_argument("--C", type=float, help="the classifier's L2 weight 1/C (default: the shipped model's)")
     ap.add_argument("--eval", action="store_true")

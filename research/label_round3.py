@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.drawing_labels import CLIPART, LABELS, read_labels, sha256_of
+from p2d.drawings.labels import CLIPART, LABELS, read_labels, sha256_of
 
 ROOT = Path(__file__).resolve().parents[1]
 EXCLUDE = ROOT.parent / "shared" / "eval-exclude.sha256"
@@ -64,7 +64,7 @@ def scan(pool_file: Path, out: Path) -> None:
     """Each detector's boxes (down to its `agree` score, upright only) on every pool drawing."""
     from rich.progress import track
 
-    from p2d.curate.detect import DrawingDetector
+    from p2d.drawings.detect import DrawingDetector
     from p2d.images import read_image
 
     done = {json.loads(line)["path"] for line in out.read_text().splitlines()} if out.exists() else set()
@@ -83,7 +83,7 @@ def scan(pool_file: Path, out: Path) -> None:
 def proposals(row: dict) -> list[dict]:
     """The scan's boxes clustered as p2d's vote clusters them; each cluster shown by its dlib or
     drawn_hog box where it has one (those follow the label convention, brows to chin)."""
-    from p2d.curate.detect import THRESHOLDS, cluster, normalised_score
+    from p2d.drawings.detect import THRESHOLDS, cluster, normalised_score
     from p2d.faces import Detection
 
     dets = [Detection(*c[:4], c[4], c[5], c[6] or "") for c in row.get("c", [])]

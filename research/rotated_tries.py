@@ -26,11 +26,10 @@ import statistics
 import time
 from collections import Counter
 
-import p2d.curate.detect as detect
-from p2d.curate.detect import DEFAULT_DETECTORS, ROTATIONS_DEG, DrawingDetector, iou
+import p2d.drawings.detect as detect
+from p2d.drawings.detect import DEFAULT_DETECTORS, ROTATIONS_DEG, DrawingDetector, iou
+from p2d.drawings.labels import load, read_labels
 from p2d.ui import console, table
-
-from benchmarks.drawing_labels import load, read_labels
 
 
 class PhaseClock:

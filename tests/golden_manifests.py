@@ -14,22 +14,24 @@ import tempfile
 from pathlib import Path
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
-# name -> curate_celeba keyword arguments
+# name -> (CurateOptions fields, curate_celeba's other keyword arguments)
 RUNS = {
-    "celeba_fast.csv": dict(drop_smiles=True, drop_outliers=True),
-    "celeba_detect.csv": dict(drop_smiles=True, drop_outliers=True, detect=True),
+    "celeba_fast.csv": (dict(drop_smiles=True, drop_outliers=True), {}),
+    "celeba_detect.csv": (dict(drop_smiles=True, drop_outliers=True), dict(detect=True)),
 }
 
 
 def golden_run(official: Path, work: Path, name: str, workers: int = 1, **extra) -> bytes:
     """The manifest bytes of the run `name` over a copy of the synthetic official layout."""
     from p2d.curate.celeba import curate_celeba
+    from p2d.curate.pipeline import CurateOptions
 
     if not (work / "celeba").is_dir():
         shutil.copytree(official, work / "celeba")
     out = work / f"out-{name}-{workers}"
     shutil.rmtree(out, ignore_errors=True)
-    curate_celeba(work / "celeba", out, workers=workers, **RUNS[name], **extra)
+    options, kwargs = RUNS[name]
+    curate_celeba(work / "celeba", out, CurateOptions(workers=workers, **options), **kwargs, **extra)
     return (out / "manifest.csv").read_bytes()
 
 

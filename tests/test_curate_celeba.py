@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +19,14 @@ from conftest import (
 )
 from p2d.cli import app
 from p2d.curate.celeba import find_layout, locate, read_annotation, curate_celeba
+from p2d.curate.pipeline import CurateOptions
 from p2d.facecache import FaceCache
 from p2d.curate.filters import Thresholds
 from p2d.curate.hashing import phash_hex
 from p2d.errors import P2DError
 from p2d.manifest import read_manifest, validate
 
-OUTLIERS = dict(drop_smiles=True, drop_outliers=True)
+OUTLIERS = CurateOptions(drop_smiles=True, drop_outliers=True)
 
 
 def by_id(df):
@@ -35,7 +37,7 @@ def by_id(df):
 def official_run(celeba, tmp_path_factory):
     """One fast-path run over the official layout (bad files included) with both filters on."""
     out = tmp_path_factory.mktemp("official") / "out"
-    return curate_celeba(celeba.official, out, **OUTLIERS)
+    return curate_celeba(celeba.official, out, OUTLIERS)
 
 
 # ------------------------------------------------------------------ finding CelebA
@@ -154,7 +156,8 @@ def test_rerun_with_other_thresholds_uses_the_cache(official_run, celeba, tmp_pa
     out = tmp_path / "out"
     shutil.copytree(official_run.out_dir, out)
     before = read_manifest(out / "manifest.csv")
-    r = curate_celeba(celeba.official, out, **OUTLIERS, thresholds=Thresholds(smile_threshold=3.0, max_yaw_deg=45.0))
+    looser = replace(OUTLIERS, thresholds=Thresholds(smile_threshold=3.0, max_yaw_deg=45.0))
+    r = curate_celeba(celeba.official, out, looser)
     assert r.analyzed == 0 and r.cache_hits == r.selected  # nothing recomputed, bad files included
     after = by_id(read_manifest(r.manifest))
     assert after[SMILING[0]]["keep"] and after[TURNED[0]]["keep"]  # looser thresholds keep them now
@@ -163,20 +166,20 @@ def test_rerun_with_other_thresholds_uses_the_cache(official_run, celeba, tmp_pa
     assert np.allclose(before[cols].to_numpy(dtype=float), read_manifest(r.manifest)[cols].to_numpy(dtype=float),
                        equal_nan=True)
     # Back to the strict defaults: images dropped again lose their output files.
-    r = curate_celeba(celeba.official, out, **OUTLIERS)
+    r = curate_celeba(celeba.official, out, OUTLIERS)
     assert r.analyzed == 0 and r.written == 0
     assert not (out / "images" / SMILING[0].replace(".jpg", ".png")).exists()
 
 
 def test_interrupted_run_continues(celeba, tmp_path):
     out = tmp_path / "out"
-    part = curate_celeba(celeba.official, out, first=5, **OUTLIERS)  # the run "stopped" after 5 images
+    part = curate_celeba(celeba.official, out, OUTLIERS, first=5)  # the run "stopped" after 5 images
     assert part.analyzed == 5
     # A kill mid-write leaves a half line in the cache; a lost output file is re-made.
     with (out / "cache" / "landmarks.jsonl").open("a") as fh:
         fh.write('{"v":1,"name":"000006.jpg","sta')
     (out / "images" / "000001.png").unlink()
-    r = curate_celeba(celeba.official, out, **OUTLIERS)
+    r = curate_celeba(celeba.official, out, OUTLIERS)
     assert r.cache_hits == 5 and r.analyzed == r.selected - 5
     assert (out / "images" / "000001.png").is_file()
     cache = FaceCache(out / "cache")
@@ -198,15 +201,15 @@ def test_ctrl_c_keeps_what_was_done(celeba, tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "BATCH", 3)
     monkeypatch.setattr(pipeline._Worker, "batch", interrupt_after_six)
     with pytest.raises(KeyboardInterrupt):
-        curate_celeba(celeba.official, tmp_path / "out", **OUTLIERS)
+        curate_celeba(celeba.official, tmp_path / "out", OUTLIERS)
     monkeypatch.setattr(pipeline._Worker, "batch", real_batch)
     assert len(FaceCache(tmp_path / "out" / "cache").analyses.records) == 6
-    r = curate_celeba(celeba.official, tmp_path / "out", **OUTLIERS)
+    r = curate_celeba(celeba.official, tmp_path / "out", OUTLIERS)
     assert r.cache_hits == 6 and r.analyzed == r.selected - 6
 
 
 def test_csv_layout_gives_the_same_features(official_run, celeba, tmp_path):
-    r = curate_celeba(celeba.csv, tmp_path / "out", **OUTLIERS)
+    r = curate_celeba(celeba.csv, tmp_path / "out", OUTLIERS)
     a, b = by_id(read_manifest(official_run.manifest)), by_id(read_manifest(r.manifest))
     for name in celeba.names:
         assert a[name]["reason"] == b[name]["reason"]
@@ -215,7 +218,7 @@ def test_csv_layout_gives_the_same_features(official_run, celeba, tmp_path):
 
 
 def test_without_annotation_files_the_aligned_geometry_is_used(celeba, tmp_path):
-    r = curate_celeba(celeba.bare, tmp_path / "out", **OUTLIERS)
+    r = curate_celeba(celeba.bare, tmp_path / "out", OUTLIERS)
     rows = by_id(read_manifest(r.manifest))
     assert {rows[n]["detector"] for n in celeba.names} == {"fast:template"}
     assert "smiling_attr" not in read_manifest(r.manifest).columns and r.agreement is None
@@ -225,7 +228,7 @@ def test_without_annotation_files_the_aligned_geometry_is_used(celeba, tmp_path)
     with pytest.raises(P2DError, match="list_eval_partition"):
         curate_celeba(celeba.bare, tmp_path / "o3", partition="val")
     with pytest.raises(P2DError, match="list_attr_celeba"):
-        curate_celeba(celeba.bare, tmp_path / "o4", drop_smiles=True, smile_source="attr")
+        curate_celeba(celeba.bare, tmp_path / "o4", CurateOptions(drop_smiles=True), smile_source="attr")
 
 
 def test_unaligned_images_without_landmark_file_are_detected(celeba, tmp_path):
@@ -237,7 +240,7 @@ def test_unaligned_images_without_landmark_file_are_detected(celeba, tmp_path):
         canvas = Image.new("RGB", (400, 260), (128, 128, 128))
         canvas.paste(img, (150, 20))
         canvas.save(wild / name, quality=92)
-    r = curate_celeba(wild.parent, tmp_path / "out", **OUTLIERS)
+    r = curate_celeba(wild.parent, tmp_path / "out", OUTLIERS)
     assert any("detecting faces" in n for n in r.notes)
     assert set(r.rows["detector"]) == {"hog:up1"} and r.rows["n_faces"].tolist() == [1, 1]
     assert by_id(r.rows)[SMILING[0]]["reason"] == "smile" and by_id(r.rows)[NEUTRAL[0]]["keep"]
@@ -282,7 +285,7 @@ def test_first_partition_and_exclude_attr(celeba, tmp_path):
 
 
 def test_smile_source_attr_uses_the_smiling_attribute(celeba, tmp_path):
-    r = curate_celeba(celeba.official, tmp_path / "out", drop_smiles=True, smile_source="attr")
+    r = curate_celeba(celeba.official, tmp_path / "out", CurateOptions(drop_smiles=True), smile_source="attr")
     rows = by_id(r.rows)
     assert rows[LABELLED_NOT_SMILING]["reason"] == "smile"  # labelled, though the mouth is neutral
     assert rows[SMILE_NOT_LABELLED]["keep"]  # smiling mouth, labelled -1
@@ -290,14 +293,14 @@ def test_smile_source_attr_uses_the_smiling_attribute(celeba, tmp_path):
 
 
 def test_full_detection_path_counts_faces(celeba, tmp_path):
-    r = curate_celeba(celeba.official, tmp_path / "out", detect=True, **OUTLIERS)
+    r = curate_celeba(celeba.official, tmp_path / "out", OUTLIERS, detect=True)
     rows = by_id(r.rows)
     assert rows[NO_FACE]["reason"] == "no_face"
     assert rows[TWO_FACES]["reason"] == "multi_face" and rows[TWO_FACES]["n_faces"] == 2
     assert rows[NEUTRAL[0]]["keep"] and rows[NEUTRAL[0]]["detector"] == "hog:up1"
     assert rows[NEUTRAL[0]]["n_faces"] == 1
     # Another --upsample is another analysis: the cache does not hand back the old one.
-    up0 = curate_celeba(celeba.official, tmp_path / "out", detect=True, upsample=0, first=2)
+    up0 = curate_celeba(celeba.official, tmp_path / "out", CurateOptions(upsample=0), detect=True, first=2)
     assert up0.analyzed == 2 and set(up0.rows["detector"]) == {"hog:up0"}
     # Detection and the fast path measure the same faces alike.
     fast = curate_celeba(celeba.official, tmp_path / "fast", first=9)
@@ -308,14 +311,14 @@ def test_full_detection_path_counts_faces(celeba, tmp_path):
 def test_size_format_and_refused_output(celeba, tmp_path):
     out = tmp_path / "out"
     curate_celeba(celeba.official, out, first=2)
-    r = curate_celeba(celeba.official, out, first=2, size=64, fmt="jpg")
+    r = curate_celeba(celeba.official, out, CurateOptions(size=64, fmt="jpg"), first=2)
     assert r.analyzed == 0 and r.written == 2
     assert sorted(p.name for p in (out / "images").iterdir()) == ["000001.jpg", "000002.jpg"]  # old PNGs gone
     assert Image.open(out / "images" / "000001.jpg").size == (64, 64)
     with pytest.raises(P2DError, match="inside the input folder"):
         curate_celeba(celeba.official, celeba.official / "img_align_celeba" / "out")
     with pytest.raises(P2DError, match="--size"):
-        curate_celeba(celeba.official, out, size=4)
+        curate_celeba(celeba.official, out, CurateOptions(size=4))
 
 
 # ------------------------------------------------------------------ command line

@@ -16,7 +16,7 @@ from conftest import DATA
 from p2d.cli import app
 from p2d.curate.hashing import phash_hex
 from p2d.curate.photos import curate_photos
-from p2d.curate.pipeline import template_points
+from p2d.curate.pipeline import CurateOptions, template_points
 from p2d.errors import P2DError
 from p2d.framing import (
     CELEBA_HOG_BOX, CELEBA_SQUARE_TOP, CELEBA_TEMPLATE_5, CELEBA_WIDTH, box_from_five, center_crop_square,
@@ -145,7 +145,7 @@ def photo_folder(tmp_path_factory):
 
 
 def test_curate_photos_frames_filters_and_records(photo_folder, tmp_path):
-    r = curate_photos(photo_folder, tmp_path / "out", source="family", drop_smiles=True)
+    r = curate_photos(photo_folder, tmp_path / "out", CurateOptions(source="family", drop_smiles=True))
     df = read_manifest(r.manifest)
     assert validate(df, r.manifest) == []
     rows = {row["source_path"].split("in/")[-1]: row for row in df.to_dict("records")}
@@ -163,7 +163,8 @@ def test_curate_photos_frames_filters_and_records(photo_folder, tmp_path):
         assert row["phash"] == phash_hex(pixels)
         assert row["phash_mirror"] == phash_hex(np.ascontiguousarray(pixels[:, ::-1]))
     # Outliers now, from the cache: the turned head goes.
-    again = curate_photos(photo_folder, tmp_path / "out", source="family", drop_smiles=True, drop_outliers=True)
+    options = CurateOptions(source="family", drop_smiles=True, drop_outliers=True)
+    again = curate_photos(photo_folder, tmp_path / "out", options)
     assert again.analyzed == 0 and again.cache_hits == again.selected
     assert {row["source_path"].split("in/")[-1]: row for row in again.rows.to_dict("records")}["mlk.png"]["reason"] == "yaw"
 
@@ -173,7 +174,7 @@ def test_a_cached_analysis_is_judged_with_todays_landmark_formulas(photo_folder,
     landmark features are recomputed from the cached points on every run."""
     import json
 
-    first = curate_photos(photo_folder, tmp_path / "out", source="family")
+    first = curate_photos(photo_folder, tmp_path / "out", CurateOptions(source="family"))
     fresh = read_manifest(first.manifest).set_index("path")
     for log in (tmp_path / "out" / "cache").glob("*.jsonl"):
         lines = [json.loads(line) for line in log.read_text().splitlines()]
@@ -181,7 +182,7 @@ def test_a_cached_analysis_is_judged_with_todays_landmark_formulas(photo_folder,
             if rec.get("features"):
                 rec["features"]["smile_score"] = 99.0  # what a different formula once wrote
         log.write_text("".join(json.dumps(rec) + "\n" for rec in lines))
-    again = curate_photos(photo_folder, tmp_path / "out", source="family", drop_smiles=True)
+    again = curate_photos(photo_folder, tmp_path / "out", CurateOptions(source="family", drop_smiles=True))
     assert again.analyzed == 0
     df = read_manifest(again.manifest).set_index("path")
     assert (df["smile_score"].dropna() < 99).all()
@@ -195,7 +196,7 @@ def test_curate_photos_refuses_bad_input(photo_folder, tmp_path):
     with pytest.raises(P2DError, match="inside the input folder"):
         curate_photos(photo_folder, photo_folder / "out")
     with pytest.raises(P2DError, match="--source"):
-        curate_photos(photo_folder, tmp_path / "out", source="a,b")
+        curate_photos(photo_folder, tmp_path / "out", CurateOptions(source="a,b"))
 
 
 def test_cli_curate_photos(photo_folder, tmp_path):

@@ -1,4 +1,4 @@
-"""Tests for p2d.curate.detect: box geometry, the combination rule, and the detection rate on the fixtures."""
+"""Tests for p2d.drawings.detect: box geometry, the combination rule, the detection rate on the fixtures."""
 
 from __future__ import annotations
 
@@ -9,16 +9,15 @@ import numpy as np
 import pytest
 
 from conftest import DATA
-from p2d.curate.detect import (
+from p2d.drawings.detect import (
     cnn_view_at,
     CNN_CONSENT, THRESHOLDS, Candidates, DrawingDetector, choose_face, choose_with_rotations, cluster, iou,
     iou_matrix, plausible, rotate_expanded, unrotate,
 )
-from p2d.drawing_facing import FacingClassifier
+from p2d.drawings.facing import FacingClassifier
+from p2d.drawings.labels import score_choices  # the benchmarks' measure, on the fixtures
 from p2d.faces import Detection
 from p2d.images import list_images, read_image
-
-from benchmarks.drawing_labels import score_choices  # the benchmark's measure, on the fixtures
 
 BOXES = Path(__file__).parent / "data" / "drawing_face_boxes.csv"
 
@@ -206,7 +205,7 @@ def test_combination_beats_every_single_detector(fixture_candidates):
 
 
 def test_rotated_copies_are_searched_where_asked_and_no_face_is_upright():
-    from p2d.curate.detect import ROTATIONS_DEG
+    from p2d.drawings.detect import ROTATIONS_DEG
 
     engine = read_image(DATA / "nonfaces" / "fire_engine_mimooh_01.png")[::4, ::4].copy()
     detector = DrawingDetector(detectors=("dlib_hog", "yunet"), rotations_deg=ROTATIONS_DEG)  # --rotate
@@ -249,7 +248,7 @@ def test_a_face_drawn_cnn_votes_for_gets_its_view():
 
 
 def test_dlibs_cnn_searches_only_where_the_others_find_no_face(fixture_candidates):
-    from p2d.curate.detect import DEFAULT_DETECTORS, FALLBACK_DETECTORS
+    from p2d.drawings.detect import DEFAULT_DETECTORS, FALLBACK_DETECTORS
 
     _, candidates = fixture_candidates  # a DrawingDetector() as crop-drawings builds it
     assert "dlib_cnn" not in DEFAULT_DETECTORS and FALLBACK_DETECTORS == ("dlib_cnn",)

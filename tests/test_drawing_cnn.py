@@ -1,4 +1,4 @@
-"""Tests for p2d.drawing_cnn: targets and decoding (pure numpy), the shipped network, odd inputs, a training step."""
+"""Tests for p2d.drawings.cnn: targets and decoding (pure numpy), the shipped network, odd inputs, a step."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from p2d.curate.detect import CNN_CONSENT, THRESHOLDS
-from p2d.drawing_cnn import (
+from p2d.drawings.cnn import (
     INPUT_SIDE_PX, MAPS, MIRRORED_VIEW, MODEL_FILE, PAD_MULTIPLE, STRIDE, VIEWS, DrawingFaceCnn, boxes_from_peaks,
     build_network, centre_peaks, centre_targets, load_network, merge_mirrored, normalise, save_weights, to_input,
     training_loss,
 )
-from p2d.drawing_detector import box_iou
+from p2d.drawings.detect import CNN_CONSENT, THRESHOLDS
+from p2d.drawings.fhog import box_iou
 from p2d.errors import ModelFileMissing
 from p2d.images import read_image
 
@@ -154,7 +154,7 @@ def test_a_long_thin_image_is_searched_without_error(cnn):
 
 
 def test_missing_weights_name_the_fix(tmp_path):
-    with pytest.raises(ModelFileMissing, match="benchmarks.train_drawing_cnn"):
+    with pytest.raises(ModelFileMissing, match="p2d.drawings.build_cnn"):
         load_network(tmp_path / "none.npz")
 
 

@@ -1,4 +1,4 @@
-"""Tests for p2d.drawing_detector: its pure geometry, the shipped model files, and tiny or odd inputs."""
+"""Tests for p2d.drawings.fhog: its pure geometry, the shipped model files, and tiny or odd inputs."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from p2d.drawing_detector import (
-    MIN_SCORE, MODEL_FILES, MODELS_DIR, VIEWS, DrawingFaceDetector, DrawnFace, box_iou, clip_box, mirror_box,
+from p2d.drawings import WEIGHTS_DIR
+from p2d.drawings.fhog import (
+    MIN_SCORE, MODEL_FILES, VIEWS, DrawingFaceDetector, DrawnFace, box_iou, clip_box, mirror_box,
     model_paths, suppress_overlaps, view_from_scores, work_scale,
 )
 from p2d.errors import ModelFileMissing
@@ -17,7 +18,7 @@ from p2d.images import read_image
 
 DATA = Path(__file__).parent / "data"
 SAMPLES = Path(__file__).resolve().parent.parent / "p2d" / "samples"
-LABELS = MODELS_DIR / "drawing_faces_labels.csv"
+LABELS = WEIGHTS_DIR / "drawing_faces_labels.csv"
 
 
 @pytest.mark.parametrize("shape,expected", [((200, 100), 2.0), ((800, 1600, 3), 0.25), ((400, 400), 1.0)])
@@ -58,7 +59,7 @@ def test_suppress_overlaps_keeps_the_strongest_of_overlapping_boxes():
 
 
 def test_missing_model_files_name_the_fix(tmp_path):
-    with pytest.raises(ModelFileMissing, match="benchmarks.train_drawing_detector"):
+    with pytest.raises(ModelFileMissing, match="p2d.drawings.build_fhog"):
         model_paths(tmp_path)
 
 
@@ -67,7 +68,7 @@ def test_shipped_models_are_small_and_listed_in_package_data():
     assert set(paths) == set(MODEL_FILES)
     assert sum(p.stat().st_size for p in paths.values()) < 5 * 2**20
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
-    assert "models/*.svm" in pyproject and "models/*.csv" in pyproject
+    assert "drawings/weights/*.svm" in pyproject and "drawings/weights/*.csv" in pyproject
 
 
 def test_label_csv_has_disjoint_splits_and_known_views():

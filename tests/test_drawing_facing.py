@@ -1,4 +1,4 @@
-"""Tests for p2d.drawing_facing: the crop's geometry, mirror consistency, and the shipped model on the fixtures."""
+"""Tests for p2d.drawings.facing: the crop's geometry, mirror consistency, the shipped model on fixtures."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from p2d.drawing_detector import mirror_box
-from p2d.drawing_facing import CLASSES, CROP_PX, MODEL_FILE, FacingClassifier, face_crop, facing_features, hog_features
+from p2d.drawings.facing import (
+    CLASSES, CROP_PX, MODEL_FILE, FacingClassifier, face_crop, facing_features, hog_features,
+)
+from p2d.drawings.fhog import mirror_box
 from p2d.errors import ModelFileMissing
 from p2d.images import read_image
 
@@ -66,7 +68,7 @@ def test_the_shipped_classifier_reads_the_fixtures_hand_views():
 
 
 def test_a_missing_model_file_names_the_fix(tmp_path):
-    with pytest.raises(ModelFileMissing, match="benchmarks.train_drawing_facing"):
+    with pytest.raises(ModelFileMissing, match="p2d.drawings.build_facing"):
         FacingClassifier(tmp_path / "none.npz").facing(np.zeros((64, 64, 3), np.uint8), (8, 8, 40, 40))
 
 
@@ -84,7 +86,7 @@ def test_the_asymmetry_features_are_the_same_for_a_crop_and_its_mirror():
     assert np.allclose(facing_features(symmetric, "hog+asymmetry")[0][900:], 0, atol=1e-4)
     h, hm = facing_features(crop, "hog")
     assert np.array_equal(h, hog_features(crop)) and h.shape == hm.shape == (900,)
-    with pytest.raises(ValueError, match="benchmarks.train_drawing_facing"):
+    with pytest.raises(ValueError, match="p2d.drawings.build_facing"):
         facing_features(crop, "pixels")
 
 

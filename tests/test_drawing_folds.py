@@ -1,4 +1,4 @@
-"""The folds, sampling and restyling the drawing models are trained and checked with (benchmarks/train_drawing_cnn.py).
+"""The folds, sampling and restyling the drawing models are trained and checked with (drawings/build_cnn.py).
 
 Copies of one drawing in two folds flatter every out-of-fold figure: the four openclipart card sets
 draw each design four times, and an aisleriot deck has recoloured or re-lettered twins."""
@@ -6,7 +6,7 @@ draw each design four times, and an aisleriot deck has recoloured or re-lettered
 import numpy as np
 import pytest
 
-from benchmarks.train_drawing_cnn import augmented, design_of, fold_group, fold_of, restyled, sampling_weights
+from p2d.drawings.build_cnn import augmented, design_of, fold_group, fold_of, restyled, sampling_weights
 
 CARD_SET_COPIES = [f"recreation/games/cards/{s}/{s}_d_k.png" for s in ("ornamental", "white", "simple", "bordered")]
 
@@ -41,8 +41,8 @@ def test_a_fold_model_from_other_folds_is_refused(tmp_path):
     benchmarks only take fold models that say they left this fold out, on today's folds."""
     import torch
 
-    from p2d.drawing_cnn import build_network, load_network, save_weights
-    from benchmarks.train_drawing_cnn import FOLD_SCHEME, check_fold_model
+    from p2d.drawings.build_cnn import FOLD_SCHEME, check_fold_model
+    from p2d.drawings.cnn import build_network, load_network, save_weights
 
     widths = (8, 8, 16, 16, 16)
     net = build_network(widths).eval()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from p2d.curate.drawings import (
     PROPOSALS,
     SETTINGS_KEYS,
     SETTINGS_NAME,
+    CropOptions,
     crop_drawings,
     landmarks_sane,
     match_box,
@@ -29,7 +31,7 @@ from p2d.curate.drawings import (
 )
 from p2d.padding import Pad, border_color, crop_square, pad_image, padded_fraction, parse_pad
 from p2d.errors import P2DError
-from p2d.curate.detect import iou
+from p2d.drawings.detect import iou
 from p2d.faces import Detection, FaceModels
 from p2d.framing import CELEBA_FACE_FRACTION, square_from_box
 from p2d.images import read_image, write_image
@@ -310,8 +312,8 @@ def test_a_drawing_without_a_face_gets_a_proposed_box_to_confirm(tmp_path):
     for name in ("head13.png", "adult_astrid_graeber_01.png"):
         shutil.copy(DATA / "drawings" / name, raw / name)
     out = tmp_path / "out"
-    kw = dict(detectors=("drawn_cnn",), rotate=False, show_progress=False)
-    r = crop_drawings(raw, out, **kw)
+    opts = CropOptions(detectors=("drawn_cnn",), rotate=False)
+    r = crop_drawings(raw, out, opts, show_progress=False)
     by = {Path(x["source_path"]).name: x for x in r.rows}
     head = by["head13.png"]
     assert not head["keep"] and head["reason"] == "no_face" and 0.1 <= head["proposal_score"] < 0.53
@@ -322,12 +324,13 @@ def test_a_drawing_without_a_face_gets_a_proposed_box_to_confirm(tmp_path):
     assert r.proposed == 1 and any(PROPOSALS in note and "--boxes" in note for note in r.notes)
     assert (out / "review_01.png").is_file()
     written = (out / PROPOSALS).read_text()
-    r = crop_drawings(raw, out, boxes=out / PROPOSALS, **kw)  # the user accepted it as it is
+    # the user accepted it as it is
+    r = crop_drawings(raw, out, replace(opts, boxes=out / PROPOSALS), show_progress=False)
     head = {Path(x["source_path"]).name: x for x in r.rows}["head13.png"]
     assert head["keep"] and head["detector"] == "hand" and (out / PROPOSALS).read_text() == written
     mine = tmp_path / "mine.csv"
     shutil.copy(out / PROPOSALS, mine)
-    crop_drawings(raw, out, boxes=mine, **kw)
+    crop_drawings(raw, out, replace(opts, boxes=mine), show_progress=False)
     assert not (out / PROPOSALS).exists()  # every drawing has a face now: no stale proposals
 
 
@@ -340,10 +343,10 @@ def test_a_hand_box_without_a_view_gets_drawn_cnns_view_where_it_has_a_box_there
     shutil.copy(DATA / "drawings" / "adult_astrid_graeber_01.png", raw / "a.png")
     boxes = tmp_path / "boxes.csv"
     boxes.write_text("path,x,y,w,h\na.png,22,54,76,68\n")  # its hand box (tests/data)
-    kw = dict(rotate=False, show_progress=False)
 
     def row(out, **more):
-        return crop_drawings(raw, tmp_path / out, **{**kw, **more}).rows[0]
+        options = CropOptions(rotate=False, **more)
+        return crop_drawings(raw, tmp_path / out, options, show_progress=False).rows[0]
 
     cnn = row("cnn", boxes=boxes, detectors=("drawn_cnn",))
     assert cnn["detector"] == "hand" and cnn["facing_from"] == "cnn" and cnn["facing"] == "frontal"
@@ -385,12 +388,12 @@ def test_tiny_images_are_rows_not_failures(tmp_path):
 def test_a_detector_that_raises_costs_only_its_file(tmp_path, monkeypatch):
     """With the per-detector minimum switched off, dlib's CNN really raises on the 320x1 strip
     ("Filter windows must be small enough ..."): that file gets an error row, the rest go on."""
-    from p2d.curate import detect
     from p2d.curate.drawings import crop_drawings
+    from p2d.drawings import detect
 
     monkeypatch.setitem(detect.DETECTOR_MIN_SIDE_PX, "dlib_cnn", 0)
-    r = crop_drawings(_tiny_folder(tmp_path / "raw"), tmp_path / "out", detectors=detect.DETECTORS,
-                      show_progress=False)  # dlib_cnn is not among the defaults: asked for
+    options = CropOptions(detectors=detect.DETECTORS)  # dlib_cnn is not among the defaults: asked for
+    r = crop_drawings(_tiny_folder(tmp_path / "raw"), tmp_path / "out", options, show_progress=False)
     rows = {Path(row["source_path"]).name: row for row in read_manifest(r.manifest).to_dict("records")}
     assert rows["strip_5000x20.png"]["reason"].startswith("error:RuntimeError: ")
     assert "Filter windows" in rows["strip_5000x20.png"]["reason"]
@@ -418,11 +421,12 @@ def test_a_rerun_with_new_boxes_redoes_only_those_and_writes_a_fresh_runs_manife
     boxes = write_hand_boxes(tmp_path / "boxes.csv", {"head13.png": (75, 130, 260, 280)},
                              drops={"card_figure_king_nicu_r.png": "two faces"})
     models = FaceModels()  # loaded once for the four runs
-    kw = dict(size=64, face_fraction=0.4, pad=parse_pad("10,20,30"), detectors=("dlib_hog",), rotate=False,
-              show_progress=False, models=models)
-    crop_drawings(raw, tmp_path / "full", boxes=boxes, **kw)
+    opts = CropOptions(size=64, face_fraction=0.4, pad=parse_pad("10,20,30"), detectors=("dlib_hog",),
+                       rotate=False)
+    kw = dict(show_progress=False, models=models)
+    crop_drawings(raw, tmp_path / "full", replace(opts, boxes=boxes), **kw)
     out = tmp_path / "out"
-    first = crop_drawings(raw, out, **kw)
+    first = crop_drawings(raw, out, opts, **kw)
     assert first.reused == 0 and {x["reason"] for x in first.rows} >= {"no_face"}
     settings = read_crop_settings(out)
     assert tuple(settings) == SETTINGS_KEYS and settings["raw"] == str(raw.absolute())

@@ -306,13 +306,13 @@ NO_DEDUP = {"max_hamming": 0, "min_similarity": 1.0}
 
 
 def _build(tmp_path: Path, frontal_photos, **kwargs):
-    from p2d.curate.build import build_manifest
+    from p2d.curate.build import BuildOptions, build_manifest
 
     root, _ = frontal_photos
     recipe = tmp_path / "exp.toml"
     shutil.copy(Path(__file__).parent.parent / "p2d" / "recipes" / "tiny.toml", recipe)
-    return build_manifest(recipe, [DRAWINGS / "manifest.csv", root / "photos" / "manifest.csv"], test_count=1,
-                          **NO_DEDUP, **kwargs)
+    return build_manifest(recipe, [DRAWINGS / "manifest.csv", root / "photos" / "manifest.csv"],
+                          options=BuildOptions(test_count=1, **NO_DEDUP, **kwargs))
 
 
 def test_build_drops_nothing_unless_asked(frontal_photos, tmp_path):
@@ -333,18 +333,18 @@ def test_build_drop_unmatched_facing(frontal_photos, tmp_path):
 
 
 def test_recipe_key_drop_unmatched(frontal_photos, tmp_path):
-    from p2d.curate.build import build_manifest
+    from p2d.curate.build import BuildOptions, build_manifest
 
     root, _ = frontal_photos
     recipe = tmp_path / "exp.toml"
     text = (Path(__file__).parent.parent / "p2d" / "recipes" / "tiny.toml").read_text()
     recipe.write_text(text.replace("[data]\n", '[data]\ndrop_unmatched = ["facing"]\n'))
-    r = build_manifest(recipe, [DRAWINGS / "manifest.csv", root / "photos" / "manifest.csv"], test_count=1,
-                       **NO_DEDUP)
+    r = build_manifest(recipe, [DRAWINGS / "manifest.csv", root / "photos" / "manifest.csv"],
+                       options=BuildOptions(test_count=1, **NO_DEDUP))
     assert r.drop_unmatched == ("facing",) and r.moved and r.moved[0][:2] == ("drawing", "facing")
     recipe.write_text(text.replace("[data]\n", '[data]\ndrop_unmatched = ["smiles"]\n'))
     with pytest.raises(P2DError, match="unknown feature"):
-        build_manifest(recipe, [DRAWINGS / "manifest.csv"], test_count=1)
+        build_manifest(recipe, [DRAWINGS / "manifest.csv"], options=BuildOptions(test_count=1))
 
 
 def test_cli_inspect_and_build(frontal_photos, tmp_path):

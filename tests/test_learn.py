@@ -1,8 +1,9 @@
-"""Tests for p2d.curate.learn (a detector trained on the user's boxes) and drawing pose in crop-drawings."""
+"""Tests for p2d.drawings.learn, `p2d detector train` (p2d.curate.learn) and drawing pose in crop-drawings."""
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,8 @@ from typer.testing import CliRunner
 
 from conftest import DATA
 from p2d.cli import app
-from p2d.curate.detect import iou, run_fhog
 from p2d.curate.drawings import (
+    CropOptions,
     choose_facing,
     crop_drawings,
     facing_from_yaw,
@@ -20,7 +21,8 @@ from p2d.curate.drawings import (
     read_hand_boxes,
     rerun_crop_drawings,
 )
-from p2d.curate.learn import check_boxes, crop_window, square_box, train_detector, training_example
+from p2d.drawings.detect import iou, run_fhog
+from p2d.drawings.learn import check_boxes, crop_window, square_box, train_detector, training_example
 from p2d.errors import P2DError
 from p2d.images import downscale, read_image, write_image
 from p2d.manifest import read_manifest, validate
@@ -149,8 +151,8 @@ def test_learn_adds_a_face_the_stock_detectors_miss(tmp_path):
     boxes = tmp_path / "boxes.csv"
     rows = {Path(k).stem: v for k, v in read_boxes(BOXES).items()}
     boxes.write_text("path,x,y,w,h\n" + "".join(f"{n}.png,{','.join(map(str, rows[n]))}\n" for n in train))
-    r = crop_drawings(raw, tmp_path / "out", boxes=boxes, detectors=("dlib_hog",), rotate=False, learn=True,
-                      show_progress=False)
+    options = CropOptions(boxes=boxes, detectors=("dlib_hog",), rotate=False, learn=True)
+    r = crop_drawings(raw, tmp_path / "out", options, show_progress=False)
     by = {Path(x["source_path"]).stem: x for x in r.rows}
     assert r.learned == 1 and by["head4"]["keep"] and by["head4"]["detector"] == "user"
     assert iou((by["head4"]["box_x"], by["head4"]["box_y"], by["head4"]["box_w"], by["head4"]["box_h"]),
@@ -169,11 +171,11 @@ def test_profile_with_its_hand_box_is_labelled_and_framed_on_the_box(tmp_path):
     raw = tmp_path / "raw" / "drawings"
     raw.mkdir(parents=True)
     shutil.copy(DATA / "drawings" / "head4.png", raw / "head4.png")
-    r = crop_drawings(raw, tmp_path / "out", boxes=BOXES, detectors=("dlib_hog",), rotate=False, show_progress=False)
+    options = CropOptions(boxes=BOXES, detectors=("dlib_hog",), rotate=False)
+    r = crop_drawings(raw, tmp_path / "out", options, show_progress=False)
     row = r.rows[0]
     assert row["keep"] and row["facing"] == "left" and row["facing_from"] == "hand" and row["centred_on"] == "box"
-    r = crop_drawings(raw, tmp_path / "out2", boxes=BOXES, detectors=("dlib_hog",), rotate=False,
-                      drop_profiles=True, show_progress=False)
+    r = crop_drawings(raw, tmp_path / "out2", replace(options, drop_profiles=True), show_progress=False)
     row = r.rows[0]
     assert not row["keep"] and row["reason"] == "profile" and not (tmp_path / "out2" / "head4.png").exists()
     assert validate(read_manifest(r.manifest), r.manifest) == []
@@ -204,7 +206,8 @@ def test_a_drawing_and_its_mirror_face_opposite_ways(tmp_path):
     image = read_image(DATA / "drawings" / "head13.png")
     write_image(raw / "head13.png", image)
     write_image(raw / "mirror.png", np.ascontiguousarray(image[:, ::-1]))
-    r = crop_drawings(raw, tmp_path / "out", detectors=("dlib_cnn", "yunet"), rotate=False, show_progress=False)
+    options = CropOptions(detectors=("dlib_cnn", "yunet"), rotate=False)
+    r = crop_drawings(raw, tmp_path / "out", options, show_progress=False)
     by = {Path(x["source_path"]).stem: x for x in r.rows}
     assert by["head13"]["facing_from"] == by["mirror"]["facing_from"] == "classifier"
     assert by["head13"]["facing"] == "left" and by["mirror"]["facing"] == "right"

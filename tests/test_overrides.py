@@ -4,6 +4,7 @@ dedup and build, and the functions the review page calls; on the bundled public-
 from __future__ import annotations
 
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import DATA
-from p2d.curate.build import build_manifest
+from p2d.curate.build import BuildOptions, build_manifest
 from p2d.curate.dedup import NOT_DUPLICATES, dedup_manifests, read_not_duplicates
 from p2d.curate.filters import Thresholds, reason_measure
 from p2d.curate.hashing import output_hashes, phash_hex
@@ -19,6 +20,7 @@ from p2d.curate.overrides import (Override, dropped_path, duplicate_groups, keep
                                   overridden, overrides_version, photo_review_items, read_curate_settings,
                                   read_overrides, save_overrides, split_duplicate)
 from p2d.curate.photos import curate_photos
+from p2d.curate.pipeline import CurateOptions
 from p2d.errors import P2DError, VersionConflict
 from p2d.images import list_images, read_image, write_image
 from p2d.manifest import new_rows, read_manifest, validate, write_manifest
@@ -26,6 +28,8 @@ from p2d.manifest import new_rows, read_manifest, validate, write_manifest
 ROOT = Path(__file__).resolve().parent.parent
 SMILE, TURNED, NEUTRAL = "images/astronaut.png", "images/mlk.png", "images/boy.png"
 NO_FACE = "images/engine.png"
+# the options the photo folder is curated with
+MINE = CurateOptions(source="mine", drop_smiles=True, drop_outliers=True)
 
 
 # ------------------------------------------------------------------ pure decisions
@@ -109,7 +113,7 @@ def photo_input(tmp_path_factory):
 def curated_once(photo_input, tmp_path_factory):
     """The folder curated once (its cache filled): tests copy it and re-run from the cache."""
     out = tmp_path_factory.mktemp("review-out") / "out"
-    curate_photos(photo_input, out, source="mine", drop_smiles=True, drop_outliers=True)
+    curate_photos(photo_input, out, MINE)
     return out
 
 
@@ -144,8 +148,7 @@ def test_curate_records_its_thresholds_and_frames_what_a_filter_dropped(curated,
     settings = read_curate_settings(curated)
     assert settings["crop"] == "frame" and settings["thresholds"]["max_yaw_deg"] == 30.0
     # a stricter run with a looser yaw removes nothing a later keep would need, and records its threshold
-    again = curate_photos(photo_input, curated, source="mine", drop_smiles=True, drop_outliers=True,
-                          thresholds=Thresholds(max_yaw_deg=40))
+    again = curate_photos(photo_input, curated, replace(MINE, thresholds=Thresholds(max_yaw_deg=40)))
     assert again.analyzed == 0 and rows_by_path(again.manifest)[TURNED]["keep"]
     assert read_curate_settings(curated)["thresholds"]["max_yaw_deg"] == 40.0
 
@@ -171,7 +174,7 @@ def test_a_second_curate_run_honours_the_overrides(curated, photo_input):
     (curated / "overrides.csv").write_text(
         "path,decision,note\n"
         f"{SMILE},keep,\"a grin, not a laugh\"\n{NEUTRAL},drop,\n{NO_FACE},keep,\nimages/gone.png,drop,\n")
-    r = curate_photos(photo_input, curated, source="mine", drop_smiles=True, drop_outliers=True)
+    r = curate_photos(photo_input, curated, MINE)
     assert r.analyzed == 0
     rows = rows_by_path(r.manifest)
     smile, boy, none = rows[SMILE], rows[NEUTRAL], rows[NO_FACE]
@@ -190,7 +193,7 @@ def test_a_second_curate_run_honours_the_overrides(curated, photo_input):
 def test_a_bad_overrides_file_stops_curate_with_its_line(curated, photo_input):
     (curated / "overrides.csv").write_text(f"path,decision,note\n{SMILE},maybe,\n")
     with pytest.raises(P2DError, match=r"overrides.csv line 2: decision 'maybe'"):
-        curate_photos(photo_input, curated, source="mine", drop_smiles=True, drop_outliers=True)
+        curate_photos(photo_input, curated, MINE)
 
 
 def test_save_overrides_rewrites_the_manifest_at_once_and_checks_the_version(curated):
@@ -229,7 +232,8 @@ def recipe(tmp_path: Path) -> Path:
 def test_build_honours_an_override_saved_after_curating(curated, tmp_path):
     (curated / "overrides.csv").write_text(
         f"path,decision,note\n{SMILE},keep,\n{NEUTRAL},drop,\n{NO_FACE},keep,\n")
-    built = build_manifest(recipe(tmp_path), [curated / "manifest.csv"], test_count=0, inspect=False)
+    built = build_manifest(recipe(tmp_path), [curated / "manifest.csv"],
+                           options=BuildOptions(test_count=0, inspect=False))
     rows = {Path(p).name: row for p, row in zip(built.frame["path"], built.frame.to_dict("records"))}
     assert rows["astronaut.png"]["keep"] and rows["astronaut.png"]["override"] == "keep"
     assert "/dropped/" in rows["astronaut.png"]["path"]  # kept by the frame curate set aside
@@ -243,13 +247,13 @@ def test_a_celeba_keep_saved_on_the_page_cuts_the_square_a_curate_run_writes(cel
     from p2d.curate.celeba import curate_celeba
 
     out = tmp_path / "celeba-out"
-    curate_celeba(celeba.official, out, first=3, drop_smiles=True)
+    curate_celeba(celeba.official, out, CurateOptions(drop_smiles=True), first=3)
     smiling = "images/000002.png"
     assert not (out / smiling).exists()  # CelebA's squares of dropped images are not written
     save_overrides(out, {smiling: "keep"}, overrides_version(out))
     saved = (out / smiling).read_bytes()
     assert rows_by_path(out / "manifest.csv")[smiling]["keep"]
-    r = curate_celeba(celeba.official, out, first=3, drop_smiles=True)
+    r = curate_celeba(celeba.official, out, CurateOptions(drop_smiles=True), first=3)
     assert rows_by_path(r.manifest)[smiling]["override"] == "keep" and (out / smiling).read_bytes() == saved
 
 
@@ -307,7 +311,7 @@ def test_a_split_member_stays_split_through_dedup_and_build(dup_folder, tmp_path
     assert reasons()["small.png"] == "" and reasons()["mirror.png"] == "dup_of:d0.png"
     r = dedup_manifests([manifest])  # `p2d dedup` again
     assert reasons()["small.png"] == "" and r.report.kept_apart == 2
-    built = build_manifest(recipe(tmp_path), [manifest], test_count=0, inspect=False)
+    built = build_manifest(recipe(tmp_path), [manifest], options=BuildOptions(test_count=0, inspect=False))
     rows = dict(zip(built.frame["path"].map(lambda p: Path(p).name), built.frame["reason"]))
     assert rows["small.png"] == "" and rows["mirror.png"].startswith("dup_of:")
     with pytest.raises(P2DError, match="in no duplicate group"):

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from p2d.cli import app
 from p2d.padding import Pad, fill_outside, frame_padded, parse_pad
 from p2d.curate.photos import curate_photos
+from p2d.curate.pipeline import CurateOptions
 from p2d.demo import write_lfw_photos
 from p2d.framing import MAX_PADDED_FRACTION, frame_padded_fraction
 from p2d.images import read_image
@@ -85,14 +86,14 @@ def lfw_folder(tmp_path_factory):
 
 
 def test_tight_crops_record_their_fill_and_are_dropped_past_the_threshold(lfw_folder, tmp_path):
-    r = curate_photos(lfw_folder, tmp_path / "out", size=64)
+    r = curate_photos(lfw_folder, tmp_path / "out", CurateOptions(size=64))
     df = read_manifest(r.manifest)
     assert validate(df, r.manifest) == []
     kept = df[df["keep"]]
     assert len(kept) >= 8 and set(kept["pad"]) == {"blur"}
     # LFW's faces fill their pictures: most of a CelebA frame lies past the edge, under the default.
     assert kept["padded_fraction"].between(0.4, MAX_PADDED_FRACTION).all()
-    strict = curate_photos(lfw_folder, tmp_path / "out", size=64, max_padded_fraction=0.3)
+    strict = curate_photos(lfw_folder, tmp_path / "out", CurateOptions(size=64), max_padded_fraction=0.3)
     assert strict.analyzed == 0  # judged again from the cache
     assert strict.kept == 0 and strict.dropped["padded"] == len(kept)
     # The review sheet shows each source beside its framed output: wider cells than the sources alone.

@@ -26,6 +26,7 @@ def test_a_face_whose_landmarks_fail_is_an_error_and_its_batch_goes_on(celeba, t
 
     from conftest import DARK
     from p2d.curate.celeba import curate_celeba
+    from p2d.curate.pipeline import CurateOptions
     from p2d.faces import FaceModels
 
     real = FaceModels.landmarks_batch
@@ -42,7 +43,9 @@ def test_a_face_whose_landmarks_fail_is_an_error_and_its_batch_goes_on(celeba, t
     assert got.loc[dark, "reason"].tolist() == ["error:RuntimeError: here"]
     pd.testing.assert_frame_equal(got[~dark].reset_index(drop=True), want[~dark].reset_index(drop=True))
     monkeypatch.setattr(FaceModels, "landmarks_batch", real)
-    again = curate_celeba(tmp_path / "celeba", tmp_path / "out-celeba_fast.csv-1", **RUNS["celeba_fast.csv"])
+    options, kwargs = RUNS["celeba_fast.csv"]
+    again = curate_celeba(tmp_path / "celeba", tmp_path / "out-celeba_fast.csv-1", CurateOptions(**options),
+                          **kwargs)
     assert again.analyzed == 1 and again.manifest.read_bytes() == (GOLDEN / "celeba_fast.csv").read_bytes()
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,13 @@ from p2d.errors import P2DError
 
 def test_celeba_on_ray_equals_the_golden_manifest_and_continues_a_local_run(local_ray, celeba, tmp_path):
     from p2d.curate.celeba import curate_celeba
+    from p2d.curate.pipeline import CurateOptions
 
     golden = (GOLDEN / "celeba_fast.csv").read_bytes()
     shutil.copytree(celeba.official, tmp_path / "celeba")  # the golden run's layout (golden_manifests.py)
-    out, opts = tmp_path / "out", dict(drop_smiles=True, drop_outliers=True)
-    curate_celeba(tmp_path / "celeba", out, first=10, **opts)  # as if interrupted after 10 images
-    r = curate_celeba(tmp_path / "celeba", out, workers=2, engine="ray", **opts)
+    out, opts = tmp_path / "out", CurateOptions(drop_smiles=True, drop_outliers=True)
+    curate_celeba(tmp_path / "celeba", out, opts, first=10)  # as if interrupted after 10 images
+    r = curate_celeba(tmp_path / "celeba", out, replace(opts, workers=2, engine="ray"))
     assert (r.cache_hits, r.analyzed) == (10, 9)  # Ray did only what the local run's cache lacked
     assert (out / "manifest.csv").read_bytes() == golden
 
@@ -42,27 +44,28 @@ def _photo_folder(root: Path) -> Path:
 
 def test_photos_on_ray_equal_the_local_engine(local_ray, tmp_path):
     from p2d.curate.photos import curate_photos
+    from p2d.curate.pipeline import CurateOptions
 
     folder = _photo_folder(tmp_path / "raw")
-    local = curate_photos(folder, tmp_path / "local", drop_outliers=True)
-    ray = curate_photos(folder, tmp_path / "ray", drop_outliers=True, workers=1, engine="ray")
+    local = curate_photos(folder, tmp_path / "local", CurateOptions(drop_outliers=True))
+    ray = curate_photos(folder, tmp_path / "ray", CurateOptions(drop_outliers=True, workers=1, engine="ray"))
     assert local.kept >= 2 and local.manifest.read_bytes() == ray.manifest.read_bytes()
     assert sorted(p.name for p in (tmp_path / "ray" / "images").iterdir()) == \
         sorted(p.name for p in (tmp_path / "local" / "images").iterdir())
 
 
 def test_crop_drawings_on_two_processes_and_on_ray_equal_one_process(local_ray, tmp_path):
-    from p2d.curate.drawings import CACHE_NAME, crop_drawings
+    from p2d.curate.drawings import CACHE_NAME, CropOptions, crop_drawings
 
     raw = tmp_path / "raw"
     raw.mkdir()
     for name in sorted(p.name for p in (DATA / "drawings").iterdir())[:5]:
         shutil.copy(DATA / "drawings" / name, raw / name)
     (raw / "empty.png").write_bytes(b"")
-    kw = dict(detectors=("dlib_hog", "yunet"), rotate=False, show_progress=False)
-    one = crop_drawings(raw, tmp_path / "one", **kw)
-    two = crop_drawings(raw, tmp_path / "two", workers=2, **kw)
-    ray = crop_drawings(raw, tmp_path / "ray", workers=2, engine="ray", **kw)
+    opts = CropOptions(detectors=("dlib_hog", "yunet"), rotate=False)
+    one = crop_drawings(raw, tmp_path / "one", opts, show_progress=False)
+    two = crop_drawings(raw, tmp_path / "two", replace(opts, workers=2), show_progress=False)
+    ray = crop_drawings(raw, tmp_path / "ray", replace(opts, workers=2, engine="ray"), show_progress=False)
     assert one.kept >= 3
     for other in (two, ray):
         assert other.manifest.read_bytes() == one.manifest.read_bytes()
@@ -107,7 +110,12 @@ def test_cli_passes_engine_options(monkeypatch, tmp_path):
     import p2d.curate.celeba as celeba
 
     seen = {}
-    monkeypatch.setattr(celeba, "curate_celeba", lambda *a, **kw: seen.update(kw) or (_ for _ in ()).throw(P2DError("stop")))
+
+    def stop(root, out, options, **kw):  # what the CLI asked for; the error ends the command
+        seen.update(vars(options))
+        raise P2DError("stop")
+
+    monkeypatch.setattr(celeba, "curate_celeba", stop)
     res = CliRunner().invoke(app, ["curate", "celeba", str(tmp_path), "--engine", "ray", "--ray-address", "h:6379",
                                    "--workers", "4"])
     assert res.exit_code == 1 and (seen["engine"], seen["ray_address"], seen["workers"]) == ("ray", "h:6379", 4)

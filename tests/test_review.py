@@ -252,6 +252,7 @@ def make_photos(root: Path) -> Path:
     from PIL import Image
 
     from p2d.curate.photos import curate_photos
+    from p2d.curate.pipeline import CurateOptions
 
     raw = root / "photos_in"
     raw.mkdir(parents=True)
@@ -259,7 +260,7 @@ def make_photos(root: Path) -> Path:
     boy = Image.open(DATA / "photos" / "a_youngster_01.png")  # half size keeps detection fast
     boy.resize((boy.width // 2, boy.height // 2), Image.LANCZOS).save(raw / "boy.png")
     shutil.copy(DATA / "nonfaces" / "fire_engine_mimooh_01.png", raw / "engine.png")
-    curate_photos(raw, root / "photos", source="mine", drop_smiles=True, drop_outliers=True)
+    curate_photos(raw, root / "photos", CurateOptions(source="mine", drop_smiles=True, drop_outliers=True))
     return root / "photos"
 
 
@@ -344,8 +345,8 @@ def test_a_wrong_duplicate_group_is_split_and_stays_split(tmp_path):
 def test_learn_proposes_boxes_for_the_drawings_left_without_a_face(tmp_path):
     """Trained on six hand boxes, the learned detector proposes boxes on held-out drawings of the same
     clip-art styles (nothing is kept until the user accepts them)."""
-    from p2d.curate.detect import iou
     from p2d.curate.drawings import read_boxes
+    from p2d.drawings.detect import iou
 
     known = read_boxes(Path(__file__).parent / "data" / "drawing_face_boxes.csv")
     names = sorted(k for k in known if k.startswith("drawings/"))[:9]

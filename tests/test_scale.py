@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from conftest import DATA
 from p2d.cli import app
 from p2d.padding import Pad
-from p2d.curate.scale import pad_to_height, scale_folder, scale_to_width
+from p2d.curate.scale import ScaleOptions, pad_to_height, scale_folder, scale_to_width
 from p2d.images import read_image, write_image
 from p2d.manifest import read_manifest, validate
 
@@ -83,7 +83,7 @@ def test_same_name_in_two_formats_gives_two_outputs(tmp_path):
     tall = np.zeros((300, 100, 3), np.uint8)
     write_image(raw / "a.png", tall)
     write_image(raw / "a.jpg", tall + 40)
-    r = scale_folder(raw, tmp_path / "out", width_px=32, min_height_px=32)
+    r = scale_folder(raw, tmp_path / "out", ScaleOptions(width_px=32, min_height_px=32))
     paths = sorted(row["path"] for row in r.rows)
     assert paths == ["a_jpg.png", "a_png.png"]
     assert all((tmp_path / "out" / p).is_file() for p in paths)

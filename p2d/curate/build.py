@@ -138,20 +138,27 @@ def _inspect(output: Path, df: pd.DataFrame, features: tuple[str, ...]) -> tuple
         return None, [f"no inspection: {exc}"]
 
 
-def build_manifest(
-    recipe: Path | str,
-    sources: list[Path | str],
-    output: Path | str | None = None,
-    test_count: int | None = None,
-    test_fraction: float | None = None,
-    max_hamming: int = DEFAULT_MAX_HAMMING,
-    min_similarity: float = DEFAULT_MIN_SIMILARITY,
-    drop_unmatched: tuple[str, ...] | None = None,
-    inspect: bool = True,
-) -> BuildResult:
-    """Join, dedup, drop rows without a counterpart (`drop_unmatched` features, default: the
-    recipe's data.drop_unmatched), split, validate and write the experiment manifest (default:
-    recipe path .csv). With `inspect`, the drawings are compared with the photos (`p2d inspect`)."""
+@dataclass(frozen=True)
+class BuildOptions:
+    """`p2d manifest build`'s choices: the test split (at most one of test_count, test_fraction; neither:
+    the module docstring's default), dedup's thresholds, the features whose unmatched rows are dropped
+    (None: the recipe's data.drop_unmatched), and whether the drawings are compared with the photos."""
+
+    test_count: int | None = None
+    test_fraction: float | None = None
+    max_hamming: int = DEFAULT_MAX_HAMMING
+    min_similarity: float = DEFAULT_MIN_SIMILARITY
+    drop_unmatched: tuple[str, ...] | None = None
+    inspect: bool = True
+
+
+def build_manifest(recipe: Path | str, sources: list[Path | str], output: Path | str | None = None,
+                   options: BuildOptions = BuildOptions()) -> BuildResult:
+    """Join, dedup, drop rows without a counterpart (`options.drop_unmatched` features), split,
+    validate and write the experiment manifest (default: recipe path .csv). With `options.inspect`,
+    the drawings are compared with the photos (`p2d inspect`)."""
+    o = options
+    test_count, test_fraction, drop_unmatched = o.test_count, o.test_fraction, o.drop_unmatched
     recipe = Path(recipe)
     recipe_dict = read_recipe(recipe)
     if drop_unmatched is None:
@@ -195,10 +202,10 @@ def build_manifest(
     gone = df["keep"].astype(bool).to_numpy() & np.array([not f.is_file() for f in files])
     df.loc[gone, ["keep", "reason"]] = [False, "unreadable:missing"]
     labels = LabelView(output, files)
-    df, report = dedup_frame(df, files, [labels] * len(df), max_hamming, min_similarity,
+    df, report = dedup_frame(df, files, [labels] * len(df), o.max_hamming, o.min_similarity,
                              not_duplicate_pairs(list(map(Path, sources))))
     inspection, moved = None, []
-    if inspect or drop_unmatched:
+    if o.inspect or drop_unmatched:
         inspection, inspect_notes = _inspect(output, df, drop_unmatched)
         notes += inspect_notes
     if drop_unmatched and inspection is not None:

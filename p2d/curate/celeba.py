@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from p2d.curate.filters import Thresholds
-from p2d.curate.pipeline import Item, RunResult, RunSettings, run
+from p2d.curate.pipeline import CurateOptions, Item, RunResult, RunSettings, run
 from p2d.errors import P2DError
 from p2d.framing import CELEBA_HEIGHT, CELEBA_WIDTH
 from p2d.images import IMAGE_EXTENSIONS, check_output_dir
@@ -279,34 +278,27 @@ def _aligned_shape(width: int, height: int) -> bool:
 def curate_celeba(
     root: Path | str | None = None,
     out: Path | str | None = None,
+    options: CurateOptions = CurateOptions(),
     *,
     first: int | None = None,
     partition: str | None = None,
     exclude_attrs: tuple[str, ...] | list[str] = (),
-    drop_smiles: bool = False,
     smile_source: str = "landmarks",
-    drop_outliers: bool = False,
-    thresholds: Thresholds | None = None,
-    size: int = 128,
-    fmt: str = "png",
     detect: bool = False,
-    upsample: int = 1,
-    workers: int = 1,
-    models_dir: Path | str | None = None,
-    source: str = "celeba",
-    engine: str = "local",
-    ray_address: str | None = None,
 ) -> RunResult:
     """Curate CelebA's aligned images into OUT/images/*.png and OUT/manifest.csv.
 
     Rows keep CelebA's file order; dropped images stay in the manifest with keep=false and a reason.
     OUT/overrides.csv, where the user has one (`p2d review`), keeps or drops single images.
+    `first`, `partition`, `exclude_attrs`: which images (select); `smile_source`: what --drop-smiles
+    reads, the smile score or CelebA's Smiling attribute; `detect`: dlib's HOG on every image.
     """
+    options = replace(options, source=options.source or "celeba")
     layout = locate(root)
     out_dir = Path(out) if out is not None else DEFAULT_OUT
     check_output_dir(layout.images_dir, out_dir)
     items, _ = select(layout, first=first, partition=partition, exclude_attrs=tuple(exclude_attrs),
-                      use_landmarks=not detect, need_attrs=drop_smiles and smile_source == "attr")
+                      use_landmarks=not detect, need_attrs=options.drop_smiles and smile_source == "attr")
     notes = [f"CelebA at {layout.root} ({layout.kind} layout; images in {layout.images_dir})"]
     shape = _first_image_size(items)
     crop = "center"
@@ -317,17 +309,15 @@ def curate_celeba(
         notes.append(f"images are {shape[0]}x{shape[1]}, not CelebA's aligned 178x218: detecting faces "
                      "and framing them like CelebA's aligned faces")
     settings = RunSettings(
-        out_dir=out_dir, source=source, face_box="detect" if detect else "known", crop=crop, size=size,
-        fmt=fmt, thresholds=thresholds or Thresholds(), drop_smiles=drop_smiles,
-        drop_outliers=drop_outliers, smile_source=smile_source, upsample=upsample, workers=workers,
-        models_dir=models_dir, engine=engine, ray_address=ray_address,
+        out_dir=out_dir, options=options, face_box="detect" if detect else "known", crop=crop,
+        smile_source=smile_source,
         # framing needs landmarks: an image without a face cannot be kept, whatever the filters
         need_face=crop == "frame",
     )
     result = run(items, settings, title="celeba")
     result.notes = notes + result.notes  # the run's own: what OUT/overrides.csv changed
     if detect:
-        result.notes.append(f"full detection: dlib HOG (upsample {upsample}) on every image")
+        result.notes.append(f"full detection: dlib HOG (upsample {options.upsample}) on every image")
     elif "landmarks" in layout.files:
         result.notes.append(f"fast path: face boxes from {layout.files['landmarks'].name}; no detection "
                             "(no_face / multi_face need --detect)")

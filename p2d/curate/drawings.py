@@ -14,13 +14,13 @@ that something is drawn at both eyes (`eyes_drawn`: a profile's far eye is blank
 drawings the predictor often returns a near-mean shape placed by the box, so its yaw is weak
 evidence (on the fixtures' hand boxes it stays within 11 degrees of 0 for three-quarter heads).
 Facing comes from, in order: the boxes file's `view` column; the view p2d's drawing CNN gives the
-face where it voted for it, or for a hand box where it has a box on it that would (p2d.drawing_cnn:
+face where it voted for it, or for a hand box where it has a box on it that would (p2d.drawings.cnn:
 one centre map per view); p2d's facing classifier
-(p2d.drawing_facing: HOG of the box with some context, a logistic regression trained on the label
+(p2d.drawings.facing: HOG of the box with some context, a logistic regression trained on the label
 CSV's train split, mirror-consistent), which answers for any box whoever found it; the landmarks'
 yaw where sane (frontal within `max_frontal_yaw_deg`, the photo filter's default turn limit; kept
 for callers that give no classifier view); the view of a detector that knows one (Haar's
-profile cascade, see p2d.curate.detect); else unknown (`facing_from` says which; see
+profile cascade, see p2d.drawings.detect); else unknown (`facing_from` says which; see
 choose_facing for why the classifier comes first). A
 profile (left or right) is framed on its box, the head, never on landmarks that would look for a
 second eye. `--drop-profiles` drops them with reason `profile`.
@@ -30,11 +30,11 @@ Proposed boxes: where the vote finds no face, drawn_cnn's best upright box, if i
 on the review sheet; nothing is kept from it. Delete the wrong lines, correct the rest, and pass the
 file as `--boxes`: a missed face then costs a look instead of a hand-drawn box. (Out of fold on the
 label CSV's train split the proposal sat on the face for 10-13 of the 19-20 drawings the vote missed,
-three seeds; on the eval split for 5 of its 7 misses: p2d/models/README.md.)
+three seeds; on the eval split for 5 of its 7 misses: p2d/drawings/weights/README.md.)
 
-`--learn`: after the pass, a dlib fHOG detector (p2d.curate.learn) is trained on this set's
+`--learn`: after the pass, a dlib fHOG detector (p2d.drawings.learn) is trained on this set's
 confirmed boxes (hand boxes, and faces found by two or more detectors or by one firm one) and run
-on the drawings still without a face; it votes as `user` (thresholds in p2d.curate.detect).
+on the drawings still without a face; it votes as `user` (thresholds in p2d.drawings.detect).
 
 The boxes file (`path,x,y,w,h[,view][,drop]`, paths relative to RAW; read_hand_boxes, write_hand_boxes):
 a row with a `drop` text and no box marks a drawing without a usable face; no detector runs on it and
@@ -61,9 +61,9 @@ import cv2
 import numpy as np
 
 from p2d.curate.engine import Engine, map_jobs
-from p2d.curate.detect import DEFAULT_DETECTORS, Candidates, DrawingDetector, choose_with_rotations
 from p2d.curate.hashing import phash_hex, thumb_b64
-from p2d.drawing_detector import MODELS_DIR
+from p2d.drawings import WEIGHTS_DIR
+from p2d.drawings.detect import DEFAULT_DETECTORS, Candidates, DrawingDetector, choose_with_rotations
 from p2d.padding import Pad, crop_square
 from p2d.errors import P2DError
 from p2d.faces import (
@@ -142,7 +142,7 @@ def choose_facing(hand_view: str, yaw: float | None, detector_view: str,
                   cnn_view: str = "") -> tuple[str, str]:
     """(facing, where it came from): the hand box's view, else drawn_cnn's view where it voted for
     the face or has a box that would (`cnn_view`), else the facing classifier's view of the box
-    (`classifier_view`, p2d.drawing_facing), else the sane landmarks' yaw, else the view of the
+    (`classifier_view`, p2d.drawings.facing), else the sane landmarks' yaw, else the view of the
     detector that found the face, else unknown. The order is the one measured best: on the label
     CSV's train split's 313 hand-boxed faces, each scored by models that never saw its drawing or
     deck (benchmarks/facing_oof.py, three seeds of drawn_cnn), drawn_cnn first and the classifier
@@ -314,6 +314,81 @@ def match_box(boxes: dict[str, tuple], rel: str) -> tuple | None:
 # ----------------------------------------------------------------------------- the command
 
 
+@dataclass(frozen=True)
+class CropOptions:
+    """What a crop-drawings run is asked for (`p2d crop-drawings`' options), checked on creation. Saved
+    in OUT/crop_settings.json (record), from which rerun_crop_drawings builds it again (from_record)."""
+
+    size: int = 128
+    face_fraction: float = CELEBA_FACE_FRACTION
+    pad: Pad = Pad("auto")
+    background: tuple[int, int, int] = (255, 255, 255)  # under transparent drawings
+    boxes: Path | str | None = None  # the --boxes file (read_hand_boxes)
+    source: str = "drawings"
+    detectors: tuple[str, ...] = DEFAULT_DETECTORS
+    min_iou: float = 0.3
+    min_votes: int = 2
+    rotate: bool = True
+    detector_model: Path | str | None = None  # a user-trained detector (.svm); it votes as `user`
+    learn: bool = False  # train a detector on this set's confirmed boxes (module docstring)
+    drop_profiles: bool = False
+    max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG
+    manifest: Path | str | None = None  # default: OUT/manifest.csv
+    workers: int = 1  # workers, engine, ray_address: where the per-drawing work runs (p2d.curate.engine)
+    engine: str = "local"
+    ray_address: str | None = None
+
+    def __post_init__(self):
+        self.engine_spec.validate()
+        if not 16 <= self.size <= 4096:
+            raise P2DError(f"--size {self.size} is out of range: use 16..4096 pixels")
+        if not 0.05 <= self.face_fraction <= 1.0:
+            raise P2DError(f"--face-fraction {self.face_fraction} is out of range: use 0.05..1.0 "
+                           "(CelebA: 0.466)")
+        if not 0 < self.max_frontal_yaw_deg <= 90:
+            raise P2DError(f"--max-frontal-yaw-deg {self.max_frontal_yaw_deg} is out of range: "
+                           "use 0..90 degrees")
+
+    @property
+    def engine_spec(self) -> Engine:
+        return Engine(self.engine, self.workers, self.ray_address)
+
+    def record(self, raw: Path | str) -> dict:
+        """crop_settings.json of a run on `raw` (keys: SETTINGS_KEYS; paths absolute)."""
+        return {"version": SETTINGS_VERSION, "raw": _absolute(raw), "manifest": _absolute(self.manifest),
+                "boxes": _absolute(self.boxes), "size": self.size, "face_fraction": self.face_fraction,
+                "pad": str(self.pad), "background": [int(v) for v in self.background], "source": self.source,
+                "detectors": list(self.detectors), "min_iou": self.min_iou, "min_votes": self.min_votes,
+                "rotate": self.rotate, "detector_model": _absolute(self.detector_model), "learn": self.learn,
+                "drop_profiles": self.drop_profiles, "max_frontal_yaw_deg": self.max_frontal_yaw_deg,
+                "workers": self.workers}
+
+    @classmethod
+    def from_record(cls, r: dict) -> CropOptions:
+        """The options a crop_settings.json (read_crop_settings) saved; the engine is local."""
+        from p2d.padding import parse_pad
+
+        return cls(size=r["size"], face_fraction=r["face_fraction"], pad=parse_pad(r["pad"]),
+                   background=tuple(r["background"]), boxes=r["boxes"], source=r["source"],
+                   detectors=tuple(r["detectors"]), min_iou=r["min_iou"], min_votes=r["min_votes"],
+                   rotate=r["rotate"], detector_model=r["detector_model"], learn=r["learn"],
+                   drop_profiles=r["drop_profiles"], max_frontal_yaw_deg=r["max_frontal_yaw_deg"],
+                   manifest=r["manifest"], workers=r["workers"])
+
+
+@dataclass(frozen=True)
+class CropSettings:
+    """Everything one drawing's crop depends on besides the drawing itself: the run's options and
+    what crop_drawings made of them, which worker processes and Ray actors receive."""
+
+    options: CropOptions
+    manifest_path: Path
+    hand: HandBoxes  # the boxes file (read_hand_boxes): boxes, views, drops by path relative to RAW
+    detector: DrawingDetector  # built from options.detectors, rotate and detector_model
+    user_model: str = ""  # the user detector's identity, for the cache key
+    extra: DrawingDetector | None = None  # --learn's detector: its boxes join the cached candidates
+
+
 @dataclass
 class DrawingsResult:
     manifest: Path
@@ -353,18 +428,18 @@ def _cache_key(path: Path, *settings) -> str:
 
 
 def _detections_key(path: Path, s: CropSettings) -> str:
-    d = s.detector
-    return _cache_key(path, CACHE_VERSION, s.background, d.detectors, d.fallback, d.rotations_deg, s.min_iou,
-                      s.min_votes, s.user_model)
+    d, o = s.detector, s.options
+    return _cache_key(path, CACHE_VERSION, o.background, d.detectors, d.fallback, d.rotations_deg, o.min_iou,
+                      o.min_votes, s.user_model)
 
 
 def _shipped_models_stamp() -> str:
-    """p2d's version and the name, size and mtime of each file in p2d/models (its READMEs aside): a
+    """p2d's version and the name, size and mtime of each file in p2d/drawings/weights (its README aside): a
     stat per file, no read, so a re-run stays cheap, while a release or a model file replaced in
     place changes it. Changes to the code between releases bump ROWS_CACHE_VERSION instead."""
     from p2d import __version__
 
-    files = sorted(p for p in MODELS_DIR.iterdir() if p.is_file() and p.suffix != ".md")
+    files = sorted(p for p in WEIGHTS_DIR.iterdir() if p.is_file() and p.suffix != ".md")
     return __version__ + "".join(f";{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files)
 
 
@@ -381,10 +456,10 @@ def _row_key(path: Path, rel: str, target: Path, s: CropSettings, stamp: str) ->
     """A drawing's first-pass row is reused while this is unchanged: the detections' key (file size and
     mtime, detector settings), the framing and output settings, where the row and crop go, the
     drawing's hand entry, and p2d's version and shipped models (_shipped_models_stamp)."""
-    models_dir = s.detector.models.models_dir
+    models_dir, o = s.detector.models.models_dir, s.options
     return _detections_key(path, s) + "|" + repr((
-        ROWS_CACHE_VERSION, stamp, models_dir and str(Path(models_dir).absolute()), s.size, s.face_fraction,
-        str(s.pad), s.source, s.drop_profiles, s.max_frontal_yaw_deg, str(s.manifest_path.resolve()),
+        ROWS_CACHE_VERSION, stamp, models_dir and str(Path(models_dir).absolute()), o.size, o.face_fraction,
+        str(o.pad), o.source, o.drop_profiles, o.max_frontal_yaw_deg, str(s.manifest_path.resolve()),
         str(target.resolve()), _hand_entry(s.hand, rel)))
 
 
@@ -420,75 +495,37 @@ def _model_stamp(model) -> str:
     return f"{Path(model).resolve()}:{st.st_size}:{st.st_mtime_ns}" if st else str(model)
 
 
-def crop_drawings(
-    raw: Path | str,
-    out: Path | str,
-    size: int = 128,
-    face_fraction: float = CELEBA_FACE_FRACTION,
-    pad: Pad = Pad("auto"),
-    background: tuple[int, int, int] = (255, 255, 255),
-    boxes: Path | str | None = None,
-    source: str = "drawings",
-    detectors: tuple[str, ...] = DEFAULT_DETECTORS,
-    min_iou: float = 0.3,
-    min_votes: int = 2,
-    rotate: bool = True,
-    models: FaceModels | None = None,
-    manifest: Path | str | None = None,
-    show_progress: bool = True,
-    detector_model: Path | str | None = None,
-    learn: bool = False,
-    drop_profiles: bool = False,
-    max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG,
-    workers: int = 1,
-    engine: str = "local",
-    ray_address: str | None = None,
-) -> DrawingsResult:
+def crop_drawings(raw: Path | str, out: Path | str, options: CropOptions = CropOptions(), *,
+                  models: FaceModels | None = None, show_progress: bool = True) -> DrawingsResult:
     """Crop the face of every drawing under `raw` into `out`, write `out/manifest.csv` and review
     sheets. Detections and each drawing's first-pass row are cached in `out`: an interrupted or
     repeated run redoes only the drawings whose file, hand entry or settings changed (_row_key).
-    The settings go to `out/crop_settings.json`, from which rerun_crop_drawings repeats the run.
-    `detector_model`: a user-trained detector (.svm) that votes as `user`; `learn`: train one on
-    this set's confirmed boxes and run it on the drawings left without a face (module docstring).
-    `workers`, `engine`, `ray_address`: where the per-drawing work runs (p2d.curate.engine)."""
-    Engine(engine, workers, ray_address).validate()
-    if not 16 <= size <= 4096:
-        raise P2DError(f"--size {size} is out of range: use 16..4096 pixels")
-    if not 0.05 <= face_fraction <= 1.0:
-        raise P2DError(f"--face-fraction {face_fraction} is out of range: use 0.05..1.0 (CelebA: 0.466)")
-    if not 0 < max_frontal_yaw_deg <= 90:
-        raise P2DError(f"--max-frontal-yaw-deg {max_frontal_yaw_deg} is out of range: use 0..90 degrees")
+    The options go to `out/crop_settings.json`, from which rerun_crop_drawings repeats the run.
+    `models`: dlib's models already loaded (default: loaded here)."""
+    o = options
     raw, out = Path(raw), Path(out)
     files, root, left_out = input_images(raw, out, "drawings")
-    hand = read_hand_boxes(boxes) if boxes else HandBoxes()
-    manifest_path = Path(manifest) if manifest else out / "manifest.csv"
-    detector = DrawingDetector(models, detectors=detectors, user_model=detector_model,
-                               **({} if rotate else {"rotations_deg": ()}))
-    settings = CropSettings(manifest_path, hand, detector, size, face_fraction, pad, background, source,
-                            min_iou, min_votes, drop_profiles, max_frontal_yaw_deg, _model_stamp(detector_model))
+    hand = read_hand_boxes(o.boxes) if o.boxes else HandBoxes()
+    manifest_path = Path(o.manifest) if o.manifest else out / "manifest.csv"
+    detector = DrawingDetector(models, detectors=o.detectors, user_model=o.detector_model,
+                               **({} if o.rotate else {"rotations_deg": ()}))
+    settings = CropSettings(o, manifest_path, hand, detector, _model_stamp(o.detector_model))
     t0 = time.perf_counter()
     items = [(path, path.relative_to(root).as_posix(), out / f"{stem}.png")
              for path, stem in zip(files, output_stems(files, root))]
     cache = _read_json(out / CACHE_NAME)
-    where = Engine(engine, workers, ray_address)
-    rows, review, found, reused = _first_pass(out, items, settings, cache, where, show_progress)
+    rows, review, found, reused = _first_pass(out, items, settings, cache, o.engine_spec, show_progress)
     notes, learned = list(detector.notes) + left_out, None
-    if learn:
+    if o.learn:
         learned = _learn_and_retry(out, rows, review, found, items, settings, cache, notes)
     write_manifest(new_rows(rows), manifest_path)
     sheets = _write_review(out, rows, review)
-    proposed = write_proposals(out / PROPOSALS, rows, [rel for _, rel, _ in items], boxes)
+    proposed = write_proposals(out / PROPOSALS, rows, [rel for _, rel, _ in items], o.boxes)
     if proposed:
-        notes.append(f"{proposed} drawing(s) without a face have a proposed box (yellow on the review sheet) in "
-                     f"{out / PROPOSALS}: delete the wrong lines, correct the rest, and run again with "
+        notes.append(f"{proposed} drawing(s) without a face have a proposed box (yellow on the review sheet) "
+                     f"in {out / PROPOSALS}: delete the wrong lines, correct the rest, and run again with "
                      f"--boxes {out / PROPOSALS} (or add them to your boxes file)")
-    record = {"version": SETTINGS_VERSION, "raw": _absolute(raw), "manifest": _absolute(manifest),
-              "boxes": _absolute(boxes), "size": size, "face_fraction": face_fraction, "pad": str(pad),
-              "background": [int(v) for v in background], "source": source, "detectors": list(detectors),
-              "min_iou": min_iou, "min_votes": min_votes, "rotate": rotate,
-              "detector_model": _absolute(detector_model), "learn": learn, "drop_profiles": drop_profiles,
-              "max_frontal_yaw_deg": max_frontal_yaw_deg, "workers": workers}
-    write_text_atomic(out / SETTINGS_NAME, json.dumps(record, indent=1) + "\n")
+    write_text_atomic(out / SETTINGS_NAME, json.dumps(o.record(raw), indent=1) + "\n")
     seconds = time.perf_counter() - t0
     return DrawingsResult(manifest_path, rows, sheets, seconds, notes, learned, proposed, reused)
 
@@ -524,16 +561,11 @@ def rerun_crop_drawings(out: Path | str, boxes: Path | str | None = None, show_p
     the boxes file that run read, if any). Only the drawings whose hand entry (or file) changed are
     recomputed, and the manifest is the one a fresh run would write. It runs here (engine local).
     `models`: dlib's models already loaded (a long-lived caller saves their load, seconds, per call)."""
-    from p2d.padding import parse_pad
-
     r = read_crop_settings(out)
-    return crop_drawings(
-        r["raw"], out, size=r["size"], face_fraction=r["face_fraction"], pad=parse_pad(r["pad"]),
-        background=tuple(r["background"]), boxes=boxes if boxes is not None else r["boxes"],
-        source=r["source"], detectors=tuple(r["detectors"]), min_iou=r["min_iou"], min_votes=r["min_votes"],
-        rotate=r["rotate"], manifest=r["manifest"], show_progress=show_progress,
-        detector_model=r["detector_model"], learn=r["learn"], drop_profiles=r["drop_profiles"],
-        max_frontal_yaw_deg=r["max_frontal_yaw_deg"], workers=r["workers"], models=models)
+    options = CropOptions.from_record(r)
+    if boxes is not None:
+        options = replace(options, boxes=boxes)
+    return crop_drawings(r["raw"], out, options, models=models, show_progress=show_progress)
 
 
 def _first_pass(out: Path, items: list, s: CropSettings, cache: dict, engine: Engine,
@@ -560,7 +592,7 @@ def _first_pass(out: Path, items: list, s: CropSettings, cache: dict, engine: En
         for i, (path, rel, target) in enumerate(items):
             hit = old.get(rel)
             if hit and hit["key"] == keys[i] and (not hit["row"]["keep"] or target.is_file()):
-                image, _ = try_read_image(path, background=s.background)
+                image, _ = try_read_image(path, background=s.options.background)
                 done[i] = (hit["row"], _review_cell(hit["row"], image), hit["box"] and tuple(hit["box"]))
                 bar.update(task, advance=1, status="reused")
         todo = [i for i, d in enumerate(done) if d is None]
@@ -609,12 +641,12 @@ def _learn_and_retry(out: Path, rows: list, review: list, found: list, items: li
     """--learn: train on the confirmed boxes (`found`: each drawing's, or None), save the detector in
     `out`, run it on the drawings without a face (rows and review cells replaced in place); the
     number of faces it added."""
-    from p2d.curate.learn import MIN_BOXES, train_detector
+    from p2d.drawings.learn import MIN_BOXES, train_detector
 
     examples = []
     for (path, _, _), box in zip(items, found):
         if box is not None:
-            image, _ = try_read_image(path, background=s.background)
+            image, _ = try_read_image(path, background=s.options.background)
             if image is not None:
                 examples.append((image, box))
     if len(examples) < MIN_BOXES:
@@ -643,26 +675,6 @@ def _learn_and_retry(out: Path, rows: list, review: list, found: list, items: li
 
 
 @dataclass(frozen=True)
-class CropSettings:
-    """Everything one drawing's crop depends on besides the drawing itself (see crop_drawings)."""
-
-    manifest_path: Path
-    hand: HandBoxes  # the boxes file (read_hand_boxes): boxes, views, drops by path relative to RAW
-    detector: DrawingDetector
-    size: int
-    face_fraction: float
-    pad: Pad
-    background: tuple[int, int, int]
-    source: str
-    min_iou: float
-    min_votes: int
-    drop_profiles: bool = False
-    max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG
-    user_model: str = ""  # the user detector's identity, for the cache key
-    extra: DrawingDetector | None = None  # --learn's detector: its boxes join the cached candidates
-
-
-@dataclass(frozen=True)
 class FoundFace:
     """The face box a drawing is cropped around, and who found it ("hand" for a hand box)."""
 
@@ -681,9 +693,10 @@ def _find_face(image: np.ndarray, path: Path, rel: str, s: CropSettings,
                cache: dict) -> tuple[FoundFace | None, Detection | None]:
     """The hand box when there is one, else the detectors' choice (their candidates cached by file);
     and where there is no face, the proposal (`proposal`), else None."""
+    o = s.options
     box, view, _ = s.hand.entry(rel)
     if box is not None:
-        cnn_view = "" if view else s.detector.cnn_view_of(image, box, s.min_iou)  # no view given: drawn_cnn's
+        cnn_view = "" if view else s.detector.cnn_view_of(image, box, o.min_iou)  # no view given: drawn_cnn's
         return FoundFace(box, "hand", math.nan, 1, "hand", 0.0, view=view, cnn_view=cnn_view), None
     d = s.detector
     key = _detections_key(path, s)
@@ -691,11 +704,11 @@ def _find_face(image: np.ndarray, path: Path, rel: str, s: CropSettings,
     if hit and hit["key"] == key:
         found = _candidates_from_json(hit["candidates"])
     else:
-        found = d.all_candidates(image, min_iou=s.min_iou, min_votes=s.min_votes)
+        found = d.all_candidates(image, min_iou=o.min_iou, min_votes=o.min_votes)
         cache[rel] = {"key": key, "candidates": _candidates_to_json(found)}
     if s.extra is not None:
         found = Candidates(found.upright + s.extra.candidates(image), found.rotated, found.searched)
-    face = choose_with_rotations(found, min_iou=s.min_iou, min_votes=s.min_votes)
+    face = choose_with_rotations(found, min_iou=o.min_iou, min_votes=o.min_votes)
     if face is None:
         return None, proposal(found.upright)
     return FoundFace(face.box.box, face.box.detector, face.box.score, face.votes, "+".join(face.detectors),
@@ -734,10 +747,10 @@ def _one_drawing(path: Path, rel: str, target: Path, s: CropSettings, cache: dic
     """One drawing's manifest row (its crop written to `target` when kept), the image (None when
     unreadable; its review cell comes from both, _review_cell), and the face found (None when none)."""
     # Dropped rows name the file they would have had, as the other curate commands do.
-    row = {"path": relative_path(s.manifest_path, target), "domain": "drawing", "source": s.source,
+    row = {"path": relative_path(s.manifest_path, target), "domain": "drawing", "source": s.options.source,
            "split": "train", "crop": "center", "width": "", "height": "", "phash": "", "keep": False,
            "reason": "", "source_path": relative_path(s.manifest_path, path)}
-    image, why = try_read_image(path, background=s.background)
+    image, why = try_read_image(path, background=s.options.background)
     if image is None:
         row["reason"] = why
         return row, None, None
@@ -771,6 +784,7 @@ def face_pose(image: np.ndarray, points: np.ndarray, box: tuple[float, float, fl
 
 def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, s: CropSettings, cache: dict):
     """Find the face of one readable drawing, write its crop, fill its row (see _one_drawing)."""
+    o = s.options
     drop = s.hand.entry(rel)[2]
     if drop:  # the user saw no usable face there: no detector runs
         row.update(detector="hand", reason=f"rejected:{drop}")
@@ -790,16 +804,16 @@ def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, 
     cnn_view = face.cnn_view
     classifier_view = "" if cnn_view else s.detector.view_of(image, face.box)  # the CNN's view comes first
     pose = face_pose(image, points, face.box, face.view if hand else "", "" if hand else face.view,
-                     s.max_frontal_yaw_deg, classifier_view, cnn_view)
+                     o.max_frontal_yaw_deg, classifier_view, cnn_view)
     profile = pose["facing"] in PROFILES
     if pose.pop("landmarks_trusted") and not profile:
-        cx, cy, side = square_from_landmarks(points, s.face_fraction)
+        cx, cy, side = square_from_landmarks(points, o.face_fraction)
         centred = "landmarks"
     else:  # a profile is framed on the head: its landmarks would look for a second eye
-        cx, cy, side = square_from_box(face.box, s.face_fraction)
+        cx, cy, side = square_from_box(face.box, o.face_fraction)
         centred = "box"
     try:
-        crop, fraction, (x0, y0, side_px) = crop_square(image, cx, cy, side, s.size, s.pad)
+        crop, fraction, (x0, y0, side_px) = crop_square(image, cx, cy, side, o.size, o.pad)
     except P2DError:
         # only a hand box can put the crop wholly outside the image: record it, go on with the rest
         row["reason"] = "bad_box:outside_image"
@@ -809,13 +823,13 @@ def _crop_one(image: np.ndarray, path: Path, rel: str, target: Path, row: dict, 
         found_rotated_deg=face.rotation_deg, **pose,
         box_x=round(face.box[0], 1), box_y=round(face.box[1], 1), box_w=round(face.box[2], 1),
         box_h=round(face.box[3], 1), centred_on=centred, crop_x=x0, crop_y=y0, crop_side=side_px,
-        padded_fraction=round(fraction, 4), pad=str(s.pad),
+        padded_fraction=round(fraction, 4), pad=str(o.pad),
     )
-    if profile and s.drop_profiles:
+    if profile and o.drop_profiles:
         row["reason"] = "profile"
         return row, image, face
     write_image(target, crop)
-    row.update(width=s.size, height=s.size, phash=phash_hex(crop),
+    row.update(width=o.size, height=o.size, phash=phash_hex(crop),
                phash_mirror=phash_hex(np.ascontiguousarray(crop[:, ::-1])), thumb=thumb_b64(crop), keep=True)
     return row, image, face
 

@@ -102,46 +102,65 @@ class Job:
     override: str = ""  # the user's "keep" or "drop"
 
 
-@dataclass
-class RunSettings:
-    out_dir: Path
-    source: str
-    face_box: str = "known"  # "known" (CelebA's face position: template or its landmarks) or "detect" (dlib HOG)
-    crop: str = "center"  # "center" (CelebA's square) or "frame" (landmark framing)
+@dataclass(frozen=True)
+class CurateOptions:
+    """What every `p2d curate` command takes besides its input and its own options (the CLI's shared
+    curate options and the thresholds): the manifest's source label, the output's size and format,
+    the filters, dlib's settings, and where the per-image work runs. Checked on creation."""
+
+    source: str | None = None  # the manifest's `source` label; None: the command's own (celeba, photos)
     size: int = 128
     fmt: str = "png"
     thresholds: Thresholds = field(default_factory=Thresholds)
     drop_smiles: bool = False
     drop_outliers: bool = False
-    smile_source: str = "landmarks"
-    need_face: bool = False
     upsample: int = 1
-    workers: int = 1
     models_dir: Path | str | None = None
-    quiet: bool = False
+    workers: int = 1
     engine: str = "local"  # see p2d.curate.engine
     ray_address: str | None = None
-    pad: Pad = Pad("blur")  # fill of a framed photo past the image edge (crop "frame")
-    max_padded_fraction: float = MAX_PADDED_FRACTION  # frames filled more than this: reason "padded"
+
+    def __post_init__(self):
+        if self.source is not None and (not self.source.strip() or any(c in self.source for c in ",\n\r")):
+            raise P2DError(f"--source {self.source!r} must be a short label without commas, e.g. my_photos")
+        if not 16 <= self.size <= 1024:
+            raise P2DError(f"--size {self.size} is out of range: give 16 to 1024 pixels "
+                           "(CelebA training used 128)")
+        if self.fmt not in ("png", "jpg"):
+            raise P2DError(f"--format {self.fmt} is not supported: use png or jpg")
+        if not 0 <= self.upsample <= 3:
+            raise P2DError(f"--upsample {self.upsample} is out of range: give 0 to 3")
+        self.engine_spec.validate()
 
     @property
     def engine_spec(self) -> Engine:
         return Engine(self.engine, self.workers, self.ray_address)
 
+
+@dataclass
+class RunSettings:
+    """One run: the user's options (`options.source` set) and how the command finds and crops faces."""
+
+    out_dir: Path
+    options: CurateOptions = field(default_factory=CurateOptions)
+    # "known" (CelebA's face position: template or its landmarks) or "detect" (dlib HOG)
+    face_box: str = "known"
+    crop: str = "center"  # "center" (CelebA's square) or "frame" (landmark framing)
+    smile_source: str = "landmarks"  # or "attr": CelebA's Smiling attribute
+    need_face: bool = False
+    quiet: bool = False
+    pad: Pad = Pad("blur")  # fill of a framed photo past the image edge (crop "frame")
+    max_padded_fraction: float = MAX_PADDED_FRACTION  # frames filled more than this: reason "padded"
+
     def validate(self) -> None:
+        if not self.options.source:
+            raise P2DError("a curate run needs its source label (options.source)")
         if self.face_box not in ("known", "detect"):
             raise P2DError(f"face_box must be 'known' or 'detect', not {self.face_box!r}")
         if self.crop not in ("center", "frame"):
             raise P2DError(f"crop must be 'center' or 'frame', not {self.crop!r}")
-        if not 16 <= self.size <= 1024:
-            raise P2DError(f"--size {self.size} is out of range: give 16 to 1024 pixels (CelebA training used 128)")
-        if self.fmt not in ("png", "jpg"):
-            raise P2DError(f"--format {self.fmt} is not supported: use png or jpg")
         if self.smile_source not in ("landmarks", "attr"):
             raise P2DError(f"--smile-source {self.smile_source} is not known: use landmarks or attr")
-        if not 0 <= self.upsample <= 3:
-            raise P2DError(f"--upsample {self.upsample} is out of range: give 0 to 3")
-        self.engine_spec.validate()
         if not 0.0 <= self.max_padded_fraction <= 1.0:
             raise P2DError(f"--max-padded-fraction {self.max_padded_fraction} is out of range: give 0 to 1 "
                            f"(default {MAX_PADDED_FRACTION}: more filled frame than that covers part of the face)")
@@ -339,7 +358,7 @@ class _Worker:
 
     def __init__(self, settings: RunSettings):
         self.s = settings
-        self.models = shared_models(settings.models_dir)
+        self.models = shared_models(settings.options.models_dir)
 
     def __call__(self, job: Job) -> tuple:
         return self.batch([job])[0]
@@ -380,7 +399,7 @@ class _Worker:
         if too_small(image):
             return image, why, {"status": too_small(image), "faces": []}, None
         try:
-            rec, box = locate(image, self.models, s.face_box, job.points5, s.upsample)
+            rec, box = locate(image, self.models, s.face_box, job.points5, s.options.upsample)
         except Exception as exc:  # one image that breaks dlib must not stop the batch
             rec, box = {"status": error_reason(exc), "faces": []}, None
         clock.lap("detect")
@@ -413,17 +432,17 @@ class _Worker:
                 reason = reason or why or "unreadable:decode_error"
             else:
                 clock.lap("features")
-                crop = render_output(image, rec, s.crop, s.size, s.pad)
+                crop = render_output(image, rec, s.crop, s.options.size, s.pad)
                 clock.lap("crop")
-                data, pixels = encode(crop, s.fmt)
+                data, pixels = encode(crop, s.options.fmt)
                 clock.lap("encode")
                 write_bytes_atomic(s.out_dir / out_file, data)
                 clock.lap("write")
                 # the mirror's hash too, so dedup/build need not read every image again
                 phash, phash_mirror, thumb = output_hashes(pixels)
                 # `pad` too: _output_current compares it, so a framed output is reused on a re-run
-                out = {"name": job.name, "file": out_file, "size": s.size, "crop": s.crop, "src_sig": job.sig,
-                       "method": job.detector, "pad": str(s.pad), "phash": phash,
+                out = {"name": job.name, "file": out_file, "size": s.options.size, "crop": s.crop,
+                       "src_sig": job.sig, "method": job.detector, "pad": str(s.pad), "phash": phash,
                        "phash_mirror": phash_mirror, "thumb": thumb}
                 clock.lap("hashes")
         clock.lap("features")
@@ -433,7 +452,8 @@ class _Worker:
 
 
 def judge(rec: dict, s: RunSettings, smiling: int | None) -> str:
-    reason = drop_reason(rec, s.thresholds, drop_smiles=s.drop_smiles, drop_outliers=s.drop_outliers,
+    o = s.options
+    reason = drop_reason(rec, o.thresholds, drop_smiles=o.drop_smiles, drop_outliers=o.drop_outliers,
                          smile_source=s.smile_source, smiling_attr=smiling, need_face=s.need_face)
     share = padded_share(rec, s.crop) if not reason else None
     return "padded" if share is not None and share > s.max_padded_fraction else reason
@@ -474,11 +494,12 @@ def detector_name(s: RunSettings, item: Item) -> str:
     """How an image's face box is found, as the manifest's `detector` column names it."""
     if s.face_box == "known":
         return "fast:landmarks" if item.points5 is not None else "fast:template"
-    return f"hog:up{s.upsample}"
+    return f"hog:up{s.options.upsample}"
 
 
 def _output_current(out: dict | None, out_file: str, s: RunSettings, sig, detector: str) -> bool:
-    if not out or out.get("file") != out_file or out.get("size") != s.size or out.get("crop") != s.crop:
+    if (not out or out.get("file") != out_file or out.get("size") != s.options.size
+            or out.get("crop") != s.crop):
         return False
     if out.get("src_sig") != sig or (s.crop == "frame" and (out.get("method"), out.get("pad")) != (detector, str(s.pad))):
         return False
@@ -503,7 +524,7 @@ def _plan(items: list[Item], s: RunSettings, cache: FaceCache) -> _Plan:
     for i, it in enumerate(items):
         sig = file_signature(it.path)
         detector = detector_name(s, it)
-        out_file = f"images/{it.out_stem}.{s.fmt}"
+        out_file = f"images/{it.out_stem}.{s.options.fmt}"
         rec = cache.analysis(it.name, sig, detector)
         if sig is None:
             rec = {"name": it.name, "status": "unreadable:missing", "faces": []}
@@ -611,11 +632,11 @@ def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
     write_manifest(df, manifest_path)
     write_text_atomic(s.out_dir / CURATE_SETTINGS, json.dumps(settings_record(s), indent=2) + "\n")
     write_review_sheet(s.out_dir / "review.png", items, reasons, recs, s)
-    notes += [f"{OVERRIDES}: keep refused for images/{it.out_stem}.{s.fmt}: {keep_refusal(r, s.crop)}"
+    notes += [f"{OVERRIDES}: keep refused for images/{it.out_stem}.{s.options.fmt}: {keep_refusal(r, s.crop)}"
               for it, r in zip(items, reasons) if it.override == "keep" and r]
     return RunResult(manifest_path, s.out_dir, df, n, sum(1 for r in reasons if not r), _dropped_counts(reasons),
-                     analyzed, plan.cache_hits, written, time.perf_counter() - start, s.thresholds,
-                     _agreement(items, recs, s.thresholds.smile_threshold), notes=notes,
+                     analyzed, plan.cache_hits, written, time.perf_counter() - start, s.options.thresholds,
+                     _agreement(items, recs, s.options.thresholds.smile_threshold), notes=notes,
                      stage_seconds=dict(zip(STAGES, stage_seconds)))
 
 
@@ -623,7 +644,7 @@ def _attach_overrides(items: list[Item], s: RunSettings) -> list[str]:
     """Each item's decision from OUT/overrides.csv (a bad line stops the run: the user's file),
     and notes on what the file holds."""
     overrides = read_overrides(s.out_dir)
-    found, unmatched = match_overrides([f"images/{it.out_stem}.{s.fmt}" for it in items], overrides)
+    found, unmatched = match_overrides([f"images/{it.out_stem}.{s.options.fmt}" for it in items], overrides)
     for it, o in zip(items, found):
         it.override = o.decision if o else ""
     decided = [it.override for it in items if it.override]
@@ -638,10 +659,11 @@ def _attach_overrides(items: list[Item], s: RunSettings) -> list[str]:
 def settings_record(s: RunSettings) -> dict:
     """What a run decided with, as OUT/curate_settings.json records it (the review page shows each
     drop against its threshold; a keep saved there cuts CelebA's square at this size)."""
-    return {"source": s.source, "face_box": s.face_box, "crop": s.crop, "size": s.size, "format": s.fmt,
-            "pad": str(s.pad), "upsample": s.upsample, "drop_smiles": s.drop_smiles,
-            "drop_outliers": s.drop_outliers, "smile_source": s.smile_source, "need_face": s.need_face,
-            "max_padded_fraction": s.max_padded_fraction, "thresholds": s.thresholds.as_dict()}
+    o = s.options
+    return {"source": o.source, "face_box": s.face_box, "crop": s.crop, "size": o.size, "format": o.fmt,
+            "pad": str(s.pad), "upsample": o.upsample, "drop_smiles": o.drop_smiles,
+            "drop_outliers": o.drop_outliers, "smile_source": s.smile_source, "need_face": s.need_face,
+            "max_padded_fraction": s.max_padded_fraction, "thresholds": o.thresholds.as_dict()}
 
 
 def write_center_crop(source: Path, out_file: Path, size: int) -> None:
@@ -674,7 +696,7 @@ def write_review_sheet(path: Path, items: list[Item], reasons: list[str], recs: 
         for i in groups.get(key, [])[:REVIEW_PER_REASON]:
             img, _ = decode(items[i].path, fast=s.crop == "center")  # the pixels the workers read
             if img is not None and key in ("kept", "padded") and recs[i] and recs[i].get("points"):
-                img = side_by_side(img, render_output(img, recs[i], s.crop, s.size, s.pad))
+                img = side_by_side(img, render_output(img, recs[i], s.crop, s.options.size, s.pad))
             images.append(img)
             labels.append(f"{key} ({len(groups[key])})\n{Path(items[i].name).name}")
     return write_sheet(path, images, labels, cell=192, cols=REVIEW_PER_REASON)
@@ -688,12 +710,12 @@ def _map(jobs: list[Job], s: RunSettings):
     ws = replace(s, out_dir=s.out_dir.absolute())
     if any(job.cached is None for job in jobs):
         _prepare_models(s)
-    if s.workers == 1 and s.engine == "local":
+    if s.options.workers == 1 and s.options.engine == "local":
         worker = _Worker(ws)  # models load on first use: a run with nothing to analyse loads none
         for k in range(0, len(jobs), BATCH):
             yield from worker.batch(jobs[k:k + BATCH])
         return
-    yield from map_jobs(jobs, functools.partial(ready_worker, ws), s.engine_spec,
+    yield from map_jobs(jobs, functools.partial(ready_worker, ws), s.options.engine_spec,
                         shared=[ws.out_dir, Path(jobs[0].path), Path(jobs[-1].path)])
 
 
@@ -703,8 +725,8 @@ def _prepare_models(s: RunSettings) -> None:
     and, where faces are detected, the HOG detector's cached copy (p2d.faces.frontal_detector)."""
     from p2d.shape_predictor import cached_path, ensure_cached
 
-    models = shared_models(s.models_dir)
-    dat = find_model(SHAPE_68, s.models_dir)
+    models = shared_models(s.options.models_dir)
+    dat = find_model(SHAPE_68, s.options.models_dir)
     if not cached_path(dat).is_file() and not s.quiet:
         from p2d.ui import console
 
@@ -742,13 +764,13 @@ def _manifest_rows(items, recs, reasons, outs, s: RunSettings, manifest_path: Pa
         box = rec.get("box") or [None] * 4
         kept = not reason
         row = {
-            "path": f"images/{it.out_stem}.{s.fmt}",
+            "path": f"images/{it.out_stem}.{s.options.fmt}",
             "domain": "photo",
-            "source": s.source,
+            "source": s.options.source,
             "split": "train",
             "crop": "center",
-            "width": s.size if kept else None,
-            "height": s.size if kept else None,
+            "width": s.options.size if kept else None,
+            "height": s.options.size if kept else None,
             "phash": (out or {}).get("phash", "") if kept else "",
             "phash_mirror": (out or {}).get("phash_mirror", "") if kept else "",
             "thumb": (out or {}).get("thumb", "") if kept else "",

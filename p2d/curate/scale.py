@@ -56,29 +56,39 @@ class ScaleResult:
                 ("seconds", round(self.seconds, 1))]
 
 
-def scale_folder(
-    raw: Path | str,
-    out: Path | str,
-    width_px: int = 128,
-    min_height_px: int = 128,
-    short: str = "pad",
-    pad: Pad = Pad("auto"),
-    background: tuple[int, int, int] = (255, 255, 255),
-    source: str | None = None,
-    manifest: Path | str | None = None,
-) -> ScaleResult:
-    """Scale every image under `raw` to `width_px`, write PNGs and `out/manifest.csv` (crop=random)."""
-    if width_px < 8:
-        raise P2DError(f"--width {width_px} is too small: use at least 8 pixels (128 for training)")
-    if min_height_px > 0 and width_px < min_height_px:
-        raise P2DError(f"--width {width_px} is below the training size {min_height_px}: a random "
-                       f"{min_height_px}x{min_height_px} crop needs the width to be at least that")
-    if short not in SHORT_ACTIONS:
-        raise P2DError(f"--short {short!r}: use pad or drop")
+@dataclass(frozen=True)
+class ScaleOptions:
+    """`p2d scale`'s options, checked on creation. `short`: what becomes of an image whose scaled
+    height is below `min_height_px`, pad (with `pad`) or drop; `source`: the manifest's label (None:
+    RAW's folder name); `manifest`: where it goes (None: OUT/manifest.csv)."""
+
+    width_px: int = 128
+    min_height_px: int = 128
+    short: str = "pad"
+    pad: Pad = Pad("auto")
+    background: tuple[int, int, int] = (255, 255, 255)  # under transparent drawings
+    source: str | None = None
+    manifest: Path | str | None = None
+
+    def __post_init__(self):
+        if self.width_px < 8:
+            raise P2DError(f"--width {self.width_px} is too small: use at least 8 pixels (128 for training)")
+        if self.min_height_px > 0 and self.width_px < self.min_height_px:
+            side = self.min_height_px
+            raise P2DError(f"--width {self.width_px} is below the training size {side}: a random "
+                           f"{side}x{side} crop needs the width to be at least that")
+        if self.short not in SHORT_ACTIONS:
+            raise P2DError(f"--short {self.short!r}: use pad or drop")
+
+
+def scale_folder(raw: Path | str, out: Path | str, options: ScaleOptions = ScaleOptions()) -> ScaleResult:
+    """Scale every image under `raw` to `options.width_px`, write PNGs and `out/manifest.csv`
+    (crop=random)."""
+    o = options
     raw, out = Path(raw), Path(out)
     files, root, left_out = input_images(raw, out, "drawings")
-    source = source or root.resolve().name
-    manifest_path = Path(manifest) if manifest else out / "manifest.csv"
+    source = o.source or root.resolve().name
+    manifest_path = Path(o.manifest) if o.manifest else out / "manifest.csv"
     t0 = time.perf_counter()
     rows = []
     from p2d.ui import progress
@@ -90,17 +100,17 @@ def scale_folder(
             row = {"path": relative_path(manifest_path, target), "domain": "drawing", "source": source,
                    "split": "train", "crop": "random", "width": "", "height": "", "phash": "",
                    "keep": False, "reason": "", "source_path": relative_path(manifest_path, path)}
-            image, why = try_read_image(path, background=background)
+            image, why = try_read_image(path, background=o.background)
             if image is None or too_small(image):
                 row["reason"] = why or too_small(image)
             else:
                 row.update(source_width=image.shape[1], source_height=image.shape[0])
-                scaled = scale_to_width(image, width_px)
+                scaled = scale_to_width(image, o.width_px)
                 fraction = 0.0
-                if scaled.shape[0] < min_height_px and short == "drop":
+                if scaled.shape[0] < o.min_height_px and o.short == "drop":
                     row["reason"] = f"too_short:{scaled.shape[0]}px"
                 else:
-                    scaled, fraction = pad_to_height(scaled, min_height_px, pad)
+                    scaled, fraction = pad_to_height(scaled, o.min_height_px, o.pad)
                     write_image(target, scaled)
                     row.update(width=scaled.shape[1],
                                height=scaled.shape[0], phash=phash_hex(scaled),

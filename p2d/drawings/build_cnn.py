@@ -1,6 +1,6 @@
-"""Train the drawing-face CNN (p2d/models/drawing_face_cnn.npz) from the label CSV's train split.
+"""Train the drawing-face CNN (weights/drawing_face_cnn.npz) from the label CSV's train split.
 
-Needs Debian's `openclipart-png`, `gnome-cards-data` and `librsvg2-bin` (see drawing_labels.py);
+Needs Debian's `openclipart-png`, `gnome-cards-data` and `librsvg2-bin` (see labels.py);
 the eval split is never read here, and with `--exclude ../shared/eval-exclude.sha256` a label row
 whose file is on that list stops the run before anything is read (the label CSV has none today). Every step draws a batch of square crops of TRAIN_SIDE_PX:
 a labelled drawing (with its faces and their views) or a face-free one, with probability
@@ -13,14 +13,15 @@ changed in gamma, contrast and brightness, sometimes blurred. The background pas
 edge is the median of its border. Seeded (numpy's generator and torch's); whether two runs give
 bit-identical weights on one machine has not been checked.
 
-    python -m benchmarks.train_drawing_cnn --exclude ../shared/eval-exclude.sha256   # ~23 min on 2 cores
-    python -m benchmarks.train_drawing_cnn --epochs 2 -o /tmp/try.npz   # a quick look
+    python -m p2d.drawings.build_cnn --exclude ../shared/eval-exclude.sha256   # ~23 min on 2 cores
+    python -m p2d.drawings.build_cnn --epochs 2 -o /tmp/try.npz   # a quick look
 
 Out-of-fold models (for choosing rules on train without scoring a model on drawings it saw):
 `--folds K --fold i` trains on the train split less fold i (folds by `fold_group`: a card deck with
 its recoloured twins, openclipart's four card sets, else the file; the same folds as
-benchmarks/train_drawing_facing.py). A fold model's file says which fold it left out and on which
-folds (`FOLD_SCHEME`); drawing_thresholds.py and facing_oof.py refuse one that does not say so
+build_facing.py). A fold model's file says which fold it left out and on which
+folds (`FOLD_SCHEME`); benchmarks/drawing_thresholds.py and research/facing_oof.py refuse one that does
+not say so
 (`check_fold_model`: fold models made before 2026-11-27's change of folds had seen copies of the
 drawings they were scored on). `--sampling design` draws each design once however many copies
 the label CSV holds (`design_of`), `design-view` also weights turned faces as much as frontal ones;
@@ -43,12 +44,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from benchmarks.drawing_labels import FACING, labelled_set, read_labels
-
-from p2d.drawing_cnn import (
+from p2d.drawings.cnn import (
     MIRRORED_VIEW, MODEL_FILE, TRAIN_SIDE_PX, WIDTHS, build_network, centre_targets, normalise, save_weights,
     training_loss,
 )
+from p2d.drawings.labels import FACING, labelled_set, read_labels
 
 WORK_MAX_SIDE_PX = 512  # drawings are kept gray at this size at most (crops never need more)
 
@@ -100,14 +100,14 @@ def check_fold_model(path: Path, fold: int, folds: int) -> Path:
     """`path` if it is a drawn_cnn model trained without `fold` of `folds` on today's folds, else
     SystemExit naming the fix (a model made on other folds has seen drawings it would be scored on)."""
     if not path.is_file():
-        raise SystemExit(f"{path} missing: train it with `python -m benchmarks.train_drawing_cnn --folds {folds} "
+        raise SystemExit(f"{path} missing: train it with `python -m p2d.drawings.build_cnn --folds {folds} "
                          f"--fold {fold} -o {path}`")
     with np.load(path) as z:
         made = tuple(z[f"note_{k}"].item() if f"note_{k}" in z.files else None for k in ("fold_scheme", "folds", "fold"))
     if made != (FOLD_SCHEME, folds, fold):
         raise SystemExit(f"{path} was not trained without fold {fold} of {folds} by `{FOLD_SCHEME}` (it says scheme, "
                          f"folds, fold = {made}): scores from it would flatter; retrain it with "
-                         f"`python -m benchmarks.train_drawing_cnn --folds {folds} --fold {fold} -o {path}`")
+                         f"`python -m p2d.drawings.build_cnn --folds {folds} --fold {fold} -o {path}`")
     return path
 
 

@@ -1,21 +1,21 @@
-"""Rebuild p2d's drawing facing classifier (p2d/models/drawing_facing.npz) from the label CSV's TRAIN split.
+"""Rebuild p2d's drawing facing classifier (weights/drawing_facing.npz) from the label CSV's TRAIN split.
 
-Usage: python -m benchmarks.train_drawing_facing [--clipart DIR] [--cards DIR] [--out FILE]
+Usage: python -m p2d.drawings.build_facing [--clipart DIR] [--cards DIR] [--out FILE]
            [--C 0.001 0.003 0.01 0.03 0.1 0.3 1] [--jitter 6] [--folds 5] [--features KIND] [--eval]
 
-Needs the sources of benchmarks/drawing_labels.py (openclipart-png, the aisleriot decks). Every
+Needs the sources of labels.py (openclipart-png, the aisleriot decks). Every
 hand-labelled train face becomes examples of its facing (three-quarter views count as left /
 right): its hand box and `--jitter` boxes shifted by up to 10% and scaled by 0.85-1.2 (a detector's
 box is rarely the hand box), each also mirrored with left and right swapped. Features:
-p2d.drawing_facing.facing_features, by default the HOG alone (the shipped model's); `--features
-hog+asymmetry` adds the crop's mirror asymmetry (tried in issue 10's twelfth session, not shipped:
+p2d.drawings.facing.facing_features, by default the HOG alone (the shipped model's); `--features
+hog+asymmetry` adds the crop's mirror asymmetry (tried, not shipped:
 research/README.md). The L2 weight (1/C)
 is chosen by grouped cross-validation on train: files are split into --folds groups by
-train_drawing_cnn.fold_group (a card deck with its twins, openclipart's four card sets, else the
+build_cnn.fold_group (a card deck with its twins, openclipart's four card sets, else the
 file), so no fold is scored on the drawings, their copies, or the deck style it was trained on.
 Scored as crop-drawings uses it: the mirror-averaged prediction on the hand box and on jittered
 boxes. Beside it, the same folds' accuracy of the rule used before (the drawing filters' view,
-p2d.drawing_detector.view_scores; trained on all of train, so its figure is flattering).
+p2d.drawings.fhog.view_scores; trained on all of train, so its figure is flattering).
 --eval prints the final classifier's accuracy on the eval split's hand boxes (a report: nothing
 is chosen there).
 """
@@ -29,12 +29,14 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import minimize
 
-from p2d.drawing_detector import DrawingFaceDetector, view_from_scores
-from p2d.drawing_facing import CLASSES, FEATURE_KINDS, FEATURES, MIRROR, MODEL_FILE, FacingClassifier, face_crop, facing_features, softmax
+from p2d.drawings.build_cnn import fold_of  # by fold_group; stable across runs
+from p2d.drawings.facing import (
+    CLASSES, FEATURE_KINDS, FEATURES, MIRROR, MODEL_FILE, FacingClassifier, face_crop, facing_features,
+    softmax,
+)
+from p2d.drawings.fhog import DrawingFaceDetector, view_from_scores
+from p2d.drawings.labels import CARDS, CLIPART, FACING, labelled_set
 from p2d.ui import console, table
-
-from benchmarks.drawing_labels import CARDS, CLIPART, FACING, labelled_set
-from benchmarks.train_drawing_cnn import fold_of  # by fold_group; stable across runs
 
 
 def jittered(box, rng: np.random.Generator, n: int) -> list[tuple]:

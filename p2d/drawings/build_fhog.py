@@ -1,11 +1,11 @@
-"""Rebuild the shipped drawing-face filters (p2d/models/*.svm) from the label CSV and openclipart-png.
+"""Rebuild the shipped drawing-face filters (weights/*.svm) from the label CSV and openclipart-png.
 
-Usage: python -m benchmarks.train_drawing_detector [--clipart /usr/share/openclipart/png]
-           [--cards /usr/share/aisleriot/cards] [--labels p2d/models/drawing_faces_labels.csv]
-           [--out p2d/models] [--exclude FILE.sha256] [--C 1 5 20] [--window-px 64]
+Usage: python -m p2d.drawings.build_fhog [--clipart /usr/share/openclipart/png]
+           [--cards /usr/share/aisleriot/cards] [--labels p2d/drawings/weights/drawing_faces_labels.csv]
+           [--out p2d/drawings/weights] [--exclude FILE.sha256] [--C 1 5 20] [--window-px 64]
 
 Needs Debian's `openclipart-png` (public domain) and aisleriot's card decks (`apt-get install
-openclipart-png gnome-cards-data librsvg2-bin`; see benchmarks/drawing_labels.py). Only rows of
+openclipart-png gnome-cards-data librsvg2-bin`; see labels.py). Only rows of
 split `train` are used; of those, a quarter of the files (by SHA-256; a deck's cards together) is
 held back to choose C, then the filter is retrained on all train files with the chosen C. Every file's SHA-256
 must match the CSV (another package release is refused), and no file listed in --exclude (e.g.
@@ -26,12 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from p2d.drawing_detector import MODEL_FILES, WORK_SIDE_PX, mirror_box, work_scale
+from p2d.drawings import WEIGHTS_DIR
+from p2d.drawings.fhog import MODEL_FILES, WORK_SIDE_PX, mirror_box, work_scale
+from p2d.drawings.labels import CARDS, CLIPART, LABELS, available, load, read_labels
 from p2d.ui import console, table
-
-from benchmarks.drawing_labels import CARDS, CLIPART, LABELS, available, load, read_labels
-
-ROOT = Path(__file__).resolve().parents[1]
 
 FILTER_OF_VIEW = {"frontal": "frontal", "left": "side", "three_quarter_left": "side",
                   "right": "side", "three_quarter_right": "side"}
@@ -121,7 +119,7 @@ def main() -> None:
     ap.add_argument("--clipart", type=Path, default=CLIPART)
     ap.add_argument("--cards", type=Path, default=CARDS, help="aisleriot's card decks (gnome-cards-data)")
     ap.add_argument("--labels", type=Path, default=LABELS)
-    ap.add_argument("--out", type=Path, default=ROOT / "p2d" / "models")
+    ap.add_argument("--out", type=Path, default=WEIGHTS_DIR)
     ap.add_argument("--exclude", type=Path, help="a file of SHA-256 sums never to read (one per line)")
     ap.add_argument("--C", type=float, nargs="+", default=[10.0, 50.0],
                     help="SVM C values to try (one value: train once with it, no validation round)")

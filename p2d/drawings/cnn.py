@@ -1,6 +1,6 @@
 """The drawing-face CNN p2d trains and ships: a small network that marks where drawn faces are.
 
-The fHOG filters (`p2d.drawing_detector`) and the photo detectors miss drawn faces whose parts are
+The fHOG filters (`p2d.drawings.fhog`) and the photo detectors miss drawn faces whose parts are
 only suggested (small figures, three-quarter heads, caricatures): a fixed window of gradients is
 too narrow a description. This network is fully convolutional and tiny (five stride-2 stages,
 one top-down merge, ~0.7 M weights, ~20 ms per 320 px drawing and its mirror on one core): for every cell of a
@@ -17,8 +17,8 @@ multiple of 32. The network sees the drawing and its mirror; every map is the me
 mirror's maps mirrored back, its left and right views swapped), so a drawing and its mirror image
 get mirrored faces that look the mirrored way.
 
-The weights (`p2d/models/drawing_face_cnn.npz`, float16, ~1.3 MB) were trained from scratch by
-`python -m benchmarks.train_drawing_cnn` on the label CSV's train split (`drawing_faces_labels.csv`:
+The weights (`p2d/drawings/weights/drawing_face_cnn.npz`, float16, ~1.3 MB) were trained from scratch by
+`python -m p2d.drawings.build_cnn` on the label CSV's train split (`drawing_faces_labels.csv`:
 public-domain clip art and the face cards of free card decks, the face-free drawings included as
 negatives), with random scale, placement, small rotations, mirroring and tone changes. Nothing
 is downloaded: there are no pretrained weights in it.
@@ -32,10 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
+from p2d.drawings import WEIGHTS_DIR
 from p2d.errors import ModelFileMissing
 from p2d.images import MIN_SIDE_PX, too_small
 
-MODEL_FILE = Path(__file__).resolve().parent / "models" / "drawing_face_cnn.npz"
+MODEL_FILE = WEIGHTS_DIR / "drawing_face_cnn.npz"
 STRIDE = 8  # input pixels per cell of the centre map
 INPUT_SIDE_PX = 320  # the longer side a drawing is scaled to at detection
 TRAIN_SIDE_PX = 256  # the square crops the network is trained on
@@ -208,7 +209,7 @@ def load_network(path: Path | str = MODEL_FILE):
     if not path.is_file():
         raise ModelFileMissing(
             f"drawing-face CNN weights missing: {path}. They ship with p2d; reinstall it (`pip install -e .`), "
-            f"or rebuild them with `python -m benchmarks.train_drawing_cnn` in a checkout of p2d."
+            f"or rebuild them with `python -m p2d.drawings.build_cnn` in a checkout of p2d."
         )
     with np.load(path) as f:
         net = build_network(tuple(int(v) for v in f["widths"]))

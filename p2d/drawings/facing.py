@@ -14,8 +14,8 @@ per block, since a frontal face is nearly its own mirror image and a linear mode
 cannot measure that distance. The shipped model uses the HOG alone: the asymmetry fell short of the
 bar set for it (research/README.md).
 
-The weights (`p2d/models/drawing_facing.npz`, a few tens of KB) were trained by
-`python -m benchmarks.train_drawing_facing` on the hand-labelled faces of the label CSV's train split
+The weights (`p2d/drawings/weights/drawing_facing.npz`, a few tens of KB) were trained by
+`python -m p2d.drawings.build_facing` on the hand-labelled faces of the label CSV's train split
 (three-quarter views count as left / right, as in the `facing` column), with jittered boxes so that
 the boxes of any detector, not only hand boxes, are read alike. Facing follows `p2d.faces.yaw_deg`:
 "right" means the nose points to the image right.
@@ -29,9 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
+from p2d.drawings import WEIGHTS_DIR
 from p2d.errors import ModelFileMissing
 
-MODEL_FILE = Path(__file__).resolve().parent / "models" / "drawing_facing.npz"
+MODEL_FILE = WEIGHTS_DIR / "drawing_facing.npz"
 CLASSES = ("frontal", "left", "right")
 CROP_PX = 48
 CONTEXT = 0.25  # of the box's side, added on each side of it
@@ -77,7 +78,7 @@ def hog_features(crop: np.ndarray) -> np.ndarray:
 
 
 BLOCK_VALUES = 36  # one HOG block: 2 x 2 cells of 9 bins
-FEATURES = "hog"  # what benchmarks.train_drawing_facing trains by default (the shipped model's)
+FEATURES = "hog"  # what p2d.drawings.build_facing trains by default (the shipped model's)
 FEATURE_KINDS = ("hog", "hog+asymmetry")  # what `facing_features` can make
 
 
@@ -90,7 +91,8 @@ def facing_features(crop: np.ndarray, kind: str = FEATURES) -> tuple[np.ndarray,
     if kind == "hog":
         return h, hm
     if kind not in FEATURE_KINDS:
-        raise ValueError(f"unknown facing features {kind!r}: retrain with `python -m benchmarks.train_drawing_facing`")
+        raise ValueError(f"unknown facing features {kind!r}: "
+                         "retrain with `python -m p2d.drawings.build_facing`")
     asym = np.abs(h - hm).reshape(-1, BLOCK_VALUES).sum(axis=1)
     return np.concatenate([h, asym]), np.concatenate([hm, asym])
 
@@ -119,7 +121,7 @@ class FacingClassifier:
         if not self.model_file.is_file():
             raise ModelFileMissing(
                 f"{self.model_file} is missing: reinstall p2d, or rebuild it with "
-                "`python -m benchmarks.train_drawing_facing` in a checkout of p2d")
+                "`python -m p2d.drawings.build_facing` in a checkout of p2d")
         with np.load(self.model_file) as z:
             weights = {k: z[k] for k in ("mean", "scale", "coef", "intercept")}
             weights["features"] = str(z["features"]) if "features" in z.files else "hog"

@@ -1,8 +1,8 @@
-"""The drawing-face detector p2d trains and ships: dlib fHOG filters per view, found in p2d/models/.
+"""The drawing-face detector p2d trains and ships: dlib fHOG filters per view, in p2d/drawings/weights/.
 
 The stock detectors were trained on photos; these filters were trained on hand-labelled
-public-domain clip art and the face cards of free card decks (`python -m benchmarks.train_drawing_detector`
-rebuilds them from `p2d/models/drawing_faces_labels.csv` and Debian's `openclipart-png` and
+public-domain clip art and the face cards of free card decks (`python -m p2d.drawings.build_fhog`
+rebuilds them from `weights/drawing_faces_labels.csv` and Debian's `openclipart-png` and
 `gnome-cards-data`). One filter per view, as dlib's own frontal detector is several HOG filters:
 
 - `frontal`: trained with left-right flips (a frontal face is its own mirror);
@@ -31,10 +31,10 @@ from pathlib import Path
 
 import numpy as np
 
+from p2d.drawings import WEIGHTS_DIR
 from p2d.errors import ModelFileMissing
 from p2d.images import MIN_SIDE_PX, too_small
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
 # filter name -> file; the order is the order of `run_multiple`'s detector indices.
 MODEL_FILES = {"frontal": "drawing_face_frontal.svm", "side": "drawing_face_side.svm"}
 VIEWS = ("frontal", "left", "right")
@@ -120,13 +120,14 @@ def view_from_scores(scores: dict[str, float], min_margin: float = 0.0) -> str:
 
 def model_paths(models_dir: Path | str | None = None) -> dict[str, Path]:
     """{filter name: path} of the shipped (or given) model files; ModelFileMissing if any is absent."""
-    folder = Path(models_dir) if models_dir else MODELS_DIR
+    folder = Path(models_dir) if models_dir else WEIGHTS_DIR
     paths = {name: folder / file for name, file in MODEL_FILES.items()}
     missing = [str(p) for p in paths.values() if not p.is_file()]
     if missing:
         raise ModelFileMissing(
             f"drawing-face model file(s) missing: {', '.join(missing)}. They ship with p2d; reinstall it "
-            f"(`pip install -e .`), or rebuild them with `python -m benchmarks.train_drawing_detector` in a checkout of p2d."
+            f"(`pip install -e .`), or rebuild them with `python -m p2d.drawings.build_fhog` in a checkout "
+            f"of p2d."
         )
     return paths
 

@@ -7,7 +7,8 @@ Two sources, both public-domain or free Debian packages that p2d never needs at 
   `aisleriot/<deck>.svgz#<suit>_<rank>`, the upper half of that face card (the lower half is the same
   head upside down) from the deck's SVG rendered at twice its size by `rsvg-convert` (a deck is a grid
   of 13 x 5 cards); `sha256` is the deck file's.
-Boxes are pixels of the image as loaded here.
+Boxes are pixels of the image as loaded here. This module imports without either package (the build_*
+modules, benchmarks/ and research/ read the drawings through it).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-LABELS = ROOT / "p2d" / "models" / "drawing_faces_labels.csv"
+from p2d.drawings import WEIGHTS_DIR
+
+LABELS = WEIGHTS_DIR / "drawing_faces_labels.csv"
 CLIPART = Path("/usr/share/openclipart/png")
 CARDS = Path("/usr/share/aisleriot/cards")
 CARD_PREFIX = "aisleriot/"
@@ -129,7 +131,7 @@ def score_choices(
     misses the face), `nonfaces`, and `per_image` {name: "correct"|"missed"|"wrong_box"|
     "false_box"|"none"}.
     """
-    from p2d.curate.detect import choose_with_rotations, iou
+    from p2d.drawings.detect import choose_with_rotations, iou
 
     out = {"correct": 0, "faces": 0, "false": 0, "nonfaces": 0, "per_image": {}}
     for name, c in candidates.items():

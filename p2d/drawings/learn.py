@@ -1,4 +1,4 @@
-"""Train a drawing-face detector (dlib fHOG) on a user's own face boxes: `p2d detector train`, `--learn`.
+"""Train a drawing-face detector (dlib fHOG) on a user's own face boxes: `--learn`, `p2d detector train`.
 
 An artist's set is one style; a detector trained on a few dozen of its faces finds the rest, where
 detectors trained on photos miss. dlib's `train_simple_object_detector` learns one fHOG filter
@@ -7,18 +7,16 @@ with its surroundings (`CONTEXT_SIDES` box sides on every side: negatives from t
 scaled so the box is `BOX_PX` across, a little above dlib's 80x80 detection window, so every face
 is seen at the window's scale; left-right flips double the faces. Boxes are made square (same
 centre and area) first: the window has one aspect ratio, and dlib refuses boxes it cannot match.
+crop-drawings' `--learn` and `p2d detector train` (a boxes file and a folder: p2d.curate.learn) both
+call `train_detector`.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 
 from p2d.errors import P2DError
-from p2d.images import list_images, try_read_image
 
 BOX_PX = 96  # box side in the training crops: dlib's 80 px window plus a margin
 CONTEXT_SIDES = 1.0  # surroundings kept on each side of a box, in box sides
@@ -101,48 +99,3 @@ def train_detector(examples: list[tuple[np.ndarray, tuple[float, float, float, f
     except RuntimeError as exc:  # dlib explains which boxes it cannot use
         raise P2DError(f"dlib could not train on these boxes: {exc}. Draw boxes of one shape around the face "
                        "(brows to chin) and drop very small ones") from None
-
-
-@dataclass
-class TrainResult:
-    model: Path
-    boxes: int
-    skipped: list[tuple[str, str]]  # (boxes-file path, why)
-
-    def summary_rows(self) -> list[tuple[str, object]]:
-        return [("boxes trained on", self.boxes), ("rows skipped", len(self.skipped)), ("model", str(self.model))]
-
-
-def train_from_boxes(boxes_csv: Path | str, raw: Path | str, out: Path | str, c: float = 5.0,
-                     min_boxes: int = MIN_BOXES, max_aspect: float = MAX_ASPECT) -> TrainResult:
-    """`p2d detector train`: a detector from a boxes CSV (path,x,y,w,h; paths relative to `raw`),
-    saved to `out` (a dlib .svm file, written atomically). Unreadable or unmatched rows are listed."""
-    from p2d.curate.drawings import match_box, read_boxes
-
-    out = Path(out)
-    if out.suffix != ".svm":
-        raise P2DError(f"-o {out}: name the detector file with .svm (e.g. my_detector.svm)")
-    boxes = read_boxes(boxes_csv)
-    raw = Path(raw)
-    files = list_images(raw)
-    root = raw if raw.is_dir() else raw.parent
-    key_of = {id(box): key for key, box in boxes.items()}
-    examples, used, skipped = [], set(), []
-    for path in files:
-        rel = path.relative_to(root).as_posix()
-        box = match_box(boxes, rel)
-        if box is None:
-            continue
-        used.add(key_of[id(box)])
-        image, why = try_read_image(path)
-        if image is None:
-            skipped.append((rel, why))
-            continue
-        examples.append((image, box))
-    skipped += [(key, "no such drawing under RAW") for key in boxes if key not in used]
-    detector = train_detector(examples, c=c, min_boxes=min_boxes, max_aspect=max_aspect)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    detector.save(str(tmp))
-    tmp.replace(out)
-    return TrainResult(out, len(examples), skipped)

@@ -263,8 +263,8 @@ class DrawingsFolder:
     def learn(self) -> dict:
         """Train a detector on this folder's hand boxes and the faces two detectors agree on, run it on
         the drawings still without a face, and hold its best boxes as proposals (nothing is kept)."""
-        from p2d.curate.detect import USER, DrawingDetector
-        from p2d.curate.learn import MIN_BOXES, train_detector
+        from p2d.drawings.detect import USER, DrawingDetector
+        from p2d.drawings.learn import MIN_BOXES, train_detector
         from p2d.images import try_read_image
 
         with self.lock:
