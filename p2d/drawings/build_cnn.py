@@ -33,12 +33,13 @@ packages (a GPU host), `--write-pack F.npz` stores the train split as this scrip
 longer side at most 512, PNG-compressed; 15 MB) and `--pack F.npz` trains from it; `--device cuda`
 runs the network there (the crops are still made on the CPU): on one H200 a model of 100 epochs
 took 85-104 s, five folds at once 105 s, seventeen at once with `--threads 1` 138-186 s (2026-11-27).
-"""
+"""  # noqa: E501 (this docstring is the module's --help text, shown as written)
 
 from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -61,12 +62,14 @@ def gray_set(split: str) -> list[tuple[str, np.ndarray, list]]:
         gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
         s = min(1.0, WORK_MAX_SIDE_PX / max(gray.shape))
         if s < 1:
-            gray = cv2.resize(gray, (round(gray.shape[1] * s), round(gray.shape[0] * s)), interpolation=cv2.INTER_AREA)
+            gray = cv2.resize(gray, (round(gray.shape[1] * s), round(gray.shape[0] * s)),
+                              interpolation=cv2.INTER_AREA)
         out.append((path, gray, [(*(v * s for v in box), FACING[view]) for box, view in boxes]))
     return out
 
 
-CARD_SETS = ("ornamental", "white", "simple", "bordered")  # openclipart's card faces: one design drawn four times
+# openclipart's card faces: one design drawn four times
+CARD_SETS = ("ornamental", "white", "simple", "bordered")
 TWIN_SUFFIXES = ("_4_color", "_poker", "_skat")  # aisleriot decks that recolour or re-letter another deck
 
 
@@ -103,10 +106,11 @@ def check_fold_model(path: Path, fold: int, folds: int) -> Path:
         raise SystemExit(f"{path} missing: train it with `python -m p2d.drawings.build_cnn --folds {folds} "
                          f"--fold {fold} -o {path}`")
     with np.load(path) as z:
-        made = tuple(z[f"note_{k}"].item() if f"note_{k}" in z.files else None for k in ("fold_scheme", "folds", "fold"))
+        made = tuple(z[f"note_{k}"].item() if f"note_{k}" in z.files else None
+                     for k in ("fold_scheme", "folds", "fold"))
     if made != (FOLD_SCHEME, folds, fold):
-        raise SystemExit(f"{path} was not trained without fold {fold} of {folds} by `{FOLD_SCHEME}` (it says scheme, "
-                         f"folds, fold = {made}): scores from it would flatter; retrain it with "
+        raise SystemExit(f"{path} was not trained without fold {fold} of {folds} by `{FOLD_SCHEME}` (it says "
+                         f"scheme, folds, fold = {made}): scores from it would flatter; retrain it with "
                          f"`python -m p2d.drawings.build_cnn --folds {folds} --fold {fold} -o {path}`")
     return path
 
@@ -194,7 +198,8 @@ def augmented(gray: np.ndarray, boxes: list, rng: np.random.Generator, portrait_
         cx, cy = x + w / 2, y + h / 2
     m = cv2.getRotationMatrix2D((cx, cy), angle, scale)
     shift = 0.15 if portrait else 0.3
-    m[:, 2] += (side / 2 - cx + rng.uniform(-shift, shift) * side, side / 2 - cy + rng.uniform(-shift, shift) * side)
+    m[:, 2] += (side / 2 - cx + rng.uniform(-shift, shift) * side,
+                side / 2 - cy + rng.uniform(-shift, shift) * side)
     border = int(np.median(np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])))
     crop = cv2.warpAffine(gray, m, (side, side), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
                           borderValue=border)
@@ -230,10 +235,28 @@ def batch_tensors(items: list, rng: np.random.Generator, portrait_share: float, 
     return [torch.from_numpy(np.stack(a)) for a in (xs, heats, regs, masks)]
 
 
-def train(data: list, epochs: int, batch: int, face_share: float, portrait_share: float, lr: float, seed: int,
-          threads: int, device: str = "cpu", widths: tuple[int, ...] = WIDTHS, sampling: str = "drawing",
-          style_share: float = 0.0):
+@dataclass(frozen=True)
+class Plan:
+    """How the network is trained (main's options: see their help)."""
+
+    epochs: int = 100
+    batch: int = 16
+    face_share: float = 0.5
+    portrait_share: float = 0.35
+    lr: float = 3e-3
+    seed: int = 0
+    threads: int = 2
+    widths: tuple[int, ...] = WIDTHS
+    sampling: str = "drawing"
+    style_share: float = 0.0
+
+
+def train(data: list, plan: Plan, device: str = "cpu"):
     import torch
+
+    epochs, batch, face_share, portrait_share = plan.epochs, plan.batch, plan.face_share, plan.portrait_share
+    lr, seed, threads, widths, sampling, style_share = (plan.lr, plan.seed, plan.threads, plan.widths,
+                                                        plan.sampling, plan.style_share)
 
     torch.manual_seed(seed)
     torch.set_num_threads(threads)
@@ -270,8 +293,8 @@ def train(data: list, epochs: int, batch: int, face_share: float, portrait_share
             sched.step()
             parts.append(list(part.values()))
         c, o, s = np.mean(parts, axis=0)
-        print(f"epoch {epoch + 1:3d}: centre {c:.3f}  offset {o:.3f}  size {s:.3f}  ({time.perf_counter() - t0:.0f} s)",
-              flush=True)
+        print(f"epoch {epoch + 1:3d}: centre {c:.3f}  offset {o:.3f}  size {s:.3f}  "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
     return net.cpu().eval()
 
 
@@ -279,7 +302,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--epochs", type=int, default=100)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--face-share", type=float, default=0.5, help="share of a batch drawn from drawings with faces")
+    ap.add_argument("--face-share", type=float, default=0.5,
+                    help="share of a batch drawn from drawings with faces")
     ap.add_argument("--portrait-share", type=float, default=0.35,
                     help="share of the drawings with faces cropped as portraits (one face fills the crop)")
     ap.add_argument("--lr", type=float, default=3e-3, help="peak of the one-cycle schedule")
@@ -298,14 +322,15 @@ def main() -> None:
     ap.add_argument("--style-share", type=float, default=0.0,
                     help="share of the crops drawn in another style (ink lines, stencil, inverted: restyled)")
     args = ap.parse_args()
-    if (args.folds > 0) != (args.fold is not None) or (args.fold is not None and not 0 <= args.fold < args.folds):
+    if ((args.folds > 0) != (args.fold is not None)
+            or (args.fold is not None and not 0 <= args.fold < args.folds)):
         raise SystemExit("--folds K and --fold i go together, with 0 <= i < K")
     if args.exclude:
         excluded = set(args.exclude.read_text().split())
         listed = [path for path, e in read_labels().items() if e["sha256"] in excluded]
         if listed:
-            raise SystemExit(f"{len(listed)} label row(s) name files on {args.exclude}: {', '.join(listed[:5])}; "
-                             f"remove them from the label CSV")
+            raise SystemExit(f"{len(listed)} label row(s) name files on {args.exclude}: "
+                             f"{', '.join(listed[:5])}; remove them from the label CSV")
     t0 = time.perf_counter()
     data = read_pack(args.pack) if args.pack else gray_set("train")
     print(f"train split read in {time.perf_counter() - t0:.0f} s")
@@ -316,13 +341,15 @@ def main() -> None:
     if args.folds:
         data = [d for d in data if fold_of(d[0], args.folds) != args.fold]
         print(f"fold {args.fold} of {args.folds} left out: training on {len(data)} drawings")
-    net = train(data, args.epochs, args.batch, args.face_share, args.portrait_share, args.lr, args.seed, args.threads,
-                args.device, tuple(args.widths), args.sampling, args.style_share)
+    plan = Plan(args.epochs, args.batch, args.face_share, args.portrait_share, args.lr, args.seed, args.threads,
+                tuple(args.widths), args.sampling, args.style_share)
+    net = train(data, plan, args.device)
     notes = {"fold_scheme": FOLD_SCHEME, "folds": args.folds, "fold": args.fold} if args.folds else {}
     if args.style_share:
         notes["style_share"] = args.style_share
     save_weights(net, args.output, tuple(args.widths), sampling=args.sampling, seed=args.seed, **notes)
-    print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) in {time.perf_counter() - t0:.0f} s")
+    print(f"wrote {args.output} ({args.output.stat().st_size / 1e6:.2f} MB) in "
+          f"{time.perf_counter() - t0:.0f} s")
 
 
 if __name__ == "__main__":
