@@ -2,8 +2,8 @@
 
 Needs Debian's `openclipart-png`, `gnome-cards-data` and `librsvg2-bin` (see labels.py);
 the eval split is never read here, and with `--exclude ../shared/eval-exclude.sha256` a label row
-whose file is on that list stops the run before anything is read (the label CSV has none today). Every step draws a batch of square crops of TRAIN_SIDE_PX:
-a labelled drawing (with its faces and their views) or a face-free one, with probability
+whose file is on that list stops the run before anything is read (the label CSV has none today).
+Every step draws a batch of square crops of TRAIN_SIDE_PX: a labelled drawing (with its faces and their views) or a face-free one, with probability
 `--face-share` the former. A drawing with faces is, `--portrait-share` of the time, a portrait: one
 of its faces scaled to fill 25-85% of the crop (users' drawings are often heads that fill the frame;
 the labelled clip art seldom is); otherwise the drawing is scaled so its longer side is 0.55-1.5
@@ -13,27 +13,24 @@ changed in gamma, contrast and brightness, sometimes blurred. The background pas
 edge is the median of its border. Seeded (numpy's generator and torch's); whether two runs give
 bit-identical weights on one machine has not been checked.
 
-    python -m p2d.drawings.build_cnn --exclude ../shared/eval-exclude.sha256   # ~23 min on 2 cores
+    python -m p2d.drawings.build_cnn --exclude ../shared/eval-exclude.sha256   # tens of minutes on 2 cores
     python -m p2d.drawings.build_cnn --epochs 2 -o /tmp/try.npz   # a quick look
 
 Out-of-fold models (for choosing rules on train without scoring a model on drawings it saw):
 `--folds K --fold i` trains on the train split less fold i (folds by `fold_group`: a card deck with
-its recoloured twins, openclipart's four card sets, else the file; the same folds as
-build_facing.py). A fold model's file says which fold it left out and on which
-folds (`FOLD_SCHEME`); benchmarks/drawing_thresholds.py and research/facing_oof.py refuse one that does
-not say so
-(`check_fold_model`: fold models made before 2026-11-27's change of folds had seen copies of the
-drawings they were scored on). `--sampling design` draws each design once however many copies
-the label CSV holds (`design_of`), `design-view` also weights turned faces as much as frontal ones;
-measured out of fold on 2026-11-27, neither changed facing or found (research/README.md), so the default
-stays `drawing`. `--style-share S` draws that share of the crops in another style (`restyled`: ink lines,
-a stencil, inverted); out of fold with two seeds it moved nothing beyond seed noise (research/README.md), so
-the default stays 0. For a machine without the Debian
-packages (a GPU host), `--write-pack F.npz` stores the train split as this script reads it (gray,
-longer side at most 512, PNG-compressed; 15 MB) and `--pack F.npz` trains from it; `--device cuda`
-runs the network there (the crops are still made on the CPU): on one H200 a model of 100 epochs
-took 85-104 s, five folds at once 105 s, seventeen at once with `--threads 1` 138-186 s (2026-11-27).
-"""  # noqa: E501 (this docstring is the module's --help text, shown as written)
+its recoloured twins, openclipart's four card sets, else the file; the same folds as build_facing.py).
+A fold model's file says which fold it left out and on which folds (`FOLD_SCHEME`);
+benchmarks/drawing_thresholds.py and research/facing_oof.py refuse one that does not say so
+(`check_fold_model`: older fold models had seen copies of the drawings they were scored on).
+`--sampling design` draws each design once however many copies the label CSV holds (`design_of`),
+`design-view` also weights turned faces as much as frontal ones; `--style-share S` draws that share of
+the crops in another style (`restyled`: ink lines, a stencil, inverted). Out of fold, neither moved
+facing or found beyond seed noise (research/README.md), so the defaults stay `drawing` and 0.
+For a machine without the Debian packages (a GPU host), `--write-pack F.npz` stores the train split as
+this script reads it (gray, longer side at most 512, PNG-compressed) and `--pack F.npz` trains from it;
+`--device cuda` runs the network there (the crops are still made on the CPU; timings:
+docs/results.md).
+"""
 
 from __future__ import annotations
 
@@ -117,9 +114,8 @@ def check_fold_model(path: Path, fold: int, folds: int) -> Path:
 
 def fold_of(path: str, folds: int) -> int:
     """The fold of a label-CSV path (or of its file): by `fold_group`, so no fold is scored on a copy
-    of a drawing, or on a deck's style, that it was trained on; stable across runs. (Before
-    2026-11-27's session folds were by file alone, and the four copies of each card-set design
-    fell into different folds.)"""
+    of a drawing, or on a deck's style, that it was trained on; stable across runs (folds by file
+    alone put the four copies of each card-set design into different folds)."""
     group = fold_group(path)
     return int(np.frombuffer(group.encode(), np.uint8).sum()) % folds
 
