@@ -1,17 +1,17 @@
 """Train the drawing-face CNN (weights/drawing_face_cnn.npz) from the label CSV's train split.
 
-Needs Debian's `openclipart-png`, `gnome-cards-data` and `librsvg2-bin` (see labels.py);
-the eval split is never read here, and with `--exclude ../shared/eval-exclude.sha256` a label row
-whose file is on that list stops the run before anything is read (the label CSV has none today).
-Every step draws a batch of square crops of TRAIN_SIDE_PX: a labelled drawing (with its faces and their views) or a face-free one, with probability
-`--face-share` the former. A drawing with faces is, `--portrait-share` of the time, a portrait: one
-of its faces scaled to fill 25-85% of the crop (users' drawings are often heads that fill the frame;
-the labelled clip art seldom is); otherwise the drawing is scaled so its longer side is 0.55-1.5
-crops, half the time centred near one of its faces. Then it is placed with a random shift, rotated
-by up to 12 degrees half the time, mirrored half the time (left and right views swapped), and
-changed in gamma, contrast and brightness, sometimes blurred. The background past the drawing's
-edge is the median of its border. Seeded (numpy's generator and torch's); whether two runs give
-bit-identical weights on one machine has not been checked.
+Needs Debian's `openclipart-png`, `gnome-cards-data` and `librsvg2-bin` (see labels.py); the eval split
+is never read here, and with `--exclude ../shared/eval-exclude.sha256` a label row whose file is on that
+list stops the run before anything is read (the label CSV has none today). Every step draws a batch of
+square crops of TRAIN_SIDE_PX: a labelled drawing (with its faces and their views) or a face-free one,
+with probability `--face-share` the former. A drawing with faces is, `--portrait-share` of the time, a
+portrait: one of its faces scaled to fill 25-85% of the crop (users' drawings are often heads that fill
+the frame; the labelled clip art seldom is); otherwise the drawing is scaled so its longer side is
+0.55-1.5 crops, half the time centred near one of its faces. Then it is placed with a random shift,
+rotated by up to 12 degrees half the time, mirrored half the time (left and right views swapped), and
+changed in gamma, contrast and brightness, sometimes blurred. The background past the drawing's edge is
+the median of its border. Seeded (numpy's generator and torch's); whether two runs give bit-identical
+weights on one machine has not been checked.
 
     python -m p2d.drawings.build_cnn --exclude ../shared/eval-exclude.sha256   # tens of minutes on 2 cores
     python -m p2d.drawings.build_cnn --epochs 2 -o /tmp/try.npz   # a quick look
@@ -337,8 +337,8 @@ def main() -> None:
     if args.folds:
         data = [d for d in data if fold_of(d[0], args.folds) != args.fold]
         print(f"fold {args.fold} of {args.folds} left out: training on {len(data)} drawings")
-    plan = Plan(args.epochs, args.batch, args.face_share, args.portrait_share, args.lr, args.seed, args.threads,
-                tuple(args.widths), args.sampling, args.style_share)
+    plan = Plan(args.epochs, args.batch, args.face_share, args.portrait_share, args.lr, args.seed,
+                args.threads, tuple(args.widths), args.sampling, args.style_share)
     net = train(data, plan, args.device)
     notes = {"fold_scheme": FOLD_SCHEME, "folds": args.folds, "fold": args.fold} if args.folds else {}
     if args.style_share:
