@@ -1,4 +1,5 @@
-"""Golden curation manifests: what `p2d curate celeba` wrote before the issue-12 speed work, for the same inputs.
+"""Golden curation manifests: what `p2d curate celeba` wrote before the issue-12 speed work, for the same
+inputs.
 
 The synthetic CelebA folder of tests/conftest.py (16 images + 3 bad files) is copied to WORK/celeba
 and curated into WORK/out, so the manifest's relative source paths do not depend on temp folder names.
@@ -9,7 +10,6 @@ and curated into WORK/out, so the manifest's relative source paths do not depend
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -36,7 +36,7 @@ def golden_run(official: Path, work: Path, name: str, workers: int = 1, **extra)
 
 
 def main() -> None:
-    sys.path.insert(0, str(Path(__file__).parent))
+    # run as `python tests/golden_manifests.py`: its folder is on the path, as under pytest
     from celeba_synth import load_source_faces, write_celeba_folder
     from conftest import DATA, celeba_variants, plant_bad_files
     from p2d.curate.pipeline import shared_models
