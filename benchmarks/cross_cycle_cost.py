@@ -54,10 +54,12 @@ def main() -> None:
         draw(images)  # ends in .cpu(): the device has finished
         times.append(time.perf_counter() - start)
     one = statistics.median(times)
-    print(f"{args.recipe.name}: {cfg.data.size} px, {cfg.data.channels} channel(s), {cfg.model.blocks} blocks, "
-          f"{cfg.model.filters} filters; {args.images} images on {args.device} "
-          f"({torch.cuda.get_device_name() if args.device.startswith('cuda') else f'{torch.get_num_threads()} threads'})")
-    print(f"one pass: {one:.2f} s ({one / args.images * 1000:.1f} ms an image; passes {', '.join(f'{t:.2f}' for t in times)})")
+    where = (torch.cuda.get_device_name() if args.device.startswith("cuda")
+             else f"{torch.get_num_threads()} threads")
+    print(f"{args.recipe.name}: {cfg.data.size} px, {cfg.data.channels} channel(s), {cfg.model.blocks} "
+          f"blocks, {cfg.model.filters} filters; {args.images} images on {args.device} ({where})")
+    print(f"one pass: {one:.2f} s ({one / args.images * 1000:.1f} ms an image; passes "
+          f"{', '.join(f'{t:.2f}' for t in times)})")
     print(f"cross cycle per epoch: k=4 {4 * one:.1f} s, k=8 {8 * one:.1f} s")
 
 

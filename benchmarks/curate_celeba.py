@@ -8,13 +8,14 @@ with each engine and mode, all with the same --workers. From the two run times:
     start-up      = t_SMALL - SMALL / marginal rate          s (models loaded, workers ready)
 
 and Ray's overhead per image against the local engine; also the driver's (the calling process')
-marginal CPU per image, which bounds what one command can take from any number of nodes. The per-stage table comes from inside the
-workers (RunResult.stage_seconds, wall time per image of the LARGE run), so it explains the total.
+marginal CPU per image, which bounds what one command can take from any number of nodes. The per-stage table
+comes from inside the workers (RunResult.stage_seconds, wall time per image of the LARGE run), so it explains
+the total.
 
     python -m benchmarks.curate_celeba            # 200 and 2,000 images (~5 min on 2 quiet cores)
     python -m benchmarks.curate_celeba --quick    # 200 and 1,000 images (< 3 min on 2 quiet cores)
     python -m benchmarks.curate_celeba --engines local --repeat 5   # the median of 5 interleaved pairs
-"""
+"""  # noqa: E501 (the first line is the script's --help description)
 
 from __future__ import annotations
 
@@ -93,20 +94,25 @@ def timed_run(root: Path, out: Path, n: int, mode: str, workers: int, engine: st
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="LARGE = 1000 images: under 3 minutes on 2 quiet cores")
+    ap.add_argument("--quick", action="store_true",
+                    help="LARGE = 1000 images: under 3 minutes on 2 quiet cores")
     ap.add_argument("--small", type=int, default=200, help="images in the small run")
-    ap.add_argument("--large", type=int, default=None, help="images in the large run (default 2000, --quick 1000)")
+    ap.add_argument("--large", type=int, default=None,
+                    help="images in the large run (default 2000, --quick 1000)")
     ap.add_argument("--workers", type=int, default=2, help="processes (local) and actors (ray)")
     ap.add_argument("--engines", default="local,ray", help="comma-separated: local, ray")
-    ap.add_argument("--keep", type=Path, default=None, help="build in this folder and keep it (re-runs skip the build)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="build in this folder and keep it (re-runs skip the build)")
     ap.add_argument("--modes", default="fast,full",
-                    help="comma-separated: fast (the known face box), full (--detect), full0 (--detect --upsample 0)")
+                    help="comma-separated: fast (the known face box), full (--detect), full0 (--detect "
+                         "--upsample 0)")
     ap.add_argument("--backends", default="",
-                    help="comma-separated landmark backends to compare (compiled, numpy; $P2D_LANDMARK_BACKEND "
-                         "per run); default: the one p2d picks")
+                    help="comma-separated landmark backends to compare (compiled, numpy; "
+                         "$P2D_LANDMARK_BACKEND per run); default: the one p2d picks")
     ap.add_argument("--repeat", type=int, default=1,
-                    help="measure each pair of runs this many times, interleaved; the median pair is reported, "
-                         "with the range of the marginal rates (this machine's speed drifts by tens of percent)")
+                    help="measure each pair of runs this many times, interleaved; the median pair is "
+                         "reported, with the range of the marginal rates (this machine's speed drifts by "
+                         "tens of percent)")
     args = ap.parse_args()
     large = args.large or (1000 if args.quick else 2000)
     engines = args.engines.split(",")
@@ -114,7 +120,8 @@ def main() -> None:
     work = args.keep or Path(tempfile.mkdtemp(prefix="p2d-bench-"))
     root = work / "celeba"
     seconds = build(root, large)
-    console.print(f"CelebA-shaped folder: {large} (or more) images of 178x218 in {root} ({seconds:.1f} s to build)")
+    console.print(
+        f"CelebA-shaped folder: {large} (or more) images of 178x218 in {root} ({seconds:.1f} s to build)")
     load0 = os.getloadavg()[0]
     ray_start = start_ray(args.workers) if "ray" in engines else None
 
@@ -131,8 +138,8 @@ def main() -> None:
             engine, _, backend = column.partition("/")
             if backend:  # read by every worker process or actor this run starts
                 os.environ[BACKEND_ENV] = backend
-            pairs[mode, column].append([timed_run(root, work / f"{mode}-{column.replace('/', '-')}-{n}", n, mode,
-                                                  args.workers, engine) for n in (args.small, large)])
+            pairs[mode, column].append([timed_run(root, work / f"{mode}-{column.replace('/', '-')}-{n}", n,
+                                                  mode, args.workers, engine) for n in (args.small, large)])
     results, rows, rates, cpu_ms, spreads = {}, [], {}, {}, {}
     for (mode, engine), runs in pairs.items():
         measured = sorted(((pair_rate((small, big)), small, big) for small, big in runs), key=lambda m: m[0])
@@ -150,28 +157,32 @@ def main() -> None:
                      round(small.seconds - args.small / rate, 2), round(1000 * args.workers / rate, 2),
                      round(driver_ms, 3), round(cpu_ms[mode, engine], 2)))
     # compared now: the cached re-run below rewrites the first engine's manifest
-    same = {mode: len({results[mode, e, large].manifest.read_bytes() for e in engines}) == 1 for mode in modes}
+    same = {
+        mode: len({results[mode, e, large].manifest.read_bytes() for e in engines}) == 1 for mode in modes}
     cached = None if "fast" not in modes else curate_celeba(
         root, work / f"fast-{engines[0].replace('/', '-')}-{large}", CurateOptions(
             drop_smiles=True, drop_outliers=True, workers=args.workers, engine=engines[0].partition("/")[0],
             thresholds=Thresholds(smile_threshold=1.0, max_yaw_deg=25.0)), first=large)
 
     console.print(table(
-        f"p2d curate celeba, {args.workers} workers, {os.cpu_count()} CPUs ({platform.machine()}), load average "
-        f"{load0:.1f} at start -> {os.getloadavg()[0]:.1f} at end",
+        f"p2d curate celeba, {args.workers} workers, {os.cpu_count()} CPUs ({platform.machine()}), load "
+        f"average {load0:.1f} at start -> {os.getloadavg()[0]:.1f} at end",
         ["run", f"s {args.small}", f"s {large}", f"img/s {large}",
          "marginal img/s" + (f" (median of {args.repeat}, range)" if args.repeat > 1 else ""), "start-up s",
          "ms/img/core", "driver CPU ms/img", "machine CPU ms/img"], rows))
-    console.print("driver CPU ms/image: the calling process' own marginal CPU time (cache, manifest, results); "
-                  "one driver takes at most 1000 / that many images/s, however many workers or nodes")
+    console.print("driver CPU ms/image: the calling process' own marginal CPU time (cache, manifest, "
+                  "results); one driver takes at most 1000 / that many images/s, however many workers "
+                  "or nodes")
     if ray_start is not None:
-        console.print(f"Ray's own start (ray.init, once per command): {ray_start:.1f} s, not in the start-up column")
+        console.print(
+            f"Ray's own start (ray.init, once per command): {ray_start:.1f} s, not in the start-up column")
     console.print(table(f"inside the workers: ms per image ({large}-image runs, wall time)",
                         ["stage"] + [f"{m}, {e}" for m in modes for e in engines],
                         stage_rows(results, modes, engines, large, args.workers)))
     for mode in modes:
         rate = {e: rates[mode, e] for e in engines}
-        line = (f"{mode}: marginal " + ", ".join(f"{rate[e]:.0f}{spreads[mode, e]} images/s ({e})" for e in engines)
+        line = (f"{mode}: marginal " + ", ".join(
+            f"{rate[e]:.0f}{spreads[mode, e]} images/s ({e})" for e in engines)
                 + f", target >= {TARGETS[mode]:.0f}")
         if "ray" in rate and "local" in rate:
             extra = 1000 / rate["ray"] - 1000 / rate["local"]
@@ -181,7 +192,8 @@ def main() -> None:
             per_repeat_median = statistics.median(per_repeat)
             line += (f"; Ray's overhead {extra:+.3f} ms per image "
                      f"({100 * extra * rate['local'] / 1000:+.1f}%, target < 10%; repeat by repeat: median "
-                     f"{per_repeat_median:+.1f}%, range {per_repeat[0]:+.1f}% to {per_repeat[-1]:+.1f}%), in CPU of the whole machine "
+                     f"{per_repeat_median:+.1f}%, range {per_repeat[0]:+.1f}% to {per_repeat[-1]:+.1f}%), in "
+                     "CPU of the whole machine "
                      f"{100 * (cpu_ms[mode, 'ray'] / cpu_ms[mode, 'local'] - 1):+.1f}%")
         if len(engines) > 1:
             line += f"; manifests identical: {same[mode]}"
@@ -190,8 +202,9 @@ def main() -> None:
         console.print(f"cached re-run (other thresholds, {large} images): {cached.seconds:.2f} s")
     if "local" in args.engines.split(","):
         for mode in modes:
-            console.print(f"{mode}: start-up measured directly (local engine, {args.workers} worker processes "
-                          f"ready, median of 3): {direct_startup(work, mode, args.workers):.2f} s, target < 2 s")
+            console.print(f"{mode}: start-up measured directly (local engine, {args.workers} worker "
+                          f"processes ready, median of 3): {direct_startup(work, mode, args.workers):.2f} s, "
+                          "target < 2 s")
 
 
 def direct_startup(work: Path, mode: str, workers: int, repeat: int = 3) -> float:
@@ -234,11 +247,13 @@ def stage_rows(results, modes, engines, large, workers) -> list[tuple]:
     cols = [(m, e) for m in modes for e in engines]
     rows = []
     for stage in STAGES:
-        rows.append((stage, *[round(1000 * results[m, e, large].stage_seconds[stage] / large, 3) for m, e in cols]))
+        rows.append(
+            (stage, *[round(1000 * results[m, e, large].stage_seconds[stage] / large, 3) for m, e in cols]))
     totals = [1000 * sum(results[m, e, large].stage_seconds.values()) / large for m, e in cols]
     per_core = [1000 * workers * results[m, e, large].seconds / large for m, e in cols]
     rows.append(("sum of the stages", *[round(t, 3) for t in totals]))
-    rows.append(("rest: start-up, driver, transfer, idle", *[round(p - t, 3) for p, t in zip(per_core, totals)]))
+    rows.append(
+        ("rest: start-up, driver, transfer, idle", *[round(p - t, 3) for p, t in zip(per_core, totals)]))
     rows.append(("whole run, per core", *[round(p, 3) for p in per_core]))
     return rows
 

@@ -60,7 +60,8 @@ if __name__ == "__main__":
         curate_celeba(Path(a["root"]), Path(a["out"]), first=a["n"], **opts, **mode)
     print(json.dumps({"seconds": time.perf_counter() - t0}))
 """
-PHOTOS = "photos"  # `p2d curate photos` (detection on every photo, the photo framing) on a folder of the first N
+# `p2d curate photos` (detection on every photo, the photo framing) on a folder of the first N
+PHOTOS = "photos"
 
 
 def photo_folder(root: Path, n: int) -> Path:
@@ -87,7 +88,8 @@ def timed(tree: Path, root: Path, out: Path, n: int, mode: str, workers: int) ->
     folder = photo_folder(root, n) if mode == PHOTOS else root
     args = json.dumps({"root": str(folder), "out": str(out), "n": n, "workers": workers,
                        "mode": PHOTOS if mode == PHOTOS else MODES[mode]})
-    done = subprocess.run([sys.executable, str(script), args], env=env, cwd=tree, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(script), args], env=env, cwd=tree, capture_output=True,
+                          text=True)
     if done.returncode != 0:
         raise SystemExit(f"{tree}: curate_celeba failed:\n{done.stderr[-2000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
@@ -96,10 +98,11 @@ def timed(tree: Path, root: Path, out: Path, n: int, mode: str, workers: int) ->
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("old", type=Path, help="a source tree of the older p2d")
-    ap.add_argument("new", type=Path, nargs="?", default=ROOT, help="a source tree of the newer p2d (this checkout)")
+    ap.add_argument("new", type=Path, nargs="?", default=ROOT,
+                    help="a source tree of the newer p2d (this checkout)")
     ap.add_argument("--modes", default="fast,full",
-                    help="comma-separated: fast, full, full0 as benchmarks/curate_celeba.py; photos: `p2d curate "
-                         "photos` on a folder of the first SMALL / LARGE images")
+                    help="comma-separated: fast, full, full0 as benchmarks/curate_celeba.py; photos: `p2d "
+                         "curate photos` on a folder of the first SMALL / LARGE images")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--small", type=int, default=200)
     ap.add_argument("--large", type=int, default=2000)
@@ -133,13 +136,15 @@ def main() -> None:
         pair_ratios = sorted(n / o for n, o in zip(rates[mode, "new"], rates[mode, "old"]))
         pair_median = statistics.median(pair_ratios)
         day = float(old_day[mode]) if mode in old_day else None
-        rows.append((mode, *(f"{med[t]:.0f} ({min(rates[mode, t]):.0f}-{max(rates[mode, t]):.0f})" for t in trees),
+        rows.append((mode,
+                     *(f"{med[t]:.0f} ({min(rates[mode, t]):.0f}-{max(rates[mode, t]):.0f})" for t in trees),
                      f"{ratio:.2f}", f"{pair_median:.2f} ({pair_ratios[0]:.2f}-{pair_ratios[-1]:.2f})",
                      "" if day is None else f"{day:.0f} -> {day * ratio:.0f}"))
     console.print(table(
-        f"curate_celeba, {args.workers} workers, marginal images/s between {args.small} and {args.large} images, "
-        f"median of {args.repeat} interleaved pairs (range); old {trees['old']}, new {trees['new']}",
-        ["mode", "old", "new", "new / old", "pairs' new / old: median (range)", "old's rate on its day -> new's, scaled"], rows))
+        f"curate_celeba, {args.workers} workers, marginal images/s between {args.small} and {args.large} "
+        f"images, median of {args.repeat} interleaved pairs (range); old {trees['old']}, new {trees['new']}",
+        ["mode", "old", "new", "new / old", "pairs' new / old: median (range)",
+         "old's rate on its day -> new's, scaled"], rows))
 
 
 if __name__ == "__main__":

@@ -49,7 +49,8 @@ def lfw_faces(size: int = 128) -> list[np.ndarray]:
     """The 100 faces of scikit-image's LFW subset (distinct pictures), upscaled to `size` px."""
     from skimage.data import lfw_subset
 
-    return [np.asarray(Image.fromarray(np.round(f * 255).astype(np.uint8)).resize((size, size), Image.LANCZOS))
+    return [np.asarray(
+        Image.fromarray(np.round(f * 255).astype(np.uint8)).resize((size, size), Image.LANCZOS))
             for f in lfw_subset()[:100]]
 
 
@@ -96,7 +97,8 @@ def distances(images: list[np.ndarray], title: str) -> None:
         d = np.minimum(_bits(h ^ ch), _bits(m ^ ch))
         s = thumb_similarity(t, ct)
         print(f"  copy {name:22s} bits max {d.max():2d} median {int(np.median(d)):2d} | "
-              f"similarity min {s.min():.4f} median {np.median(s):.4f}  confirmed {int((s >= DEFAULT_MIN_SIMILARITY).sum())}/{n}")
+              f"similarity min {s.min():.4f} median {np.median(s):.4f}  confirmed "
+              f"{int((s >= DEFAULT_MIN_SIMILARITY).sum())}/{n}")
     i, j = np.triu_indices(n, 1)
     d = np.minimum(_bits(h[i] ^ h[j]), _bits(m[i] ^ h[j]))
     s = thumb_similarity(t[i], t[j])
@@ -104,7 +106,8 @@ def distances(images: list[np.ndarray], title: str) -> None:
           f"median {np.median(d):.0f}; {int((d <= 8).sum())} within 8 bits, {int((d <= 14).sum())} within 14")
     print(f"  distinct pairs: similarity max {s.max():.4f}, 99th percentile {np.percentile(s, 99):.4f}, "
           f"median {np.median(s):.3f}; confirmed {int((s >= DEFAULT_MIN_SIMILARITY).sum())}")
-    print("  distinct similarity histogram: " + _hist(s, [-1, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.96, 1.01]))
+    print("  distinct similarity histogram: " + _hist(s,
+                                                      [-1, 0.5, 0.7, 0.8, 0.85, 0.9, 0.92, 0.94, 0.96, 1.01]))
 
 
 def face_like(n: int, faces: list[np.ndarray], seed: int = 0):
@@ -131,7 +134,8 @@ def face_like(n: int, faces: list[np.ndarray], seed: int = 0):
     src = rng.integers(0, n - planted, planted)
     dst = np.arange(n - planted, n)
     for k, s in zip(dst, src):
-        flip = np.uint64(sum(1 << int(x) for x in rng.choice(64, rng.integers(0, DEFAULT_MAX_HAMMING + 1), replace=False)))
+        flip = np.uint64(
+            sum(1 << int(x) for x in rng.choice(64, rng.integers(0, DEFAULT_MAX_HAMMING + 1), replace=False)))
         hashes[k], mirrors[k] = hashes[s] ^ flip, mirrors[s] ^ flip
     thumbs[dst] = np.clip(thumbs[src] + rng.normal(0, 2, (planted, t.shape[1])), 0, 255).astype(np.uint8)
     return hashes, mirrors, [thumb.tobytes() for thumb in thumbs], src, dst
@@ -153,8 +157,8 @@ def speed(n: int, faces: list[np.ndarray]) -> None:
     print(f"\nspeed: {n} face-like hashes (+ mirror hashes, thumbnails), max_hamming={DEFAULT_MAX_HAMMING}, "
           f"min_similarity={DEFAULT_MIN_SIMILARITY}: {candidates} candidate pairs, {rejected} rejected by "
           f"confirmation, {int(dropped.sum())} rows dropped, {seconds:.2f} s incl. thumbnail decoding")
-    print(f"  planted copies caught: {caught}/{len(dst)}; distinct rows dropped among the first {n - len(dst)}: "
-          f"{wrong}")
+    print(f"  planted copies caught: {caught}/{len(dst)}; distinct rows dropped among the first "
+          f"{n - len(dst)}: {wrong}")
 
 
 def main() -> None:

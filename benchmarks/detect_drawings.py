@@ -98,7 +98,8 @@ def painted_set(root: Path = GAMES, labels: Path = PAINTED) -> dict[str, tuple[P
 
 def view_group(view: str) -> str:
     """A labelled view's kind: frontal, three-quarter (counted as left / right) or profile."""
-    return "three-quarter" if view.startswith("three_quarter") else ("frontal" if view == "frontal" else "profile")
+    return "three-quarter" if view.startswith("three_quarter") else (
+        "frontal" if view == "frontal" else "profile")
 
 
 def facing_rows(candidates: dict, images: dict, truth: dict, detector: DrawingDetector, min_iou: float,
@@ -154,7 +155,8 @@ def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per
         faces = score_choices({k: c for k, c in candidates.items() if boxes[k]}, boxes, only, min_iou)
         free = score_choices({k: c for k, c in candidates.items() if not boxes[k]}, boxes, only, min_iou)
         seconds = total if name == "combined" else detector.seconds.get(name, 0.0)
-        rows.append((name, faces["correct"], faces["faces"], f"{100 * faces['correct'] / max(faces['faces'], 1):.1f}%",
+        rows.append((name, faces["correct"], faces["faces"],
+                     f"{100 * faces['correct'] / max(faces['faces'], 1):.1f}%",
                      faces["false"], f"{free['false']}/{free['nonfaces']}", f"{seconds / n:.2f}"))
     by_view: dict[str, list[int]] = {}
     ok, labelled, wrong_facing = facing_rows(candidates, images, truth, detector, min_iou, by_view)
@@ -163,11 +165,14 @@ def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per
         f"{ok} of {labelled} found faces with a labelled view; 2-core CPU shared with other jobs",
         ["detector", "found", "of", "rate", "wrong", "false on face-free", "s/drawing"], rows))
     if wrong_facing:
-        console.print(table(f"{title}: facing differs from the label", ["image", "label", "pose rule"], wrong_facing))
+        console.print(
+            table(f"{title}: facing differs from the label", ["image", "label", "pose rule"], wrong_facing))
     if by_view:  # --drop-profiles is about profiles; three-quarter views are where readers disagree too
-        console.print(table(f"{title}: facing right, by the label's view (three-quarter views count as left / right)",
+        console.print(table(f"{title}: facing right, by the label's view (three-quarter views count as left "
+                            "/ right)",
                             ["label", "right", "of"],
-                            [(v, *by_view[v]) for v in ("frontal", "three-quarter", "profile") if v in by_view]))
+                            [(v, *by_view[v]) for v in ("frontal", "three-quarter", "profile")
+                             if v in by_view]))
     kinds = {kind_of(k) for k in images}
     if len(kinds) > 1:  # the eval split: most of its faces are playing cards; painted: two games' artists
         by_kind = []
@@ -175,12 +180,15 @@ def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per
             names = [k for k in images if kind_of(k) == kind]
             faces = score_choices({k: candidates[k] for k in names if boxes[k]}, boxes, None, min_iou)
             free = score_choices({k: candidates[k] for k in names if not boxes[k]}, boxes, None, min_iou)
-            ok_k, labelled_k, _ = facing_rows({k: candidates[k] for k in names}, images, truth, detector, min_iou)
+            ok_k, labelled_k, _ = facing_rows({k: candidates[k] for k in names}, images, truth, detector,
+                                              min_iou)
             lo, hi = wilson_interval(faces["correct"], faces["faces"])
-            by_kind.append((kind, f"{faces['correct']} of {faces['faces']}", f"{100 * lo:.0f}-{100 * hi:.0f}%",
+            by_kind.append((kind, f"{faces['correct']} of {faces['faces']}",
+                            f"{100 * lo:.0f}-{100 * hi:.0f}%",
                             faces["false"], f"{free['false']}/{free['nonfaces']}", f"{ok_k} of {labelled_k}"))
         console.print(table(f"{title}: combined, by kind of drawing",
-                            ["kind", "found", "95% interval", "wrong", "false on face-free", "facing right"], by_kind))
+                            ["kind", "found", "95% interval", "wrong", "false on face-free", "facing right"],
+                            by_kind))
     verdicts = score_choices(candidates, boxes, None, min_iou)["per_image"]
     listed = []
     proposals = {"on the face": 0, "elsewhere": 0, "none": 0, "on face-free": 0, "face-free": 0}
@@ -204,12 +212,14 @@ def measure(title: str, items: dict[str, tuple[Path, list]], min_iou: float, per
             listed.append((k, v, found))
     missed = proposals["on the face"] + proposals["elsewhere"] + proposals["none"]
     if missed or proposals["face-free"]:
-        console.print(f"{title}: where the vote finds no face, crop-drawings proposes drawn_cnn's best box (score >= "
-                      f"{PROPOSAL_MIN_SCORE}) for the user to check: on {missed} missed faces, {proposals['on the face']} "
-                      f"on the face, {proposals['elsewhere']} elsewhere, {proposals['none']} none; on "
-                      f"{proposals['on face-free']} of {proposals['face-free']} face-free drawings without a box")
+        console.print(f"{title}: where the vote finds no face, crop-drawings proposes drawn_cnn's best box "
+                      f"(score >= {PROPOSAL_MIN_SCORE}) for the user to check: on {missed} missed faces, "
+                      f"{proposals['on the face']} on the face, {proposals['elsewhere']} elsewhere, "
+                      f"{proposals['none']} none; on {proposals['on face-free']} of {proposals['face-free']} "
+                      "face-free drawings without a box")
     if listed:
-        console.print(table(f"{title}: combined, per image" + ("" if per_image else " (misses and false boxes)"),
+        console.print(table(f"{title}: combined, per image" + (
+            "" if per_image else " (misses and false boxes)"),
                             ["image", "verdict", "face found by"], listed))
 
 
@@ -219,7 +229,8 @@ def main() -> None:
     ap.add_argument("--skimage", action="store_true", help="also run on 20 face-free scikit-image pictures")
     ap.add_argument("--clipart", type=Path, default=CLIPART)
     ap.add_argument("--cards", type=Path, default=CARDS, help="aisleriot's card decks (gnome-cards-data)")
-    ap.add_argument("--painted", type=Path, default=GAMES, help="where wesnoth-1.16-data and flare-game put their files")
+    ap.add_argument("--painted", type=Path, default=GAMES,
+                    help="where wesnoth-1.16-data and flare-game put their files")
     ap.add_argument("--fixtures-only", action="store_true")
     args = ap.parse_args()
     measure("fixtures", fixture_set(), args.min_iou, per_image=True)
@@ -233,11 +244,13 @@ def main() -> None:
     if painted:
         measure("painted figures", painted, args.min_iou, per_image=False)
     elif not args.fixtures_only:
-        console.print(f"[yellow]{args.painted} missing: no painted figures (wesnoth-1.16-data, flare-game)[/]")
+        console.print(
+            f"[yellow]{args.painted} missing: no painted figures (wesnoth-1.16-data, flare-game)[/]")
     if args.skimage:
         rows = skimage_false_boxes(DrawingDetector())
         false = sum(1 for _, v in rows if v.startswith("FALSE"))
-        console.print(table(f"face-free scikit-image pictures: {false} false box(es)", ["picture", "result"], rows))
+        console.print(
+            table(f"face-free scikit-image pictures: {false} false box(es)", ["picture", "result"], rows))
 
 
 # Pictures without faces that ship with scikit-image (a dev dependency): a check that the rule
@@ -255,7 +268,8 @@ def skimage_image(name: str) -> np.ndarray | None:
         img = getattr(data, name)()
     except Exception:  # some images are fetched on first use; nothing downloads here
         return None
-    img = (img * 255).astype(np.uint8) if img.dtype == bool else (img / max(img.max(), 1) * 255).astype(np.uint8) if img.dtype != np.uint8 else img
+    img = ((img * 255).astype(np.uint8) if img.dtype == bool
+           else (img / max(img.max(), 1) * 255).astype(np.uint8) if img.dtype != np.uint8 else img)
     return np.ascontiguousarray(np.stack([img] * 3, -1) if img.ndim == 2 else img[..., :3])
 
 

@@ -51,7 +51,8 @@ def old_tree(base: str, cache: Path) -> Path:
     tree = cache / base
     if not (tree / "p2d" / "__init__.py").is_file():
         tree.mkdir(parents=True, exist_ok=True)
-        archive = subprocess.run(["git", "-C", str(ROOT), "archive", base], capture_output=True, check=True).stdout
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", base], capture_output=True,
+                                 check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
     return tree
 

@@ -23,8 +23,8 @@ drawing come from `DIR/fold{k}.npz`, the model trained without that drawing's fo
 research/facing_oof.py uses them; made by p2d/drawings/build_cnn_folds.sh, and refused
 unless the file says it left that fold out on today's folds), so its top score on the face-free
 drawings says something again; the table's drawn_cnn row then shows the `alone` the rule gives it
-there (not floored at today's), and a few `agree` values are replayed beside it. The dlib CNN's fallback boxes stay
-those of the cache (it searched where the shipped models found no face).
+there (not floored at today's), and a few `agree` values are replayed beside it. The dlib CNN's fallback boxes
+stay those of the cache (it searched where the shipped models found no face).
 `--cnn-folds DIR1 DIR2 ...` (fold models of several seeds or variants) prints one summary row per
 folder and their mean: one seed's figures move by more than most changes do (research/README.md).
 """
@@ -85,7 +85,8 @@ def out_of_fold_cnn(images: dict, cands: dict[str, list[Detection]], folds_dir: 
     from p2d.drawings.build_cnn import check_fold_model, fold_of
     from p2d.drawings.cnn import DrawingFaceCnn
 
-    models = {k: DrawingFaceCnn(model_file=check_fold_model(folds_dir / f"fold{k}.npz", k, folds)) for k in range(folds)}
+    models = {k: DrawingFaceCnn(model_file=check_fold_model(folds_dir / f"fold{k}.npz", k, folds))
+              for k in range(folds)}
     out = {}
     with progress() as bar:
         task = bar.add_task(f"drawn_cnn out of fold: {folds_dir.name}", total=len(cands), status="")
@@ -142,13 +143,15 @@ def seed_summary(images: dict, cands: dict, truth: dict, folders: list[Path]) ->
         today = score(oof, truth, THRESHOLDS)[:3]
         rule = score(oof, truth, with_alone(THRESHOLDS, "drawn_cnn", need))[:3]
         at_rule.append(rule)
-        rows.append((f"{folder.parent.name}/{folder.name}", f"{need:.3f}", *rule, " / ".join(map(str, today))))
+        rows.append(
+            (f"{folder.parent.name}/{folder.name}", f"{need:.3f}", *rule, " / ".join(map(str, today))))
     mean = np.mean(at_rule, axis=0)
     rows.append(("mean", "", *(f"{m:.1f}" for m in mean), ""))
     n_faces = sum(1 for b in truth.values() if b)
     console.print(table(f"train split, upright, out of fold: {n_faces} drawings with a face, "
                         f"{len(truth) - n_faces} face-free",
-                        ["fold models", "drawn_cnn alone", "found", "wrong", "false", "at today's: found / wrong / false"],
+                        ["fold models", "drawn_cnn alone", "found", "wrong", "false",
+                         "at today's: found / wrong / false"],
                         rows))
 
 
@@ -160,7 +163,8 @@ def main() -> None:
     ap.add_argument("--clipart", type=Path, default=CLIPART)
     ap.add_argument("--cards", type=Path, default=CARDS)
     ap.add_argument("--cnn-folds", type=Path, nargs="+", default=None,
-                    help="drawn_cnn's fold models: out-of-fold boxes on train; several folders (seeds): a summary")
+                    help="drawn_cnn's fold models: out-of-fold boxes on train; several folders (seeds): "
+                         "a summary")
     args = ap.parse_args()
     if args.cnn_folds and args.split != "train":
         raise SystemExit("--cnn-folds is for the train split (the fold models were trained on it)")
@@ -186,7 +190,8 @@ def main() -> None:
         chosen = with_alone(chosen, name, need)
         if args.cnn_folds and name == "drawn_cnn":
             for agree in (0.2, 0.25, 0.35, 0.4):
-                t = {**THRESHOLDS, name: DetectorThresholds(alone=need, agree=agree, spread=THRESHOLDS[name].spread)}
+                t = {**THRESHOLDS,
+                     name: DetectorThresholds(alone=need, agree=agree, spread=THRESHOLDS[name].spread)}
                 f, w, fa, _, _ = score(cands, truth, t)
                 rows.append((f"  with agree {agree} (today {THRESHOLDS[name].agree})", f, w, fa))
     f, w, fa, misses, falses = score(cands, truth, chosen)

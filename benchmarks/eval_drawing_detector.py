@@ -7,12 +7,12 @@ Images: the `eval` rows of p2d/drawings/weights/drawing_faces_labels.csv (drawin
 face-free drawings; none of them trained or tuned on; needs `apt-get install openclipart-png`),
 the fixtures (p2d/samples/drawings + nonfaces, boxes in tests/data/drawing_face_boxes.csv),
 and scikit-image's face-free sample pictures. Per detector, one box per image (each detector's
-own choice; single stock detectors choose among the candidates of the combined pass): "found" when it overlaps a hand box by --min-iou, "wrong" when it overlaps none,
-"on face-free" when the image has no face. "facing ok": of the found faces, how many the new
-detector gives the hand label's facing (frontal / left / right). Seconds: per image, this machine.
-`drawing+combined`: today's combination, and the new detector's box where that finds none.
---sweep prints found / wrong / face-free boxes of the new detector for several score thresholds.
---sheet DIR saves, per image set, a contact sheet of the drawings with a face: hand boxes blue,
+own choice; single stock detectors choose among the candidates of the combined pass): "found" when it overlaps
+a hand box by --min-iou, "wrong" when it overlaps none, "on face-free" when the image has no face. "facing
+ok": of the found faces, how many the new detector gives the hand label's facing (frontal / left / right).
+Seconds: per image, this machine. `drawing+combined`: today's combination, and the new detector's box where
+that finds none. --sweep prints found / wrong / face-free boxes of the new detector for several score
+thresholds. --sheet DIR saves, per image set, a contact sheet of the drawings with a face: hand boxes blue,
 the new detector's box green (found) or red (wrong), with its view and score.
 """
 
@@ -89,7 +89,8 @@ def verdict(box, truth: list, min_iou: float) -> str:
     return "found" if max(box_iou(box, t[0]) for t in truth) >= min_iou else "wrong"
 
 
-def run(images: dict[str, np.ndarray], stock: DrawingDetector | None, new: DrawingFaceDetector, min_score: float):
+def run(images: dict[str, np.ndarray], stock: DrawingDetector | None, new: DrawingFaceDetector,
+        min_score: float):
     """{detector: {name: (box or None, view or None)}} and {detector: seconds per image}."""
     picks: dict[str, dict] = {"drawing": {}}
     seconds = {"drawing": 0.0}
@@ -136,11 +137,13 @@ def summary_rows(picks, seconds, truth: dict[str, list], skimage_picks, min_iou:
             facing = f"{ok}/{len(found)}"
         sk = "-" if det not in skimage_picks else sum(b is not None for b, _ in skimage_picks[det].values())
         rows.append((det, f"{len(found)}/{len(faces)}", sum(v[n] == "wrong" for n in faces),
-                     f"{sum(v[n] == 'false' for n in free)}/{len(free)}", sk, facing, f"{seconds[det]:.2f}" if det in seconds else "-"))
+                     f"{sum(v[n] == 'false' for n in free)}/{len(free)}", sk, facing,
+                     f"{seconds[det]:.2f}" if det in seconds else "-"))
     return rows
 
 
-def sweep_rows(raw: dict, truth: dict, min_iou: float, thresholds=(-1.0, -0.9, -0.8, -0.7, -0.6, -0.5, -0.25, 0.0, 0.5)):
+def sweep_rows(raw: dict, truth: dict, min_iou: float,
+               thresholds=(-1.0, -0.9, -0.8, -0.7, -0.6, -0.5, -0.25, 0.0, 0.5)):
     rows = []
     for t in thresholds:
         v = {}
@@ -178,9 +181,11 @@ def main() -> None:
     ap.add_argument("--min-score", type=float, default=MIN_SCORE, help="the new detector's threshold")
     ap.add_argument("--skip-stock", action="store_true", help="only the new detector (fast)")
     ap.add_argument("--sweep", action="store_true")
-    ap.add_argument("--thresholds", type=float, nargs="+", help="--sweep's score thresholds (default: -1 to 0.5)")
+    ap.add_argument("--thresholds", type=float, nargs="+",
+                    help="--sweep's score thresholds (default: -1 to 0.5)")
     ap.add_argument("--sheet", type=Path, help="folder for review sheets (PNG)")
-    ap.add_argument("--models", type=Path, help="a folder of other drawing_face_*.svm files (default: the shipped)")
+    ap.add_argument("--models", type=Path,
+                    help="a folder of other drawing_face_*.svm files (default: the shipped)")
     args = ap.parse_args()
     new = DrawingFaceDetector(args.models)
     stock = None if args.skip_stock else DrawingDetector()
@@ -198,8 +203,8 @@ def main() -> None:
         console.print(table(
             f"{title}: one box per image, found = IoU >= {args.min_iou} with a hand box; new detector at "
             f"min_score {args.min_score}; 2-core CPU",
-            ["detector", "drawings found", "wrong box", "box on face-free", f"skimage face-free ({len(sk_images)})",
-             "facing ok", "s/image"],
+            ["detector", "drawings found", "wrong box", "box on face-free",
+             f"skimage face-free ({len(sk_images)})", "facing ok", "s/image"],
             summary_rows(picks, seconds, truth, sk_picks, args.min_iou)))
         if args.sheet:
             args.sheet.mkdir(parents=True, exist_ok=True)
@@ -210,7 +215,8 @@ def main() -> None:
             grid = (tuple(args.thresholds),) if args.thresholds else ()
             sk_truth = {n: [] for n in sk_raw}
             rows = [(t, f, w, fa, sk) for (t, f, w, fa), (_, _, _, sk) in
-                    zip(sweep_rows(raw, truth, args.min_iou, *grid), sweep_rows(sk_raw, sk_truth, args.min_iou, *grid))]
+                    zip(sweep_rows(raw, truth, args.min_iou, *grid),
+                        sweep_rows(sk_raw, sk_truth, args.min_iou, *grid))]
             console.print(table(f"{title}: new detector by threshold", ["min_score", "found", "wrong",
                                 "face-free boxes", "skimage boxes"], rows))
 

@@ -74,7 +74,8 @@ def main() -> None:
     print(f"  KID feature (150x150 chip): {timed(probe.features, [f]):.1f}")
 
     feats = probe.features(faces)
-    blurred = probe.features([np.asarray(Image.fromarray(x).resize((16, 16)).resize((128, 128))) for x in faces])
+    blurred = probe.features(
+        [np.asarray(Image.fromarray(x).resize((16, 16)).resize((128, 128))) for x in faces])
     print("\nKID on scaled dlib features (mean +- std over subsets):")
     half = len(faces) // 2
     print("  faces vs other faces: %.4f +- %.4f" % ev.kid(feats[:half], feats[half:]))

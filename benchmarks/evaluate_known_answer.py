@@ -33,10 +33,10 @@ Where it stands (all 42 cached runs in /work/data/t15/ka2 re-scored with `--phas
 2026-11-27, this 2-core VM; the rule unchanged since issue 15's seventh session). The tasks: 26 at
 training seed 0 (the first 8 the rule was developed on; the rest marked held out: not used for the
 rules before they were added, docs/evaluate_known_answer.md says which rule each group first met), and
-8 of them again at seeds 1 and 2 (`-seed1`, `-seed2`: written down before they were trained). Both targets on 36 of the 42 runs: on 36 of the 39
-runs of the two filters the models learn (sketch, negative), on none of the 3 lines tasks. Spearman and
-regret on 130 photos, then on the 30 test photos alone; the suggested epoch and the truly best (130
-photos); `learned`: some epoch beats a constant gray image:
+8 of them again at seeds 1 and 2 (`-seed1`, `-seed2`: written down before they were trained). Both targets on
+36 of the 42 runs: on 36 of the 39 runs of the two filters the models learn (sketch, negative), on none of the
+3 lines tasks. Spearman and regret on 130 photos, then on the 30 test photos alone; the suggested epoch and
+the truly best (130 photos); `learned`: some epoch beats a constant gray image:
 
     task                   Spearman  regret   30 photos: Spearman  regret  suggested  true best  learned
     sketch32-converge         0.903   1.000                 0.886   1.000         13         13  yes
@@ -102,8 +102,9 @@ Runs are cached in --work: a second call re-trains nothing and re-evaluates only
 (re-scoring the 42 cached runs unchanged: 105 s on this VM). A cached run trained with
 another recipe than its task's, or a task folder made with another deal of the faces, is refused
 (delete it to make it again). The runs behind the figures (on the machine that made them, not in
-the repository): /work/data/t15/ka2 (dealt by brightness) and /work/data/t15/ka (the split before). The lines tasks also did not learn as lines32 with 32
-filters and 4 blocks, nor with cycle 1 at lr 0.0005 (14 epochs each, all worse than gray).
+the repository): /work/data/t15/ka2 (dealt by brightness) and /work/data/t15/ka (the split before). The lines
+tasks also did not learn as lines32 with 32 filters and 4 blocks, nor with cycle 1 at lr 0.0005 (14 epochs
+each, all worse than gray).
 """
 
 from __future__ import annotations
@@ -166,14 +167,16 @@ _SEED0 = (
     # Two more, added after the three above had been scored (same session, the rule unchanged): the
     # negative filter with converging training (as negative48-converge, which needs it to learn) and
     # the largest size yet.
-    Task("negative36-converge", "negative", 36, False, 28, held_out=True, save_every=2, lr=0.001, identity=0.0),
+    Task("negative36-converge", "negative", 36, False, 28, held_out=True, save_every=2, lr=0.001,
+         identity=0.0),
     Task("sketch52-drift", "sketch", 52, True, 14, held_out=True),
     # Added in the seventh session after the faces were dealt by brightness, before they were run,
     # to test a change of the rule chosen on the 13 above: sizes not used before, both filters the
     # models learn, both kinds of training.
     Task("sketch56-converge", "sketch", 56, False, 14, held_out=True),
     Task("negative52-drift", "negative", 52, True, 14, held_out=True),
-    Task("negative56-converge", "negative", 56, False, 28, held_out=True, save_every=2, lr=0.001, identity=0.0),
+    Task("negative56-converge", "negative", 56, False, 28, held_out=True, save_every=2, lr=0.001,
+         identity=0.0),
     Task("sketch28-drift", "sketch", 28, True, 14, held_out=True),
     # The lines filter at a larger size learns slowly under drifting training (tried before it was
     # scored: 28 epochs at 56 px, correlation with the true drawing rising from 0.05 to 0.42, epoch
@@ -184,14 +187,16 @@ _SEED0 = (
     Task("sketch60-drift", "sketch", 60, True, 14, held_out=True),
     Task("negative60-drift", "negative", 60, True, 14, held_out=True),
     Task("sketch24-converge", "sketch", 24, False, 14, held_out=True),
-    Task("negative28-converge", "negative", 28, False, 28, held_out=True, save_every=2, lr=0.001, identity=0.0),
+    Task("negative28-converge", "negative", 28, False, 28, held_out=True, save_every=2, lr=0.001,
+         identity=0.0),
     # Added on 2026-11-27 after the split of p2d/evaluate into a package (the rule unchanged since the
     # seventh session; written down before they were trained): a size not used before, and the two
     # sizes used for one kind only run with the other.
     Task("sketch64-converge", "sketch", 64, False, 14, held_out=True),
     Task("negative64-drift", "negative", 64, True, 14, held_out=True),
     Task("sketch36-drift", "sketch", 36, True, 14, held_out=True),
-    Task("negative44-converge", "negative", 44, False, 28, held_out=True, save_every=2, lr=0.001, identity=0.0),
+    Task("negative44-converge", "negative", 44, False, 28, held_out=True, save_every=2, lr=0.001,
+         identity=0.0),
 )
 
 _SEED1 = (
@@ -203,8 +208,8 @@ _SEED1 = (
     Task("negative32-drift-seed1", "negative", 32, True, 14, held_out=True, seed=1),
     # and the next four tasks of the learned filters in this list's order, added after those were scored
     Task("sketch48-drift-seed1", "sketch", 48, True, 14, held_out=True, seed=1),
-    Task("negative48-converge-seed1", "negative", 48, False, 28, held_out=True, save_every=2, lr=0.001, identity=0.0,
-         seed=1),
+    Task("negative48-converge-seed1", "negative", 48, False, 28, held_out=True, save_every=2, lr=0.001,
+         identity=0.0, seed=1),
     Task("sketch40-drift-seed1", "sketch", 40, True, 14, held_out=True, seed=1),
     Task("negative40-drift-seed1", "negative", 40, True, 14, held_out=True, seed=1),
 )
@@ -360,7 +365,8 @@ def unseen_faces(size: int) -> tuple[np.ndarray, ...]:
 
 
 def true_errors(run: Path, manifest: Path, filter_name: str, epochs: list[int],
-                drawn: dict[int, list] | None = None) -> tuple[dict[int, np.ndarray], dict[int, float], float]:
+                drawn: dict[int, list] | None = None
+                ) -> tuple[dict[int, np.ndarray], dict[int, float], float]:
     """Per saved epoch: the L1 of G_photo2drawing(photo) to filter(photo), one value per photo,
     for the test photos first and then the `unseen_faces` (since issue 15's eighth session the true
     error is the mean over all of them; the test photos' mean is kept beside it); the mean pixel
@@ -390,14 +396,15 @@ def true_errors(run: Path, manifest: Path, filter_name: str, epochs: list[int],
     return out, corr, baseline
 
 
-def data_answer_errors(manifest: Path, filter_name: str, size: int, drawn: dict[int, list]) -> dict[int, float] | None:
+def data_answer_errors(manifest: Path, filter_name: str, size: int,
+                       drawn: dict[int, list]) -> dict[int, float] | None:
     """For a pointwise filter (the negative), the answer the training data itself gives: the
     decreasing histogram match of the train photos' pixels onto the train drawings' (the best
     pointwise tone map a model can learn from unpaired images), applied to the test photos; per
-    epoch of `drawn` (its drawings of the test photos, as `true_errors` made them) the mean L1 to it. Its Spearman with the true error is
-    how far any measure that sees only unpaired images can rank the epochs: where the drawings
-    are other faces than the photos, their pixels are not the filter of the photos' pixels, and
-    the epochs' true ranking partly follows that difference, which no such measure sees. None
+    epoch of `drawn` (its drawings of the test photos, as `true_errors` made them) the mean L1 to it. Its
+    Spearman with the true error is how far any measure that sees only unpaired images can rank the epochs:
+    where the drawings are other faces than the photos, their pixels are not the filter of the photos' pixels,
+    and the epochs' true ranking partly follows that difference, which no such measure sees. None
     for filters that are not a tone map of the pixel (sketch, lines)."""
     from p2d.evaluate import load_test_image
     from p2d.manifest import manifest_images
@@ -406,10 +413,12 @@ def data_answer_errors(manifest: Path, filter_name: str, size: int, drawn: dict[
         return None
     load = lambda domain, split: np.array(  # noqa: E731
         [load_test_image(p, 1, size) for p in manifest_images(manifest, domain, split)], np.float64)
-    train_photos, train_drawings, photos = load("photo", "train"), load("drawing", "train"), load("photo", "test")
+    train_photos, train_drawings, photos = (load("photo", "train"), load("drawing", "train"),
+                                            load("photo", "test"))
     below = np.searchsorted(np.sort(train_photos.ravel()), photos.ravel(), side="right") / train_photos.size
     answer = np.quantile(train_drawings.ravel(), np.clip(1.0 - below, 0, 1)).reshape(photos.shape)
-    return {epoch: float(np.abs(np.array(fakes, np.float64) - answer).mean() / 255.0) for epoch, fakes in drawn.items()}
+    return {epoch: float(np.abs(np.array(fakes, np.float64) - answer).mean() / 255.0)
+            for epoch, fakes in drawn.items()}
 
 
 def true_error_noise(per_image: dict[int, np.ndarray], n_boot: int = 1000, seed: int = 0) -> dict:
@@ -438,7 +447,8 @@ def true_error_noise(per_image: dict[int, np.ndarray], n_boot: int = 1000, seed:
             "separable": sorted(epochs[i] for i in chain)}
 
 
-def regret_interval(per_image: dict[int, np.ndarray], pick: int, n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
+def regret_interval(per_image: dict[int, np.ndarray], pick: int, n_boot: int = 1000,
+                    seed: int = 0) -> tuple[float, float]:
     """The 95% interval of the regret of `pick` (its true error over the best epoch's), the test
     photos resampled as in true_error_noise (paired: the same photos for every epoch, the best epoch
     found anew in each resample): how far a regret near the 1.10 target is set by which photos were drawn."""
@@ -453,9 +463,9 @@ def regret_interval(per_image: dict[int, np.ndarray], pick: int, n_boot: int = 1
 
 # evaluate.csv columns whose Spearman with the true error is printed (lower = better for each,
 # the gaps by their size); the score's terms first.
-TRACKED = ("cross_cycle_drawing", "identity_drawing", "agreement_drawing", "cycle_l1_drawing", "kid_tone_drawing", "kid_drawing",
-           "brightness_gap_drawing", "contrast_gap_drawing", "cycle_l1_photo", "identity_cycle", "kid_photo",
-           "kid_tone_photo", "landmark_nme")
+TRACKED = ("cross_cycle_drawing", "identity_drawing", "agreement_drawing", "cycle_l1_drawing",
+           "kid_tone_drawing", "kid_drawing", "brightness_gap_drawing", "contrast_gap_drawing",
+           "cycle_l1_photo", "identity_cycle", "kid_photo", "kid_tone_photo", "landmark_nme")
 SIGNED = ("brightness_gap_drawing", "contrast_gap_drawing")
 
 
@@ -474,14 +484,17 @@ def evaluate_task(task: Task, work: Path, every: int) -> dict:
     per_image, corr, baseline = true_errors(run, manifest, task.filter, epochs, drawn)
     n_test = len(next(iter(drawn.values())))
     truth = {e: float(v.mean()) for e, v in per_image.items()}
-    truth_test = {e: float(v[:n_test].mean()) for e, v in per_image.items()}  # the truth before the eighth session
-    noise, noise_test = true_error_noise(per_image), true_error_noise({e: v[:n_test] for e, v in per_image.items()})
+    # the truth before the eighth session
+    truth_test = {e: float(v[:n_test].mean()) for e, v in per_image.items()}
+    noise, noise_test = (true_error_noise(per_image),
+                         true_error_noise({e: v[:n_test] for e, v in per_image.items()}))
     answer = data_answer_errors(manifest, task.filter, task.size, drawn)
     score = result.why.set_index("epoch")["score"]
 
     def rho(among: list[int]) -> float:
         s = score.loc[among].to_numpy(float)
-        return spearmanr(s, [truth[e] for e in among]).statistic if np.isfinite(s).all() and len(among) > 2 else float("nan")
+        return (spearmanr(s, [truth[e] for e in among]).statistic if np.isfinite(s).all() and len(among) > 2
+                else float("nan"))
 
     epochs = sorted(truth)
     err = [truth[e] for e in epochs]
@@ -504,12 +517,14 @@ def evaluate_task(task: Task, work: Path, every: int) -> dict:
         "30 photos: spearman": spearmanr(score.loc[epochs].to_numpy(float), err_test).statistic,
         "30 photos: regret": truth_test[pick] / truth_test[best_test] if pick is not None else float("nan"),
         "30 photos: ceiling": noise_test["ceiling"], "30 photos: sep.": len(noise_test["separable"]),
-        "unpaired ceiling": (spearmanr([answer[e] for e in epochs], err).statistic if answer else float("nan")),
+        "unpaired ceiling": (
+            spearmanr([answer[e] for e in epochs], err).statistic if answer else float("nan")),
         "spearman sep.": rho(sep), "sep.": len(sep),
         "suggested": pick, "ties": ",".join(map(str, result.tie_set)), "true best": best_true,
         "regret": truth[pick] / truth[best_true] if pick is not None else float("nan"),
         "regret 95%": ("{:.3f}-{:.3f}".format(*regret_interval(per_image, pick)) if pick is not None else ""),
-        "before: spearman": spearmanr(s_before, err).statistic if np.isfinite(s_before).all() else float("nan"),
+        "before: spearman": (spearmanr(s_before, err).statistic if np.isfinite(s_before).all()
+                             else float("nan")),
         "before: regret": truth[before] / truth[best_true] if before is not None else float("nan"),
         "err best": truth[best_true], "gray": baseline, "learned": truth[best_true] < baseline,
         "corr": corr[best_true],
@@ -517,7 +532,8 @@ def evaluate_task(task: Task, work: Path, every: int) -> dict:
         "flags": "; ".join(f"{e}: {f}" for e, f in result.drift_flags.items()),
         "train s": round(sum(float(r["seconds"]) for r in read_losses(run))),
         "eval s": round(time.perf_counter() - start),
-        "true errors": " ".join(f"{e}:{truth[e]:.4f} [{noise['interval'][e][0]:.4f}, {noise['interval'][e][1]:.4f}]"
+        "true errors": " ".join(f"{e}:{truth[e]:.4f} [{noise['interval'][e][0]:.4f}, "
+                                f"{noise['interval'][e][1]:.4f}]"
                                 for e in epochs),
         "separable epochs": ",".join(map(str, sep)),
         "measures": measures,
@@ -528,26 +544,30 @@ def print_table(rows: list[dict]) -> None:
     """The per-task table (developed-on tasks, then held-out ones apart), true errors and flags."""
     pd.set_option("display.width", 200)
     table = pd.DataFrame(rows)
-    for held, title in ((False, "tasks the rule was developed on"), (True, "held-out tasks (not used to develop the rule)")):
+    for held, title in ((False, "tasks the rule was developed on"),
+                        (True, "held-out tasks (not used to develop the rule)")):
         part = table[table["held out"] == held]
         if len(part):
-            print(f"\n{title}:\n" + part.drop(columns=["true errors", "flags", "held out", "separable epochs", "measures"])
+            print(f"\n{title}:\n" + part.drop(
+                columns=["true errors", "flags", "held out", "separable epochs", "measures"])
                   .to_string(index=False, float_format="%.3f"))
     print("\nSpearman of each measure with the true error (score terms first):\n"
           + pd.DataFrame({r["task"]: r["measures"] for r in rows}).to_string(float_format="%.2f"))
     for r in rows:
-        learned = "" if r["err best"] < r["gray"] else "  NO epoch beats the constant gray image: the model never learned the filter"
+        learned = ("" if r["err best"] < r["gray"]
+                   else "  NO epoch beats the constant gray image: the model never learned the filter")
         print(f"\n{r['task']}: true error per epoch [95% interval over test photos]\n  {r['true errors']}"
               f"\n  separable chain (best first, each beyond the noise of the next): {r['separable epochs']}"
               f"\n  constant gray image: {r['gray']:.4f}{learned}"
-              f"\n  correlation of output and true drawing at the true best: {r['corr']:.2f}\n  drift flags: {r['flags'] or 'none'}")
+              f"\n  correlation of output and true drawing at the true best: {r['corr']:.2f}\n  drift flags: "
+              f"{r['flags'] or 'none'}")
     for truth, prefix in (("the true error on 130 photos", ""), ("the 30 test photos alone", "30 photos: ")):
         ok = (table[prefix + "regret"] <= 1.10) & (table[prefix + "spearman"] >= 0.8)
         for held, name in ((False, "developed-on"), (True, "held-out")):
             part, learned = ok[table["held out"] == held], table["learned"][table["held out"] == held]
-            print(f"{truth}: targets (regret <= 1.10 and Spearman >= 0.8) met on {int(part.sum())} of {len(part)} "
-                  f"{name} tasks; on {int(part[learned].sum())} of {int(learned.sum())} where some epoch beats a "
-                  f"constant gray image")
+            print(f"{truth}: targets (regret <= 1.10 and Spearman >= 0.8) met on {int(part.sum())} of "
+                  f"{len(part)} {name} tasks; on {int(part[learned].sum())} of {int(learned.sum())} where "
+                  "some epoch beats a constant gray image")
 
 
 def main() -> None:

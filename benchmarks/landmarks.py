@@ -1,5 +1,6 @@
 """Benchmark the 68-point landmark predictors: dlib's own (one face per call) against
-p2d.shape_predictor (a batch of faces per call; compiled by numba and numpy), on the same faces, in one process.
+p2d.shape_predictor (a batch of faces per call; compiled by numba and numpy), on the same faces, in one
+process.
 
 Faces: CelebA-shaped 178x218 images built from the bundled public-domain photos (the fixture
 builder of the tests: shifted, scaled, rotated, mirrored, relit copies), each with its HOG box.
@@ -29,7 +30,8 @@ from p2d.ui import console, table
 from benchmarks.fixtures import tests_module
 
 _synth = tests_module("celeba_synth")  # the tests' CelebA-shaped fixture builder
-jittered_variants, load_source_faces, render = _synth.jittered_variants, _synth.load_source_faces, _synth.render
+jittered_variants, load_source_faces, render = (_synth.jittered_variants, _synth.load_source_faces,
+                                                _synth.render)
 
 
 def faces(models: FaceModels, n: int) -> tuple[list[np.ndarray], list[tuple[int, int, int, int]]]:
@@ -71,14 +73,16 @@ def main() -> None:
             got = np.concatenate([predictor.predict(images[k:k + batch], rects[k:k + batch])
                                   for k in range(0, n, batch)])
             ms = 1000 * (time.perf_counter() - t0) / n
-            rows.append((f"p2d.shape_predictor {backend}, {batch} per call", round(ms, 3), f"{dlib_ms / ms:.2f}x",
+            rows.append((f"p2d.shape_predictor {backend}, {batch} per call", round(ms, 3),
+                         f"{dlib_ms / ms:.2f}x",
                          "identical" if np.array_equal(got, expected) else "DIFFERENT"))
     console.print(table(f"68-point landmarks, {n} faces of 178x218, one process ({platform.machine()}, "
-                        f"{platform.processor() or 'cpu'})", ["predictor", "ms/face", "speed-up", "points"], rows))
+                        f"{platform.processor() or 'cpu'})", ["predictor", "ms/face", "speed-up", "points"],
+                        rows))
     speeds = landmark_speeds(models)
     console.print(f"p2d.faces.landmark_speeds (measured once on this machine, kept in p2d's cache): dlib "
-                  f"{speeds['dlib_ms']:.2f} ms, batched {speeds['batched_ms']:.2f} ms per face -> curation uses "
-                  f"{'the batched predictor' if speeds['batched_ms'] < speeds['dlib_ms'] else 'dlib'}")
+                  f"{speeds['dlib_ms']:.2f} ms, batched {speeds['batched_ms']:.2f} ms per face -> curation "
+                  f"uses {'the batched predictor' if speeds['batched_ms'] < speeds['dlib_ms'] else 'dlib'}")
 
 
 if __name__ == "__main__":

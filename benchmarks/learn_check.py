@@ -60,7 +60,8 @@ def build(folder: Path) -> tuple[Path, np.ndarray, np.ndarray]:
         for i, img in enumerate(images):
             path = folder / domain / f"{split}{i:03d}.png"
             write_image(path, img)
-            rows.append({"path": str(path), "domain": domain, "source": "lfw", "split": split, "crop": "center",
+            rows.append({"path": str(path), "domain": domain, "source": "lfw", "split": split,
+                         "crop": "center",
                          "width": SIZE, "height": SIZE, "phash": "0" * 16, "keep": True, "reason": ""})
     manifest = folder / "lfw128.csv"
     write_manifest(new_rows(rows), manifest)
@@ -94,16 +95,18 @@ def main() -> None:
         mean_drawing = np.stack([pencil_sketch(f, sketch) for f in drawings]).astype(np.float64).mean(0)
         error = {"model": np.abs(translated - target).mean(), "identity": np.abs(held_out - target).mean(),
                  "mean drawing": np.abs(mean_drawing - target).mean()}
-        print(f"learning at {SIZE} px: {steps} steps in {seconds:.0f} s ({steps / seconds:.2f} steps/s incl. start-up); "
-              f"epochs done {stopped['epoch']}; held-out error (gray levels): "
+        print(f"learning at {SIZE} px: {steps} steps in {seconds:.0f} s ({steps / seconds:.2f} steps/s incl. "
+              f"start-up); epochs done {stopped['epoch']}; held-out error (gray levels): "
               + ", ".join(f"{k} {v:.1f}" for k, v in error.items()))
         print(f"learns: {error['model'] < error['mean drawing'] < error['identity']} "
-              f"(model / mean drawing = {error['model'] / error['mean drawing']:.2f}; the 32 px CPU test asks < 0.93)")
+              f"(model / mean drawing = {error['model'] / error['mean drawing']:.2f}; the 32 px CPU test "
+              "asks < 0.93)")
         print("last losses:", {k: round(v, 3) for k, v in (read_losses(run) or [{}])[-1].items()})
         train(manifest, out=run, device=args.device, resume=True, max_steps=steps + args.resume_steps)
         resumed = torch.load(checkpoint_path(run), weights_only=True)
         print(f"resume on {args.device}: from step {steps} to {resumed['global_step']} "
-              f"(asked {steps + args.resume_steps}): {'ok' if resumed['global_step'] == steps + args.resume_steps else 'FAILED'}")
+              f"(asked {steps + args.resume_steps}): "
+              f"{'ok' if resumed['global_step'] == steps + args.resume_steps else 'FAILED'}")
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ def compare(a: Path, b: Path) -> str:
     differing = [k for k in wa if not torch.equal(wa[k], wb[k])]
     scale = max(float(v.abs().max()) for v in wa.values())
     largest = max((float((wa[k] - wb[k]).abs().max()) for k in differing), default=0.0)
-    return f"{len(differing):3d} of {len(wa)} tensors differ, largest difference {largest / scale:.1e} of the largest weight"
+    return (f"{len(differing):3d} of {len(wa)} tensors differ, largest difference {largest / scale:.1e} of "
+            "the largest weight")
 
 
 def main() -> None:

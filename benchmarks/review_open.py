@@ -37,7 +37,8 @@ SAMPLES = Path(p2d.__file__).parent / "samples" / "drawings"
 
 
 def build_folder(root: Path, n: int) -> Path:
-    """A crop-drawings output folder of `n` drawings, made from one real run over the samples (`root/seed`)."""
+    """A crop-drawings output folder of `n` drawings, made from one real run over the samples
+    (`root/seed`)."""
     raw, seed = root / "raw", root / "seed"
     if not (seed / "manifest.csv").is_file():
         r = CliRunner().invoke(app, ["crop-drawings", str(SAMPLES), str(seed)])
@@ -150,8 +151,8 @@ def main() -> None:
         applies = apply_seconds(Path(tmp) / "seed")
     print(f"review_open: {rows} drawings, median of {args.repeat} (seconds; ranges in brackets)")
     for name, values in (("`p2d review` to its URL (a process)", commands),
-                         ("server start (read the folder)", starts), ("page open, thumbnails not cached", cold),
-                         ("page open, thumbnails cached", warm)):
+                         ("server start (read the folder)", starts),
+                         ("page open, thumbnails not cached", cold), ("page open, thumbnails cached", warm)):
         print(f"  {name:36s} {statistics.median(values):6.2f}  [{min(values):.2f}-{max(values):.2f}]")
     print("Apply, 2 of the samples' drawings boxed by hand (1st, 2nd, 3rd Apply): "
           + ", ".join(f"{t:.2f}" for t in applies))

@@ -76,7 +76,8 @@ def main() -> None:
         get = lambda labs: [s[i] for k in labs for i in by[k]]  # noqa: E731
         rows.append((name, f"{auc(get('W'), get('NO')):.3f}", f"{auc(get('W'), get('O')):.3f}",
                      f"{auc(get('W'), get('N')):.3f}"))
-    console.print(table("ROC AUC, wide smiles against ...", ["score", "neutral + open", "open", "neutral"], rows))
+    console.print(
+        table("ROC AUC, wide smiles against ...", ["score", "neutral + open", "open", "neutral"], rows))
     s, old = scores["smile_score"], scores["old: width + opening"]
     rows = [(NAMES[k], len(by[k]), sum(s[i] > args.threshold for i in by[k]),
              f"{np.median([s[i] for i in by[k]]):.3f}", sum(old[i] > 1.05 for i in by[k])) for k in NAMES]

@@ -5,9 +5,9 @@ Usage: python -m benchmarks.smile_smiled --data /work/data/smile/SMILEs [--thres
 The data is the SMILEs folder of https://github.com/hromi/SMILEsmileD (13,165 gray 64x64 LFW face
 crops sorted into positives7/ smiling and negatives7/ not smiling); it is NOT part of this
 repository and nothing is downloaded: get it with `git clone` and pass its SMILEs folder (its
-negatives.zip is not needed). Each crop is padded by 16 px (edge pixels repeated, so dlib's HOG detector sees a whole face), upscaled 3x
-(bicubic) to 288x288, found by HOG (the crop itself when it finds nothing) and given its 68
-landmarks; the landmarks are cached beside the data (landmarks_p16u3.npz) so a re-run is quick.
+negatives.zip is not needed). Each crop is padded by 16 px (edge pixels repeated, so dlib's HOG detector sees
+a whole face), upscaled 3x (bicubic) to 288x288, found by HOG (the crop itself when it finds nothing) and
+given its 68 landmarks; the landmarks are cached beside the data (landmarks_p16u3.npz) so a re-run is quick.
 
 Two measurements:
 - the set's own labels: every smiling face against every non-smiling one (its "smiling" includes

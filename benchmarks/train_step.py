@@ -1,7 +1,8 @@
 """Benchmark: CycleGAN training steps/s and images/s, plain fp32 eager vs p2d's default path, and each switch alone.
 
 The full experiment model (9 residual blocks, 64 filters, 128x128, batch 2) on the bundled sample
-photos and drawings, through the trainer's own data pipeline, precision setup and model (`CycleGAN.optimize_parameters`).
+photos and drawings, through the trainer's own data pipeline, precision setup and model
+(`CycleGAN.optimize_parameters`).
 All paths run in one process, on the same data and device:
 
   plain            fp32, contiguous NCHW, images kept in RAM and copied to the device each step
@@ -21,10 +22,11 @@ autotune, compilation). peak_GiB is torch's peak allocated memory for that path 
 timed steps of each path and prints where the time went: the busiest kernels and the share of
 the wall time the device was busy (low: the step waits on the host's Python and kernel launches).
 
-Usage: python -m benchmarks.train_step [--steps 3] [--warmup 1] [--device auto] [--channels 3] [--threads N] [--compile]
-                                       [--only "plain fp32 eager;default"] [--profile]
+Usage: python -m benchmarks.train_step [--steps 3] [--warmup 1] [--device auto] [--channels 3]
+                                       [--threads N] [--compile] [--only "plain fp32 eager;default"]
+                                       [--profile]
 A step is one image pair through both generators and both discriminators (images/s = 2 x batch x it/s).
-"""
+"""  # noqa: E501 (the first line is the script's --help description)
 
 from __future__ import annotations
 
@@ -56,8 +58,9 @@ def sample_manifest(folder: Path) -> Path:
     for domain, sub in (("photo", "photos"), ("drawing", "drawings")):
         for path in sorted((SAMPLES / sub).glob("*.png")):
             img = read_image(path)
-            rows.append({"path": str(path), "domain": domain, "source": "samples", "split": "train", "crop": "center",
-                         "width": img.shape[1], "height": img.shape[0], "phash": phash_hex(img), "keep": True, "reason": ""})
+            rows.append({"path": str(path), "domain": domain, "source": "samples", "split": "train",
+                         "crop": "center", "width": img.shape[1], "height": img.shape[0],
+                         "phash": phash_hex(img), "keep": True, "reason": ""})
     manifest = folder / "bench.csv"
     write_manifest(new_rows(rows), manifest)
     return manifest
@@ -71,12 +74,13 @@ def device_busy(prof, steps: int, seconds: float) -> str:
     for e in kernels:
         by_name[e.name] = by_name.get(e.name, 0.0) + e.device_time / 1e3
     top = sorted(by_name.items(), key=lambda kv: -kv[1])[:5]
-    return (f"  device busy {busy / steps:.1f} ms of {1e3 * seconds / steps:.1f} ms a step ({busy / (1e3 * seconds):.0%}); "
-            f"{len(kernels) / steps:.0f} kernels a step; costliest: "
+    return (f"  device busy {busy / steps:.1f} ms of {1e3 * seconds / steps:.1f} ms a step "
+            f"({busy / (1e3 * seconds):.0%}); {len(kernels) / steps:.0f} kernels a step; costliest: "
             + "; ".join(f"{name[:60]} {ms / steps:.2f} ms" for name, ms in top))
 
 
-def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, warmup: int, profile: bool = False) -> dict:
+def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, warmup: int,
+            profile: bool = False) -> dict:
     speed = Speed.for_device(cfg.speed, dev)
     fmt = speed.memory_format
     batches = TrainBatches(rows, cfg, dev, gpu_dataset=cfg.speed.gpu_dataset and dev.type == "cuda")
@@ -102,7 +106,8 @@ def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, w
         step(photo.contiguous(memory_format=fmt), drawing.contiguous(memory_format=fmt))
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
-    activities = [torch.profiler.ProfilerActivity.CPU] + ([torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])
+    activities = [torch.profiler.ProfilerActivity.CPU] + (
+        [torch.profiler.ProfilerActivity.CUDA] if dev.type == "cuda" else [])
     with torch.profiler.profile(activities=activities) if profile else contextlib.nullcontext() as prof:
         start = time.perf_counter()
         for _ in range(steps):
@@ -114,18 +119,21 @@ def measure(label: str, rows, cfg: TrainConfig, dev: torch.device, steps: int, w
         print(f"{label}:" + device_busy(prof, steps, seconds), flush=True)
     it_s = steps / seconds
     peak = torch.cuda.max_memory_allocated(dev) / 2**30 if dev.type == "cuda" else float("nan")
-    return {"path": label, "precision": speed.precision, "channels_last": speed.channels_last, "data_on": batches.where, "compile": cfg.speed.compile,
+    return {"path": label, "precision": speed.precision, "channels_last": speed.channels_last,
+            "data_on": batches.where, "compile": cfg.speed.compile,
             "it/s": it_s, "images/s": it_s * 2 * t.batch_size, "s/step": 1 / it_s, "peak_GiB": peak}
 
 
 def paths(base: TrainConfig, dev: torch.device, compile: bool) -> list[tuple[str, TrainConfig]]:
     """(label, config) of every path timed on `dev` (see the module docstring)."""
-    plain = apply_overrides(base, speed__precision="fp32", speed__channels_last=False, speed__gpu_dataset=False)
+    plain = apply_overrides(base, speed__precision="fp32", speed__channels_last=False,
+                            speed__gpu_dataset=False)
     found = [("plain fp32 eager", plain), ("default", base)]
     if dev.type == "cuda":
         found += [
             ("gpu data", apply_overrides(plain, speed__gpu_dataset=True)),
-            ("gpu data + precision", apply_overrides(plain, speed__gpu_dataset=True, speed__precision="auto")),
+            ("gpu data + precision",
+             apply_overrides(plain, speed__gpu_dataset=True, speed__precision="auto")),
             ("channels_last alone", apply_overrides(plain, speed__channels_last=True)),
             ("default, NCHW", apply_overrides(base, speed__channels_last=False)),
             ("default, deterministic", apply_overrides(base, speed__deterministic=True)),
@@ -138,7 +146,8 @@ def paths(base: TrainConfig, dev: torch.device, compile: bool) -> list[tuple[str
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=3, help="timed steps per path")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (allocator, cuDNN autotune, compile)")
+    parser.add_argument("--warmup", type=int, default=1,
+                        help="untimed steps first (allocator, cuDNN autotune, compile)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--channels", type=int, default=3, choices=(1, 3))
     parser.add_argument("--size", type=int, default=128)
@@ -155,12 +164,15 @@ def main() -> None:
     dev = pick_device(args.device)
     base = apply_overrides(TrainConfig(), data__channels=args.channels, data__size=args.size,
                            train__batch_size=args.batch_size, model__blocks=args.blocks)
-    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"CPU, {torch.get_num_threads()} torch threads"
+    name = (torch.cuda.get_device_name(dev) if dev.type == "cuda"
+            else f"CPU, {torch.get_num_threads()} torch threads")
     print(f"device: {name}; torch {torch.__version__}; {args.size}x{args.size}, batch {args.batch_size}, "
-          f"{args.blocks} blocks, {args.channels} channels; {args.warmup} warm-up + {args.steps} timed steps per path")
+          f"{args.blocks} blocks, {args.channels} channels; {args.warmup} warm-up + {args.steps} timed steps "
+          "per path")
     with tempfile.TemporaryDirectory() as tmp:
         rows = training_rows(sample_manifest(Path(tmp)))
-        header = ["path", "precision", "channels_last", "data_on", "compile", "it/s", "images/s", "s/step", "peak_GiB"]
+        header = ["path", "precision", "channels_last", "data_on", "compile", "it/s", "images/s", "s/step",
+                  "peak_GiB"]
         print(" | ".join(header), flush=True)
         results = []
         only = {label.strip() for label in args.only.split(";") if label.strip()}
@@ -168,7 +180,8 @@ def main() -> None:
             if only and label not in only:
                 continue
             r = measure(label, rows, cfg, dev, args.steps, args.warmup, args.profile)
-            print(" | ".join(f"{r[h]:.3f}" if isinstance(r[h], float) else str(r[h]) for h in header), flush=True)
+            print(" | ".join(f"{r[h]:.3f}" if isinstance(r[h], float) else str(r[h]) for h in header),
+                  flush=True)
             results.append(r)
     for r in results[1:]:
         print(f"{r['path']} / plain speed: {r['it/s'] / results[0]['it/s']:.2f}x")

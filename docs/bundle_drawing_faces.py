@@ -1,7 +1,7 @@
 """How p2d/samples/drawing_faces (the drawings `p2d demo` trains on) was made from Debian's openclipart-png.
 
-Usage: python docs/bundle_drawing_faces.py docs/bundle_drawing_faces.csv --exclude ../shared/eval-exclude.sha256
-       [--root /usr/share/openclipart/png]
+Usage: python docs/bundle_drawing_faces.py docs/bundle_drawing_faces.csv
+       --exclude ../shared/eval-exclude.sha256 [--root /usr/share/openclipart/png]
 
 PICKED_CSV has the columns source,x,y,w,h: a file under --root and a face box in its pixels. The
 boxes are the face candidates `p2d crop-drawings` found (its detections cache, OUT/.p2d_detections.json)
@@ -22,11 +22,11 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
 from p2d.padding import Pad, crop_square
 from p2d.framing import square_from_box
 from p2d.images import read_image
 
+ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "p2d" / "samples" / "drawing_faces"
 SIZE_PX = 96
 CONTEXT = 1.5  # the bundled cut is 1.5x the CelebA-framed crop: the demo's 64 px crop is its centre

@@ -3,8 +3,8 @@
 Usage: python docs/demo_picture.py [--out docs/demo.png] [--work p2d-demo]
 (The picture in the repository came from this script on a quiet 2-core machine.)
 
-The demo takes 1.5 to 5.5 minutes on 2 quiet CPU cores (about three quarters of it training); --work keeps its folder (a re-run there resumes
-and only redraws the picture). The demo's own summary prints how long it took.
+The demo takes 1.5 to 5.5 minutes on 2 quiet CPU cores (about three quarters of it training); --work keeps its
+folder (a re-run there resumes and only redraws the picture). The demo's own summary prints how long it took.
 """
 
 from __future__ import annotations

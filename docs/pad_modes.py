@@ -16,7 +16,6 @@ from pathlib import Path
 
 import cv2
 
-ROOT = Path(__file__).resolve().parents[1]
 from p2d.padding import parse_pad
 from p2d.curate.photos import curate_photos
 from p2d.curate.pipeline import CurateOptions
@@ -24,6 +23,7 @@ from p2d.demo import write_lfw_photos
 from p2d.images import read_image
 from p2d.sheets import write_sheet
 
+ROOT = Path(__file__).resolve().parents[1]
 MODES = ("reflect", "edge", "inpaint", "auto", "blur")
 SHOW_PX = 128  # each 64 px frame shown at twice its size (nearest neighbour: the pixels as trained)
 
@@ -36,7 +36,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         photos = Path(tmp) / "lfw"
         write_lfw_photos(photos, count=args.count + 2)
-        runs = {m: curate_photos(photos, Path(tmp) / m, CurateOptions(size=64), pad=parse_pad(m)).rows for m in MODES}
+        runs = {m: curate_photos(photos, Path(tmp) / m, CurateOptions(size=64), pad=parse_pad(m)).rows
+                for m in MODES}
         kept = runs["blur"][runs["blur"]["keep"]].head(args.count)
         images, labels = [], []
         for row in kept.itertuples():

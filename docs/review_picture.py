@@ -29,9 +29,11 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "pytest", "-q", test], check=True, cwd=ROOT,
                        env={**os.environ, "P2D_REVIEW_SCREENSHOT": str(shot)})
         if not shot.is_file():
-            sys.exit("the test ran but took no screenshot: is Chromium installed (the test skips without it)?")
+            sys.exit(
+                "the test ran but took no screenshot: is Chromium installed (the test skips without it)?")
         # A 64-colour palette chosen on the page (fast octree: keeps the status dots' small colours).
-        Image.open(shot).convert("RGB").quantize(64, method=Image.Quantize.FASTOCTREE).save(args.out, optimize=True)
+        picture = Image.open(shot).convert("RGB").quantize(64, method=Image.Quantize.FASTOCTREE)
+        picture.save(args.out, optimize=True)
     print(f"wrote {args.out}")
 
 

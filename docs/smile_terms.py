@@ -7,7 +7,7 @@ horizontal) and scaled so the eyes are 100 px apart, with dlib's 68 landmarks an
 p2d.faces.smile_score drawn on it: the corner spread (48-54) against the eye distance, and the
 upper lip's inner centre (62) against its neutral height below the nose base (33), whose rise is
 the lift term.
-"""
+"""  # noqa: E501 (the first line is the script's --help description)
 
 from __future__ import annotations
 
@@ -21,10 +21,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
 from p2d import faces
 from p2d.images import read_image
 
+ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ROOT / "p2d" / "samples" / "photos"
 PANELS = (("astronaut.png", "wide smile (astronaut)"), ("a_youngster_01.png", "neutral (a youngster)"))
 IOD_PX = 100  # eye distance in the drawing

@@ -3,9 +3,9 @@
 The demo is a list of ordinary `p2d` command lines (see `demo_steps`), run one after the other and
 printed before each runs, so that what a new user sees is exactly what they will type on their own
 data: curate photos, crop drawings, build a manifest with the 64 px demo recipe, inspect how the
-drawings and the photos differ, train on the CPU (about three quarters of the demo's 1.5 to 5.5 minutes on 2 quiet cores), translate, evaluate
-the saved epochs, and report. It ends with one picture a person would share (`demo_picture`): test
-photos beside their drawings, and test drawings beside their photos.
+drawings and the photos differ, train on the CPU (about three quarters of the demo's 1.5 to 5.5 minutes on 2
+quiet cores), translate, evaluate the saved epochs, and report. It ends with one picture a person would share
+(`demo_picture`): test photos beside their drawings, and test drawings beside their photos.
 
 The photos are the 100 faces of scikit-image's LFW subset (Labeled Faces in the Wild, 25x25 gray,
 shipped inside scikit-image); the drawings are the face crops from the Open Clip Art Library
@@ -69,7 +69,8 @@ def write_lfw_photos(folder: Path | str, count: int = LFW_FACES, scale: int = LF
 def prepare(out: Path) -> None:
     """Lay out the data as a user's raw folders (OUT/raw/...) and the recipe (OUT/manifests/)."""
     if not (DRAWING_FACES / "boxes.csv").is_file():
-        raise P2DError(f"the bundled drawings are missing from {DRAWING_FACES}: reinstall p2d (pip install -e .)")
+        raise P2DError(
+            f"the bundled drawings are missing from {DRAWING_FACES}: reinstall p2d (pip install -e .)")
     raw = out / "raw"
     write_lfw_photos(raw / "photos")
     # The drawings come with their face boxes (found by p2d's detectors when they were bundled,
@@ -85,7 +86,8 @@ def demo_steps(out: Path) -> list[Step]:
     run = f"{o}/runs/demo"
     return [
         Step("curate the face photos (detect, landmarks, frame like CelebA, fill past the edge)",
-             ("curate", "photos", f"{o}/raw/photos", "--out", f"{o}/data/photos", "--source", "lfw", "--size", s)),
+             ("curate", "photos", f"{o}/raw/photos", "--out", f"{o}/data/photos", "--source", "lfw",
+              "--size", s)),
         Step("crop the face out of each drawing (boxes given; review sheet)",
              ("crop-drawings", f"{o}/raw/drawings", f"{o}/data/drawings", "--size", s,
               "--boxes", f"{o}/raw/drawings/faces/boxes.csv", "--source", "openclipart")),

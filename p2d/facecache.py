@@ -1,4 +1,5 @@
-"""JSON-lines caches, append-only: the landmark/feature cache of a photo curation run (OUT/cache/) and of `p2d inspect`.
+"""JSON-lines caches, append-only: the landmark/feature cache of a photo curation run (OUT/cache/) and of
+`p2d inspect`.
 
 Each analysed image gets one line (its detections, 68 landmarks and features), keyed by its name,
 its file signature (size, mtime) and the analysis method; each written output gets one line (file,

@@ -180,7 +180,8 @@ class FaceModels:
         speeds = landmark_speeds(self)
         return speeds["batched_ms"] < speeds["dlib_ms"]
 
-    def landmarks_batch(self, images: list[np.ndarray], boxes: list[tuple[float, float, float, float]]) -> list[np.ndarray]:
+    def landmarks_batch(self, images: list[np.ndarray],
+                        boxes: list[tuple[float, float, float, float]]) -> list[np.ndarray]:
         """`landmarks` of many faces (one box per image) in one call: the same points, bit for bit,
         by the predictor that is faster on this machine (p2d.shape_predictor on a batch, or dlib's)."""
         if not images:
@@ -244,7 +245,8 @@ def landmark_speeds_path(models_dir: Path | str | None = None) -> Path:
     numba later measures again)."""
     from p2d.shape_predictor import cache_dir, cached_path, default_backend
 
-    return cache_dir() / f"{cached_path(find_model(SHAPE_68, models_dir)).stem}-speed-{default_backend()}.json"
+    return cache_dir() / (f"{cached_path(find_model(SHAPE_68, models_dir)).stem}-speed-"
+                          f"{default_backend()}.json")
 
 
 def _rect(box: tuple[float, float, float, float]) -> tuple[int, int, int, int]:
@@ -342,7 +344,8 @@ FULL_SMILE_LIP_RAISE = 0.28
 # half of a full smile's widening and lip raise together: 0.84 + (0.227 + 0.095) / 2 = 1.00. A
 # talking or shouting mouth opens by dropping the jaw, which moves neither term up (see smile_score).
 SMILE_THRESHOLD = round(
-    NEUTRAL_MOUTH_WIDTH + (NEUTRAL_MOUTH_WIDTH * FULL_SMILE_WIDENING + NEUTRAL_UPPER_LIP * FULL_SMILE_LIP_RAISE) / 2,
+    NEUTRAL_MOUTH_WIDTH + (
+        NEUTRAL_MOUTH_WIDTH * FULL_SMILE_WIDENING + NEUTRAL_UPPER_LIP * FULL_SMILE_LIP_RAISE) / 2,
     2,
 )
 

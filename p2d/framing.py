@@ -114,8 +114,8 @@ def frame_face(image: np.ndarray, points68: np.ndarray, size: int = 128) -> np.n
     mouth sit where CelebA's aligned faces have them, as a size x size image (same channels).
 
     Parts of the frame outside the photo are filled by reflecting the photo at its border (as
-    CelebA's own aligned images do; `curate photos --pad` and `translate --crop-faces` fill with `padding.frame_padded`
-    instead), so no black wedges enter training.
+    CelebA's own aligned images do; `curate photos --pad` and `translate --crop-faces` fill with
+    `padding.frame_padded` instead), so no black wedges enter training.
     """
     if size < 8:
         raise ValueError(f"size must be at least 8 pixels, got {size}")
@@ -130,7 +130,8 @@ def frame_padded_fraction(m: np.ndarray, width: int, height: int, size: int, sam
     gx, gy = np.meshgrid(grid, grid)
     inv = cv2.invertAffineTransform(np.asarray(m, dtype=np.float64))
     src = transform_points(inv, np.stack([gx.ravel(), gy.ravel()], axis=1))
-    inside = (src[:, 0] >= -0.5) & (src[:, 0] <= width - 0.5) & (src[:, 1] >= -0.5) & (src[:, 1] <= height - 0.5)
+    inside = ((src[:, 0] >= -0.5) & (src[:, 0] <= width - 0.5)
+              & (src[:, 1] >= -0.5) & (src[:, 1] <= height - 0.5))
     return float(1.0 - inside.mean())
 
 

@@ -23,7 +23,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from p2d.errors import P2DError
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")  # a GIF: its first frame
+# a GIF: its first frame
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif")
 
 # Refuse images larger than this before decoding them (a decompression bomb, or a scan far
 # larger than any face crop needs). 100 megapixels is ~10000x10000.
@@ -283,7 +284,8 @@ def write_image(path: Path | str, image: np.ndarray, quality: int = 95) -> None:
         pil.save(tmp, format=fmt, **options)
 
 
-def input_images(source: Path | str, out: Path | str, what: str = "images") -> tuple[list[Path], Path, list[str]]:
+def input_images(source: Path | str, out: Path | str,
+                 what: str = "images") -> tuple[list[Path], Path, list[str]]:
     """The image files of a batch command's input (a folder, searched recursively, or one file),
     the folder their names are relative to, and the note on the files left out (`left_out_notes`),
     from one walk of the folder; refuses an output folder inside the input and an input without

@@ -1,4 +1,5 @@
-"""`p2d inspect`: do the drawings and the photos look alike? Per-row face features, per-feature distances, rows without a counterpart.
+"""`p2d inspect`: do the drawings and the photos look alike? Per-row face features, per-feature distances,
+rows without a counterpart.
 
 Each kept row of a manifest gets the same features, measured by the same functions whatever its
 domain: facing, yaw and roll, smile score and mouth opening (from the 68 landmarks, where they
@@ -29,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from p2d.errors import P2DError
-from p2d.faces import MAX_FRONTAL_YAW_DEG, SMILE_THRESHOLD, face_box, facing_from_yaw, inter_ocular, landmark_features
+from p2d.faces import (MAX_FRONTAL_YAW_DEG, SMILE_THRESHOLD, face_box, facing_from_yaw, inter_ocular,
+                       landmark_features)
 from p2d.framing import framing_box
 
 # Beyond ~30 degrees of yaw the far cheek is foreshortened and the jaw outline the yaw estimate
@@ -167,7 +169,8 @@ def pixel_features(rgb: np.ndarray) -> dict[str, float]:
 def landmark_shape_features(points: np.ndarray) -> dict[str, float]:
     """The features measured on the landmarks' shape (scale-free: the same in the source and the crop)."""
     f = landmark_features(points)
-    return {"yaw": f["yaw_deg"], "roll": f["roll_deg"], "smile": f["smile_score"], "mouth_open": f["mouth_open"]}
+    return {"yaw": f["yaw_deg"], "roll": f["roll_deg"], "smile": f["smile_score"],
+            "mouth_open": f["mouth_open"]}
 
 
 # ----------------------------------------------------------------------------- comparing two sets
@@ -195,7 +198,8 @@ def _density(at: np.ndarray, sample: np.ndarray, bandwidth: float, leave_one_out
     counts, _ = np.histogram(sample, bins=bins, range=(lo, hi))
     half = int(math.ceil(4 * bandwidth / step))
     offsets = np.arange(-half, half + 1) * step
-    smooth = np.convolve(counts.astype(np.float64), np.exp(-0.5 * (offsets / bandwidth) ** 2))[half:half + bins]
+    smooth = np.convolve(counts.astype(np.float64),
+                         np.exp(-0.5 * (offsets / bandwidth) ** 2))[half:half + bins]
     centres = lo + (np.arange(bins) + 0.5) * step
     k = np.interp(at, centres, smooth)
     n = len(sample)
@@ -308,11 +312,13 @@ def advice(diff: Difference) -> str:
     n_un = sum(diff.unmatched.values())
     drop = f"--drop-unmatched {f.name} drops the {n_un} row(s) without a counterpart"
     if f.name == "smile":
-        wd, wp = (np.nanmean(v[np.isfinite(v)] > SMILE_THRESHOLD) if np.isfinite(v).any() else 0.0 for v in (d, p))
+        wd, wp = (
+            np.nanmean(v[np.isfinite(v)] > SMILE_THRESHOLD) if np.isfinite(v).any() else 0.0 for v in (d, p))
         if wp >= wd:
-            return (f"{_pct(wp)} of the photos smile widely, {_pct(wd)} of the drawings do: try --drop-smiles "
-                    f"when curating the photos (or {drop})")
-        return f"{_pct(wd)} of the drawings smile widely, {_pct(wp)} of the photos do: add smiling photos, or {drop}"
+            return (f"{_pct(wp)} of the photos smile widely, {_pct(wd)} of the drawings do: try "
+                    f"--drop-smiles when curating the photos (or {drop})")
+        return (f"{_pct(wd)} of the drawings smile widely, {_pct(wp)} of the photos do: add smiling photos, "
+                f"or {drop}")
     if f.name == "facing":
         td, tp = (1.0 - shares(v).get("frontal", 1.0) for v in (d, p))
         more = "drawings" if td > tp else "photos"
@@ -321,8 +327,8 @@ def advice(diff: Difference) -> str:
     if f.name == "gray":
         gd, gp = (shares(v).get("gray", 0.0) for v in (d, p))
         if gd > gp:
-            return (f"{_pct(gd)} of the drawings are nearly gray, {_pct(gp)} of the photos are: train in gray "
-                    f"(channels = 1 in the recipe's [data]), or {drop}")
+            return (f"{_pct(gd)} of the drawings are nearly gray, {_pct(gp)} of the photos are: train in "
+                    f"gray (channels = 1 in the recipe's [data]), or {drop}")
         return (f"{_pct(gp)} of the photos are nearly gray, {_pct(gd)} of the drawings are: train in gray "
                 f"(channels = 1 in the recipe's [data]), or {drop}")
     md, mp = (float(np.nanmedian(v)) if np.isfinite(v).any() else math.nan for v in (d, p))
@@ -336,7 +342,8 @@ def advice(diff: Difference) -> str:
 def _box_in_crop(row: dict, side_px: int) -> tuple[float, float, float, float]:
     """Where the face is in a curated crop: the detector's box mapped through crop-drawings' crop
     square when the row has them, else the known framing of curated faces."""
-    v = {k: _finite(row.get(k)) for k in ("crop_side", "crop_x", "crop_y", "box_x", "box_y", "box_w", "box_h")}
+    v = {k: _finite(row.get(k))
+         for k in ("crop_side", "crop_x", "crop_y", "box_x", "box_y", "box_w", "box_h")}
     if any(x is None for x in v.values()) or v["crop_side"] <= 0:
         return framing_box(side_px, side_px)
     k = side_px / v["crop_side"]
@@ -383,7 +390,8 @@ def row_features(row: dict, measured: dict[str, float]) -> dict:
     given = str(row.get("facing", "") or "").strip().lower()
     out["facing"] = given if given in FACINGS + ("unknown",) else facing_from_yaw(out["yaw"])
     c = out["colourfulness"]
-    out["gray"] = "unknown" if not math.isfinite(c) else ("gray" if c < NEAR_GRAY_MAX_COLOURFULNESS else "colour")
+    out["gray"] = "unknown" if not math.isfinite(c) else (
+        "gray" if c < NEAR_GRAY_MAX_COLOURFULNESS else "colour")
     return out
 
 
@@ -459,7 +467,8 @@ def _domain_values(features: pd.DataFrame, domain: str, feature: Feature) -> np.
     return col.astype(str).to_numpy(dtype=object) if feature.category else col.to_numpy(dtype=np.float64)
 
 
-def score_rows(features: pd.DataFrame, rare_share: float = RARE_SHARE, min_rows: int = MIN_ROWS) -> pd.DataFrame:
+def score_rows(features: pd.DataFrame, rare_share: float = RARE_SHARE,
+               min_rows: int = MIN_ROWS) -> pd.DataFrame:
     """Per row: typicality on each feature in the other domain, the mismatch score, and the
     features it lacks a counterpart on (most lacking first)."""
     if not 0 < rare_share < 1:
@@ -471,8 +480,8 @@ def score_rows(features: pd.DataFrame, rare_share: float = RARE_SHARE, min_rows:
         for f in FEATURES:
             col = features.loc[mine, f.name]
             values = col.astype(str).to_numpy(dtype=object) if f.category else col.to_numpy(dtype=np.float64)
-            typ.loc[mine, f.name] = typicality(values, _domain_values(features, other, f), f.resolution, f.category,
-                                                    min_rows)
+            typ.loc[mine, f.name] = typicality(values, _domain_values(features, other, f), f.resolution,
+                                               f.category, min_rows)
     out = features.copy()
     lowest = typ.min(axis=1, skipna=True)
     out["mismatch"] = (1.0 - lowest).fillna(0.0).round(4)  # nothing judged: no evidence of a mismatch
@@ -521,9 +530,9 @@ class Inspection:
         if not lines:
             far = [d for d in self.diffs if math.isfinite(d.distance) and d.distance >= MIN_DISTANCE]
             if far:
-                lines = [f"no difference is beyond chance with {counts['drawing']} drawings and {counts['photo']} "
-                         f"photos (largest: {far[0].feature.label}, distance {far[0].distance:.2f}): "
-                         f"too few rows to tell (significance {SIGNIFICANCE})"]
+                lines = [f"no difference is beyond chance with {counts['drawing']} drawings and "
+                         f"{counts['photo']} photos (largest: {far[0].feature.label}, distance "
+                         f"{far[0].distance:.2f}): too few rows to tell (significance {SIGNIFICANCE})"]
             else:
                 lines = [f"the drawings and the photos differ by less than {MIN_DISTANCE} on every feature"]
         small = [f"{dom}s ({n})" for dom, n in counts.items() if n < MIN_ROWS]
@@ -558,7 +567,8 @@ def check_features(names: tuple[str, ...]) -> tuple[str, ...]:
     """Validated --drop-unmatched feature names."""
     bad = [n for n in names if n not in FEATURE_NAMES]
     if bad:
-        raise P2DError(f"unknown feature(s) {', '.join(bad)} for --drop-unmatched: use {', '.join(FEATURE_NAMES)}")
+        raise P2DError(
+            f"unknown feature(s) {', '.join(bad)} for --drop-unmatched: use {', '.join(FEATURE_NAMES)}")
     return names
 
 
@@ -647,7 +657,8 @@ def plot_histograms(result: Inspection, path: Path) -> Path:
             x = np.arange(len(keys))
             for k, (values, name) in enumerate(((d.drawings, "drawings"), (d.photos, "photos"))):
                 s = shares(values)
-                ax.bar(x + (k - 0.5) * 0.4, [s.get(key, 0.0) for key in keys], width=0.4, label=name, color=f"C{k}")
+                ax.bar(x + (k - 0.5) * 0.4, [s.get(key, 0.0) for key in keys], width=0.4, label=name,
+                       color=f"C{k}")
             ax.set_xticks(x, keys, fontsize=8)
         else:
             both = np.concatenate([d.drawings, d.photos])

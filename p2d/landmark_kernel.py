@@ -108,7 +108,8 @@ def _read_features(values, shape, flat, start, dim, box, mean_centred, mean_spre
         if 0 <= x < cols and 0 <= y < rows:
             at = start + (y * cols + x) * channels
             if channels == 3:
-                values[k] = np.float32((np.int32(flat[at]) + np.int32(flat[at + 1]) + np.int32(flat[at + 2])) // 3)
+                values[k] = np.float32(
+                    (np.int32(flat[at]) + np.int32(flat[at + 1]) + np.int32(flat[at + 2])) // 3)
             else:
                 values[k] = np.float32(flat[at])
         else:

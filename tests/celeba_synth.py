@@ -36,7 +36,8 @@ ATTRIBUTES = (
     "Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace Wearing_Necktie Young"
 ).split()
 LANDMARK_COLUMNS = (
-    "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x rightmouth_y"
+    "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x "
+    "rightmouth_y"
 ).split()
 
 
@@ -64,7 +65,8 @@ class SourceFace:
     smiling: bool
 
 
-def load_source_faces(photos: list[Path], models: FaceModels, smile_threshold: float = SMILE_THRESHOLD) -> list[SourceFace]:
+def load_source_faces(photos: list[Path], models: FaceModels,
+                      smile_threshold: float = SMILE_THRESHOLD) -> list[SourceFace]:
     """Each photo's largest face and its five points (dlib HOG + 68-point predictor)."""
     from p2d.faces import smile_score
 
@@ -80,7 +82,8 @@ def load_source_faces(photos: list[Path], models: FaceModels, smile_threshold: f
     return faces
 
 
-def _placement(points5: np.ndarray, v: Variant, width: int, centre_x: float, shrink: float = 1.0) -> np.ndarray:
+def _placement(points5: np.ndarray, v: Variant, width: int, centre_x: float,
+               shrink: float = 1.0) -> np.ndarray:
     """Similarity from the source photo to the 178x218 frame for this variant's jitter."""
     target = CELEBA_TEMPLATE_5.copy()
     c = np.array([CELEBA_WIDTH / 2, 120.0])
@@ -112,7 +115,8 @@ def render(v: Variant, faces: list[SourceFace], nonfaces: list[np.ndarray]) -> t
         else:
             m = _placement(face.points5, v, src.shape[1], CELEBA_WIDTH * 0.27, shrink=0.62)
             other = faces[v.second_face % len(faces)]
-            m2 = _placement(other.points5, Variant(v.second_face), other.image.shape[1], CELEBA_WIDTH * 0.73, shrink=0.62)
+            m2 = _placement(other.points5, Variant(v.second_face), other.image.shape[1], CELEBA_WIDTH * 0.73,
+                            shrink=0.62)
             img = warp_similarity(src, m, size)
             img[:, CELEBA_WIDTH // 2 :] = warp_similarity(other.image, m2, size)[:, CELEBA_WIDTH // 2 :]
         pts5 = face.points5.copy()

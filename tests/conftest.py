@@ -189,7 +189,8 @@ def _lfw_copy_kinds():
         return np.ascontiguousarray(a[k:-k, k:-k])
 
     return {"resized": lambda a: resize(a, 64), "jpeg_q40": lambda a: jpeg(a, 40),
-            "mirrored": lambda a: np.ascontiguousarray(a[:, ::-1]), "mirrored_resized": lambda a: resize(a[:, ::-1], 90),
+            "mirrored": lambda a: np.ascontiguousarray(a[:, ::-1]),
+            "mirrored_resized": lambda a: resize(a[:, ::-1], 90),
             "crop_2pct": lambda a: crop(a, 0.02), "crop_3pct": lambda a: crop(a, 0.03)}
 
 

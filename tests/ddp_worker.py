@@ -2,7 +2,8 @@
 hash of every rank's weights after each step (all_gather); rank 0 appends them to a JSON file.
 (One train() a process: a second process group in the same torchrun processes hangs.)
 
-Usage: torchrun --standalone --nproc-per-node 2 tests/ddp_worker.py MANIFEST OUT DIGESTS.json '{"max_steps": 4}'
+Usage: torchrun --standalone --nproc-per-node 2 tests/ddp_worker.py
+       MANIFEST OUT DIGESTS.json '{"max_steps": 4}'
 """
 
 from __future__ import annotations

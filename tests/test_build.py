@@ -67,7 +67,8 @@ def test_default_split_gives_evaluate_50_test_photos_and_the_drawings_it_can_spa
     s = assign_split(df, test_fraction=0.05, min_test=50)
     photos = (df["domain"] == "photo") & (s == "test")
     assert ((df["domain"] == "drawing") & (s == "test")).sum() == 20  # 20% of 100 drawings: the rest train
-    assert photos.sum() >= 50 and photos.sum() == max(50, (assign_split(df, test_fraction=0.05) == "test")[df["domain"] == "photo"].sum())
+    assert photos.sum() >= 50 and photos.sum() == max(
+        50, (assign_split(df, test_fraction=0.05) == "test")[df["domain"] == "photo"].sum())
     small = pd.concat([frame(100), frame(600, "photo")], ignore_index=True)
     small_test = assign_split(small, test_fraction=0.05, min_test=50)
     assert ((small["domain"] == "photo") & (small_test == "test")).sum() == 50  # 5% of 600 is only ~30
@@ -96,8 +97,8 @@ def make_source(folder: Path, images, domain):
         rows.append({"path": f"img/{name}", "domain": domain, "source": folder.name, "split": "train",
                      "crop": "center", "width": img.shape[1], "height": img.shape[0], "phash": phash_hex(img),
                      "keep": True, "reason": ""})
-    rows.append({"path": "img/none.png", "domain": domain, "source": folder.name, "split": "train", "crop": "center",
-                 "keep": False, "reason": "no_face"})
+    rows.append({"path": "img/none.png", "domain": domain, "source": folder.name, "split": "train",
+                 "crop": "center", "keep": False, "reason": "no_face"})
     write_manifest(new_rows(rows), folder / "manifest.csv")
     return folder / "manifest.csv"
 
@@ -143,7 +144,8 @@ def test_missing_file_is_recorded_not_fatal(sources, tmp_path):
     gone = read_manifest(sources[1]).query("keep")["path"].iloc[0]
     (sources[1].parent / gone).unlink()
     shutil.copy(ROOT / "manifests" / "exp4.toml", tmp_path / "r.toml")
-    r = CliRunner().invoke(app, ["manifest", "build", "--recipe", str(tmp_path / "r.toml"), "--from", str(sources[1])])
+    r = CliRunner().invoke(
+        app, ["manifest", "build", "--recipe", str(tmp_path / "r.toml"), "--from", str(sources[1])])
     assert r.exit_code == 0, r.output
     df = read_manifest(tmp_path / "r.csv")
     assert df.loc[df["path"].str.endswith(gone), "reason"].tolist() == ["unreadable:missing"]
@@ -154,7 +156,8 @@ def test_build_refuses_invalid_source(sources, tmp_path):
     df.loc[0, "domain"] = "painting"
     write_manifest(df, sources[0])
     shutil.copy(ROOT / "manifests" / "exp4.toml", tmp_path / "r.toml")
-    r = CliRunner().invoke(app, ["manifest", "build", "--recipe", str(tmp_path / "r.toml"), "--from", str(sources[0])])
+    r = CliRunner().invoke(
+        app, ["manifest", "build", "--recipe", str(tmp_path / "r.toml"), "--from", str(sources[0])])
     assert r.exit_code == 1 and "manifest check" in r.output
 
 
@@ -183,13 +186,13 @@ def test_build_at_max_hamming_14_drops_exactly_the_planted_copies(lfw_faces, tmp
     from conftest import LFW_COPY_KINDS
 
     faces = {f"face{i:03d}.png": a for i, a in enumerate(lfw_faces)}
-    copies = {f"{kind}_of_face{n:03d}.{'jpg' if kind.startswith('jpeg') else 'png'}": LFW_COPY_KINDS[kind](lfw_faces[n])
-              for n, kind in enumerate(sorted(LFW_COPY_KINDS))}
+    copies = {f"{kind}_of_face{n:03d}.{'jpg' if kind.startswith('jpeg') else 'png'}":
+              LFW_COPY_KINDS[kind](lfw_faces[n]) for n, kind in enumerate(sorted(LFW_COPY_KINDS))}
     originals = make_source(tmp_path / "data" / "lfw", faces, "photo")
     planted = make_source(tmp_path / "data" / "copies", copies, "photo")
     shutil.copy(ROOT / "manifests" / "exp4.toml", tmp_path / "r.toml")
-    r = CliRunner().invoke(app, ["manifest", "build", "--recipe", str(tmp_path / "r.toml"), "--from", str(originals),
-                                 "--from", str(planted), "--max-hamming", "14"])
+    r = CliRunner().invoke(app, ["manifest", "build", "--recipe", str(tmp_path / "r.toml"), "--from",
+                                 str(originals), "--from", str(planted), "--max-hamming", "14"])
     assert r.exit_code == 0, r.output
     df = read_manifest(tmp_path / "r.csv")
     dup = df[df["reason"].str.startswith("dup_of:")]

@@ -57,7 +57,8 @@ def test_threshold_options_are_the_thresholds_fields(argv):
         command = command.commands[name]
     options = {p.name: p for p in command.params}
     for f in fields(Thresholds):
-        assert options[f.name].opts == [f"--{f.name.replace('_', '-')}"] and options[f.name].default == f.default
+        assert (options[f.name].opts == [f"--{f.name.replace('_', '-')}"]
+                and options[f.name].default == f.default)
     assert "thresholds" not in options and "common" not in options
     for name in ("size", "fmt", "workers", "upsample", "models_dir"):  # the options all curate commands share
         assert name in options

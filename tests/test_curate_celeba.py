@@ -148,7 +148,8 @@ def test_smile_agreement_counts_all_four_cases(official_run):
     df = read_manifest(official_run.manifest)
     rows = by_id(df)
     assert rows[SMILE_NOT_LABELLED]["smile_score"] > 1.05 and rows[SMILE_NOT_LABELLED]["smiling_attr"] == -1
-    assert rows[LABELLED_NOT_SMILING]["smile_score"] < 1.05 and rows[LABELLED_NOT_SMILING]["smiling_attr"] == 1
+    assert (rows[LABELLED_NOT_SMILING]["smile_score"] < 1.05
+            and rows[LABELLED_NOT_SMILING]["smiling_attr"] == 1)
     assert sum(a.values()) == int(df["smile_score"].notna().sum())
 
 
@@ -163,8 +164,8 @@ def test_rerun_with_other_thresholds_uses_the_cache(official_run, celeba, tmp_pa
     assert after[SMILING[0]]["keep"] and after[TURNED[0]]["keep"]  # looser thresholds keep them now
     assert r.written == len(SMILING) + len(TURNED) + 2  # the newly kept ones only
     cols = ["smile_score", "yaw_deg", "laplacian_var", "mean_gray"]
-    assert np.allclose(before[cols].to_numpy(dtype=float), read_manifest(r.manifest)[cols].to_numpy(dtype=float),
-                       equal_nan=True)
+    assert np.allclose(before[cols].to_numpy(dtype=float),
+                       read_manifest(r.manifest)[cols].to_numpy(dtype=float), equal_nan=True)
     # Back to the strict defaults: images dropped again lose their output files.
     r = curate_celeba(celeba.official, out, OUTLIERS)
     assert r.analyzed == 0 and r.written == 0

@@ -29,7 +29,8 @@ from p2d.manifest import read_manifest, validate
 
 def similarity(angle_deg, scale, tx, ty):
     a = math.radians(angle_deg)
-    return np.array([[scale * math.cos(a), -scale * math.sin(a), tx], [scale * math.sin(a), scale * math.cos(a), ty]])
+    return np.array(
+        [[scale * math.cos(a), -scale * math.sin(a), tx], [scale * math.sin(a), scale * math.cos(a), ty]])
 
 
 # ------------------------------------------------------------------ pure geometry
@@ -115,11 +116,13 @@ def test_crop_face_fills_past_the_edge_as_asked(face_models, tmp_path):
     from p2d.demo import write_lfw_photos
     from p2d.framing import detect_faces
 
-    img = read_image(write_lfw_photos(tmp_path, count=1)[0], mode="L")  # a tight crop: the frame passes its edge
+    # a tight crop: the frame passes its edge
+    img = read_image(write_lfw_photos(tmp_path, count=1)[0], mode="L")
     blurred, _ = crop_face(img, face_models, size=64)
     mirrored, _ = crop_face(img, face_models, size=64, pad=Pad("reflect"))
     points = face_models.landmarks(img, tuple(detect_faces(img, face_models, 1)[0][:4]))
-    assert np.array_equal(blurred, frame_padded(img, frame_matrix(points, 64), 64, Pad("blur")))  # the default
+    # the default
+    assert np.array_equal(blurred, frame_padded(img, frame_matrix(points, 64), 64, Pad("blur")))
     assert np.array_equal(mirrored, frame_face(img, points, 64))  # reflect is frame_face's own fill
     assert np.abs(blurred.astype(int) - mirrored).mean() > 1
 
@@ -149,8 +152,10 @@ def test_curate_photos_frames_filters_and_records(photo_folder, tmp_path):
     df = read_manifest(r.manifest)
     assert validate(df, r.manifest) == []
     rows = {row["source_path"].split("in/")[-1]: row for row in df.to_dict("records")}
-    assert set(df["source"]) == {"family"} and set(df["domain"]) == {"photo"} and set(df["split"]) == {"train"}
-    assert rows["engine.png"]["reason"] == "no_face"  # no face: nothing to frame, even without --drop-outliers
+    assert (set(df["source"]) == {"family"} and set(df["domain"]) == {"photo"}
+            and set(df["split"]) == {"train"})
+    # no face: nothing to frame, even without --drop-outliers
+    assert rows["engine.png"]["reason"] == "no_face"
     assert rows["broken.jpg"]["reason"].startswith("unreadable:")
     assert rows["astronaut.png"]["reason"] == "smile"
     assert rows["mlk.png"]["keep"]  # turned, but --drop-outliers was not asked for
@@ -166,7 +171,8 @@ def test_curate_photos_frames_filters_and_records(photo_folder, tmp_path):
     options = CurateOptions(source="family", drop_smiles=True, drop_outliers=True)
     again = curate_photos(photo_folder, tmp_path / "out", options)
     assert again.analyzed == 0 and again.cache_hits == again.selected
-    assert {row["source_path"].split("in/")[-1]: row for row in again.rows.to_dict("records")}["mlk.png"]["reason"] == "yaw"
+    assert {row["source_path"].split("in/")[-1]: row
+            for row in again.rows.to_dict("records")}["mlk.png"]["reason"] == "yaw"
 
 
 def test_a_cached_analysis_is_judged_with_todays_landmark_formulas(photo_folder, tmp_path):
@@ -218,4 +224,5 @@ def test_tiny_photos_are_rows_not_failures(tmp_path):
         Image.new("RGB", (w, h), (120, 100, 90)).save(root / f"t_{w}x{h}.png")
     r = curate_photos(root, tmp_path / "out")
     reasons = {Path(p).name: why for p, why in zip(r.rows["source_path"], r.rows["reason"])}
-    assert reasons == {f"t_{w}x{h}.png": f"too_small:{w}x{h}" for w, h in [(1, 1), (2, 2), (1, 500), (5000, 3)]}
+    assert reasons == {
+        f"t_{w}x{h}.png": f"too_small:{w}x{h}" for w, h in [(1, 1), (2, 2), (1, 500), (5000, 3)]}

@@ -1,4 +1,5 @@
-"""Tests for p2d.curate.dedup: indexed near-pair search, grouping, keep rule, planted duplicates, the command."""
+"""Tests for p2d.curate.dedup: indexed near-pair search, grouping, keep rule, planted duplicates, the
+command."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from typer.testing import CliRunner
 from conftest import DATA
 from p2d.cli import app
 from conftest import LFW_COPY_KINDS
-from p2d.curate.dedup import (DEFAULT_MIN_SIMILARITY, choose_keepers, confirmed_keepers, find_duplicates, group_labels,
-                              hex_to_uint64, near_pairs, thumb_similarity)
+from p2d.curate.dedup import (DEFAULT_MIN_SIMILARITY, choose_keepers, confirmed_keepers, find_duplicates,
+                              group_labels, hex_to_uint64, near_pairs, thumb_similarity)
 from p2d.curate.hashing import output_hashes, phash_hex, thumb_b64, thumbs_from_b64
 from p2d.images import list_images, read_image, write_image
 from p2d.manifest import new_rows, read_manifest, write_manifest
@@ -209,7 +210,8 @@ def test_thumb_similarity_is_symmetric_and_flat_images_never_confirm(lfw_faces):
     a, b = t[:10], t[10:]
     assert np.allclose(thumb_similarity(a, b), thumb_similarity(b, a), atol=1e-5)
     full, quick = thumb_similarity(a, b), thumb_similarity(a, b, enough=0.999)
-    assert ((full >= 0.999) == (quick >= 0.999)).all() and np.allclose(quick[quick < 0.999], full[quick < 0.999])
+    assert ((full >= 0.999) == (quick >= 0.999)).all() and np.allclose(
+        quick[quick < 0.999], full[quick < 0.999])
     flat = np.full((2, 256), 128, dtype=np.float32)
     assert (thumb_similarity(flat, flat) < DEFAULT_MIN_SIMILARITY).all()
 
@@ -284,7 +286,8 @@ def test_output_hashes_are_the_three_calls(lfw_faces):
     photos = [read_image(p) for p in list_images(DATA / "photos")]
     images = [np.asarray(Image.fromarray(face).resize((size, size), Image.BICUBIC))
               for face in list(lfw_faces[:20]) + photos for size in (128, 64, 100, 256)]
-    images += [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for size in (128, 97, 33) for _ in range(20)]
+    images += [
+        rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for size in (128, 97, 33) for _ in range(20)]
     assert any(im.ndim == 2 for im in images) and any(im.ndim == 3 for im in images)
     for image in images:
         mirror = np.ascontiguousarray(image[:, ::-1])

@@ -16,7 +16,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from p2d.cli import app
-from p2d.demo import DRAWING_FACES, PICTURE_CELL_PX, RECIPE, TEST_COUNT, command_name, demo_steps, step_times_table
+from p2d.demo import (DRAWING_FACES, PICTURE_CELL_PX, RECIPE, TEST_COUNT, command_name, demo_steps,
+                      step_times_table)
 from p2d.evaluate import kid, standardize, tone_texture_features
 from p2d.images import read_image
 from p2d.manifest import read_manifest, validate
@@ -81,7 +82,8 @@ def test_the_demo_model_draws(demo):
     df = read_manifest(out / "manifests" / "demo.csv")
     kept = df[df["keep"]]
     base = out / "manifests"
-    photos = [read_image(base / p) for p in kept[(kept["domain"] == "photo") & (kept["split"] == "test")]["path"]]
+    photos = [
+        read_image(base / p) for p in kept[(kept["domain"] == "photo") & (kept["split"] == "test")]["path"]]
     drawings = [read_image(base / p) for p in kept[kept["domain"] == "drawing"]["path"]]
     cfg, g, _ = load_generators(out / "runs" / "demo")
     torch.manual_seed(cfg.train.seed)
@@ -118,7 +120,8 @@ def test_a_failing_step_stops_the_demo(tmp_path, monkeypatch):
     import p2d.demo as demo_module
 
     # A step whose manifest does not exist: the demo must stop there, not report success.
-    monkeypatch.setattr(demo_module, "demo_steps", lambda out: [demo_module.Step("broken", ("train", str(out / "none.csv")))])
+    monkeypatch.setattr(demo_module, "demo_steps",
+                        lambda out: [demo_module.Step("broken", ("train", str(out / "none.csv")))])
     result = CliRunner().invoke(app, ["demo", "--out", str(tmp_path / "d")])
     assert result.exit_code == 1
     assert "demo step `p2d train" in " ".join(result.output.split())

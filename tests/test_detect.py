@@ -88,7 +88,8 @@ def test_two_weak_detectors_agreeing_make_a_face():
 
 
 def test_the_face_takes_the_view_of_its_most_certain_viewed_member():
-    face = choose_face([det(10, 10, 50, 50, "dlib_hog", 0.8), Detection(12, 8, 52, 56, "haar_profile", 1.0, "left"),
+    face = choose_face([det(10, 10, 50, 50, "dlib_hog", 0.8),
+                        Detection(12, 8, 52, 56, "haar_profile", 1.0, "left"),
                         Detection(11, 9, 50, 52, "drawn_hog", -0.5, "right")])
     assert face.view == "right"  # drawn_hog is 0.2 / 0.3 spreads above alone, haar_profile below it
     assert choose_face([det(10, 10, 50, 50, "dlib_hog", 0.8)]).view == ""
@@ -106,7 +107,8 @@ def test_two_weak_detectors_apart_are_not_a_face():
 
 def test_below_agree_threshold_is_ignored():
     t = THRESHOLDS["dlib_hog"]
-    assert choose_face([det(10, 10, 50, 50, "dlib_hog", t.agree - 0.1), det(10, 10, 50, 50, "yunet", 0.45)]) is None
+    assert choose_face(
+        [det(10, 10, 50, 50, "dlib_hog", t.agree - 0.1), det(10, 10, 50, 50, "yunet", 0.45)]) is None
 
 
 def test_haar_cascades_count_only_as_a_third_voice():
@@ -212,7 +214,8 @@ def test_rotated_copies_are_searched_where_asked_and_no_face_is_upright():
     c = detector.all_candidates(engine)
     assert set(c.rotated) == set(ROTATIONS_DEG) and c.searched == ("dlib_hog", "yunet")
     assert choose_with_rotations(c) is None  # and no false box on the turned fire engine
-    assert DrawingDetector(detectors=("dlib_hog",), rotations_deg=()).all_candidates(engine).rotated == {}  # --no-rotate
+    # --no-rotate
+    assert DrawingDetector(detectors=("dlib_hog",), rotations_deg=()).all_candidates(engine).rotated == {}
 
 
 def test_unknown_detector_is_an_error():
@@ -225,7 +228,8 @@ def test_unknown_detector_is_an_error():
 def test_view_of_is_the_facing_classifiers_whichever_detectors_run():
     img = read_image(DATA / "drawings" / "head1.png")
     box = load_truth()["drawings/head1.png"]
-    assert DrawingDetector(detectors=("haar_frontal",)).view_of(img, box) == FacingClassifier().facing(img, box)
+    assert (DrawingDetector(detectors=("haar_frontal",)).view_of(img, box)
+            == FacingClassifier().facing(img, box))
 
 
 def test_drawn_cnn_must_consent_to_a_face_when_it_searched_the_image():
@@ -238,11 +242,13 @@ def test_drawn_cnn_must_consent_to_a_face_when_it_searched_the_image():
     assert face is not None and face.detectors == ("dlib_hog",) and face.box.detector == "dlib_hog"
     # drawn_cnn did not search (or --detector left it out): no consent asked
     assert choose_with_rotations(Candidates([firm_hog], searched=("dlib_hog",))) is not None
-    assert choose_with_rotations(Candidates([firm_hog, elsewhere], searched=searched).only(("dlib_hog",))) is not None
+    assert choose_with_rotations(
+        Candidates([firm_hog, elsewhere], searched=searched).only(("dlib_hog",))) is not None
 
 
 def test_a_face_drawn_cnn_votes_for_gets_its_view():
-    face = choose_face([det(10, 10, 50, 50, "yunet", 0.5), Detection(12, 10, 48, 50, "drawn_cnn", 0.4, "left")],
+    face = choose_face([det(10, 10, 50, 50, "yunet", 0.5),
+                        Detection(12, 10, 48, 50, "drawn_cnn", 0.4, "left")],
                        consent=CNN_CONSENT)
     assert face is not None and face.votes == 2 and face.cnn_view == "left"
 
@@ -264,7 +270,8 @@ def test_dlibs_cnn_searches_only_where_the_others_find_no_face(fixture_candidate
 
 def test_cnn_view_at_a_hand_box_is_that_of_drawn_cnns_strongest_voting_box_on_it():
     box = (10, 10, 50, 50)
-    dets = [Detection(12, 12, 48, 48, "drawn_cnn", 0.45, "left"), Detection(10, 8, 50, 52, "drawn_cnn", 0.6, "right"),
+    dets = [Detection(12, 12, 48, 48, "drawn_cnn", 0.45, "left"),
+            Detection(10, 8, 50, 52, "drawn_cnn", 0.6, "right"),
             Detection(11, 11, 50, 50, "drawn_cnn", 0.2, "frontal"),  # under its `agree`: would not vote
             Detection(200, 200, 50, 50, "drawn_cnn", 0.9, "frontal"),  # elsewhere
             Detection(10, 10, 50, 50, "yunet", 0.9)]

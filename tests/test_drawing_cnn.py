@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from p2d.drawings.cnn import (
-    INPUT_SIDE_PX, MAPS, MIRRORED_VIEW, MODEL_FILE, PAD_MULTIPLE, STRIDE, VIEWS, DrawingFaceCnn, boxes_from_peaks,
-    build_network, centre_peaks, centre_targets, load_network, merge_mirrored, normalise, save_weights, to_input,
-    training_loss,
+    INPUT_SIDE_PX, MAPS, MIRRORED_VIEW, MODEL_FILE, PAD_MULTIPLE, STRIDE, VIEWS, DrawingFaceCnn,
+    boxes_from_peaks, build_network, centre_peaks, centre_targets, load_network, merge_mirrored, normalise,
+    save_weights, to_input, training_loss,
 )
 from p2d.drawings.detect import CNN_CONSENT, THRESHOLDS
 from p2d.drawings.fhog import box_iou

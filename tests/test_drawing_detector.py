@@ -36,7 +36,8 @@ def test_mirror_box_is_its_own_inverse_and_keeps_size(box):
 
 @pytest.mark.parametrize(
     "box,expected",
-    [((10, 10, 20, 20), (10, 10, 20, 20)), ((-5, 90, 20, 20), (0, 90, 15, 10)), ((120, 5, 10, 10), (100, 5, 0, 10))],
+    [((10, 10, 20, 20), (10, 10, 20, 20)), ((-5, 90, 20, 20), (0, 90, 15, 10)),
+     ((120, 5, 10, 10), (100, 5, 0, 10))],
 )
 def test_clip_box_keeps_the_part_inside(box, expected):
     assert clip_box(box, 100, 100) == pytest.approx(expected)

@@ -21,7 +21,8 @@ SAMPLES = Path(__file__).resolve().parent.parent / "p2d" / "samples"
 
 def fixture_views() -> list[tuple[str, tuple, str]]:
     with open(DATA / "drawing_face_boxes.csv", newline="") as f:
-        return [(r["path"], tuple(float(r[k]) for k in "xywh"), r["view"]) for r in csv.DictReader(f) if r["view"]]
+        return [(r["path"], tuple(float(r[k]) for k in "xywh"), r["view"]) for r in csv.DictReader(f)
+                if r["view"]]
 
 
 def test_the_crop_is_centred_on_the_box_with_context():
@@ -34,7 +35,8 @@ def test_the_crop_is_centred_on_the_box_with_context():
     assert dark.min(0) == pytest.approx((8, 8), abs=1) and dark.max(0) == pytest.approx((39, 39), abs=1)
 
 
-@pytest.mark.parametrize("box", [(50.3, 40.7, 120, 130), (0, 0, 300, 200), (300, 100, 100, 90), (10, 10, 20, 20)])
+@pytest.mark.parametrize("box",
+                         [(50.3, 40.7, 120, 130), (0, 0, 300, 200), (300, 100, 100, 90), (10, 10, 20, 20)])
 def test_the_crop_of_a_mirrored_image_is_the_mirrored_crop(box):
     """Shrinking (blurred first), growing and the edge all mirror, up to OpenCV's fixed-point
     interpolation (a few gray levels): the classifier's mirror consistency rests on it."""
@@ -55,14 +57,16 @@ def test_a_drawing_and_its_mirror_get_mirrored_probabilities():
         p = classifier.probabilities(img, box)
         q = classifier.probabilities(np.ascontiguousarray(img[:, ::-1]), mirror_box(box, img.shape[1]))
         assert sum(p.values()) == pytest.approx(1.0)
-        assert (q["frontal"], q["left"], q["right"]) == pytest.approx((p["frontal"], p["right"], p["left"]), abs=0.02)
+        assert (q["frontal"], q["left"],
+                q["right"]) == pytest.approx((p["frontal"], p["right"], p["left"]), abs=0.02)
 
 
 def test_the_shipped_classifier_reads_the_fixtures_hand_views():
     """The 16 fixture faces with a hand view (never trained on: the label CSV leaves p2d/samples
     out): 14 right with this model. A floor, not the model's accuracy (see benchmarks/)."""
     classifier = FacingClassifier()
-    right = [classifier.facing(read_image(SAMPLES / path), box) == view for path, box, view in fixture_views()]
+    right = [
+        classifier.facing(read_image(SAMPLES / path), box) == view for path, box, view in fixture_views()]
     assert len(right) == 16 and sum(right) >= 12
     assert set(CLASSES) == {"frontal", "left", "right"}
 
@@ -105,5 +109,6 @@ def test_a_model_file_names_its_features_and_stays_mirror_consistent(tmp_path):
     p = classifier.probabilities(img, box)
     q = classifier.probabilities(np.ascontiguousarray(img[:, ::-1]), mirror_box(box, img.shape[1]))
     assert classifier._weights["features"] == "hog+asymmetry"
-    assert (q["frontal"], q["left"], q["right"]) == pytest.approx((p["frontal"], p["right"], p["left"]), abs=0.02)
+    assert (q["frontal"], q["left"], q["right"]) == pytest.approx((p["frontal"], p["right"], p["left"]),
+                                                                  abs=0.02)
     assert FacingClassifier()._weights["features"] == "hog"

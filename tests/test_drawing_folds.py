@@ -8,7 +8,8 @@ import pytest
 
 from p2d.drawings.build_cnn import augmented, design_of, fold_group, fold_of, restyled, sampling_weights
 
-CARD_SET_COPIES = [f"recreation/games/cards/{s}/{s}_d_k.png" for s in ("ornamental", "white", "simple", "bordered")]
+CARD_SET_COPIES = [
+    f"recreation/games/cards/{s}/{s}_d_k.png" for s in ("ornamental", "white", "simple", "bordered")]
 
 
 def test_copies_of_a_design_are_one_design_and_share_a_fold():
@@ -26,7 +27,8 @@ def test_copies_of_a_design_are_one_design_and_share_a_fold():
 
 def test_design_sampling_gives_copies_one_share():
     data = [(p, None, [(0, 0, 10, 10, "left")]) for p in CARD_SET_COPIES]
-    data += [("people/a.png", None, [(0, 0, 10, 10, "frontal")]), ("people/b.png", None, [(0, 0, 10, 10, "frontal")])]
+    data += [("people/a.png", None, [(0, 0, 10, 10, "frontal")]),
+             ("people/b.png", None, [(0, 0, 10, 10, "frontal")])]
     assert np.allclose(sampling_weights(data, "drawing"), 1 / 6)
     w = sampling_weights(data, "design")
     assert np.allclose(w, [1 / 12] * 4 + [1 / 3] * 2)  # three designs alike; the card's copies share its turn
@@ -53,7 +55,8 @@ def test_a_fold_model_from_other_folds_is_refused(tmp_path):
     assert check_fold_model(good, 2, 5) == good
     x = torch.zeros(1, 1, 64, 64)
     with torch.no_grad():
-        assert torch.equal(load_network(good)(x), load_network(old)(x))  # the notes do not get in the weights' way
+        # the notes do not get in the weights' way
+        assert torch.equal(load_network(good)(x), load_network(old)(x))
     for path in (old, other):
         with pytest.raises(SystemExit, match="retrain it with"):
             check_fold_model(path, 2, 5)

@@ -79,7 +79,8 @@ def test_pad_modes(mode):
     assert out.shape == (14, 16, 3)
     assert (out[2:12, 3:13] == img).all()
     left = out[7, 0]
-    expected = {"auto": None, "edge": [100] * 3, "reflect": [100] * 3, "inpaint": None, "color": [1, 2, 3]}[mode]
+    expected = {"auto": None, "edge": [100] * 3, "reflect": [100] * 3, "inpaint": None,
+                "color": [1, 2, 3]}[mode]
     if expected is not None:
         assert left.tolist() == expected
 
@@ -153,7 +154,8 @@ def test_read_and_match_boxes(tmp_path):
     assert match_box(boxes, "a.png") == (1, 2, 3, 4)
     assert match_box(boxes, "sub/b.png") == (5, 6, 7, 8)
     assert match_box(boxes, "c.png") is None
-    assert match_box(read_boxes_text(tmp_path, "x/1.png,1,1,1,1\ny/1.png,2,2,2,2\n"), "x/1.png") == (1, 1, 1, 1)
+    assert match_box(read_boxes_text(tmp_path, "x/1.png,1,1,1,1\ny/1.png,2,2,2,2\n"),
+                     "x/1.png") == (1, 1, 1, 1)
     with pytest.raises(P2DError, match="all match"):
         match_box(read_boxes_text(tmp_path, "x/1.png,1,1,1,1\ny/1.png,2,2,2,2\n"), "1.png")
     f.write_text("path,x,y,w\na.png,1,2,3\n")
@@ -195,7 +197,8 @@ def test_crop_drawings_cli(raw, tmp_path):
     assert by["broken.png"]["reason"].startswith("unreadable:")
     assert by["empty.jpg"]["reason"] == "unreadable:empty_file"
     kept = df[df["keep"]]
-    assert set(kept["domain"]) == {"drawing"} and set(kept["split"]) == {"train"} and set(kept["crop"]) == {"center"}
+    assert (set(kept["domain"]) == {"drawing"} and set(kept["split"]) == {"train"}
+            and set(kept["crop"]) == {"center"})
     assert (kept["width"] == 128).all() and kept["detector"].str.len().gt(0).all()
     assert kept["padded_fraction"].between(0, 1).all()
     assert (out / "review_01.png").is_file()
@@ -299,7 +302,8 @@ def test_hand_box_outside_the_image_is_recorded_and_the_rest_curated(raw, tmp_pa
 
 def test_the_proposal_is_drawn_cnns_best_box_above_the_floor():
     upright = [Detection(0, 0, 10, 10, "yunet", 0.9), Detection(1, 1, 10, 10, "drawn_cnn", 0.2, "left"),
-               Detection(2, 2, 10, 10, "drawn_cnn", 0.35, "frontal"), Detection(3, 3, 10, 10, "drawn_cnn", 0.05)]
+               Detection(2, 2, 10, 10, "drawn_cnn", 0.35, "frontal"),
+               Detection(3, 3, 10, 10, "drawn_cnn", 0.05)]
     assert proposal(upright).box == (2, 2, 10, 10)
     assert proposal(upright, min_score=0.4) is None and proposal([]) is None
 

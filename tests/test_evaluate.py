@@ -61,7 +61,10 @@ def test_embedding_distance():
 def test_mmd_matches_the_formula_on_a_tiny_case():
     x = np.array([[0.0], [1.0]])
     y = np.array([[2.0], [3.0]])
-    k = lambda a, b: (a * b + 1) ** 3  # d = 1
+
+    def k(a, b):
+        return (a * b + 1) ** 3  # d = 1
+
     expected = (k(0, 1) * 2) / 2 + (k(2, 3) * 2) / 2 - 2 * np.mean([k(a, b) for a in (0, 1) for b in (2, 3)])
     assert ev.mmd2_unbiased(x, y) == pytest.approx(expected)
 
@@ -190,7 +193,8 @@ def test_tone_features_see_a_darkened_copy_that_a_shift_leaves_alone():
 
     def tone_kid(images):
         other = ev.standardize(np.array([ev.tone_texture_features(d) for d in images]), feats)
-        return ev.mmd2_unbiased(ev.standardize(feats, feats), other), ev.kid_ci(ev.standardize(feats, feats), other)
+        return ev.mmd2_unbiased(ev.standardize(feats, feats),
+                                other), ev.kid_ci(ev.standardize(feats, feats), other)
 
     same, (same_lo, same_hi) = tone_kid([np.roll(d, 2, axis=1) for d in drawings])
     darker, (darker_lo, _) = tone_kid([(d * 0.85).astype(np.uint8) for d in drawings])
@@ -212,7 +216,8 @@ def test_scores_count_the_brightness_gap_whatever_its_sign():
 
 def test_a_gap_within_its_noise_of_zero_scores_as_no_gap():
     gap = np.array([0.015, 0.0, -0.05])
-    df = _table(brightness_gap_drawing=gap, brightness_gap_drawing_lo=gap - 0.02, brightness_gap_drawing_hi=gap + 0.02)
+    df = _table(brightness_gap_drawing=gap, brightness_gap_drawing_lo=gap - 0.02,
+                brightness_gap_drawing_hi=gap + 0.02)
     score, _ = ev.rule_scores(df, ev.LOOKS_LIKE_A_DRAWING)
     assert score[0] == score[1] == 0 and score[2] > 0
 
@@ -222,15 +227,16 @@ def test_the_three_questions_weigh_the_same_however_many_measures_ask_them():
     with the other epochs and the four realism measures prefer epoch 5. Counted term by term 5
     would win 5 to 2; by question it wins 2 to 1, each question weighing a third."""
     df = _table(kid_tone_drawing=[0.1, 0.5], kid_drawing=[0.2, 0.6], brightness_gap_drawing=[0.0, -0.1],
-                contrast_gap_drawing=[0.01, 0.05], cross_cycle_drawing=[0.12, 0.08], identity_drawing=[0.65, 0.55],
-                agreement_drawing=[0.02, 0.04])
+                contrast_gap_drawing=[0.01, 0.05], cross_cycle_drawing=[0.12, 0.08],
+                identity_drawing=[0.65, 0.55], agreement_drawing=[0.02, 0.04])
     flat, _ = ev.rule_scores(df)
     assert flat[0] == pytest.approx(2 / 7) and flat[1] == pytest.approx(5 / 7)
     score, noise = ev.grouped_scores(df)
     assert score.tolist() == pytest.approx([1 / 3, 2 / 3]) and (noise == 0).all()
     assert ev.grouped_scores(df[["epoch", "cross_cycle_drawing"]])[0].tolist() == pytest.approx([1.0, 0.0])
     # the realism question alone still scores (KID and the brightness gap's size)
-    assert ev.grouped_scores(df[["epoch", "kid_drawing", "brightness_gap_drawing"]])[0].tolist() == pytest.approx([0.0, 1.0])
+    assert ev.grouped_scores(df[["epoch", "kid_drawing",
+                                 "brightness_gap_drawing"]])[0].tolist() == pytest.approx([0.0, 1.0])
     # the own drawing cycle and the photo side are measured, not scored
     assert np.isnan(ev.grouped_scores(df.assign(cycle_l1_drawing=[0.1, 0.2], kid_photo=[0.3, 0.1])[
         ["epoch", "cycle_l1_drawing", "kid_photo"]])[0]).all()
@@ -280,7 +286,8 @@ def test_a_gap_that_touched_zero_by_luck_is_not_a_low_to_rise_from():
     that grows well beyond its noise still is."""
     gap = np.array([0.12, 0.06, 0.0, 0.03, 0.02, 0.10])
     half = np.array([0.01, 0.01, 0.002, 0.025, 0.025, 0.01])
-    df = _table(contrast_gap_drawing=gap, contrast_gap_drawing_lo=gap - half, contrast_gap_drawing_hi=gap + half)
+    df = _table(contrast_gap_drawing=gap, contrast_gap_drawing_lo=gap - half,
+                contrast_gap_drawing_hi=gap + half)
     s, n = ev.rule_scores(df)
     flags = ev.drift_flags(df, s, n)
     assert not flags[20] and not flags[25]
@@ -323,7 +330,8 @@ def test_no_epoch_is_good_when_no_epoch_looks_more_like_a_drawing_than_the_first
     learned = _realism(kid=[0.50, 0.46, 0.52, 0.45], tone=[0.30, 0.25, 0.12, 0.28])
     assert "not_learned" not in ev.suggest_best(learned)[1].attrs
     # the same drop within wider noise is no evidence of learning
-    assert "not_learned" in ev.suggest_best(_realism([0.5, 0.46, 0.52, 0.45], [0.30, 0.25, 0.12, 0.28], half=0.15))[1].attrs
+    assert "not_learned" in ev.suggest_best(
+        _realism([0.5, 0.46, 0.52, 0.45], [0.30, 0.25, 0.12, 0.28], half=0.15))[1].attrs
     # nothing to judge: one epoch, or no realism measured
     assert ev.learning_note(flat.iloc[:1]) is None
     assert ev.learning_note(_table(identity_drawing=[0.6, 0.6, 0.6])) is None
@@ -338,7 +346,8 @@ def test_no_face_found_in_a_few_images_does_not_exclude_an_epoch():
     """The issue's failure: face-found shares in tenths flipped the gate on one face. 4 of 24 vs 0
     of 24 is within the Wilson interval; landmark errors of 1-4 face pairs do not judge."""
     df = _table(face_found_drawing=[4 / 24, 0.0, 0.0], face_found_drawing_n=[24] * 3,
-                landmark_nme=[0.10, 0.30, np.nan], landmark_pairs=[4, 1, 0], agreement_drawing=[0.6, 0.3, 0.2])
+                landmark_nme=[0.10, 0.30, np.nan], landmark_pairs=[4, 1, 0],
+                agreement_drawing=[0.6, 0.3, 0.2])
     best, why = ev.suggest_best(df)
     assert why["eligible"].all() and best == 15
     assert why.attrs["skipped_gates"] == ["landmark err", "identity"]
@@ -346,7 +355,8 @@ def test_no_face_found_in_a_few_images_does_not_exclude_an_epoch():
     assert "face found 0.000 < 0.762" in strict["why"].iloc[2]  # Wilson low end of 24/24, less 0.1
 
 
-@pytest.mark.parametrize("n, gap, noise, expected", [(10, 0.1, 0.2, 40), (50, 0.2, 0.1, 13), (10, 0.0, 0.1, None)])
+@pytest.mark.parametrize("n, gap, noise, expected",
+                         [(10, 0.1, 0.2, 40), (50, 0.2, 0.1, 13), (10, 0.0, 0.1, None)])
 def test_images_to_separate_scales_with_the_square_of_noise_over_gap(n, gap, noise, expected):
     assert ev.images_to_separate(n, gap, noise) == expected
 
@@ -395,7 +405,10 @@ def test_identity_generator_gives_zero_errors(probe, astronaut_face):
     drawings = [np.asarray(Image.fromarray(d).resize((128, 128))) for d in drawings]
     ref = ev.Reference.build(photos, drawings, probe)
     assert all(f.hog_found for f in ref.photo_faces)
-    same = lambda images: [np.array(i) for i in images]
+
+    def same(images):
+        return [np.array(i) for i in images]
+
     m = ev.measure(ref, same, same, probe, ev.EvalSettings(kid_subsets=5))
     assert m["landmark_nme"] == 0.0 and m["landmark_pairs"] == 2
     assert m["face_found_drawing"] == 1.0
@@ -434,7 +447,8 @@ def test_kid_on_dlib_features_near_zero_for_the_same_images_larger_for_degraded(
     assert feats.shape == (len(drawings), 128)
     assert np.linalg.norm(feats, axis=1).mean() == pytest.approx(math.sqrt(128), rel=0.15)
     shifted = probe.features([np.roll(d, 2, axis=1) for d in drawings])
-    blurred = probe.features([np.asarray(Image.fromarray(d).resize((16, 16)).resize((128, 128))) for d in drawings])
+    blurred = probe.features(
+        [np.asarray(Image.fromarray(d).resize((16, 16)).resize((128, 128))) for d in drawings])
     rng = np.random.default_rng(0)
     noise = probe.features([rng.integers(0, 256, d.shape, dtype=np.uint8) for d in drawings])
     same, same_std = ev.kid(feats, shifted, subsets=50)
@@ -466,7 +480,8 @@ def test_cli_evaluate_on_a_tiny_run(tiny_run):
                 "kid_tone_drawing", "kid_tone_photo", "contrast_gap_drawing"):
         assert df[col].notna().all(), col
         if not col.startswith("kid"):  # a mean with its 95% bootstrap interval around it
-            assert (df[col + "_lo"] <= df[col] + 1e-9).all() and (df[col] <= df[col + "_hi"] + 1e-9).all(), col
+            assert (df[col + "_lo"] <= df[col] + 1e-9).all() and (
+                df[col] <= df[col + "_hi"] + 1e-9).all(), col
         assert df[col.removesuffix("_std") + "_lo"].notna().all(), col
     assert df["cycle_l1_photo"].between(0, 1).all()
     # a second call reuses the rows (same checkpoints, same settings): nothing is measured again
@@ -487,7 +502,8 @@ def test_agreement_is_the_distance_to_the_median_of_the_epochs_drawings():
     others are only as far as their own small differences; with fewer than 3 epochs nothing."""
     rng = np.random.default_rng(0)
     answer = rng.integers(60, 200, (2, 16, 16)).astype(np.int16)
-    outputs = {e: np.clip(answer + rng.integers(-4, 5, answer.shape), 0, 255).astype(np.uint8) for e in (1, 2, 3, 4)}
+    outputs = {
+        e: np.clip(answer + rng.integers(-4, 5, answer.shape), 0, 255).astype(np.uint8) for e in (1, 2, 3, 4)}
     outputs[5] = np.clip(answer - 50, 0, 255).astype(np.uint8)
     errors = ev.agreement_errors(outputs)
     assert sorted(errors) == [1, 2, 3, 4, 5] and all(v.shape == (2,) for v in errors.values())
@@ -581,7 +597,8 @@ def test_a_test_drawing_unreadable_since_the_last_call_leaves_earlier_epochs_out
     copies = tmp_path / "images"
     copies.mkdir()
     for i, p in enumerate(df["path"]):
-        df.loc[i, "path"] = str(shutil.copy(resolve_path(info["manifest"], p), copies / f"{i}_{Path(p).name}"))
+        df.loc[i,
+               "path"] = str(shutil.copy(resolve_path(info["manifest"], p), copies / f"{i}_{Path(p).name}"))
     info["manifest"] = str(write_manifest(df, tmp_path / "copied.csv"))
     (run / "run.json").write_text(json.dumps(info))
     settings = ev.EvalSettings(kid_subsets=5)

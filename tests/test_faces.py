@@ -33,8 +33,8 @@ def _template() -> np.ndarray:
     p[31:36] = [(x, 0.61) for x in (-0.12, -0.06, 0.0, 0.06, 0.12)]
     p[48:55] = [(-0.42, 0.95), (-0.25, 0.9), (-0.1, 0.87), (0, 0.89), (0.1, 0.87), (0.25, 0.9), (0.42, 0.95)]
     p[55:60] = [(0.25, 1.02), (0.1, 1.05), (0, 1.06), (-0.1, 1.05), (-0.25, 1.02)]
-    p[60:68] = [(-0.375, 0.95), (-0.12, 0.95), (0, 0.95), (0.12, 0.95), (0.375, 0.95), (0.12, 0.95), (0, 0.95),
-                (-0.12, 0.95)]
+    p[60:68] = [(-0.375, 0.95), (-0.12, 0.95), (0, 0.95), (0.12, 0.95), (0.375, 0.95), (0.12, 0.95),
+                (0, 0.95), (-0.12, 0.95)]
     return p
 
 
@@ -199,7 +199,8 @@ def test_yaw_from_nose_offset(shift, expected):
 def test_face_box_and_features_keys():
     p = _template() * 10 + 5
     assert faces.face_box(p) == pytest.approx((-5.0, 2.5, 20.0, 17.5))
-    assert set(faces.landmark_features(p)) == {"smile_score", "mouth_width", "mouth_open", "yaw_deg", "roll_deg", "iod_px"}
+    assert set(faces.landmark_features(p)) == {"smile_score", "mouth_width", "mouth_open", "yaw_deg",
+                                               "roll_deg", "iod_px"}
 
 
 def test_find_model_from_package_and_env(tmp_path, monkeypatch):
@@ -239,7 +240,8 @@ def test_real_detection_and_landmarks_on_photo(models):
 
 
 def _image_score(models, image: np.ndarray) -> float:
-    best = max(models.detect_hog(image, upsample=0) or models.detect_hog(image, upsample=1), key=lambda d: d.score)
+    best = max(models.detect_hog(image, upsample=0) or models.detect_hog(image, upsample=1),
+               key=lambda d: d.score)
     return faces.smile_score(models.landmarks(image, best.box))
 
 
@@ -263,7 +265,8 @@ def _transformed(image: np.ndarray, how: str) -> np.ndarray:
         m = cv2.getRotationMatrix2D((w / 2, h / 2), float(how[6:]), 1.0)
         return cv2.warpAffine(image, m, (w, h), borderMode=cv2.BORDER_REPLICATE)
     scale = float(how[5:])
-    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+    return cv2.resize(image, None, fx=scale, fy=scale,
+                      interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
 
 
 @pytest.mark.parametrize("how", ["mirror", "rotate-20", "rotate20", "scale0.6", "scale1.5"])
@@ -310,7 +313,8 @@ def test_hog_detector_from_p2ds_cache_is_dlibs_own(tmp_path, monkeypatch):
     assert len(saved) == 1 and saved[0].stat().st_size > 100_000
     loaded = faces.frontal_detector(dlib)  # read from the file
     reference = dlib.get_frontal_face_detector()
-    images = [read_image(p) for p in list_images(DATA / "photos")] + [read_image(p) for p in list_images(DATA / "drawings")[:6]]
+    images = [read_image(p) for p in list_images(DATA / "photos")] + [
+        read_image(p) for p in list_images(DATA / "drawings")[:6]]
     boxes = 0
     for image in images:
         for upsample in (0, 1):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from p2d.facecache import FaceCache
-from p2d.curate.filters import Thresholds, drop_reason, laplacian_var, mean_gray, second_faces, smile_agreement
+from p2d.curate.filters import (Thresholds, drop_reason, laplacian_var, mean_gray, second_faces,
+                                smile_agreement)
 from p2d.curate.hashing import hamming, phash_hex
 from p2d.errors import P2DError
 from p2d.faces import SMILE_THRESHOLD, landmark_features
@@ -20,7 +21,8 @@ MAIN = [40.0, 90.0, 90.0, 90.0, 1.4]
 
 
 def record(faces=None, status="ok", **features):
-    return {"status": status, "faces": faces if faces is not None else [MAIN], "features": {**GOOD, **features}}
+    return {"status": status, "faces": faces if faces is not None else [MAIN],
+            "features": {**GOOD, **features}}
 
 
 @pytest.mark.parametrize("rec,reason", [
@@ -56,7 +58,8 @@ def test_filters_apply_only_when_asked():
 @pytest.mark.parametrize("smiling,reason", [(1, "smile"), (-1, ""), (None, "")])
 def test_smile_source_attr(smiling, reason):
     rec = record(smile_score=0.5)
-    assert drop_reason(rec, Thresholds(), drop_smiles=True, smile_source="attr", smiling_attr=smiling) == reason
+    assert drop_reason(rec, Thresholds(), drop_smiles=True, smile_source="attr",
+                       smiling_attr=smiling) == reason
 
 
 @pytest.mark.parametrize("threshold,expected", [(1.0, "smile"), (1.1, "")])
@@ -91,7 +94,8 @@ def test_default_smile_threshold_is_the_derived_one():
     from p2d import cli
 
     assert Thresholds().smile_threshold == SMILE_THRESHOLD
-    for command in (cli.curate_celeba_cmd, cli.curate_photos_cmd):  # the CLI keeps a literal for a fast --help
+    # the CLI keeps a literal for a fast --help
+    for command in (cli.curate_celeba_cmd, cli.curate_photos_cmd):
         assert inspect.signature(command).parameters["smile_threshold"].default == SMILE_THRESHOLD
 
 

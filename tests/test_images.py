@@ -148,7 +148,8 @@ def test_list_images_recursive_sorted(tmp_path):
     (tmp_path / "b").mkdir()
     for rel in ("b/z.PNG", "a.jpg", "notes.txt", "b/y.webp"):
         (tmp_path / rel).write_bytes(b"x")
-    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == ["a.jpg", "b/y.webp", "b/z.PNG"]
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == [
+        "a.jpg", "b/y.webp", "b/z.PNG"]
     assert [p.name for p in list_images(tmp_path, recursive=False)] == ["a.jpg"]
     with pytest.raises(P2DError, match="does not exist"):
         list_images(tmp_path / "missing")
@@ -169,12 +170,14 @@ def test_a_broken_link_is_an_image_row_not_lost(tmp_path):
 def test_a_gif_is_read_as_its_first_frame(tmp_path):
     """Clip art often comes as GIF: palette, a transparent index, several frames."""
     rgb = _gradient()
-    frames = [Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE), Image.fromarray(255 - rgb).convert("P")]
+    frames = [Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE),
+              Image.fromarray(255 - rgb).convert("P")]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     assert [p.name for p in list_images(tmp_path)] == ["anim.gif"]
     out = read_image(tmp_path / "anim.gif")
     assert out.shape == (40, 30, 3)
-    assert np.abs(out.astype(int) - rgb.astype(int)).mean() < 12  # the first frame, through a 256-colour palette
+    # the first frame, through a 256-colour palette
+    assert np.abs(out.astype(int) - rgb.astype(int)).mean() < 12
 
 
 def test_left_out_files_are_named_by_extension(tmp_path):
@@ -232,7 +235,8 @@ def test_too_small_names_the_size(shape, reason):
 def test_error_reason_keeps_the_last_line():
     from p2d.images import error_reason
 
-    exc = RuntimeError("\nError detected at line 2957.\nFailing expression was x.\nFilter windows must fit.\n")
+    exc = RuntimeError(
+        "\nError detected at line 2957.\nFailing expression was x.\nFilter windows must fit.\n")
     assert error_reason(exc) == "error:RuntimeError: Filter windows must fit."
     assert error_reason(ValueError("")) == "error:ValueError:"
     assert len(error_reason(ValueError("x" * 500))) == 120

@@ -130,7 +130,8 @@ def test_shape_features_are_curations(face_models):
 
     points, _ = _face_points(face_models)
     f, g = landmark_shape_features(points), landmark_features(points)
-    assert (f["yaw"], f["smile"], f["mouth_open"], f["roll"]) == (g["yaw_deg"], g["smile_score"], g["mouth_open"],
+    assert (f["yaw"], f["smile"], f["mouth_open"], f["roll"]) == (g["yaw_deg"], g["smile_score"],
+                                                                  g["mouth_open"],
                                                                  g["roll_deg"])
 
 
@@ -195,7 +196,8 @@ def _joined(root: Path, photos: pd.DataFrame, photos_manifest: Path, drawings: P
     """One manifest (at root/exp.csv) of the drawing crops and the photos, paths made relative to it."""
     out = root / "exp.csv"
     parts = []
-    for df, src in ((read_manifest(drawings / "manifest.csv"), drawings / "manifest.csv"), (photos, photos_manifest)):
+    for df, src in ((read_manifest(drawings / "manifest.csv"), drawings / "manifest.csv"),
+                    (photos, photos_manifest)):
         df = df.copy()
         df["path"] = [relative_path(out, src.parent / p) for p in df["path"]]
         parts.append(df)
@@ -278,8 +280,10 @@ def test_one_domain_only_is_an_error_naming_the_fix(frontal_photos, tmp_path):
 def test_a_domain_whose_rows_are_all_dropped_is_named_with_its_reasons(frontal_photos, tmp_path):
     root, photos = frontal_photos
     dropped = photos.iloc[:2].copy()
-    dropped["domain"], dropped["keep"], dropped["reason"] = "drawing", False, ["no_face", "unreadable:empty_file"]
-    with pytest.raises(P2DError, match=r"2 drawing row\(s\) are all dropped \(no_face 1, unreadable 1\).*--boxes"):
+    dropped["domain"], dropped["keep"], dropped["reason"] = "drawing", False, [
+        "no_face", "unreadable:empty_file"]
+    with pytest.raises(P2DError,
+                       match=r"2 drawing row\(s\) are all dropped \(no_face 1, unreadable 1\).*--boxes"):
         inspect_frame(root / "photos" / "manifest.csv", pd.concat([photos, dropped], ignore_index=True),
                       tmp_path / "cache", quiet=True)
 
@@ -293,7 +297,8 @@ def test_rerun_reads_the_cache(frontal_photos, tmp_path):
         def landmarks(self, image, box):
             raise AssertionError("a re-run must take the landmarks from the cache")
 
-    again = inspect_frame(manifest, read_manifest(manifest), tmp_path / "cache", models=NoModels(), quiet=True)
+    again = inspect_frame(manifest, read_manifest(manifest), tmp_path / "cache", models=NoModels(),
+                          quiet=True)
     pd.testing.assert_frame_equal(first.rows, again.rows)
 
 
@@ -355,9 +360,11 @@ def test_cli_inspect_and_build(frontal_photos, tmp_path):
     root, _ = frontal_photos
     recipe = tmp_path / "exp.toml"
     shutil.copy(Path(__file__).parent.parent / "p2d" / "recipes" / "tiny.toml", recipe)
-    res = CliRunner().invoke(app, ["manifest", "build", "--recipe", str(recipe), "--from", str(DRAWINGS / "manifest.csv"),
+    res = CliRunner().invoke(app, ["manifest", "build", "--recipe", str(recipe), "--from",
+                                   str(DRAWINGS / "manifest.csv"),
                                    "--from", str(root / "photos" / "manifest.csv"), "--test-count", "1",
-                                   "--drop-unmatched", "facing", "--max-hamming", "0", "--min-similarity", "1"], env={"COLUMNS": "200"})
+                                   "--drop-unmatched", "facing", "--max-hamming", "0", "--min-similarity",
+                                   "1"], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert "drawings vs photos" in res.output and "dropped as unmatched" in res.output
     res = CliRunner().invoke(app, ["inspect", str(tmp_path / "exp.csv")], env={"COLUMNS": "200"})

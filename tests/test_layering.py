@@ -33,7 +33,8 @@ def p2d_imports(path: Path) -> list[tuple[str, list[str]]]:
 
 
 def module_files() -> list[tuple[str, Path]]:
-    return [(".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts), p) for p in sorted(PACKAGE.rglob("*.py"))]
+    return [(".".join(p.relative_to(PACKAGE.parent).with_suffix("").parts), p)
+            for p in sorted(PACKAGE.rglob("*.py"))]
 
 
 def layering_violations(module: str, imports: list[tuple[str, list[str]]]) -> list[str]:
@@ -48,7 +49,8 @@ def layering_violations(module: str, imports: list[tuple[str, list[str]]]) -> li
         if parts[1:2] == ["drawings"] and inside not in DRAWINGS_MAY_IMPORT:
             bad.append(f"{module} imports {target}: p2d/drawings builds on the shared leaves alone")
         if parts[1:2] == ["curate"] and inside == "train" or parts[1:2] == ["train"] and inside == "curate":
-            bad.append(f"{module} imports {target}: curate/ and train/ meet only through manifests and recipes")
+            bad.append(
+                f"{module} imports {target}: curate/ and train/ meet only through manifests and recipes")
         if target != module and any(n.startswith("_") and not n.startswith("__") for n in names):
             bad.append(f"{module} imports private {', '.join(names)} from {target}")
         if parts[1:2] == ["review"] and inside == "train":
@@ -86,7 +88,8 @@ def test_package_follows_the_layering():
 
 
 def outside_imports(path: Path, roots: tuple[str, ...] = ("benchmarks", "research")) -> list[str]:
-    """Every `import X...` / `from X... import` in a file, at any depth, whose top-level name is one of `roots`."""
+    """Every `import X...` / `from X... import` in a file, at any depth, whose top-level name is one of
+    `roots`."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         modules = [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else (
@@ -97,7 +100,8 @@ def outside_imports(path: Path, roots: tuple[str, ...] = ("benchmarks", "researc
 
 def test_package_imports_neither_benchmarks_nor_research():
     """benchmarks/ and research/ sit outside the installed package: p2d runs without them."""
-    bad = [f"{module} imports {target}" for module, path in module_files() for target in outside_imports(path)]
+    bad = [
+        f"{module} imports {target}" for module, path in module_files() for target in outside_imports(path)]
     assert bad == []
 
 
@@ -109,8 +113,8 @@ def _modules_after(code: str) -> set[str]:
 
 def test_read_only_modules_do_not_import_torch():
     # one process for all: if any of them imported torch, it would be in sys.modules
-    modules = ["p2d.report", "p2d.manifest", "p2d.recipe", "p2d.runs", "p2d.framing", "p2d.evaluate", "p2d.cli",
-               "p2d.curate.build", "p2d.inspection", "p2d.review.server", "p2d.review.sections",
+    modules = ["p2d.report", "p2d.manifest", "p2d.recipe", "p2d.runs", "p2d.framing", "p2d.evaluate",
+               "p2d.cli", "p2d.curate.build", "p2d.inspection", "p2d.review.server", "p2d.review.sections",
                "p2d.review.drawings", "p2d.curate.overrides"]
     loaded = _modules_after("\n".join(f"import {m}" for m in modules))
     assert set(modules) <= loaded and "torch" not in loaded
@@ -120,7 +124,8 @@ def test_read_only_commands_do_not_import_torch(tmp_path):
     """`p2d manifest check` and `p2d report` run end to end without loading torch."""
     from train_helpers import make_manifest
 
-    manifest = make_manifest(tmp_path / "data", photos_train=2, photos_test=1, drawings_train=2, drawings_test=1)
+    manifest = make_manifest(tmp_path / "data", photos_train=2, photos_test=1, drawings_train=2,
+                             drawings_test=1)
     run = tmp_path / "run"
     run.mkdir()
     (run / "recipe.toml").write_text((manifest.with_suffix(".toml")).read_text())

@@ -33,8 +33,8 @@ BOXES = Path(__file__).parent / "data" / "drawing_face_boxes.csv"
 # ----------------------------------------------------------------------------- pure
 
 
-@pytest.mark.parametrize("yaw,facing", [(0.0, "frontal"), (29.9, "frontal"), (-30.0, "frontal"), (30.1, "right"),
-                                        (-45.0, "left"), (80.0, "right")])
+@pytest.mark.parametrize("yaw,facing", [(0.0, "frontal"), (29.9, "frontal"), (-30.0, "frontal"),
+                                        (30.1, "right"), (-45.0, "left"), (80.0, "right")])
 def test_facing_from_yaw(yaw, facing):
     assert facing_from_yaw(yaw, max_frontal_yaw_deg=30.0) == facing
 
@@ -74,8 +74,8 @@ def test_crop_window_is_clipped_to_the_image():
 
 def test_training_example_scales_the_box_to_the_window():
     image = np.zeros((300, 400, 3), np.uint8)
-    crop, (l, t, r, b) = training_example(image, (100, 100, 48, 48), box_px=96)
-    assert r - l == 96 and b - t == 96 and crop.shape[:2] == (288, 288)
+    crop, (left, top, right, bottom) = training_example(image, (100, 100, 48, 48), box_px=96)
+    assert right - left == 96 and bottom - top == 96 and crop.shape[:2] == (288, 288)
 
 
 def test_check_boxes_names_the_fix():
@@ -128,7 +128,8 @@ def test_detector_train_command(tmp_path):
     assert r.exit_code == 0, r.output
     df = read_manifest(out / "manifest.csv")
     assert validate(df, out / "manifest.csv") == [] and df["detectors"].str.contains("user").any()
-    r = CliRunner().invoke(app, ["detector", "train", str(BOXES), str(raw.parent), "-o", str(tmp_path / "x.txt")])
+    r = CliRunner().invoke(app,
+                           ["detector", "train", str(BOXES), str(raw.parent), "-o", str(tmp_path / "x.txt")])
     assert r.exit_code == 1 and ".svm" in r.output
 
 
@@ -157,7 +158,8 @@ def test_learn_adds_a_face_the_stock_detectors_miss(tmp_path):
     assert r.learned == 1 and by["head4"]["keep"] and by["head4"]["detector"] == "user"
     assert iou((by["head4"]["box_x"], by["head4"]["box_y"], by["head4"]["box_w"], by["head4"]["box_h"]),
                rows["head4"]) >= 0.3
-    assert ("added by --learn", 1) in r.summary_rows() and (tmp_path / "out" / "learned_detector.svm").is_file()
+    assert ("added by --learn",
+            1) in r.summary_rows() and (tmp_path / "out" / "learned_detector.svm").is_file()
     # a re-run reuses every first-pass row (their confirmed boxes too) and learns again: the same manifest
     first = r.manifest.read_bytes()
     again = rerun_crop_drawings(tmp_path / "out")
@@ -174,7 +176,8 @@ def test_profile_with_its_hand_box_is_labelled_and_framed_on_the_box(tmp_path):
     options = CropOptions(boxes=BOXES, detectors=("dlib_hog",), rotate=False)
     r = crop_drawings(raw, tmp_path / "out", options, show_progress=False)
     row = r.rows[0]
-    assert row["keep"] and row["facing"] == "left" and row["facing_from"] == "hand" and row["centred_on"] == "box"
+    assert (row["keep"] and row["facing"] == "left" and row["facing_from"] == "hand"
+            and row["centred_on"] == "box")
     r = crop_drawings(raw, tmp_path / "out2", replace(options, drop_profiles=True), show_progress=False)
     row = r.rows[0]
     assert not row["keep"] and row["reason"] == "profile" and not (tmp_path / "out2" / "head4.png").exists()
@@ -211,4 +214,5 @@ def test_a_drawing_and_its_mirror_face_opposite_ways(tmp_path):
     by = {Path(x["source_path"]).stem: x for x in r.rows}
     assert by["head13"]["facing_from"] == by["mirror"]["facing_from"] == "classifier"
     assert by["head13"]["facing"] == "left" and by["mirror"]["facing"] == "right"
-    assert by["head13"]["centred_on"] == by["mirror"]["centred_on"] == "box"  # turned heads: framed on the box
+    # turned heads: framed on the box
+    assert by["head13"]["centred_on"] == by["mirror"]["centred_on"] == "box"

@@ -78,7 +78,8 @@ def test_trained_generator_beats_identity_and_mean_drawing(tmp_path):
         path = tmp_path / domain / f"{name}.png"
         write_image(path, img)
         rows.append({"path": f"{domain}/{name}.png", "domain": domain, "source": "lfw", "split": split,
-                     "crop": "center", "width": SIZE, "height": SIZE, "phash": "0" * 16, "keep": True, "reason": ""})
+                     "crop": "center", "width": SIZE, "height": SIZE, "phash": "0" * 16, "keep": True,
+                     "reason": ""})
 
     for i, face in enumerate(drawings):
         add(pencil_sketch(face), f"d{i:03d}", "drawing", "train")

@@ -39,7 +39,8 @@ def folder(tmp_path: Path) -> Path:
 
 
 def test_roundtrip_keeps_text_columns_and_extra_columns(folder):
-    df = new_rows([_row("img/a.png", smile_score=0.81), _row("img/b.png", keep=False, reason="smile", phash="0000000000000001")])
+    df = new_rows([_row("img/a.png", smile_score=0.81),
+                   _row("img/b.png", keep=False, reason="smile", phash="0000000000000001")])
     assert list(df.columns[: len(REQUIRED_COLUMNS)]) == list(REQUIRED_COLUMNS)
     path = write_manifest(df, folder / "manifest.csv")
     text = path.read_text()
@@ -72,7 +73,8 @@ def test_validate_reports_each_problem_by_row(folder):
 
 
 def test_dropped_rows_need_no_file(folder):
-    df = new_rows([_row("img/gone.png", keep=False, reason="unreadable:truncated", phash="", width="", height="")])
+    df = new_rows(
+        [_row("img/gone.png", keep=False, reason="unreadable:truncated", phash="", width="", height="")])
     write_manifest(df, folder / "m.csv")
     assert validate(read_manifest(folder / "m.csv"), folder / "m.csv") == []
 
@@ -84,7 +86,8 @@ def test_read_errors_name_the_fix(tmp_path):
     with pytest.raises(ManifestError, match="lacks the columns"):
         read_manifest(tmp_path / "bad.csv")
     (tmp_path / "raw").mkdir()  # a folder of images given in a manifest's place
-    with pytest.raises(ManifestError, match="is a folder, not a manifest CSV: manifests come from a curate command"):
+    with pytest.raises(ManifestError,
+                       match="is a folder, not a manifest CSV: manifests come from a curate command"):
         read_manifest(tmp_path / "raw")
     (tmp_path / "raw" / "manifest.csv").write_text("")  # a curate command's output folder
     with pytest.raises(ManifestError, match=r"give .*raw/manifest.csv, the manifest in that folder"):

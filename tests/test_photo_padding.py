@@ -1,4 +1,5 @@
-"""Photos whose CelebA frame passes the picture's edge: padded_fraction, --max-padded-fraction, --pad modes."""
+"""Photos whose CelebA frame passes the picture's edge: padded_fraction, --max-padded-fraction, --pad
+modes."""
 
 from __future__ import annotations
 
@@ -48,7 +49,10 @@ def test_blur_fill_is_smooth_and_keeps_the_inside():
     reflect = frame_padded(image, m, 64, Pad("reflect"))
     outside = np.ones((64, 64), bool)
     outside[12:52, 12:52] = False
-    lap = lambda a: cv2.Laplacian(a.astype(np.float64), cv2.CV_64F)[outside].var()
+
+    def lap(a):
+        return cv2.Laplacian(a.astype(np.float64), cv2.CV_64F)[outside].var()
+
     assert lap(out) < lap(reflect) / 20  # reflect copies the texture out; blur leaves it soft
     assert fill_outside(image, np.full((40, 40), 255, np.uint8), Pad("blur")) is image  # nothing to fill
     assert parse_pad("blur") == Pad("blur")

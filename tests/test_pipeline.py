@@ -1,4 +1,5 @@
-"""The curation engine (p2d/curate/pipeline.py): manifests byte-identical to the golden ones, for any worker count."""
+"""The curation engine (p2d/curate/pipeline.py): manifests byte-identical to the golden ones, for any worker
+count."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def test_a_face_whose_landmarks_fail_is_an_error_and_its_batch_goes_on(celeba, t
     assert again.analyzed == 1 and again.manifest.read_bytes() == (GOLDEN / "celeba_fast.csv").read_bytes()
 
 
-def test_workers_that_use_dlibs_own_predictor_write_the_golden_manifest(celeba, tmp_path, monkeypatch, p2d_cache):
+def test_workers_that_use_dlibs_own_predictor_write_the_golden_manifest(celeba, tmp_path, monkeypatch,
+                                                                        p2d_cache):
     """On a machine where dlib's predictor is faster than the batched one (remembered in the cache
     folder, read by every worker process), the manifest is byte for byte the same."""
     import json
@@ -65,7 +67,8 @@ def test_workers_that_use_dlibs_own_predictor_write_the_golden_manifest(celeba, 
     # the session's converted model, with dlib declared faster
     landmark_speeds_path().write_text(json.dumps({"dlib_ms": 0.4, "batched_ms": 1.5}))
     monkeypatch.setattr(pipeline, "_MODELS", {})  # this process too starts without a choice made
-    assert golden_run(celeba.official, tmp_path, "celeba_fast.csv", workers=2) == (GOLDEN / "celeba_fast.csv").read_bytes()
+    assert golden_run(celeba.official, tmp_path, "celeba_fast.csv",
+                      workers=2) == (GOLDEN / "celeba_fast.csv").read_bytes()
     assert not pipeline.shared_models().batched_is_faster
 
 
@@ -81,7 +84,8 @@ def test_photo_jpegs_decode_to_p2d_images_pixels(tmp_path):
 
     rng = np.random.default_rng(0)
     smooth = np.kron(rng.integers(0, 256, (12, 9, 3), dtype=np.uint8), np.ones((16, 16, 1), np.uint8))
-    photo = Image.fromarray(np.clip(smooth.astype(int) + rng.integers(-20, 21, smooth.shape), 0, 255).astype(np.uint8))
+    photo = Image.fromarray(
+        np.clip(smooth.astype(int) + rng.integers(-20, 21, smooth.shape), 0, 255).astype(np.uint8))
     exif = Image.Exif()
     exif[0x0112] = 6  # turned: the pixels must come out rotated, as p2d.images turns them
     kinds = {

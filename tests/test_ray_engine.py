@@ -70,7 +70,8 @@ def test_crop_drawings_on_two_processes_and_on_ray_equal_one_process(local_ray, 
     for other in (two, ray):
         assert other.manifest.read_bytes() == one.manifest.read_bytes()
         # the detections cache the driver writes is the same too (a re-run reuses it)
-        assert (other.manifest.parent / CACHE_NAME).read_bytes() == (tmp_path / "one" / CACHE_NAME).read_bytes()
+        assert ((other.manifest.parent / CACHE_NAME).read_bytes()
+                == (tmp_path / "one" / CACHE_NAME).read_bytes())
 
 
 def test_more_workers_than_the_cluster_has_cpus_names_the_limit(local_ray, tmp_path):
@@ -116,6 +117,7 @@ def test_cli_passes_engine_options(monkeypatch, tmp_path):
         raise P2DError("stop")
 
     monkeypatch.setattr(celeba, "curate_celeba", stop)
-    res = CliRunner().invoke(app, ["curate", "celeba", str(tmp_path), "--engine", "ray", "--ray-address", "h:6379",
-                                   "--workers", "4"])
-    assert res.exit_code == 1 and (seen["engine"], seen["ray_address"], seen["workers"]) == ("ray", "h:6379", 4)
+    res = CliRunner().invoke(app, ["curate", "celeba", str(tmp_path), "--engine", "ray", "--ray-address",
+                                   "h:6379", "--workers", "4"])
+    assert res.exit_code == 1 and (seen["engine"], seen["ray_address"],
+                                   seen["workers"]) == ("ray", "h:6379", 4)

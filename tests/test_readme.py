@@ -27,13 +27,16 @@ from p2d.images import read_image
 from p2d.recipe import bundled_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
-COVERED_ELSEWHERE = {"demo", "review"}  # tests/test_demo.py; review serves until stopped (the review page's tests)
+# tests/test_demo.py; review serves until stopped (the review page's tests)
+COVERED_ELSEWHERE = {"demo", "review"}
 # The guide pages whose commands run here, after the README's (docs/results.md and architecture.md have none).
-GUIDE_PAGES = ("photos", "drawings", "manifests", "inspect", "training", "cluster", "evaluation", "troubleshooting")
+GUIDE_PAGES = ("photos", "drawings", "manifests", "inspect", "training", "cluster", "evaluation",
+               "troubleshooting")
 # The workflow's steps: the commands of all pages run in this order (a page's own order within a step).
-WORKFLOW = ("demo", "curate", "crop-drawings", "detector", "review", "scale", "dedup", "manifest build", "manifest check",
-            "inspect", "train", "evaluate", "translate", "report")
-# Pictures made by a script through a test (docs/review_picture.py, the review page's browser test): may be absent.
+WORKFLOW = ("demo", "curate", "crop-drawings", "detector", "review", "scale", "dedup", "manifest build",
+            "manifest check", "inspect", "train", "evaluate", "translate", "report")
+# Pictures made by a script through a test (docs/review_picture.py, the review page's browser test):
+# may be absent.
 GENERATED = {"docs/review.png"}
 DATE = re.compile(r"\b20\d\d-\d\d-\d\d\b")
 
@@ -72,10 +75,13 @@ def guide_commands() -> list[str]:
 
 
 def test_workflow_order_runs_each_command_once_by_step():
-    commands = ["p2d train m.csv", "p2d manifest check m.csv", "p2d crop-drawings a b", "p2d manifest build --recipe r",
+    commands = ["p2d train m.csv", "p2d manifest check m.csv", "p2d crop-drawings a b",
+                "p2d manifest build --recipe r",
                 "p2d crop-drawings a b --boxes x.csv", "p2d train m.csv", "p2d curate photos p"]
-    assert workflow_order(commands) == ["p2d curate photos p", "p2d crop-drawings a b", "p2d crop-drawings a b --boxes x.csv",
-                                        "p2d manifest build --recipe r", "p2d manifest check m.csv", "p2d train m.csv"]
+    assert workflow_order(commands) == ["p2d curate photos p", "p2d crop-drawings a b",
+                                        "p2d crop-drawings a b --boxes x.csv",
+                                        "p2d manifest build --recipe r", "p2d manifest check m.csv",
+                                        "p2d train m.csv"]
 
 
 def _anchors(page: Path) -> set[str]:
@@ -114,8 +120,8 @@ def test_readme_lists_the_whole_workflow():
     text = (ROOT / "README.md").read_text()
     commands = readme_commands(text)
     firsts = [shlex.split(c)[1] for c in commands]
-    for needed in ("demo", "curate", "crop-drawings", "scale", "dedup", "manifest", "inspect", "train", "evaluate",
-                   "report", "translate"):
+    for needed in ("demo", "curate", "crop-drawings", "scale", "dedup", "manifest", "inspect", "train",
+                   "evaluate", "report", "translate"):
         assert needed in firsts
     assert "p2d curate celeba --first 4232 --drop-smiles --drop-outliers" in commands
     assert "p2d review curated/drawings" in text and "(docs/review.png)" in text
@@ -157,4 +163,5 @@ def test_every_guide_command_runs(workspace, monkeypatch):
     run = workspace / "runs" / "exp4"
     assert (run / "checkpoints" / "latest.pt").is_file() and (run / "evaluate.csv").is_file()
     assert (run / "report.html").is_file()
-    assert sorted(p.name for p in (workspace / "drawn").iterdir()) == sorted(p.name for p in (workspace / "my_photos").iterdir())
+    assert sorted(p.name for p in (workspace / "drawn").iterdir()) == sorted(
+        p.name for p in (workspace / "my_photos").iterdir())

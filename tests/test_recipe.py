@@ -26,12 +26,14 @@ def write(tmp_path, text: str):
 @pytest.mark.parametrize(
     "table, key, value",
     [
-        ("data", "channels", 1), ("data", "size", 128), ("data", "augment", ["hflip", "random_crop", "rotation"]),
+        ("data", "channels", 1), ("data", "size", 128),
+        ("data", "augment", ["hflip", "random_crop", "rotation"]),
         ("data", "random_crop_scale", 1.12), ("data", "rotation_deg", 10.0),
-        ("model", "filters", 64), ("model", "blocks", 9), ("model", "disc_filters", 64), ("model", "disc_layers", 3),
-        ("train", "epochs", 50), ("train", "batch_size", 2), ("train", "lr", 0.0002), ("train", "beta1", 0.5),
-        ("train", "beta2", 0.999), ("train", "decay_from_epoch", 1), ("train", "cycle_weight", 15.0),
-        ("train", "identity_weight", 5.0), ("train", "pool_size", 50), ("train", "save_every", 5), ("train", "seed", 0),
+        ("model", "filters", 64), ("model", "blocks", 9), ("model", "disc_filters", 64),
+        ("model", "disc_layers", 3), ("train", "epochs", 50), ("train", "batch_size", 2),
+        ("train", "lr", 0.0002), ("train", "beta1", 0.5), ("train", "beta2", 0.999),
+        ("train", "decay_from_epoch", 1), ("train", "cycle_weight", 15.0), ("train", "identity_weight", 5.0),
+        ("train", "pool_size", 50), ("train", "save_every", 5), ("train", "seed", 0),
     ],
 )
 def test_defaults_are_the_experiments(table, key, value):

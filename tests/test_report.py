@@ -160,7 +160,8 @@ def test_report_of_one_run(runs):
 
     best, why = suggest_best(pd.read_csv(run / "evaluate.csv"))
     assert "tied within the noise" in text and "drift flags" in text
-    assert f"gray_c10 (tiny) {best} {' '.join(map(str, why.attrs['tie_set']))}".replace(",", "") in text.replace(",", "")
+    assert (f"gray_c10 (tiny) {best} {' '.join(map(str, why.attrs['tie_set']))}".replace(",", "")
+            in text.replace(",", ""))
     assert result.epochs == {"gray_c10 (tiny)": [1, 2]}
     # the run's manifest inspected: drawings vs photos, histograms and the least matched rows
     assert "Drawings vs photos (p2d inspect)" in text and {"histograms.png", "unmatched.png"} <= names
@@ -185,7 +186,8 @@ def test_report_of_two_runs_shows_what_differs(runs, tmp_path):
     from p2d.cli import app
 
     out = tmp_path / "compare.html"
-    result = CliRunner().invoke(app, ["report", str(runs[0]), str(runs[1]), "--out", str(out), "--epochs", "2"])
+    result = CliRunner().invoke(app,
+                                ["report", str(runs[0]), str(runs[1]), "--out", str(out), "--epochs", "2"])
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output
     page = check_page(out)

@@ -148,7 +148,8 @@ def test_images_and_page(served):
 @pytest.mark.parametrize("path", [
     "/file/../../../../etc/passwd", "/file/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/file/..%2f..%2fetc%2fpasswd",
     "/file//etc/passwd", "/file/%2Fetc%2Fpasswd", "/img/drawing/../../etc/passwd", "/img/drawing/-1",
-    "/img/drawing/999", "/img/drawing/abc", "/img/crop/999", "/file/outside_link", "/file/..\\..\\etc\\passwd",
+    "/img/drawing/999", "/img/drawing/abc", "/img/crop/999", "/file/outside_link",
+    "/file/..\\..\\etc\\passwd",
     "/static/../manifest.csv", "/static/secret.py", "/nothing/here", "/img/drawing/0?size=99999",
 ])
 def test_nothing_outside_the_folder_is_served(served, tmp_path, path):
@@ -188,7 +189,8 @@ def test_bad_requests_get_a_4xx_with_a_message(served):
     for body, code, words in cases:
         status, data = request(server, "POST", "/api/drawings/save", body)
         assert status == code and words in data["error"], (body, status, data)
-    status, data = request(server, "POST", "/api/drawings/save", b"{}", headers={"Content-Type": "text/plain"})
+    status, data = request(server, "POST", "/api/drawings/save", b"{}",
+                           headers={"Content-Type": "text/plain"})
     assert status == 415
     assert request(server, "POST", "/api/nothing/here", {})[0] in (400, 404)
     assert not (work / "boxes.csv").exists() and (work / "manifest.csv").read_bytes() == before
@@ -200,9 +202,11 @@ def test_two_tabs_a_stale_save_gets_409(served):
     data = state(server)
     tilted = by_name(data)[TILTED]
     edit = {tilted["rel"]: {"box": tilted["proposal"], "view": "frontal"}}
-    status, first = request(server, "POST", "/api/drawings/save", {"version": data["drawings"]["version"], "edits": edit})
+    status, first = request(server, "POST", "/api/drawings/save",
+                            {"version": data["drawings"]["version"], "edits": edit})
     assert status == 200 and first["version"]
-    status, data2 = request(server, "POST", "/api/drawings/save", {"version": data["drawings"]["version"], "edits": edit})
+    status, data2 = request(server, "POST", "/api/drawings/save",
+                            {"version": data["drawings"]["version"], "edits": edit})
     assert status == 409 and "reload" in data2["error"]
     assert read_hand_boxes(work / "boxes.csv").views == {tilted["rel"]: "frontal"}
 
@@ -219,7 +223,8 @@ def test_save_apply_equals_the_command_with_boxes(served):
         items["engine.png"]["rel"]: {"drop": "a fire engine"},  # no face, with a reason
         found["rel"]: {"view": "left"},  # a facing on a found face keeps its box
     }
-    status, saved = request(server, "POST", "/api/drawings/save", {"version": data["drawings"]["version"], "edits": edits})
+    status, saved = request(server, "POST", "/api/drawings/save",
+                            {"version": data["drawings"]["version"], "edits": edits})
     assert status == 200, saved
     status, applied = request(server, "POST", "/api/drawings/apply", {})
     assert status == 200, applied
@@ -292,7 +297,8 @@ def test_photos_show_each_drop_with_its_measure_and_take_an_override(photos_serv
     assert request(server, "GET", f"/img/photo/{astronaut['id']}?which=source")[0] == 200
     version = data["photos"]["version"]
     status, after = request(server, "POST", "/api/photos/override",
-                            {"version": version, "changes": {astronaut["path"]: "keep", items["boy.png"]["path"]: "drop"}})
+                            {"version": version,
+                             "changes": {astronaut["path"]: "keep", items["boy.png"]["path"]: "drop"}})
     assert status == 200, after
     rows = {Path(p).name: r for p, r in zip(*(lambda df: (df["path"], df.to_dict("records")))(
         read_manifest(folder / "manifest.csv")))}
@@ -454,7 +460,8 @@ def test_an_experiment_manifest_shows_its_groups_and_a_split_reaches_its_sources
     for name in ("artist", "other"):
         (tmp_path / name).mkdir()
     shutil.copy(DATA / "drawings" / FOUND[0], tmp_path / "artist" / "a.png")
-    Image.open(DATA / "drawings" / FOUND[0]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tmp_path / "other" / "b.png")
+    Image.open(DATA / "drawings" / FOUND[0]).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(
+        tmp_path / "other" / "b.png")
     shutil.copy(DATA / "drawings" / FOUND[1], tmp_path / "other" / "c.png")
     recipe = tmp_path / "manifests" / "exp.toml"
     recipe.parent.mkdir()
@@ -473,7 +480,8 @@ def test_an_experiment_manifest_shows_its_groups_and_a_split_reaches_its_sources
         [group] = data["duplicates"]["groups"]
         assert request(server, "GET", "/img/dup/0?size=160")[0] == 200  # the source folder's image
         status, after = request(server, "POST", "/api/duplicates/split",
-                                {"version": data["duplicates"]["version"], "path": group["members"][1]["path"]})
+                                {"version": data["duplicates"]["version"],
+                                 "path": group["members"][1]["path"]})
         assert status == 200 and after["duplicates"]["groups"] == [], after
     finally:
         server.shutdown()
@@ -492,5 +500,6 @@ def test_opening_a_folder_loads_no_torch(cropped, tmp_path):
     work = copy_folder(raw, out, tmp_path)
     code = (f"from p2d.review.server import ReviewApp\nReviewApp({str(work)!r}).sections.state()\n"
             "import sys; print(' '.join(sys.modules))")
-    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()
     assert "p2d.review.drawings" in loaded and "torch" not in loaded and "p2d.train" not in loaded

@@ -79,7 +79,8 @@ def press(driver, keys: str) -> None:
 def drag(driver, start: tuple[float, float], end: tuple[float, float], size: tuple[float, float]) -> None:
     """A mouse drag on the overlay from `start` to `end`, in the drawing's pixels."""
     overlay = driver.find_element(By.ID, "overlay")
-    rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height];",
+    rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, "
+                                 "r.height];",
                                  overlay)
 
     def offset(px, py):  # Selenium's offsets are from the element's centre
@@ -112,7 +113,8 @@ def test_fix_drawings_in_the_browser(page):
     x, y, w, h = (size[0] * 0.3, size[1] * 0.2, size[0] * 0.3, size[1] * 0.3)
     drag(driver, (x, y), (x + w, y + h), size)  # draw
     drag(driver, (x + w, y + h), (x + w * 1.25, y + h * 1.2), size)  # resize by the bottom-right handle
-    drag(driver, (x + w / 2, y + h / 2), (x + w / 2 - size[0] * 0.05, y + h / 2 + size[1] * 0.04), size)  # move
+    # move
+    drag(driver, (x + w / 2, y + h / 2), (x + w / 2 - size[0] * 0.05, y + h / 2 + size[1] * 0.04), size)
     drawn = (x - size[0] * 0.05, y + size[1] * 0.04, w * 1.25, h * 1.2)
     press(driver, "r")
     # no face in the fire engine
@@ -132,7 +134,8 @@ def test_fix_drawings_in_the_browser(page):
     df = read_manifest(out / "manifest.csv")
     rows = {Path(p).name: r for p, r in zip(df["source_path"], df.to_dict("records"))}
     assert rows[TILTED]["keep"] and rows[TILTED]["detector"] == "hand"
-    assert rows[FOUND[1]]["keep"] and rows[FOUND[1]]["detector"] == "hand" and rows[FOUND[1]]["facing"] == "right"
+    assert (rows[FOUND[1]]["keep"] and rows[FOUND[1]]["detector"] == "hand"
+            and rows[FOUND[1]]["facing"] == "right")
     assert rows["engine.png"]["reason"] == "rejected:no face"
     status = driver.find_element(By.ID, "status").text
     assert "3 of 4 have a face" in status and "2 fixed by hand" in status
@@ -140,7 +143,8 @@ def test_fix_drawings_in_the_browser(page):
     # the page shows the new crop at once
     select(driver, TILTED)
     crop = driver.find_element(By.ID, "crop")
-    wait(driver, lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", crop) == 128)
+    wait(driver,
+         lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", crop) == 128)
 
     # what the page wrote is what the command reads: a second run gives the same manifest
     before = (out / "manifest.csv").read_bytes()

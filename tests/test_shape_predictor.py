@@ -11,7 +11,8 @@ import pytest
 from conftest import DATA
 from p2d.faces import SHAPE_68, FaceModels, find_model
 from p2d.images import list_images, read_image
-from p2d.shape_predictor import CACHE_ENV, DlibReader, ShapePredictor68, cached_path, gray_of, load_arrays, parse_dat
+from p2d.shape_predictor import (CACHE_ENV, DlibReader, ShapePredictor68, cached_path, gray_of, load_arrays,
+                                 parse_dat)
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +83,8 @@ def test_reader_decodes_dlibs_integers_and_floats():
         body = abs(v).to_bytes(max(1, (abs(v).bit_length() + 7) // 8), "little")
         return bytes([len(body) | (0x80 if v < 0 else 0)]) + body
 
-    def flt(v: float) -> bytes:  # dlib's float_details: mantissa and exponent, trailing zero bytes shifted off
+    # dlib's float_details: mantissa and exponent, trailing zero bytes shifted off
+    def flt(v: float) -> bytes:
         if v == 0:
             return integer(0) + integer(0)
         m, e = math.frexp(v)
@@ -93,7 +95,8 @@ def test_reader_decodes_dlibs_integers_and_floats():
         return integer(mantissa) + integer(exponent)
 
     values = [0.5, -1.25, 0.0, 3.0e-5, 1234.5678, -0.333333, 1.0]  # 0 and 1.0 are not six bytes
-    stream = integer(-300) + integer(7) + b"".join(flt(v) for v in values) + integer(-len(values)) + integer(-1)
+    stream = integer(-300) + integer(7) + b"".join(flt(v)
+                                                   for v in values) + integer(-len(values)) + integer(-1)
     stream += b"".join(flt(v) for v in values)
     r = DlibReader(stream)
     assert r.int() == -300 and r.int() == 7
@@ -180,10 +183,12 @@ def test_a_new_process_loads_the_compiled_kernel_from_disk():
     import sys
 
     code = ("import numpy as np; from p2d.faces import SHAPE_68, find_model; "
-            "from p2d.shape_predictor import ShapePredictor68; from p2d.landmark_kernel import predict_batch; "
-            "ShapePredictor68.from_dat(find_model(SHAPE_68), backend='compiled').warm(); "
-            "print(sum(predict_batch.stats.cache_hits.values()), sum(predict_batch.stats.cache_misses.values()))")
-    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+            "from p2d.shape_predictor import ShapePredictor68; from p2d.landmark_kernel import "
+            "predict_batch; ShapePredictor68.from_dat(find_model(SHAPE_68), backend='compiled').warm(); "
+            "print(sum(predict_batch.stats.cache_hits.values()), "
+            "sum(predict_batch.stats.cache_misses.values()))")
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout.split()
             for _ in range(2)]
     assert runs[1] == ["1", "0"], runs  # the second process: loaded, not compiled
 

@@ -29,7 +29,8 @@ def colour_run(tmp_path_factory):
     folder = tmp_path_factory.mktemp("colour")
     manifest = make_manifest(folder, photos_train=2, drawings_train=2)
     recipe = manifest.with_suffix(".toml")
-    recipe.write_text(recipe.read_text().replace("channels = 1", "channels = 3").replace("size = 32", "size = 24"))
+    recipe.write_text(
+        recipe.read_text().replace("channels = 1", "channels = 3").replace("size = 32", "size = 24"))
     return train(manifest, out=folder / "run", epochs=1)
 
 
@@ -51,7 +52,8 @@ def test_load_generators(gray_run):
     assert not g_p2d.training and not g_d2p.training
     ckpt = torch.load(gray_run / "checkpoints" / "epoch_0001.pt", weights_only=True)
     _, g1, _ = load_generators(gray_run, epoch=1)
-    assert all(torch.equal(a, b) for a, b in zip(g1.state_dict().values(), ckpt["models"]["G_photo2drawing"].values()))
+    assert all(torch.equal(a, b)
+               for a, b in zip(g1.state_dict().values(), ckpt["models"]["G_photo2drawing"].values()))
     assert not torch.equal(next(g1.parameters()), next(g_p2d.parameters()))  # latest is epoch 2
 
 
@@ -63,14 +65,16 @@ def test_pad_to_multiple(height, width):
     assert torch.equal(padded[..., :height, :width], x)
 
 
-@pytest.mark.parametrize("shape, size, expected", [((64, 48), 32, (43, 32)), ((25, 25), 32, (32, 32)), ((32, 90, 3), 32, (32, 90, 3))])
+@pytest.mark.parametrize("shape, size, expected",
+                         [((64, 48), 32, (43, 32)), ((25, 25), 32, (32, 32)), ((32, 90, 3), 32, (32, 90, 3))])
 def test_scale_to_size(shape, size, expected):
     assert scale_to_size(np.zeros(shape, np.uint8), size).shape == expected
 
 
 def test_translate_to_drawing_keeps_names_and_uses_the_checkpoint_channels(gray_run, inputs, tmp_path):
     out = tmp_path / "drawn"
-    result = runner.invoke(app, ["translate", str(gray_run), str(inputs), "--to", "drawing", "--out", str(out)])
+    result = runner.invoke(app,
+                           ["translate", str(gray_run), str(inputs), "--to", "drawing", "--out", str(out)])
     assert result.exit_code == 0, result.output
     written = {p.name: Image.open(p) for p in out.iterdir()}
     assert set(written) == {"odd.png", "small.jpg", "einstein.png"}
@@ -86,14 +90,16 @@ def test_a_gif_is_translated_into_a_png(gray_run, tmp_path):
     folder.mkdir()
     Image.open(PD_FACES / "drawings" / "einstein_01.png").convert("P").save(folder / "einstein.gif")
     out = tmp_path / "drawn"
-    result = runner.invoke(app, ["translate", str(gray_run), str(folder), "--to", "drawing", "--out", str(out)])
+    result = runner.invoke(app,
+                           ["translate", str(gray_run), str(folder), "--to", "drawing", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert [p.name for p in out.iterdir()] == ["einstein.png"]
     assert Image.open(out / "einstein.png").format == "PNG"
 
 
 def test_translate_full_size_colour_to_photo(colour_run, inputs, tmp_path):
-    result = translate(colour_run, [inputs / "odd.png", inputs / "einstein.png"], to="photo", out=tmp_path, resize=False)
+    result = translate(colour_run, [inputs / "odd.png", inputs / "einstein.png"], to="photo", out=tmp_path,
+                       resize=False)
     assert [p.name for p in result.written] == ["odd.png", "einstein.png"]
     odd = np.asarray(Image.open(tmp_path / "odd.png"))
     assert odd.shape == (37, 45, 3)  # any size: padded to a multiple of 4 and cropped back
@@ -103,7 +109,8 @@ def test_translate_full_size_colour_to_photo(colour_run, inputs, tmp_path):
 
 def test_translate_with_face_crop(gray_run, tmp_path):
     pytest.importorskip("dlib")
-    result = translate(gray_run, [PD_FACES / "photos" / "astronaut.png", PD_FACES / "nonfaces" / "fire_engine_mimooh_01.png"], to="drawing",
+    result = translate(gray_run, [PD_FACES / "photos" / "astronaut.png",
+                                  PD_FACES / "nonfaces" / "fire_engine_mimooh_01.png"], to="drawing",
                        out=tmp_path, crop_faces=True)
     assert [p.name for p in result.written] == ["astronaut.png"]
     assert Image.open(tmp_path / "astronaut.png").size == (32, 32)  # framed at the training size
@@ -134,7 +141,8 @@ def test_translate_fills_a_tight_crop_as_curate_does(gray_run, tmp_path):
     ],
 )
 def test_bad_arguments(gray_run, inputs, tmp_path, args, fragment):
-    result = runner.invoke(app, ["translate", str(gray_run), str(inputs / "odd.png"), "--out", str(tmp_path), *args])
+    result = runner.invoke(
+        app, ["translate", str(gray_run), str(inputs / "odd.png"), "--out", str(tmp_path), *args])
     assert result.exit_code == 1 and fragment in " ".join(result.output.split())
 
 

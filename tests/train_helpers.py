@@ -49,7 +49,8 @@ def make_manifest(folder: Path, photos_train: int = 5, photos_test: int = 2, dra
     for i in range(drawings_train + drawings_test):
         split = "train" if i < drawings_train else "test"
         rows.append(row(manifest, drawings[i], "drawing", split, crop="random" if i == 1 else "center"))
-    rows.append(row(manifest, PD_FACES / "nonfaces" / "fire_engine_mimooh_01.png", "drawing", "train", keep=False))
+    rows.append(
+        row(manifest, PD_FACES / "nonfaces" / "fire_engine_mimooh_01.png", "drawing", "train", keep=False))
     write_manifest(new_rows(rows), manifest)
     if recipe is not None:
         (folder / f"{name}.toml").write_text(Path(recipe).read_text())

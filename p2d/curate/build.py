@@ -9,8 +9,8 @@ The split is a pure function of each row's content, so it is stable on re-runs a
 added: each kept row gets a rank u in [0, 1) from SHA-256 of its domain and phash (the path if it
 has no phash). `--test-fraction f`: a row is test when u < f, decided row by row, so adding rows
 never moves an existing row (a domain of 2+ kept rows that would get none gets its lowest-ranked
-row, so every domain has a test image to sample). `--test-count n`: the n lowest-ranked rows of each domain are test;
-adding rows moves at most as many old rows out of test as new rows with a lower rank come in.
+row, so every domain has a test image to sample). `--test-count n`: the n lowest-ranked rows of each domain
+are test; adding rows moves at most as many old rows out of test as new rows with a lower rank come in.
 Neither given: 5% per domain, but at least DEFAULT_MIN_TEST rows where the domain can spare them
 (at most MAX_TEST_SHARE of it): `p2d evaluate` needs ~50 test photos to separate epochs beyond the
 noise (a 10-photo split left KID's noise as large as the differences between late epochs).
@@ -30,7 +30,8 @@ from p2d.curate.dedup import (DEFAULT_MAX_HAMMING, DEFAULT_MIN_SIMILARITY, Dedup
 from p2d.curate.overrides import apply_overrides, read_curate_settings, read_overrides
 from p2d.errors import ManifestError, P2DError, RecipeError
 from p2d.inspection import Inspection, check_features, default_out, inspect_frame
-from p2d.manifest import kept_mask, new_rows, read_manifest, relative_path, resolve_path, validate, write_manifest
+from p2d.manifest import (kept_mask, new_rows, read_manifest, relative_path, resolve_path, validate,
+                          write_manifest)
 
 
 def split_rank(domain: str, key: str) -> float:
@@ -54,7 +55,8 @@ def assign_split(df: pd.DataFrame, test_count: int | None = None, test_fraction:
         raise P2DError(f"--test-fraction {test_fraction} is out of range: use 0 <= F < 1 (e.g. 0.05)")
     if test_count is not None and test_count < 0:
         raise P2DError(f"--test-count {test_count} must be >= 0")
-    keys = [p if len(str(p)) == 16 else path for p, path in zip(df["phash"].astype(str), df["path"].astype(str))]
+    keys = [
+        p if len(str(p)) == 16 else path for p, path in zip(df["phash"].astype(str), df["path"].astype(str))]
     rank = np.array([split_rank(d, k) for d, k in zip(df["domain"], keys)])
     keep = df["keep"].astype(bool).to_numpy()
     split = np.full(len(df), "train", dtype=object)
@@ -93,7 +95,8 @@ class BuildResult:
     summary: list[tuple[str, str, int, int, int, int]]  # domain, source, rows, kept, train, test
     inspection: Inspection | None = None  # drawings vs photos, before any unmatched row was dropped
     drop_unmatched: tuple[str, ...] = ()
-    moved: list[tuple[str, str, int]] = field(default_factory=list)  # domain, feature, rows dropped as unmatched
+    # domain, feature, rows dropped as unmatched
+    moved: list[tuple[str, str, int]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
 
@@ -125,7 +128,8 @@ def _summary_sample(df: pd.DataFrame, rows: int = SUMMARY_SAMPLE_ROWS) -> pd.Dat
     return pd.concat(parts).sort_index()
 
 
-def _inspect(output: Path, df: pd.DataFrame, features: tuple[str, ...]) -> tuple[Inspection | None, list[str]]:
+def _inspect(output: Path, df: pd.DataFrame,
+             features: tuple[str, ...]) -> tuple[Inspection | None, list[str]]:
     """The drawings-vs-photos inspection of the kept rows, or why there is none (it cannot be had
     without both domains; unmatched rows cannot then be told, which is an error only when asked for)."""
     if not features:
@@ -221,5 +225,6 @@ def build_manifest(recipe: Path | str, sources: list[Path | str], output: Path |
     for (domain, source), part in df.groupby(["domain", "source"], sort=True):
         kept = part["keep"].astype(bool)
         summary.append((domain, source, len(part), int(kept.sum()),
-                        int((kept & (part["split"] == "train")).sum()), int((kept & (part["split"] == "test")).sum())))
+                        int((kept & (part["split"] == "train")).sum()),
+                        int((kept & (part["split"] == "test")).sum())))
     return BuildResult(output, df, report, summary, inspection, drop_unmatched, moved, notes)

@@ -59,7 +59,8 @@ def _has_images(folder: Path) -> bool:
 
 def _images_dir(root: Path) -> Path | None:
     for cand in (root / "img_align_celeba" / "img_align_celeba", root / "img_align_celeba",
-                 root / "celeba" / "img_align_celeba" / "img_align_celeba", root / "celeba" / "img_align_celeba"):
+                 root / "celeba" / "img_align_celeba" / "img_align_celeba",
+                 root / "celeba" / "img_align_celeba"):
         if cand.is_dir() and _has_images(cand):
             return cand
     if root.name == "img_align_celeba" and _has_images(root):
@@ -77,7 +78,8 @@ def find_layout(root: Path) -> CelebaLayout | None:
     search = [root, root / "celeba", images.parent, images.parent.parent]
     for key, stem in ANNOTATIONS.items():
         for folder in search:
-            hit = next((folder / f"{stem}{ext}" for ext in (".txt", ".csv") if (folder / f"{stem}{ext}").is_file()), None)
+            hit = next((folder / f"{stem}{ext}" for ext in (".txt", ".csv")
+                        if (folder / f"{stem}{ext}").is_file()), None)
             if hit:
                 files[key] = hit
                 break
@@ -193,7 +195,8 @@ def load_annotations(layout: CelebaLayout, need: set[str]) -> Annotations:
     if "landmarks" in need and "landmarks" in layout.files:
         _, rows = read_annotation(layout.files["landmarks"])
         try:
-            ann.landmarks = {k: [[float(v[j]), float(v[j + 1])] for j in range(0, 10, 2)] for k, v in rows.items()}
+            ann.landmarks = {
+                k: [[float(v[j]), float(v[j + 1])] for j in range(0, 10, 2)] for k, v in rows.items()}
         except (ValueError, IndexError):
             raise P2DError(f"{layout.files['landmarks']}: rows must hold 10 numbers (five x, y points); "
                            "re-download it or remove it") from None
@@ -209,7 +212,8 @@ def load_annotations(layout: CelebaLayout, need: set[str]) -> Annotations:
 def list_celeba_images(images_dir: Path) -> list[str]:
     """Image file names in the folder in file order (CelebA's names are zero-padded numbers)."""
     with os.scandir(images_dir) as it:
-        names = [e.name for e in it if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS]
+        names = [
+            e.name for e in it if e.is_file() and os.path.splitext(e.name)[1].lower() in IMAGE_EXTENSIONS]
     return sorted(names)
 
 
@@ -236,7 +240,8 @@ def select(
     ann = load_annotations(layout, need)
     unknown = [a for a in exclude_attrs if a not in ann.attr_names]
     if unknown:
-        raise P2DError(f"--exclude-attr {', '.join(unknown)}: no such CelebA attribute; known: {' '.join(ann.attr_names)}")
+        raise P2DError(f"--exclude-attr {', '.join(unknown)}: no such CelebA attribute; known: "
+                       f"{' '.join(ann.attr_names)}")
     names = list_celeba_images(layout.images_dir)
     if partition is not None:
         want = PARTITIONS[partition]

@@ -33,12 +33,16 @@ import functools
 import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from p2d.curate.hashing import THUMB_PX
 from p2d.errors import P2DError
+
+if TYPE_CHECKING:
+    import scipy.sparse
 
 DEFAULT_MAX_HAMMING = 8
 NOT_DUPLICATES = "not_duplicates.csv"
@@ -75,7 +79,8 @@ def _balanced_chunks(x: np.ndarray) -> list[np.ndarray]:
     """The 64 bit positions cut into chunks of the widths in _CHUNKS with about equal entropy.
     Face hashes have nearly constant bits; in one chunk they would crowd its buckets, and the
     pigeonhole argument holds for any partition of the bits."""
-    ones = np.array([np.count_nonzero((x >> np.uint64(b)) & np.uint64(1)) for b in range(64)]) / max(len(x), 1)
+    ones = np.array(
+        [np.count_nonzero((x >> np.uint64(b)) & np.uint64(1)) for b in range(64)]) / max(len(x), 1)
     p = np.clip(ones, 1e-9, 1 - 1e-9)
     entropy = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
     widths = [w for _, w in _CHUNKS]
@@ -100,7 +105,8 @@ def near_pairs(hashes: np.ndarray, mirrors: np.ndarray | None = None, max_hammin
     """(P, 2) array of index pairs i < j whose hashes (or i's hash and j's mirror hash) differ in
     at most `max_hamming` bits. `hashes`, `mirrors`: uint64 arrays of equal length."""
     if not 0 <= max_hamming <= 20:
-        raise P2DError(f"--max-hamming {max_hamming} is out of range: use 0..20 bits (default {DEFAULT_MAX_HAMMING})")
+        raise P2DError(
+            f"--max-hamming {max_hamming} is out of range: use 0..20 bits (default {DEFAULT_MAX_HAMMING})")
     q = np.asarray(hashes, dtype=np.uint64)
     n = len(q)
     db = q if mirrors is None else np.concatenate([q, np.asarray(mirrors, dtype=np.uint64)])
@@ -184,7 +190,8 @@ def _registrations(side: int = THUMB_PX, max_crop: float = MAX_CROP_FRACTION) ->
                     vals.append(wy * wx)
             t += 1
     n = side * side
-    return coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(t * n, n)).tocsr()
+    return coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                      shape=(t * n, n)).tocsr()
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -197,7 +204,8 @@ def _mirror(v: np.ndarray) -> np.ndarray:
     return v.reshape(*v.shape[:-1], THUMB_PX, THUMB_PX)[..., ::-1].reshape(v.shape)
 
 
-def thumb_similarity(a: np.ndarray, b: np.ndarray, enough: float | None = None, chunk: int = 2048) -> np.ndarray:
+def thumb_similarity(a: np.ndarray, b: np.ndarray, enough: float | None = None,
+                     chunk: int = 2048) -> np.ndarray:
     """Best normalised correlation between gray thumbnails a[k] and b[k] (each (P, 256)), over
     the mirror and small crops of either side (either may be the cropped copy). 1.0: the same
     picture; distinct aligned faces stay below ~0.91 (benchmarks/dedup.py). Pairs that reach
@@ -216,7 +224,8 @@ def thumb_similarity(a: np.ndarray, b: np.ndarray, enough: float | None = None, 
             # src resampled by every registration, laid out (T, n, p) as the sparse product gives it
             moved = (reg @ np.ascontiguousarray(src.T)).reshape(-1, n, len(rows))
             total = moved.sum(axis=1)
-            norm = np.maximum(np.sqrt(np.maximum(np.einsum("tnp,tnp->tp", moved, moved) - total * total / n, 0)), 1e-3)
+            norm = np.maximum(
+                np.sqrt(np.maximum(np.einsum("tnp,tnp->tp", moved, moved) - total * total / n, 0)), 1e-3)
             for target in (ref, _mirror(ref)):  # zero-mean targets: the dot needs no centring of `moved`
                 best = np.maximum(best, (np.einsum("tnp,pn->tp", moved, target) / norm).max(axis=0))
         out[rows] = best
@@ -276,7 +285,8 @@ class DedupReport:
         """(what it crosses, group number from 1, its rows) for each group across domains, then
         for each across train/test."""
         return [(title, g + 1, self.groups[g]) for title, which in (("across domains", self.cross_domain),
-                                                                    ("across train/test", self.cross_split)) for g in which]
+                                                                    ("across train/test", self.cross_split))
+                for g in which]
 
 
 def _row_signatures(df: pd.DataFrame, rows: np.ndarray, image_paths: list[Path], report: DedupReport):
@@ -304,7 +314,8 @@ def _row_signatures(df: pd.DataFrame, rows: np.ndarray, image_paths: list[Path],
         live.append(i)
     live = np.array(live, dtype=np.int64)
     thumbs, _ = thumbs_from_b64(df["thumb"].to_numpy()[live].tolist())
-    return live, hex_to_uint64(df["phash"].to_numpy()[live]), hex_to_uint64(df["phash_mirror"].to_numpy()[live]), thumbs
+    return (live, hex_to_uint64(df["phash"].to_numpy()[live]),
+            hex_to_uint64(df["phash_mirror"].to_numpy()[live]), thumbs)
 
 
 def find_duplicates(hashes: np.ndarray, mirrors: np.ndarray, thumbs: np.ndarray, pixels: np.ndarray,
@@ -335,8 +346,9 @@ def find_duplicates(hashes: np.ndarray, mirrors: np.ndarray, thumbs: np.ndarray,
     return keepers, int((~ok).sum()), len(pairs)
 
 
-def dedup_frame(df: pd.DataFrame, image_paths: list[Path], dup_label: list, max_hamming: int = DEFAULT_MAX_HAMMING,
-                min_similarity: float = DEFAULT_MIN_SIMILARITY, not_duplicates: list[tuple[str, str]] = ()
+def dedup_frame(df: pd.DataFrame, image_paths: list[Path], dup_label: list,
+                max_hamming: int = DEFAULT_MAX_HAMMING, min_similarity: float = DEFAULT_MIN_SIMILARITY,
+                not_duplicates: list[tuple[str, str]] = ()
                 ) -> tuple[pd.DataFrame, DedupReport]:
     """Mark near duplicates among kept rows of `df` (rows earlier marked `dup_of:` are reconsidered,
     so a re-run with other settings starts afresh). `image_paths[i]`: row i's file;
@@ -450,7 +462,8 @@ def add_not_duplicates(folder: Path | str, pairs: list[tuple[str, str]]) -> None
 def _source_pixels(df: pd.DataFrame) -> pd.Series:
     """Pixels of each row's source image (`source_width` x `source_height`), else of the file."""
     def num(col):
-        return pd.to_numeric(df[col], errors="coerce") if col in df.columns else pd.Series(np.nan, index=df.index)
+        return (pd.to_numeric(df[col], errors="coerce") if col in df.columns
+                else pd.Series(np.nan, index=df.index))
 
     px = num("source_width") * num("source_height")
     return px.fillna(num("width") * num("height")).fillna(0)
@@ -466,7 +479,8 @@ class DedupResult:
 
 
 def dedup_manifests(manifests: list[Path | str], max_hamming: int = DEFAULT_MAX_HAMMING,
-                    sheet: Path | str | None = None, min_similarity: float = DEFAULT_MIN_SIMILARITY) -> DedupResult:
+                    sheet: Path | str | None = None,
+                    min_similarity: float = DEFAULT_MIN_SIMILARITY) -> DedupResult:
     """Dedup across the rows of all `manifests` and rewrite each one atomically."""
     from p2d.manifest import read_manifest, relative_path, resolve_path, write_manifest
 
@@ -517,7 +531,8 @@ def write_group_sheet(path: Path | str, report: DedupReport, files: list[Path], 
         for n, i in enumerate(group[:cols]):
             image, _ = try_read_image(files[i])
             cells.append(image)
-            labels.append(f"g{k + 1} {'KEEP' if n == 0 else 'dup'} {df.iloc[i]['domain']}/{df.iloc[i]['split']}\n{files[i].name}")
+            labels.append(f"g{k + 1} {'KEEP' if n == 0 else 'dup'} "
+                          f"{df.iloc[i]['domain']}/{df.iloc[i]['split']}\n{files[i].name}")
         for _ in range(cols - min(len(group), cols)):
             cells.append(np.full((8, 8, 3), 255, np.uint8))
             labels.append("")

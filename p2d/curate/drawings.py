@@ -116,7 +116,8 @@ SHEET_CELLS = 48  # thumbnails per review sheet
 # ----------------------------------------------------------------------------- pure framing
 
 
-def landmarks_sane(points: np.ndarray, box: tuple[float, float, float, float], max_roll_deg: float = 30.0) -> bool:
+def landmarks_sane(points: np.ndarray, box: tuple[float, float, float, float],
+                   max_roll_deg: float = 30.0) -> bool:
     """Do the 68 points look like a face in this box? On a drawing the predictor always answers,
     often with a mean-ish shape in the wrong place; these checks catch the usual failures:
     eye distance 0.25-0.75 of the box width (CelebA: 0.47), eyes-to-mouth 0.6-1.6 eye distances
@@ -162,7 +163,8 @@ def choose_facing(hand_view: str, yaw: float | None, detector_view: str,
     return "unknown", ""
 
 
-def eye_contrasts(gray: np.ndarray, points: np.ndarray, box: tuple[float, float, float, float]) -> tuple[float, float]:
+def eye_contrasts(gray: np.ndarray, points: np.ndarray,
+                  box: tuple[float, float, float, float]) -> tuple[float, float]:
     """How much is drawn where the landmarks put each eye: the gray-level spread in a square of
     half an eye distance around each eye centre, over the spread in the whole face box. On a
     profile the predictor still places a second eye, on blank cheek or hair: ~0 there, while a drawn
@@ -636,8 +638,8 @@ def confirmed(face: FoundFace | None) -> bool:
     return face is not None and (face.detector == "hand" or face.votes >= 2 or face.strength >= FIRM_STRENGTH)
 
 
-def _learn_and_retry(out: Path, rows: list, review: list, found: list, items: list, s: CropSettings, cache: dict,
-                     notes: list[str]) -> int:
+def _learn_and_retry(out: Path, rows: list, review: list, found: list, items: list, s: CropSettings,
+                     cache: dict, notes: list[str]) -> int:
     """--learn: train on the confirmed boxes (`found`: each drawing's, or None), save the detector in
     `out`, run it on the drawings without a face (rows and review cells replaced in place); the
     number of faces it added."""
@@ -650,8 +652,8 @@ def _learn_and_retry(out: Path, rows: list, review: list, found: list, items: li
             if image is not None:
                 examples.append((image, box))
     if len(examples) < MIN_BOXES:
-        notes.append(f"--learn: only {len(examples)} confirmed face box(es), at least {MIN_BOXES} are needed: "
-                     "nothing learned (give more hand boxes with --boxes)")
+        notes.append(f"--learn: only {len(examples)} confirmed face box(es), at least {MIN_BOXES} are "
+                     "needed: nothing learned (give more hand boxes with --boxes)")
         return 0
     try:
         model = train_detector(examples)
@@ -766,9 +768,9 @@ def _one_drawing(path: Path, rel: str, target: Path, s: CropSettings, cache: dic
         return row, image, None
 
 
-def face_pose(image: np.ndarray, points: np.ndarray, box: tuple[float, float, float, float], hand_view: str = "",
-              detector_view: str = "", max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG, classifier_view: str = "",
-              cnn_view: str = "") -> dict:
+def face_pose(image: np.ndarray, points: np.ndarray, box: tuple[float, float, float, float],
+              hand_view: str = "", detector_view: str = "", max_frontal_yaw_deg: float = MAX_FRONTAL_YAW_DEG,
+              classifier_view: str = "", cnn_view: str = "") -> dict:
     """facing, facing_from, landmarks_trusted, and yaw_deg / roll_deg where the landmarks are sane
     and sit on drawn eyes (else blank: a profile's landmarks fail the eyes check, its far eye is
     not drawn). See choose_facing for the order of the evidence."""

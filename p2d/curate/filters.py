@@ -48,15 +48,24 @@ class Thresholds:
     """Every filter threshold, with its unit in the name; echoed in each run's summary."""
 
     # `help` is the CLI's option text (`p2d curate celeba/photos --smile-threshold` ...).
-    smile_threshold: float = field(default=SMILE_THRESHOLD, metadata={"help": "Smile score (mouth corners' spread plus the upper lip's rise towards the nose, in inter-ocular distances) above which a face counts as a wide smile."})
+    smile_threshold: float = field(default=SMILE_THRESHOLD, metadata={
+        "help": "Smile score (mouth corners' spread plus the upper lip's rise towards the nose, in "
+                "inter-ocular distances) above which a face counts as a wide smile."})
     max_yaw_deg: float = field(default=30.0, metadata={"help": "Drop faces turned more than this (degrees)."})
-    max_roll_deg: float = field(default=20.0, metadata={"help": "Drop faces tilted more than this (degrees)."})
-    min_iod_px: float = field(default=20.0, metadata={"help": "Drop faces whose eye centres are closer than this (pixels in the source)."})
-    min_laplacian_var: float = field(default=50.0, metadata={"help": "Drop faces whose variance of the Laplacian (64 px face patch) is below this: blur."})
-    min_mean_gray: float = field(default=40.0, metadata={"help": "Drop faces darker than this mean gray level (0-255)."})
-    max_mean_gray: float = field(default=220.0, metadata={"help": "Drop faces brighter than this mean gray level (0-255)."})
-    second_face_min_ratio: float = field(default=0.5, metadata={"help": "Another detection this wide relative to the main face counts as a second face."})
-    second_face_min_score: float = field(default=0.5, metadata={"help": "...and needs at least this dlib HOG score."})
+    max_roll_deg: float = field(default=20.0,
+                                metadata={"help": "Drop faces tilted more than this (degrees)."})
+    min_iod_px: float = field(default=20.0, metadata={
+        "help": "Drop faces whose eye centres are closer than this (pixels in the source)."})
+    min_laplacian_var: float = field(default=50.0, metadata={
+        "help": "Drop faces whose variance of the Laplacian (64 px face patch) is below this: blur."})
+    min_mean_gray: float = field(default=40.0,
+                                 metadata={"help": "Drop faces darker than this mean gray level (0-255)."})
+    max_mean_gray: float = field(default=220.0,
+                                 metadata={"help": "Drop faces brighter than this mean gray level (0-255)."})
+    second_face_min_ratio: float = field(default=0.5, metadata={
+        "help": "Another detection this wide relative to the main face counts as a second face."})
+    second_face_min_score: float = field(default=0.5,
+                                         metadata={"help": "...and needs at least this dlib HOG score."})
 
     def __post_init__(self):
         for f in fields(self):
@@ -116,8 +125,8 @@ def drop_reason(
 ) -> str:
     """Why this image is dropped ("" to keep it), from its cached analysis record.
 
-    One reason per image, the first that applies in this order: unreadable, too_small, error, no_face, multi_face,
-    face_small, yaw, roll, dark, bright, blur, smile. `need_face` drops faceless images even
+    One reason per image, the first that applies in this order: unreadable, too_small, error, no_face,
+    multi_face, face_small, yaw, roll, dark, bright, blur, smile. `need_face` drops faceless images even
     without --drop-outliers (a photo cannot be framed without landmarks).
     """
     status = record.get("status", "")

@@ -1,4 +1,5 @@
-"""Perceptual hashes of image arrays (the manifest's 64-bit `phash`) and the gray thumbnail that confirms them."""
+"""Perceptual hashes of image arrays (the manifest's 64-bit `phash`) and the gray thumbnail that confirms
+them."""
 
 from __future__ import annotations
 

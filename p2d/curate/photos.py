@@ -4,7 +4,8 @@ Each photo goes through dlib's HOG detector and the 68-point predictor; the larg
 upright and scaled from its landmarks (eyes, nose, mouth corners) so that it sits in the frame as
 CelebA's aligned faces do, at --size. The same filters as `p2d curate celeba` apply.
 
-The framing itself (`p2d.framing.frame_matrix`, `p2d.padding.crop_face`) is shared with translate --crop-faces.
+The framing itself (`p2d.framing.frame_matrix`, `p2d.padding.crop_face`) is shared with translate
+--crop-faces.
 """
 
 from __future__ import annotations

@@ -163,7 +163,8 @@ class RunSettings:
             raise P2DError(f"--smile-source {self.smile_source} is not known: use landmarks or attr")
         if not 0.0 <= self.max_padded_fraction <= 1.0:
             raise P2DError(f"--max-padded-fraction {self.max_padded_fraction} is out of range: give 0 to 1 "
-                           f"(default {MAX_PADDED_FRACTION}: more filled frame than that covers part of the face)")
+                           f"(default {MAX_PADDED_FRACTION}: more filled frame than that covers part of "
+                           "the face)")
 
 
 @dataclass
@@ -270,7 +271,8 @@ class StageClock:
         self.t = now
 
 
-def locate(image: np.ndarray, models: FaceModels, face_box: str, points5, upsample: int) -> tuple[dict, tuple | None]:
+def locate(image: np.ndarray, models: FaceModels, face_box: str, points5,
+           upsample: int) -> tuple[dict, tuple | None]:
     """The analysis record begun, and the face box the landmarks are looked for in (None: no face,
     the record says so)."""
     h, w = image.shape[:2]
@@ -419,8 +421,10 @@ class _Worker:
                     out.append(exc)
             return out
 
-    def _finish(self, job: Job, image: np.ndarray | None, why: str | None, rec: dict, clock: StageClock) -> tuple:
-        """Judge one image and write its output: (index, analysis to cache or None, reason, output or None)."""
+    def _finish(self, job: Job, image: np.ndarray | None, why: str | None, rec: dict,
+                clock: StageClock) -> tuple:
+        """Judge one image and write its output: (index, analysis to cache or None, reason, output or
+        None)."""
         s = self.s
         if job.cached is None:  # the cache calls the detector name its analysis "method"
             rec.update(name=job.name, sig=job.sig, method=job.detector)
@@ -482,7 +486,8 @@ def ready_worker(settings: RunSettings) -> _Worker:
         worker.models.predictor
     if settings.face_box == "detect":
         worker.models.hog
-    # imagehash imports scipy.fftpack on its first phash (~0.65 s here): start-up, not the first image's hashes
+    # imagehash imports scipy.fftpack on its first phash (~0.65 s here): start-up, not the first
+    # image's hashes
     output_hashes(np.zeros((8, 8, 3), np.uint8))
     return worker
 
@@ -501,7 +506,8 @@ def _output_current(out: dict | None, out_file: str, s: RunSettings, sig, detect
     if (not out or out.get("file") != out_file or out.get("size") != s.options.size
             or out.get("crop") != s.crop):
         return False
-    if out.get("src_sig") != sig or (s.crop == "frame" and (out.get("method"), out.get("pad")) != (detector, str(s.pad))):
+    if (out.get("src_sig") != sig
+            or (s.crop == "frame" and (out.get("method"), out.get("pad")) != (detector, str(s.pad)))):
         return False
     return (s.out_dir / out_file).is_file()
 
@@ -543,8 +549,8 @@ def _plan(items: list[Item], s: RunSettings, cache: FaceCache) -> _Plan:
             if current or not want:
                 plan.outs[i] = prev if current else None
                 continue
-        plan.jobs.append(Job(i, str(Path(it.path).absolute()), it.name, sig, detector, it.points5, rec, it.pre_reason, it.smiling,
-                             out_file, it.override))
+        plan.jobs.append(Job(i, str(Path(it.path).absolute()), it.name, sig, detector, it.points5, rec,
+                             it.pre_reason, it.smiling, out_file, it.override))
     return plan
 
 
@@ -586,7 +592,8 @@ def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
 
     s.validate()
     if not items:
-        raise P2DError("no images selected: check the folder and the selection options (--first, --partition)")
+        raise P2DError(
+            "no images selected: check the folder and the selection options (--first, --partition)")
     names = [it.name for it in items]
     if len(set(names)) != len(names):
         raise P2DError("two selected images have the same name: give each image a unique path")
@@ -634,7 +641,8 @@ def run(items: list[Item], s: RunSettings, title: str = "curate") -> RunResult:
     write_review_sheet(s.out_dir / "review.png", items, reasons, recs, s)
     notes += [f"{OVERRIDES}: keep refused for images/{it.out_stem}.{s.options.fmt}: {keep_refusal(r, s.crop)}"
               for it, r in zip(items, reasons) if it.override == "keep" and r]
-    return RunResult(manifest_path, s.out_dir, df, n, sum(1 for r in reasons if not r), _dropped_counts(reasons),
+    return RunResult(manifest_path, s.out_dir, df, n, sum(1 for r in reasons if not r),
+                     _dropped_counts(reasons),
                      analyzed, plan.cache_hits, written, time.perf_counter() - start, s.options.thresholds,
                      _agreement(items, recs, s.options.thresholds.smile_threshold), notes=notes,
                      stage_seconds=dict(zip(STAGES, stage_seconds)))
@@ -730,7 +738,8 @@ def _prepare_models(s: RunSettings) -> None:
     if not cached_path(dat).is_file() and not s.quiet:
         from p2d.ui import console
 
-        console.print(f"preparing dlib's 68-point model for batches (once per machine) -> {cached_path(dat).parent}")
+        console.print(
+            f"preparing dlib's 68-point model for batches (once per machine) -> {cached_path(dat).parent}")
     ensure_cached(dat)
     models.batched_is_faster
     if s.face_box == "detect":

@@ -61,8 +61,8 @@ def ray_map(jobs: list, make_worker: Callable[[], Callable], engine: Engine, sha
     with connected(ray, engine):
         cpus = int(ray.cluster_resources().get("CPU", 0))
         if engine.workers > cpus:  # Ray Data would wait for actors that never get a CPU
-            raise P2DError(f"--workers {engine.workers} is more than the {cpus} CPUs of the Ray cluster: give at "
-                           f"most {cpus} (one actor per CPU), or add nodes")
+            raise P2DError(f"--workers {engine.workers} is more than the {cpus} CPUs of the Ray cluster: "
+                           f"give at most {cpus} (one actor per CPU), or add nodes")
         check_shared_storage(ray, shared)
         per_row = max(1, min(JOBS_PER_ROW, len(jobs) // (engine.workers * 8)))
         rows = [{"jobs": pickle.dumps(jobs[k:k + per_row])} for k in range(0, len(jobs), per_row)]
@@ -91,9 +91,9 @@ def connected(ray, engine: Engine):
             ray.init(address=engine.ray_address, **quiet)
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise P2DError(f"could not join the Ray cluster at {engine.ray_address}: {exc}; start one with "
-                           "`ray start --head` and give the address it prints (e.g. 10.0.0.1:6379). A cluster "
-                           "with token authentication (Ray's default) also needs RAY_AUTH_MODE=token here and "
-                           "the head's token in ~/.ray/auth_token") from exc
+                           "`ray start --head` and give the address it prints (e.g. 10.0.0.1:6379). A "
+                           "cluster with token authentication (Ray's default) also needs RAY_AUTH_MODE=token "
+                           "here and the head's token in ~/.ray/auth_token") from exc
     else:
         ray.init(address="local", num_cpus=engine.workers, log_to_driver=False, **quiet)
     try:
@@ -147,6 +147,7 @@ def check_shared_storage(ray, shared: list[Path]) -> None:
     blind = [(host, missing) for host, missing in answers if missing]
     if blind:
         host, missing = blind[0]
-        raise P2DError(f"Ray node {host} (and {len(blind) - 1} more) cannot see {', '.join(missing[:3])}: with "
-                       "--engine ray every node reads the inputs and writes the output folder itself, so put both "
-                       "on storage every node mounts at the same path (e.g. NFS) and give those paths")
+        raise P2DError(f"Ray node {host} (and {len(blind) - 1} more) cannot see {', '.join(missing[:3])}: "
+                       "with --engine ray every node reads the inputs and writes the output folder itself, "
+                       "so put both on storage every node mounts at the same path (e.g. NFS) and give "
+                       "those paths")

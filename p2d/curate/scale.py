@@ -52,8 +52,8 @@ class ScaleResult:
     def summary_rows(self) -> list[tuple[str, object]]:
         kept = sum(1 for x in self.rows if x["keep"])
         padded = sum(1 for x in self.rows if x["keep"] and x.get("padded_fraction", 0) > 0)
-        return [("images", len(self.rows)), ("kept", kept), ("padded", padded), ("dropped", len(self.rows) - kept),
-                ("seconds", round(self.seconds, 1))]
+        return [("images", len(self.rows)), ("kept", kept), ("padded", padded),
+                ("dropped", len(self.rows) - kept), ("seconds", round(self.seconds, 1))]
 
 
 @dataclass(frozen=True)
@@ -114,8 +114,8 @@ def scale_folder(raw: Path | str, out: Path | str, options: ScaleOptions = Scale
                     write_image(target, scaled)
                     row.update(width=scaled.shape[1],
                                height=scaled.shape[0], phash=phash_hex(scaled),
-                               phash_mirror=phash_hex(np.ascontiguousarray(scaled[:, ::-1])), thumb=thumb_b64(scaled), keep=True,
-                               padded_fraction=round(fraction, 4))
+                               phash_mirror=phash_hex(np.ascontiguousarray(scaled[:, ::-1])),
+                               thumb=thumb_b64(scaled), keep=True, padded_fraction=round(fraction, 4))
             rows.append(row)
             bar.update(task, advance=1, status=row["reason"])
     write_manifest(new_rows(rows), manifest_path)

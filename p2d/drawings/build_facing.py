@@ -59,7 +59,8 @@ def faces_of(images: dict) -> list[dict]:
     return out
 
 
-def examples(faces: list[dict], jitter: int, seed: int = 0, features: str = FEATURES) -> tuple[np.ndarray, np.ndarray]:
+def examples(faces: list[dict], jitter: int, seed: int = 0,
+             features: str = FEATURES) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     xs, ys = [], []
     for f in faces:
@@ -119,7 +120,8 @@ def main() -> None:
                   + ", ".join(f"{c} {sum(f['y'] == i for f in faces)}" for i, c in enumerate(CLASSES)))
     filters = DrawingFaceDetector()
     rows = []
-    filt_right = sum(view_from_scores(filters.view_scores(f["image"], f["box"])) == CLASSES[f["y"]] for f in faces)
+    filt_right = sum(
+        view_from_scores(filters.view_scores(f["image"], f["box"])) == CLASSES[f["y"]] for f in faces)
     rows.append(("drawing filters' view (hand box; trained on all train)", f"{filt_right}/{len(faces)}", ""))
     best = None
     for c in args.C:
@@ -134,11 +136,12 @@ def main() -> None:
             hand, hand_n = hand + r, hand_n + n
             r, n = accuracy(w, test, 3)
             jit, jit_n = jit + r, jit_n + n
-        rows.append((f"classifier C={c} (grouped {args.folds}-fold)", f"{hand}/{hand_n} ({hand / hand_n:.0%})",
-                     f"{jit}/{jit_n} ({jit / jit_n:.0%})"))
+        rows.append((f"classifier C={c} (grouped {args.folds}-fold)",
+                     f"{hand}/{hand_n} ({hand / hand_n:.0%})", f"{jit}/{jit_n} ({jit / jit_n:.0%})"))
         if best is None or jit / jit_n > best[1]:
             best = (c, jit / jit_n)
-    console.print(table("facing on the train split's labelled faces", ["rule", "hand box", "hand + 3 jittered boxes"], rows))
+    console.print(table("facing on the train split's labelled faces",
+                        ["rule", "hand box", "hand + 3 jittered boxes"], rows))
     weights = fit(*examples(faces, args.jitter, features=args.features), best[0], args.features)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp.npz")
@@ -151,7 +154,8 @@ def main() -> None:
         ev = faces_of({n: v for n, v in labelled_set("eval", args.clipart, args.cards).items() if v[1]})
         r, n = accuracy(weights, ev, 0)
         fr = sum(view_from_scores(filters.view_scores(f["image"], f["box"])) == CLASSES[f["y"]] for f in ev)
-        console.print(f"eval split hand boxes: classifier {r}/{n} ({r / n:.0%}), drawing filters' view {fr}/{n}")
+        console.print(
+            f"eval split hand boxes: classifier {r}/{n} ({r / n:.0%}), drawing filters' view {fr}/{n}")
 
 
 if __name__ == "__main__":

@@ -134,7 +134,8 @@ def main() -> None:
     VERBOSE = args.verbose
     missing = [name for name, ok in available(args.clipart, args.cards).items() if not ok]
     if missing:
-        sys.exit(f"{', '.join(missing)} not found: apt-get install openclipart-png gnome-cards-data librsvg2-bin")
+        sys.exit(
+            f"{', '.join(missing)} not found: apt-get install openclipart-png gnome-cards-data librsvg2-bin")
     excluded = frozenset(args.exclude.read_text().split()) if args.exclude else frozenset()
     files = {p: e for p, e in read_labels(args.labels).items() if e["split"] == "train"}
     images = {path: load(path, e["sha256"], args.clipart, args.cards, excluded) for path, e in files.items()}
@@ -149,7 +150,8 @@ def main() -> None:
                            key=lambda p: files[p]["sha256"])[: args.val_negatives]
         fit = {p: e for p, e in files.items() if p not in held and (e["boxes"] or p in negatives)}
         val = {p: e for p, e in files.items() if p in held}
-        fit_set, val_set = build_set(fit, images, want, args.window_px), build_set(val, images, want, args.window_px)
+        fit_set, val_set = (build_set(fit, images, want, args.window_px),
+                            build_set(val, images, want, args.window_px))
         scores = {}
         for c in args.C if len(args.C) > 1 else []:  # one C given: no choice to make, train once
             t0 = time.perf_counter()
@@ -162,9 +164,11 @@ def main() -> None:
         t0 = time.perf_counter()
         det = train(*build_set(files, images, want, args.window_px), want, best, args.window_px)
         det.save(str(args.out / MODEL_FILES[want]))
-        console.print(f"{want}: C={best} -> {args.out / MODEL_FILES[want]} ({time.perf_counter() - t0:.0f} s)")
+        console.print(
+            f"{want}: C={best} -> {args.out / MODEL_FILES[want]} ({time.perf_counter() - t0:.0f} s)")
     console.print(table("validation (a quarter of the train files, by hash); 2-core CPU",
-                        ["filter", "C", "train boxes", "val boxes", "precision", "recall", "AP", "seconds"], rows))
+                        ["filter", "C", "train boxes", "val boxes", "precision", "recall", "AP", "seconds"],
+                        rows))
 
 
 if __name__ == "__main__":

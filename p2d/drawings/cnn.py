@@ -46,7 +46,8 @@ INPUT_MEAN, INPUT_STD = 0.5, 0.25  # gray in [0, 1] -> network input
 MIN_FACE_PX = 10  # training: a face smaller than this (in input pixels) is not a target
 VIEWS = ("frontal", "left", "right")  # the centre maps, in order; "left": the nose points to the image left
 MIRRORED_VIEW = {"frontal": "frontal", "left": "right", "right": "left"}
-MAPS = len(VIEWS) + 4  # the head's outputs: a centre logit per view, x and y offset logits, log width and height
+# the head's outputs: a centre logit per view, x and y offset logits, log width and height
+MAPS = len(VIEWS) + 4
 
 
 # ----------------------------------------------------------------------------- pure numpy parts
@@ -119,7 +120,8 @@ def boxes_from_peaks(peaks: list[tuple[int, int, float]], offset: np.ndarray, lo
     for r, c, score in peaks:
         cx, cy = (c + offset[0, r, c]) * STRIDE, (r + offset[1, r, c]) * STRIDE
         w, h = math.exp(log_size[0, r, c]) * STRIDE, math.exp(log_size[1, r, c]) * STRIDE
-        out.append((float((cx - w / 2) / scale), float((cy - h / 2) / scale), float(w / scale), float(h / scale), score))
+        out.append((float((cx - w / 2) / scale), float((cy - h / 2) / scale), float(w / scale),
+                    float(h / scale), score))
     return out
 
 
@@ -149,7 +151,8 @@ def build_network(widths: tuple[int, ...] = WIDTHS):
     import torch.nn.functional as F
 
     def conv(i: int, o: int, stride: int = 1) -> nn.Sequential:
-        return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1, bias=False), nn.BatchNorm2d(o), nn.ReLU(inplace=True))
+        return nn.Sequential(nn.Conv2d(i, o, 3, stride, 1, bias=False), nn.BatchNorm2d(o),
+                             nn.ReLU(inplace=True))
 
     class CentreNet(nn.Module):
         def __init__(self):
@@ -163,7 +166,8 @@ def build_network(widths: tuple[int, ...] = WIDTHS):
             self.l16, self.l32 = nn.Conv2d(d, c, 1), nn.Conv2d(e, c, 1)
             self.fuse = conv(c, c)
             self.head = nn.Conv2d(c, MAPS, 1)
-            nn.init.constant_(self.head.bias[: len(VIEWS)], -5.0)  # a face centre is rare: start near p = 0.007
+            # a face centre is rare: start near p = 0.007
+            nn.init.constant_(self.head.bias[: len(VIEWS)], -5.0)
 
         def forward(self, x):
             x8 = self.s8(self.s4(self.s2(x)))
@@ -184,7 +188,8 @@ def training_loss(out, heat, reg, mask):
     p = torch.sigmoid(out[:, :n_views]).clamp(1e-4, 1 - 1e-4)
     pos = heat.eq(1).float()
     faces = pos.sum().clamp(min=1)
-    focal = -(torch.log(p) * (1 - p) ** 2 * pos + torch.log(1 - p) * p**2 * (1 - heat) ** 4 * (1 - pos)).sum() / faces
+    focal = -(torch.log(p) * (1 - p) ** 2 * pos
+              + torch.log(1 - p) * p**2 * (1 - heat) ** 4 * (1 - pos)).sum() / faces
     m = mask[:, None]
     n = mask.sum().clamp(min=1)
     offset = (torch.abs(torch.sigmoid(out[:, n_views:n_views + 2]) - reg[:, :2]) * m).sum() / n
@@ -198,7 +203,8 @@ def save_weights(net, path: Path | str, widths: tuple[int, ...] = WIDTHS, **note
     `notes` (plain values, e.g. which training fold a model left out; `load_network` ignores them)."""
     arrays = {k: v.detach().cpu().numpy().astype(np.float16) for k, v in net.state_dict().items()
               if v.dtype.is_floating_point}
-    np.savez_compressed(path, widths=np.array(widths), **{f"note_{k}": np.array(v) for k, v in notes.items()}, **arrays)
+    np.savez_compressed(path, widths=np.array(widths), **{f"note_{k}": np.array(v) for k, v in notes.items()},
+                        **arrays)
 
 
 def load_network(path: Path | str = MODEL_FILE):
@@ -208,8 +214,9 @@ def load_network(path: Path | str = MODEL_FILE):
     path = Path(path)
     if not path.is_file():
         raise ModelFileMissing(
-            f"drawing-face CNN weights missing: {path}. They ship with p2d; reinstall it (`pip install -e .`), "
-            f"or rebuild them with `python -m p2d.drawings.build_cnn` in a checkout of p2d."
+            f"drawing-face CNN weights missing: {path}. They ship with p2d; reinstall it "
+            "(`pip install -e .`), or rebuild them with `python -m p2d.drawings.build_cnn` in a checkout "
+            "of p2d."
         )
     with np.load(path) as f:
         net = build_network(tuple(int(v) for v in f["widths"]))

@@ -34,11 +34,11 @@ operating point: trusted by itself) and `agree` (looser: trusted only when a dif
 puts a box on the same face, IoU >= `min_iou`). Boxes are clustered by IoU; a cluster is a face
 when one member passes `alone`, or members of two or more detectors pass `agree` (independent
 detectors agreeing is the evidence that a weak score lacks; Haar's two cascades count only as a
-third voice, `WEAK_VOTERS`, and Haar's frontal cascade is never trusted alone). Among faces, the one with the most
-agreeing detectors wins, then the higher normalised score (score minus `alone`, over the
-detector's score spread), then the larger box. The box reported is the cluster member with the highest normalised score
-(the most certain detector places it); on a tie dlib's box wins, as the 68-point predictor was
-trained on dlib boxes. When `drawn_cnn` searched the image, a face also needs its consent: a box
+third voice, `WEAK_VOTERS`, and Haar's frontal cascade is never trusted alone). Among faces, the one with the
+most agreeing detectors wins, then the higher normalised score (score minus `alone`, over the
+detector's score spread), then the larger box. The box reported is the cluster member with the highest
+normalised score (the most certain detector places it); on a tie dlib's box wins, as the 68-point predictor
+was trained on dlib boxes. When `drawn_cnn` searched the image, a face also needs its consent: a box
 of it on the face, however weak (`CNN_CONSENT`).
 
 Drawn heads are often tilted. When the upright image gives no face, rotated copies (15, 30, 45
@@ -128,7 +128,8 @@ ROTATED_THRESHOLDS: dict[str, DetectorThresholds] = {
 ROTATED_MIN_VOTES = 2
 # On a tie between two boxes of one cluster, the earlier detector's box wins: dlib's boxes
 # frame brows-to-chin like the landmark predictor expects; Haar and YuNet boxes include the forehead.
-BOX_PREFERENCE = ("dlib_hog", "dlib_cnn", "drawn_hog", USER, "drawn_cnn", "yunet", "haar_frontal", "haar_profile")
+BOX_PREFERENCE = ("dlib_hog", "dlib_cnn", "drawn_hog", USER, "drawn_cnn", "yunet", "haar_frontal",
+                  "haar_profile")
 
 
 # ----------------------------------------------------------------------------- pure box geometry
@@ -230,8 +231,10 @@ def choose_face(
         families = sorted({d.detector for d in members})
         if (not alone or not trust_alone) and not enough_votes(families, min_votes):
             continue
-        best = max(members, key=lambda d: (normalised_score(d, thresholds), -BOX_PREFERENCE.index(d.detector)))
-        if consent is not None and "drawn_cnn" not in families and not any(iou(h.box, best.box) >= min_iou for h in hints):
+        best = max(members,
+                   key=lambda d: (normalised_score(d, thresholds), -BOX_PREFERENCE.index(d.detector)))
+        if (consent is not None and "drawn_cnn" not in families
+                and not any(iou(h.box, best.box) >= min_iou for h in hints)):
             continue
         strength = max(normalised_score(d, thresholds) for d in members)
         viewed = [d for d in members if d.view]
@@ -291,7 +294,8 @@ def choose_with_rotations(c: Candidates, min_iou: float = 0.3, min_votes: int = 
     return max(found, key=lambda f: (f.votes, f.strength)) if found else None
 
 
-def rotate_expanded(image: np.ndarray, angle_deg: float, fill: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+def rotate_expanded(image: np.ndarray, angle_deg: float,
+                    fill: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """The image rotated by `angle_deg` (counter-clockwise) on a canvas big enough to hold all of
     it, the corners filled with `fill`; and the 2x3 matrix from image to canvas pixels."""
     h, w = image.shape[:2]
@@ -341,7 +345,8 @@ def _load_user_model(model):
 
     path = Path(model)
     if not path.is_file():
-        raise P2DError(f"detector model {path} not found: train one with `p2d detector train BOXES.csv RAW -o {path}`")
+        raise P2DError(
+            f"detector model {path} not found: train one with `p2d detector train BOXES.csv RAW -o {path}`")
     try:
         return dlib.simple_object_detector(str(path))
     except RuntimeError as exc:
@@ -355,8 +360,8 @@ def run_fhog(detector, image: np.ndarray, name: str, min_score: float, upsample:
     import dlib
 
     # run_multiple takes a trained simple_object_detector and, unlike calling it, returns scores
-    rects, scores, _ = dlib.fhog_object_detector.run_multiple([detector], np.ascontiguousarray(image), upsample,
-                                                             min_score)
+    rects, scores, _ = dlib.fhog_object_detector.run_multiple([detector], np.ascontiguousarray(image),
+                                                              upsample, min_score)
     return [Detection(float(r.left()), float(r.top()), float(r.width()), float(r.height()), name, float(sc))
             for r, sc in zip(rects, scores)]
 
@@ -369,9 +374,10 @@ def _scaled(d: Detection, s: float) -> Detection:
     return replace(d, x=d.x / s, y=d.y / s, w=d.w / s, h=d.h / s)
 
 
-def _detector_from_settings(models_dir, detectors, max_side_px, cnn_max_side_px, rotations_deg, user_model, fallback):
-    return DrawingDetector(FaceModels(models_dir), detectors, max_side_px, cnn_max_side_px, rotations_deg, user_model,
-                           fallback)
+def _detector_from_settings(models_dir, detectors, max_side_px, cnn_max_side_px, rotations_deg, user_model,
+                            fallback):
+    return DrawingDetector(FaceModels(models_dir), detectors, max_side_px, cnn_max_side_px, rotations_deg,
+                           user_model, fallback)
 
 
 class DrawingDetector:
@@ -418,7 +424,8 @@ class DrawingDetector:
         # what a copy in a worker process or Ray actor is built from (__reduce__): paths made absolute
         models_dir = self.models.models_dir and str(Path(self.models.models_dir).absolute())
         user = str(Path(user_model).absolute()) if isinstance(user_model, (str, Path)) else user_model
-        self._settings = (models_dir, detectors, max_side_px, cnn_max_side_px, self.rotations_deg, user, self.fallback)
+        self._settings = (models_dir, detectors, max_side_px, cnn_max_side_px, self.rotations_deg, user,
+                          self.fallback)
 
     def __reduce__(self):
         """Pickled as its settings: dlib's and OpenCV's models cannot travel, each copy loads its own."""
@@ -448,7 +455,8 @@ class DrawingDetector:
     def _facing(self) -> FacingClassifier:
         return FacingClassifier()
 
-    def cnn_view_of(self, image: np.ndarray, box: tuple[float, float, float, float], min_iou: float = 0.3) -> str:
+    def cnn_view_of(self, image: np.ndarray, box: tuple[float, float, float, float],
+                    min_iou: float = 0.3) -> str:
         """drawn_cnn's view of the face in `box` (`cnn_view_at`: a hand box gets the view a face
         the vote found would get); "" where drawn_cnn is not among the detectors or has no box there."""
         if "drawn_cnn" not in self.detectors:
@@ -481,7 +489,8 @@ class DrawingDetector:
             if not _runs_on(name, cnn_img):
                 return []
             up = 1 if max(cnn_img.shape[:2]) < 200 else 0
-            return [_scaled(d, cs) for d in self.models.detect_cnn(cnn_img, up) if d.score >= THRESHOLDS[name].agree]
+            return [_scaled(d, cs) for d in self.models.detect_cnn(cnn_img, up)
+                    if d.score >= THRESHOLDS[name].agree]
         if name == "drawn_cnn":  # it scales every image to its own input size
             if not _runs_on(name, image):
                 return []
@@ -498,14 +507,16 @@ class DrawingDetector:
         if name == "dlib_hog":
             # Small images get both upsamplings: the HOG pyramid's steps land differently.
             ups = (1, 2) if max(work.shape[:2]) < 256 else (1,)
-            return [_scaled(d, s) for up in ups for d in self.models.detect_hog(work, up, THRESHOLDS[name].agree)]
+            return [_scaled(d, s) for up in ups
+                    for d in self.models.detect_hog(work, up, THRESHOLDS[name].agree)]
         if name == "haar_frontal":
             return [_scaled(d, s) for d in self._run_haar(name, cv2.cvtColor(work, cv2.COLOR_RGB2GRAY))]
         if name == "haar_profile":
             gray = cv2.cvtColor(work, cv2.COLOR_RGB2GRAY)
             mirrored, width = np.ascontiguousarray(gray[:, ::-1]), gray.shape[1]
             return ([_scaled(replace(d, view="left"), s) for d in self._run_haar(name, gray)]
-                    + [_scaled(replace(d, x=width - d.x - d.w, view="right"), s) for d in self._run_haar(name, mirrored)])
+                    + [_scaled(replace(d, x=width - d.x - d.w, view="right"), s)
+                       for d in self._run_haar(name, mirrored)])
         if name == "yunet":
             return [_scaled(d, s) for d in self._run_yunet(work)]
         return [_scaled(d, s) for d in run_fhog(self.user, work, USER, THRESHOLDS[USER].agree)]  # USER
@@ -536,7 +547,10 @@ class DrawingDetector:
         rotated ones (`rotations_deg`, by `detectors`) when upright gives no face, up to the first
         angle with a face."""
         c = Candidates(self.candidates(image), searched=self.detectors)
-        no_face = lambda: choose_face(c.upright, min_iou=min_iou, min_votes=min_votes, consent=c.consent) is None  # noqa: E731
+
+        def no_face():
+            return choose_face(c.upright, min_iou=min_iou, min_votes=min_votes, consent=c.consent) is None
+
         if self.fallback and no_face():
             c.upright += self.candidates(image, self.fallback)
             c.searched = self.detectors + self.fallback
@@ -547,12 +561,14 @@ class DrawingDetector:
             fill = border_color(work)
             for angle in self.rotations_deg:  # smallest tilt first; stop at the first face
                 turned, m = rotate_expanded(work, angle, fill)
-                c.rotated[angle] = [_scaled(unrotate(d, m), s) for d in self.candidates(turned, self.detectors)]
+                c.rotated[angle] = [
+                    _scaled(unrotate(d, m), s) for d in self.candidates(turned, self.detectors)]
                 if choose_with_rotations(c, min_iou=min_iou, min_votes=min_votes) is not None:
                     break
         return c
 
-    def detect(self, image: np.ndarray, min_iou: float = 0.3, min_votes: int = 2) -> tuple[ChosenFace | None, Candidates]:
+    def detect(self, image: np.ndarray, min_iou: float = 0.3,
+               min_votes: int = 2) -> tuple[ChosenFace | None, Candidates]:
         """(the chosen face or None, every candidate box)."""
         c = self.all_candidates(image, min_iou, min_votes)
         return choose_with_rotations(c, min_iou=min_iou, min_votes=min_votes), c

@@ -62,7 +62,8 @@ def face_crop(image: np.ndarray, box: tuple[float, float, float, float], crop_px
             cx, cy = cx - x0, cy - y0
     # pixel centres sit at i + 0.5 in box coordinates: box centre -> crop centre, scaled by s
     m = np.array([[s, 0, crop_px / 2 - 0.5 + s * (0.5 - cx)], [0, s, crop_px / 2 - 0.5 + s * (0.5 - cy)]])
-    return cv2.warpAffine(gray, m, (crop_px, crop_px), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(gray, m, (crop_px, crop_px), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
 
 
 @lru_cache(maxsize=1)

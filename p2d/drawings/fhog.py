@@ -18,9 +18,9 @@ way a drawn face looks where the landmarks do not hold.
 
 Every image is first scaled so its longer side is `work_side_px` (the size the filters were
 trained at: small drawings are enlarged, large scans shrunk), then searched with one 2x upsampling
-(the filters were trained on work images upsampled once): faces down to ~32 px at work size. Images below `min_side_px` on either
-side are too small to hold a findable face: `detect` returns no box, and `p2d.images.too_small` gives the
-reason a batch run records.
+(the filters were trained on work images upsampled once): faces down to ~32 px at work size. Images below
+`min_side_px` on either side are too small to hold a findable face: `detect` returns no box, and
+`p2d.images.too_small` gives the reason a batch run records.
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def mirror_box(box: tuple[float, float, float, float], width: float) -> tuple[fl
     return (width - x - w, y, w, h)
 
 
-def clip_box(box: tuple[float, float, float, float], width: float, height: float) -> tuple[float, float, float, float]:
+def clip_box(box: tuple[float, float, float, float], width: float,
+             height: float) -> tuple[float, float, float, float]:
     """The part of an (x, y, w, h) box inside a width x height image (HOG windows can overhang the edge)."""
     x0, y0 = min(max(box[0], 0.0), width), min(max(box[1], 0.0), height)
     x1, y1 = min(max(box[0] + box[2], 0.0), width), min(max(box[1] + box[3], 0.0), height)
@@ -155,7 +156,8 @@ class DrawingFaceDetector:
 
         return [dlib.simple_object_detector(str(p)) for p in self.paths.values()]
 
-    def detect(self, image: np.ndarray, min_score: float = MIN_SCORE, max_iou: float = 0.3) -> list[DrawnFace]:
+    def detect(self, image: np.ndarray, min_score: float = MIN_SCORE,
+               max_iou: float = 0.3) -> list[DrawnFace]:
         """Faces in an RGB (or gray) uint8 image scoring at least `min_score`, overlaps removed
         (`max_iou`), strongest first. An image below `min_side_px` gives no face."""
         if too_small(image, self.min_side_px):
@@ -169,13 +171,15 @@ class DrawingFaceDetector:
         interp = cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR
         size = (max(1, round(image.shape[1] * s)), max(1, round(image.shape[0] * s)))
         work = np.ascontiguousarray(cv2.resize(image, size, interpolation=interp))
-        found = self._run(work, False, min_score) + self._run(np.ascontiguousarray(work[:, ::-1]), True, min_score)
+        found = (self._run(work, False, min_score)
+                 + self._run(np.ascontiguousarray(work[:, ::-1]), True, min_score))
         h, w = image.shape[:2]
         return [replace(f, **dict(zip("xywh", clip_box((f.x / s, f.y / s, f.w / s, f.h / s), w, h))))
                 for f in suppress_overlaps(found, max_iou)]
 
-    def view_scores(self, image: np.ndarray, box: tuple[float, float, float, float], face_px: int = VIEW_FACE_PX,
-                    min_iou: float = 0.3, floor: float = VIEW_SCORE_FLOOR) -> dict[str, float]:
+    def view_scores(self, image: np.ndarray, box: tuple[float, float, float, float],
+                    face_px: int = VIEW_FACE_PX, min_iou: float = 0.3,
+                    floor: float = VIEW_SCORE_FLOOR) -> dict[str, float]:
         """{view: the best score of that view's filter on a window overlapping `box` by `min_iou`} for a
         face box found by any detector: frontal, left (the side filter), right (the side filter on the
         mirror). The box's surroundings are scaled so the box is `face_px` wide (the filters' size);
@@ -195,7 +199,8 @@ class DrawingFaceDetector:
         x1, y1 = min(image.shape[1], int(x + 2 * w)), min(image.shape[0], int(y + 2 * h))
         crop = image[y0:y1, x0:x1]
         size = (max(1, round(crop.shape[1] * s)), max(1, round(crop.shape[0] * s)))
-        work = np.ascontiguousarray(cv2.resize(crop, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR))
+        work = np.ascontiguousarray(
+            cv2.resize(crop, size, interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR))
         target = ((x - x0) * s, (y - y0) * s, w * s, h * s)
         best = {v: floor for v in VIEWS}
         for mirrored in (False, True):

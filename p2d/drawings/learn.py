@@ -39,7 +39,8 @@ def crop_window(box: tuple[float, float, float, float], width: int, height: int,
     """(x0, y0, x1, y1): the box grown by `context_sides` box sides on each side, inside the image."""
     x, y, w, h = box
     x0, y0 = int(max(0, np.floor(x - context_sides * w))), int(max(0, np.floor(y - context_sides * h)))
-    x1, y1 = int(min(width, np.ceil(x + w + context_sides * w))), int(min(height, np.ceil(y + h + context_sides * h)))
+    x1, y1 = (int(min(width, np.ceil(x + w + context_sides * w))),
+              int(min(height, np.ceil(y + h + context_sides * h))))
     return x0, y0, x1, y1
 
 
@@ -47,8 +48,8 @@ def check_boxes(boxes: list[tuple[float, float, float, float]], min_boxes: int =
                 max_aspect: float = MAX_ASPECT) -> None:
     """A P2DError naming the fix when the boxes cannot train a detector."""
     if len(boxes) < min_boxes:
-        raise P2DError(f"only {len(boxes)} face box(es) to learn from; a detector needs at least {min_boxes}: "
-                       "add hand boxes (path,x,y,w,h) to the boxes file for more drawings")
+        raise P2DError(f"only {len(boxes)} face box(es) to learn from; a detector needs at least "
+                       f"{min_boxes}: add hand boxes (path,x,y,w,h) to the boxes file for more drawings")
     aspects = np.array([w / h for _, _, w, h in boxes])
     spread = float(aspects.max() / aspects.min())
     if spread > max_aspect:
@@ -86,9 +87,9 @@ def train_detector(examples: list[tuple[np.ndarray, tuple[float, float, float, f
     check_boxes([b for _, b in examples], min_boxes, max_aspect)
     images, rects = [], []
     for image, box in examples:
-        crop, (l, t, r, b) = training_example(image, box)
+        crop, (left, top, right, bottom) = training_example(image, box)
         images.append(crop)
-        rects.append([dlib.rectangle(l, t, r, b)])
+        rects.append([dlib.rectangle(left, top, right, bottom)])
     options = dlib.simple_object_detector_training_options()
     options.add_left_right_image_flips = True  # a face looking left teaches the one looking right
     options.C = c

@@ -136,7 +136,8 @@ class DrawingsFolder:
             items.append({
                 "id": i, "rel": rel, "name": os.path.basename(source),
                 "status": status_of(row, drop), "keep": row["keep"], "reason": row["reason"],
-                "detector": row["detector"], "score": _number(row.get("score")), "votes": _number(row.get("votes")),
+                "detector": row["detector"], "score": _number(row.get("score")),
+                "votes": _number(row.get("votes")),
                 "facing": row.get("facing") or "", "facing_from": row.get("facing_from") or "",
                 "box": _box(row) if row["keep"] or row["detector"] == "hand" else None,
                 "proposal": learned["box"] if learned else proposal,
@@ -253,7 +254,8 @@ class DrawingsFolder:
         """Re-crop through crop-drawings with boxes.csv and the folder's own settings: only the drawings
         whose boxes changed are worked again (its row cache); the manifest and crops are updated."""
         with self.lock:
-            result = rerun_crop_drawings(self.out, boxes=self.boxes_path if self.boxes_path.is_file() else None,
+            result = rerun_crop_drawings(self.out,
+                                         boxes=self.boxes_path if self.boxes_path.is_file() else None,
                                          models=self.models())
             self.learned = {rel: p for rel, p in self.learned.items()
                             if any(x["rel"] == rel and not x["keep"] for x in self.items)}
@@ -278,7 +280,8 @@ class DrawingsFolder:
                         examples.append((image, tuple(item["box"])))
             if len(examples) < MIN_BOXES:
                 raise P2DError(f"Learn needs at least {MIN_BOXES} confirmed faces (hand boxes or faces two "
-                               f"detectors agree on), this folder has {len(examples)}: box a few more by hand")
+                               f"detectors agree on), this folder has {len(examples)}: box a few "
+                               "more by hand")
             model = train_detector(examples)
             detector = DrawingDetector(self.models(), detectors=(), user_model=model, rotations_deg=())
             found = 0
@@ -288,7 +291,8 @@ class DrawingsFolder:
                 boxes = [] if image is None else [d for d in detector.candidates(image) if d.detector == USER]
                 best = max(boxes, key=lambda d: d.score, default=None)
                 if best is not None:
-                    self.learned[item["rel"]] = {"box": [round(v, 1) for v in best.box], "score": round(best.score, 3)}
+                    self.learned[item["rel"]] = {"box": [round(v, 1) for v in best.box],
+                                                 "score": round(best.score, 3)}
                     found += 1
             self.reload()
             return {"trained_on": len(examples), "searched": len(todo), "proposed": found}

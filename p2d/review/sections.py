@@ -41,7 +41,8 @@ class Sections:
             out["photos"] = {"items": [_photo_for_page(i, x) for i, x in enumerate(self.photo_items)],
                              "version": self.photos_version}
         out["sections"].append("duplicates")
-        out["duplicates"] = {"groups": [_group_for_page(g) for g in self.groups], "version": self.photos_version}
+        out["duplicates"] = {"groups": [_group_for_page(g) for g in self.groups],
+                             "version": self.photos_version}
         return out
 
     def act(self, section: str, action: str, body: dict) -> dict:
@@ -56,7 +57,8 @@ class Sections:
                 return {"learned": self.drawings.learn(), **self.state()}
         if section == "photos" and self.photos and action == "override":
             changes = body.get("changes")
-            if not isinstance(changes, dict) or not all(v in ("keep", "drop", None) for v in changes.values()):
+            if not isinstance(changes, dict) or not all(v in ("keep", "drop", None)
+                                                        for v in changes.values()):
                 raise P2DError("`changes` must map a photo's path to keep, drop or null")
             save_overrides(self.folder, changes, body.get("version"))
             self.reload_photos()
@@ -94,8 +96,8 @@ class Sections:
 
 
 def _photo_for_page(i: int, item: dict) -> dict:
-    return {"id": i, **{k: item.get(k) for k in ("path", "keep", "reason", "filter_reason", "override", "value",
-                                                  "column", "threshold", "rule", "can_keep")},
+    return {"id": i, **{k: item.get(k) for k in ("path", "keep", "reason", "filter_reason", "override",
+                                                 "value", "column", "threshold", "rule", "can_keep")},
             "has_image": bool(item.get("image")), "has_source": bool(item.get("source_image"))}
 
 

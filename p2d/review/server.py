@@ -162,7 +162,8 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             raise HTTPError(HTTPStatus.BAD_REQUEST, "Content-Length is not a number") from None
         if not 0 <= length <= MAX_BODY_BYTES:
-            raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"a request body is at most {MAX_BODY_BYTES} bytes")
+            raise HTTPError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                            f"a request body is at most {MAX_BODY_BYTES} bytes")
         try:
             body = json.loads(self.rfile.read(length) or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -178,7 +179,8 @@ class Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
-        self.send_header("Cache-Control", "no-store" if ctype == "application/json" else "private, max-age=3600")
+        self.send_header("Cache-Control",
+                         "no-store" if ctype == "application/json" else "private, max-age=3600")
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Content-Security-Policy", "default-src 'self'; img-src 'self' data:")
         self.end_headers()
