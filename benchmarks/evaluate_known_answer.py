@@ -334,7 +334,7 @@ def make_task(task: Task, folder: Path) -> Path:
 def train_task(task: Task, work: Path) -> Path:
     from p2d.recipe import load_recipe
     from p2d.runs import RECIPE_FILE, list_checkpoints
-    from p2d.train.loop import train
+    from p2d.train.loop import TrainOptions, train
 
     manifest = make_task(task, work / task.name)
     run = work / task.name / "run"
@@ -346,7 +346,8 @@ def train_task(task: Task, work: Path) -> Path:
     if max(list_checkpoints(run), default=0) >= task.epochs:
         return run
     start = time.perf_counter()
-    train(manifest, out=run, device="cpu", resume=(run / "checkpoints" / "latest.pt").is_file())
+    train(manifest, out=run, options=TrainOptions(device="cpu"),
+          resume=(run / "checkpoints" / "latest.pt").is_file())
     print(f"{task.name}: trained {task.epochs} epochs in {time.perf_counter() - start:.0f} s", flush=True)
     return run
 

@@ -26,7 +26,7 @@ from p2d.images import write_image
 from p2d.manifest import new_rows, write_manifest
 from p2d.runs import checkpoint_path, read_losses
 from p2d.train.data import fit_image
-from p2d.train.loop import train
+from p2d.train.loop import TrainOptions, train
 from p2d.train.translate import load_generators, translate_array
 
 from benchmarks.fixtures import tests_module
@@ -84,7 +84,7 @@ def main() -> None:
             if time.perf_counter() - start > args.minutes * 60:
                 os.kill(os.getpid(), signal.SIGINT)  # the Ctrl-C path: finish the step, save latest
 
-        train(manifest, out=run, device=args.device, on_step=stop_on_time)
+        train(manifest, out=run, options=TrainOptions(device=args.device), on_step=stop_on_time)
         seconds = time.perf_counter() - start
         stopped = torch.load(checkpoint_path(run), weights_only=True)
         steps = stopped["global_step"]
@@ -102,7 +102,8 @@ def main() -> None:
               f"(model / mean drawing = {error['model'] / error['mean drawing']:.2f}; the 32 px CPU test "
               "asks < 0.93)")
         print("last losses:", {k: round(v, 3) for k, v in (read_losses(run) or [{}])[-1].items()})
-        train(manifest, out=run, device=args.device, resume=True, max_steps=steps + args.resume_steps)
+        train(manifest, out=run, options=TrainOptions(device=args.device), resume=True,
+              max_steps=steps + args.resume_steps)
         resumed = torch.load(checkpoint_path(run), weights_only=True)
         print(f"resume on {args.device}: from step {steps} to {resumed['global_step']} "
               f"(asked {steps + args.resume_steps}): "

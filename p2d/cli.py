@@ -553,12 +553,12 @@ def train_cmd(
     Several GPUs: torchrun --nproc-per-node 4 -m p2d train manifests/exp4.csv
     """
     from p2d.runs import loss_summary
-    from p2d.train.loop import train
+    from p2d.train.loop import TrainOptions, train
 
-    run = train(manifest, recipe=recipe, out=out, epochs=epochs, device=device, resume=resume,
-                max_steps=max_steps, seed=seed, precision=precision, channels_last=channels_last,
-                gpu_dataset=gpu_data, compile=compile, workers=workers, deterministic=deterministic,
-                latest_every_minutes=latest_every)
+    options = TrainOptions(epochs=epochs, device=device, seed=seed, precision=precision,
+                           channels_last=channels_last, gpu_dataset=gpu_data, compile=compile,
+                           workers=workers, deterministic=deterministic, latest_every_minutes=latest_every)
+    run = train(manifest, recipe=recipe, out=out, options=options, resume=resume, max_steps=max_steps)
     if os.environ.get("RANK", "0") != "0":  # under torchrun rank 0 alone reports
         return
     console.print(table(f"{run}: last epochs", *loss_summary(run)))

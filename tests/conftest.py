@@ -126,7 +126,7 @@ def make_tiny_run(root: Path, models, epochs: int = 2) -> Path:
     from p2d.framing import frame_face
     from p2d.images import read_image, write_image
     from p2d.manifest import new_rows, write_manifest
-    from p2d.train.loop import train
+    from p2d.train.loop import TrainOptions, train
 
     rows = []
     for i, path in enumerate(sorted((DATA / "photos").glob("*.png"))):
@@ -146,7 +146,7 @@ def make_tiny_run(root: Path, models, epochs: int = 2) -> Path:
                          keep=True, reason=""))
     write_manifest(new_rows(rows), root / "tiny.csv")
     recipe = Path(p2d.__file__).parent / "recipes" / "tiny.toml"
-    return train(root / "tiny.csv", recipe=recipe, out=root / "run", epochs=epochs)
+    return train(root / "tiny.csv", recipe=recipe, out=root / "run", options=TrainOptions(epochs=epochs))
 
 
 @pytest.fixture(scope="session")

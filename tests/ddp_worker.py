@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch.distributed as dist
 
-from p2d.train.loop import train
+from p2d.train.loop import TrainOptions, train
 
 
 def weights_digest(states: dict[str, dict]) -> str:
@@ -38,7 +38,8 @@ def main(manifest: str, out: str, digests: str, options: str = "{}") -> None:
         if dist.get_rank() == 0:
             Path(digests).write_text(json.dumps(rows))
 
-    train(manifest, out=out, device="cpu", on_step=gather_digests, **json.loads(options))
+    train(manifest, out=out, options=TrainOptions(device="cpu"), on_step=gather_digests,
+          **json.loads(options))
 
 
 if __name__ == "__main__":

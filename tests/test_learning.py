@@ -21,7 +21,7 @@ from p2d.images import write_image
 from p2d.manifest import new_rows, write_manifest
 from p2d.train.data import fit_image
 from p2d.runs import read_losses
-from p2d.train.loop import train
+from p2d.train.loop import TrainOptions, train
 from p2d.train.translate import load_generators, translate_array
 from train_helpers import lfw_faces
 
@@ -91,7 +91,7 @@ def test_trained_generator_beats_identity_and_mean_drawing(tmp_path):
     write_manifest(new_rows(rows), manifest)
     manifest.with_suffix(".toml").write_text(RECIPE)
 
-    run = train(manifest, out=tmp_path / "run", device="cpu")
+    run = train(manifest, out=tmp_path / "run", options=TrainOptions(device="cpu"))
 
     _, photo2drawing, _ = load_generators(run)
     target = np.stack([pencil_sketch(f) for f in held_out]).astype(np.float64)

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from p2d.cli import app
 from p2d.images import write_image
-from p2d.train.loop import train
+from p2d.train.loop import TrainOptions, train
 from p2d.train.translate import find_checkpoint, load_generators, pad_to_multiple, scale_to_size, translate
 from train_helpers import PD_FACES, make_manifest
 
@@ -31,7 +31,7 @@ def colour_run(tmp_path_factory):
     recipe = manifest.with_suffix(".toml")
     recipe.write_text(
         recipe.read_text().replace("channels = 1", "channels = 3").replace("size = 32", "size = 24"))
-    return train(manifest, out=folder / "run", epochs=1)
+    return train(manifest, out=folder / "run", options=TrainOptions(epochs=1))
 
 
 @pytest.fixture(scope="module")

@@ -84,46 +84,55 @@ class _Outputs:
             console.print(text)
 
 
+@dataclass(frozen=True)
+class TrainOptions:
+    """What `p2d train`'s flags change in the recipe for one run (None: the recipe's value; `device`
+    None: auto)."""
+
+    epochs: int | None = None
+    device: str | None = None
+    seed: int | None = None
+    precision: str | None = None
+    channels_last: bool | None = None
+    gpu_dataset: bool | None = None
+    compile: bool | None = None
+    workers: int | None = None
+    deterministic: bool | None = None
+    latest_every_minutes: float | None = None
+
+
 def train(
     manifest: Path | str,
     recipe: Path | str | None = None,
     out: Path | str | None = None,
     *,
-    epochs: int | None = None,
-    device: str | None = None,
+    options: TrainOptions = TrainOptions(),
     resume: bool = False,
     max_steps: int | None = None,
-    seed: int | None = None,
-    precision: str | None = None,
-    channels_last: bool | None = None,
-    gpu_dataset: bool | None = None,
-    compile: bool | None = None,
-    workers: int | None = None,
-    deterministic: bool | None = None,
-    latest_every_minutes: float | None = None,
     on_step: Callable[[int, dict[str, nn.Module]], None] | None = None,
 ) -> Path:
     """Train (or with resume=True continue) the recipe's model on a manifest; returns the run folder.
 
-    The keyword arguments are `p2d train`'s options. `max_steps` stops after that many optimizer
-    steps in total (counting resumed ones), saving `latest`, so a later --resume continues.
+    `options` are `p2d train`'s flags. `max_steps` stops after that many optimizer steps in total
+    (counting resumed ones), saving `latest`, so a later --resume continues.
     `on_step(global_step, nets)` is called after each step with the model's plain networks.
     Under torchrun (WORLD_SIZE set) every process calls this; see p2d.train.ddp.
     """
     manifest = Path(manifest)
     if not manifest.is_file():
         raise missing_manifest(manifest)
+    o = options
     cfg = resolve_config(
-        manifest, recipe, train__epochs=epochs, train__seed=seed,
-        train__latest_every_minutes=latest_every_minutes, speed__precision=precision,
-        speed__channels_last=channels_last, speed__gpu_dataset=gpu_dataset, speed__compile=compile,
-        speed__workers=workers, speed__deterministic=deterministic,
+        manifest, recipe, train__epochs=o.epochs, train__seed=o.seed,
+        train__latest_every_minutes=o.latest_every_minutes, speed__precision=o.precision,
+        speed__channels_last=o.channels_last, speed__gpu_dataset=o.gpu_dataset, speed__compile=o.compile,
+        speed__workers=o.workers, speed__deterministic=o.deterministic,
     )
     run = Path(out) if out else Path("runs") / manifest.stem
-    job = _Job(manifest, run, resume, epochs, max_steps, on_step)
+    job = _Job(manifest, run, resume, o.epochs, max_steps, on_step)
     ranks = ddp.ranks_from_env()
     ddp.local_batch_size(cfg.train.batch_size, ranks.world_size)  # before any process group starts
-    dev = ddp.start(device, ranks)
+    dev = ddp.start(o.device, ranks)
     try:
         _train(job, cfg, dev, ranks)
     except BaseException:
