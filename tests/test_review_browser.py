@@ -161,6 +161,7 @@ def test_a_photo_override_from_the_page_survives_manifest_build(browser, tmp_pat
     try:
         browser.get(url)
         wait(browser, lambda d: d.execute_script("return document.body.dataset.ready === '1'"))
+        assert not browser.find_element(By.ID, "drawings").is_displayed()  # a photo folder: no drawings
         astronaut = browser.find_element(By.CSS_SELECTOR, ".photo[data-path$='astronaut.png']")
         assert "smile_score" in astronaut.text  # the measure beside its threshold
         astronaut.click()

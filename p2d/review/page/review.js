@@ -396,7 +396,8 @@ function renderPhotos() {
     (groups[key] = groups[key] || []).push(p);
   });
   if (!Object.keys(groups).length) box.textContent = "No dropped photos: tick \"show kept photos\" to see the rest.";
-  for (const [name, items] of Object.entries(groups).sort()) {
+  const order = (name) => (name === "kept" ? "~" : name); // the drops first, the kept photos last
+  for (const [name, items] of Object.entries(groups).sort((a, b) => order(a[0]).localeCompare(order(b[0])))) {
     const g = document.createElement("div");
     g.className = "group";
     g.innerHTML = `<h3></h3><div class="row"></div>`;
