@@ -1,6 +1,7 @@
 """Recipes: TrainConfig (every training setting) filled from a recipe TOML, overridden by a few flags.
 
-Standard library only, so curation (`p2d build` validates a recipe) and read-only commands use it without torch.
+Standard library only, so curation (`p2d build` validates a recipe) and read-only commands use it
+without torch.
 
 A recipe has the tables [meta], [data], [model], [train] and [speed]. Every key has a default (the
 experiments' settings), so a recipe names only what it changes. An unknown table or key is an error
@@ -29,7 +30,16 @@ else:  # pragma: no cover - exercised on 3.10 only
 AUGMENTATIONS = ("hflip", "random_crop", "rotation")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 # [model] kind: the names of p2d.train.kinds.MODEL_KINDS (the classes need torch; this module must not)
-MODEL_KIND_NAMES = ("cyclegan",)
+MODEL_KIND_NAMES = ("cyclegan", "cut", "fastcut")
+ONE_SIDED_KINDS = ("cut", "fastcut")  # kinds with no drawing -> photo generator
+UPSAMPLINGS = ("transposed", "resize")
+# Where a kind's paper settings differ from the keys' defaults (which are CUT's): applied before the
+# recipe's own keys, so a recipe that says kind = "fastcut" trains the paper's FastCUT unless it says
+# otherwise (Park et al. 2020: FastCUT has no identity NCE, lambda_NCE 10 and flip-equivariance).
+KIND_DEFAULTS = {
+    "fastcut": {("train", "nce_weight"): 10.0, ("train", "nce_identity"): False,
+                ("train", "flip_equivariance"): True},
+}
 
 
 @dataclass
@@ -57,6 +67,16 @@ class ModelConfig:
     blocks: int = 9  # residual blocks in the generator
     disc_filters: int = 64
     disc_layers: int = 3
+    # the generator's two upsamplings: "transposed" convolutions (the CycleGAN paper's, and every
+    # checkpoint's before this key) or "resize": nearest-neighbour upsampling, then a 3x3 convolution,
+    # which cannot leave transposed convolutions' checkerboard (Odena et al. 2016)
+    upsample: str = "transposed"
+    # cut, fastcut: the generator's encoder layers whose patches PatchNCE compares, by name: "input"
+    # (the padded image), "down1", "down2" (the strided convolutions), "blockN" (after residual block N;
+    # past the last block, the last). The paper's layers 0, 4, 8, 12, 16 of its antialiased generator.
+    nce_layers: list[str] = field(default_factory=lambda: ["input", "down1", "down2", "block1", "block5"])
+    nce_patches: int = 256  # patches sampled per layer and image (all of a smaller layer)
+    head_units: int = 256  # width of each layer's 2-layer MLP head
 
 
 @dataclass
@@ -72,7 +92,12 @@ class TrainOptions:
     # explicit opt-in, and it warns. Empty: both directions use cycle_weight.
     unequal_cycle_weights: list[float] = field(default_factory=list)
     identity_weight: float = 5.0  # absolute, as in the experiments' code (not relative to cycle)
-    pool_size: int = 50
+    pool_size: int = 50  # cyclegan's image pool (cut and fastcut have none, as in the paper's code)
+    # cut, fastcut (Park et al. 2020; the fastcut kind changes the last three, KIND_DEFAULTS):
+    nce_temperature: float = 0.07  # PatchNCE's softmax temperature
+    nce_weight: float = 1.0  # lambda_NCE; the GAN loss weighs 1
+    nce_identity: bool = True  # PatchNCE also between a drawing and G(drawing), as identity loss
+    flip_equivariance: bool = False  # half the steps, translate the flipped photo and flip its features
     save_every: int = 5  # epochs between kept checkpoints
     # minutes between saves of `latest` within an epoch too (0: only at epoch ends); an epoch of
     # all CelebA is ~100k steps, hours a crash would otherwise lose. Not part of what is learnt.
@@ -182,6 +207,8 @@ def _coerce(where: str, value, default):
 def config_from_dict(recipe: dict, source: str = "recipe") -> TrainConfig:
     """A TrainConfig from a parsed recipe; unknown tables or keys raise RecipeError naming them."""
     cfg = TrainConfig()
+    kind = recipe.get("model", {}).get("kind") if isinstance(recipe.get("model"), dict) else None
+    _apply_kind_defaults(cfg, kind)
     for table, values in recipe.items():
         if table not in _TABLE_CLASSES:
             raise RecipeError(
@@ -199,6 +226,13 @@ def config_from_dict(recipe: dict, source: str = "recipe") -> TrainConfig:
             setattr(section, key, _coerce(f"{table}.{key}", value, getattr(section, key)))
     validate_config(cfg, source)
     return cfg
+
+
+def _apply_kind_defaults(cfg: TrainConfig, kind: object, keep: set[tuple[str, str]] = frozenset()) -> None:
+    """Set the keys where `kind`'s paper settings differ from the defaults, except those in `keep`."""
+    for (table, key), value in KIND_DEFAULTS.get(kind, {}).items() if isinstance(kind, str) else ():
+        if (table, key) not in keep:
+            setattr(getattr(cfg, table), key, value)
 
 
 def load_recipe(path: Path | str) -> TrainConfig:
@@ -226,6 +260,10 @@ def apply_overrides(cfg: TrainConfig, **overrides) -> TrainConfig:
     Keys are written table__key, e.g. apply_overrides(cfg, train__epochs=3, speed__compile=True).
     """
     cfg = copy.deepcopy(cfg)
+    kind = overrides.get("model__kind")
+    if kind is not None and kind != cfg.model.kind:  # another kind: its paper settings, unless overridden
+        given = {tuple(name.split("__", 1)) for name, value in overrides.items() if value is not None}
+        _apply_kind_defaults(cfg, kind, given)
     for name, value in overrides.items():
         if value is None:
             continue
@@ -241,6 +279,13 @@ def _need(ok: bool, source: str, message: str) -> None:
         raise RecipeError(f"{source}: {message}")
 
 
+def _is_nce_layer(name: object) -> bool:
+    if not isinstance(name, str):
+        return False
+    return name in ("input", "down1", "down2") or (name.startswith("block") and name[5:].isdigit()
+                                                   and int(name[5:]) >= 1)
+
+
 def validate_config(cfg: TrainConfig, source: str = "recipe") -> None:
     """Range checks, each naming the key and what it must be."""
     d, m, t, s = cfg.data, cfg.model, cfg.train, cfg.speed
@@ -249,15 +294,23 @@ def validate_config(cfg: TrainConfig, source: str = "recipe") -> None:
           f"data.size = {d.size} must be a multiple of 4 and at least 8 (the generator halves it twice)")
     unknown = [a for a in d.augment if a not in AUGMENTATIONS]
     _need(not unknown, source,
-          f"data.augment has unknown name(s) {', '.join(map(repr, unknown))}; valid: {', '.join(AUGMENTATIONS)}")
+          f"data.augment has unknown name(s) {', '.join(map(repr, unknown))}; "
+          f"valid: {', '.join(AUGMENTATIONS)}")
     _need(1.0 <= d.random_crop_scale <= 2.0, source,
           f"data.random_crop_scale = {d.random_crop_scale} must be between 1.0 and 2.0")
     _need(0.0 <= d.rotation_deg <= 45.0, source, f"data.rotation_deg = {d.rotation_deg} must be 0..45")
     _need(d.sample_rows >= 1, source, "data.sample_rows must be at least 1")
     _need(m.kind in MODEL_KIND_NAMES, source,
           f"model.kind = {m.kind!r} is not a model p2d trains; choose one of: {', '.join(MODEL_KIND_NAMES)}")
-    for key in ("filters", "blocks", "disc_filters", "disc_layers"):
+    for key in ("filters", "blocks", "disc_filters", "disc_layers", "nce_patches", "head_units"):
         _need(getattr(m, key) >= 1, source, f"model.{key} = {getattr(m, key)} must be at least 1")
+    _need(m.upsample in UPSAMPLINGS, source,
+          f"model.upsample = {m.upsample!r} must be one of: {', '.join(UPSAMPLINGS)}")
+    bad = [name for name in m.nce_layers if not _is_nce_layer(name)]
+    _need(bool(m.nce_layers) and not bad, source,
+          f"model.nce_layers = {m.nce_layers!r}: give names among input, down1, down2, block1, block2, ...")
+    _need(t.nce_temperature > 0 and t.nce_weight >= 0, source,
+          "train.nce_temperature must be positive and train.nce_weight not negative")
     _need(t.epochs >= 1, source, f"train.epochs = {t.epochs} must be at least 1")
     _need(t.batch_size >= 1, source, f"train.batch_size = {t.batch_size} must be at least 1")
     _need(t.lr > 0, source, f"train.lr = {t.lr} must be positive")
@@ -268,7 +321,8 @@ def validate_config(cfg: TrainConfig, source: str = "recipe") -> None:
     if t.unequal_cycle_weights:
         w = t.unequal_cycle_weights
         _need(len(w) == 2 and all(isinstance(v, (int, float)) and v >= 0 for v in w), source,
-              "train.unequal_cycle_weights must be two numbers >= 0: photo cycle weight, drawing cycle weight")
+              "train.unequal_cycle_weights must be two numbers >= 0: "
+              "photo cycle weight, drawing cycle weight")
         if w[0] != w[1]:
             warnings.warn(
                 f"{source}: unequal cycle weights {w} (photo, drawing): unequal weights diverged in "
@@ -278,7 +332,8 @@ def validate_config(cfg: TrainConfig, source: str = "recipe") -> None:
     _need(t.pool_size >= 0, source, "train.pool_size must be >= 0 (0 turns the image pool off)")
     _need(t.save_every >= 1, source, f"train.save_every = {t.save_every} must be at least 1")
     _need(t.latest_every_minutes >= 0, source,
-          f"train.latest_every_minutes = {t.latest_every_minutes} must be >= 0 (0: save latest at epoch ends only)")
+          f"train.latest_every_minutes = {t.latest_every_minutes} must be >= 0 "
+          "(0: save latest at epoch ends only)")
     _need(s.precision in PRECISIONS, source,
           f"speed.precision = {s.precision!r} must be one of {', '.join(PRECISIONS)}")
     _need(s.workers >= 0, source, "speed.workers must be >= 0")

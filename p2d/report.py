@@ -42,6 +42,7 @@ EVALUATE_PLOTS = (
     ("identity_drawing", "identity distance photo-drawing (lower)"),
     ("smile_drift", "smile drift (0: none)"),
     ("cross_cycle_drawing", "cross cycle: real drawings via other epochs (lower; scored)"),
+    ("redraw_drawing", "redraw: G(real drawing) vs the drawing (lower; scored for cut, fastcut)"),
     ("cycle_l1_drawing", "cycle L1 drawing->photo->drawing (lower; not scored)"),
     ("agreement_drawing", "distance to the other epochs' drawings (lower; scored)"),
     ("cycle_l1_photo", "cycle L1 photo->drawing->photo (lower; not scored)"),
@@ -51,7 +52,8 @@ EVALUATE_PLOTS = (
 
 # evaluate.csv columns in the report's table (KID with its std; labels: evaluate.METRIC_LABELS).
 EVALUATE_TABLE = ("kid_drawing", "kid_tone_drawing", "kid_photo", "face_found_drawing", "landmark_nme",
-                  "identity_drawing", "smile_drift", "cycle_l1_drawing", "cross_cycle_drawing", "agreement_drawing", "brightness_gap_drawing",
+                  "identity_drawing", "smile_drift", "cycle_l1_drawing", "cross_cycle_drawing",
+                  "redraw_drawing", "agreement_drawing", "brightness_gap_drawing",
                   "contrast_gap_drawing")
 
 
@@ -70,7 +72,8 @@ def flatten_recipe(recipe: dict, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def recipe_differences(recipes: Sequence[dict[str, object]], ignore_prefixes: Sequence[str] = ("meta.",)) -> list[tuple[str, list]]:
+def recipe_differences(recipes: Sequence[dict[str, object]],
+                       ignore_prefixes: Sequence[str] = ("meta.",)) -> list[tuple[str, list]]:
     """The flattened keys whose values differ between recipes (a key missing from one counts as
     different), in recipe order, as (key, [value per recipe, None where missing])."""
     keys: list[str] = []
@@ -86,15 +89,19 @@ def recipe_differences(recipes: Sequence[dict[str, object]], ignore_prefixes: Se
     return out
 
 
-def split_grid(grid: np.ndarray, size: int, cells: int = 3) -> list[list[np.ndarray]]:
-    """A sample grid (rows * size) x (cells * size) -> per row, its `cells` size x size images."""
+def split_grid(grid: np.ndarray, size: int, cells: int | None = 3) -> list[list[np.ndarray]]:
+    """A sample grid (rows * size) x (cells * size) -> per row, its `cells` size x size images.
+    cells=None: 3 (input, translated, back: a CycleGAN's) or 2 (input, translated: a one-sided model's)."""
     h, w = grid.shape[:2]
+    if cells is None:
+        cells = 2 if w == 2 * size else 3
     if h % size or w != cells * size:
         raise P2DError(
             f"sample grid of {w}x{h} px is not {cells} cells of {size} px per row: was the run's "
             f"recipe size changed after training? Re-train, or remove the old samples/ files"
         )
-    return [[grid[r * size:(r + 1) * size, c * size:(c + 1) * size] for c in range(cells)] for r in range(h // size)]
+    return [[grid[r * size:(r + 1) * size, c * size:(c + 1) * size] for c in range(cells)]
+            for r in range(h // size)]
 
 
 def choose_epochs(available: Sequence[int], saved: Sequence[int], wanted: Sequence[int] | None = None,
@@ -115,11 +122,11 @@ def _gray_to_rgb(img: np.ndarray) -> np.ndarray:
     return np.repeat(img[..., None], 3, axis=2) if img.ndim == 2 else img
 
 
-def compose_strip(input_cell: np.ndarray, columns: Sequence[tuple[str, np.ndarray, np.ndarray]],
+def compose_strip(input_cell: np.ndarray, columns: Sequence[tuple[str, np.ndarray, np.ndarray | None]],
                   input_label: str = "input", min_cell_px: int = MIN_CELL_PX) -> np.ndarray:
     """One test image across epochs as an RGB array: a label band on top, then the translations
     (top line) and reconstructions (bottom line); the input at the left. `columns` holds
-    (label, translated, reconstructed) per epoch."""
+    (label, translated, reconstructed) per epoch; reconstructed None (a one-sided model): no bottom line."""
     from PIL import Image, ImageDraw, ImageFont
 
     size = input_cell.shape[0]
@@ -127,7 +134,9 @@ def compose_strip(input_cell: np.ndarray, columns: Sequence[tuple[str, np.ndarra
     cell = size * scale
     gap = 2
     n = 1 + len(columns)
-    canvas = np.full((LABEL_PX + 2 * cell + gap, n * cell + (n - 1) * gap, 3), 255, np.uint8)
+    lines = 1 if all(back is None for _, _, back in columns) else 2
+    height = LABEL_PX + lines * cell + (lines - 1) * gap
+    canvas = np.full((height, n * cell + (n - 1) * gap, 3), 255, np.uint8)
 
     def put(img: np.ndarray, row: int, col: int) -> None:
         big = np.kron(_gray_to_rgb(img), np.ones((scale, scale, 1), np.uint8))  # nearest, sharp
@@ -137,7 +146,8 @@ def compose_strip(input_cell: np.ndarray, columns: Sequence[tuple[str, np.ndarra
     put(input_cell, 0, 0)
     for i, (_, there, back) in enumerate(columns, start=1):
         put(there, 0, i)
-        put(back, 1, i)
+        if back is not None:
+            put(back, 1, i)
     pil = Image.fromarray(canvas)
     draw = ImageDraw.Draw(pil)
     try:
@@ -147,8 +157,9 @@ def compose_strip(input_cell: np.ndarray, columns: Sequence[tuple[str, np.ndarra
     labels = [input_label] + [label for label, _, _ in columns]
     for i, label in enumerate(labels):
         draw.text((i * (cell + gap) + 3, 2), label, fill=(40, 40, 40), font=font)
-    draw.text((3, LABEL_PX + cell + gap + 3), "top: translated", fill=(90, 90, 90), font=font)
-    draw.text((3, LABEL_PX + cell + gap + 19), "below: back", fill=(90, 90, 90), font=font)
+    if lines == 2:
+        draw.text((3, LABEL_PX + cell + gap + 3), "top: translated", fill=(90, 90, 90), font=font)
+        draw.text((3, LABEL_PX + cell + gap + 19), "below: back", fill=(90, 90, 90), font=font)
     return np.asarray(pil)
 
 
@@ -252,7 +263,8 @@ def plot_evaluate(runs: Sequence[RunInfo], best: dict[str, int | None], out: Pat
     have = [r for r in runs if r.evaluate is not None and len(r.evaluate)]
     if not have:
         return False
-    plots = [(c, t) for c, t in EVALUATE_PLOTS if any(c in r.evaluate and r.evaluate[c].notna().any() for r in have)]
+    plots = [(c, t) for c, t in EVALUATE_PLOTS
+             if any(c in r.evaluate and r.evaluate[c].notna().any() for r in have)]
     plt, fig, axes = _panel_grid(len(plots))
     for ax, (col, title) in zip(axes, plots):
         for i, r in enumerate(runs):
@@ -264,7 +276,8 @@ def plot_evaluate(runs: Sequence[RunInfo], best: dict[str, int | None], out: Pat
                 err = [(df[col] - df[col + "_lo"]).clip(lower=0), (df[col + "_hi"] - df[col]).clip(lower=0)]
             else:
                 err = df.get(col + "_std")
-            ax.errorbar(df["epoch"], df[col], yerr=err, marker="o", ms=3, capsize=2, color=f"C{i}", label=r.label)
+            ax.errorbar(df["epoch"], df[col], yerr=err, marker="o", ms=3, capsize=2, color=f"C{i}",
+                        label=r.label)
             b = best.get(r.label)
             if b is not None and b in set(df["epoch"]):
                 ax.plot([b], [df.loc[df["epoch"] == b, col].iloc[0]], marker="*", ms=13, color=f"C{i}",
@@ -409,7 +422,8 @@ def _header_section(infos: Sequence[RunInfo], notes: list[str]) -> list[str]:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     run_rows = [
         (r.label, str(r.path), r.recipe.get("meta", {}).get("description", ""),
-         int(r.losses["epoch"].max()) if len(r.losses) else 0, r.info.get("device_name", r.info.get("device", "")),
+         int(r.losses["epoch"].max()) if len(r.losses) else 0,
+         r.info.get("device_name", r.info.get("device", "")),
          ", ".join(map(str, r.saved)) or "none")
         for r in infos
     ]
@@ -426,7 +440,8 @@ def _differences_section(infos: Sequence[RunInfo]) -> list[str]:
     diffs = recipe_differences([r.flat for r in infos])
     if not diffs:
         return ["<h2>Recipe keys that differ</h2>", "<p>The recipes are identical.</p>"]
-    return ["<h2>Recipe keys that differ</h2>", _table(["key"] + [r.label for r in infos], [[k] + v for k, v in diffs])]
+    return ["<h2>Recipe keys that differ</h2>",
+            _table(["key"] + [r.label for r in infos], [[k] + v for k, v in diffs])]
 
 
 def _data_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
@@ -464,13 +479,13 @@ def _losses_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
 def _evaluate_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
     """Measured curves, the suggested epoch of each evaluated run with its tie set and drift flags,
     and every epoch's metrics."""
-    from p2d.evaluate import METRIC_LABELS, suggest_best
+    from p2d.evaluate import METRIC_LABELS, score_groups, suggest_best
 
     best: dict[str, int | None] = {}
     verdicts, why_rows, notes = [], [], []
     for r in infos:
         if r.evaluate is not None and len(r.evaluate):
-            b, why = suggest_best(r.evaluate)
+            b, why = suggest_best(r.evaluate, groups=score_groups(str(r.flat.get("model.kind", "cyclegan"))))
             best[r.label] = b
             flagged = [f"{int(e)}: {f}" for e, f in zip(why["epoch"], why["flags"]) if f]
             verdicts.append((r.label, b if b is not None else "none passes",
@@ -478,7 +493,8 @@ def _evaluate_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
             if "too_small" in why.attrs:
                 notes.append(f"<p>{_esc(r.label)}: {_esc(why.attrs['too_small'])}.</p>")
             if "not_learned" in why.attrs:
-                notes.append(f"<p class=\"note\"><b>{_esc(r.label)}: {_esc(why.attrs['not_learned'])}.</b></p>")
+                notes.append(f"<p class=\"note\"><b>{_esc(r.label)}: "
+                             f"{_esc(why.attrs['not_learned'])}.</b></p>")
             rule = why.set_index("epoch")
             for _, row in r.evaluate.sort_values("epoch").iterrows():
                 e = int(row["epoch"])
@@ -490,16 +506,18 @@ def _evaluate_section(infos: Sequence[RunInfo], page: _Page) -> list[str]:
         img = page.plot("evaluate.png", lambda png: plot_evaluate(infos, best, png), "evaluation curves")
         body += [img] if img else []
         body.append("<p>Suggested epoch (star): among the epochs whose faces, landmarks and identity stay "
-                    "within a tolerance of the best epoch's (beyond the noise), the lowest score: half "
-                    "'looks like a drawing' (realism in dlib and tone/texture features, brightness and contrast "
-                    "gaps), half 'keeps the photo' (drawing cycle error, identity distance), each measure scaled "
+                    "within a tolerance of the best epoch's (beyond the noise), the lowest score: a third "
+                    "'looks like a drawing' (realism in dlib and tone/texture features, brightness and "
+                    "contrast gaps), a third 'keeps the photo' (the cross cycle, for cut and fastcut the "
+                    "redraw error; identity distance), a third 'agrees with the run', each measure scaled "
                     "to its range over the epochs. Epochs whose score is within the noise of the best (95% "
-                    "bootstrap intervals over the test images) are tied; among them, epochs with a drift flag "
-                    "are passed over and the best one with a tied neighbour (not an isolated lucky epoch) is "
-                    "suggested (<code>p2d evaluate --help</code>).</p>")
+                    "bootstrap intervals over the test images) are tied; among them, epochs with a drift "
+                    "flag are passed over and the best one with a tied neighbour (not an isolated lucky "
+                    "epoch) is suggested (<code>p2d evaluate --help</code>).</p>")
         body.append(_table(["run", "suggested epoch", "tied within the noise", "drift flags"], verdicts))
         body += notes
-        body.append(_table(["run", "epoch"] + [METRIC_LABELS[c] for c in EVALUATE_TABLE] + ["rule", "drift flags"],
+        columns = ["run", "epoch"] + [METRIC_LABELS[c] for c in EVALUATE_TABLE] + ["rule", "drift flags"]
+        body.append(_table(columns,
                            why_rows))
     missing_eval = [r.label for r in infos if r.label not in best]
     if missing_eval:
@@ -522,8 +540,8 @@ def _samples_section(infos: Sequence[RunInfo], page: _Page, epochs: Sequence[int
         if not chosen:
             continue
         size = int(r.recipe.get("data", {}).get("size", 128))
-        grids = {e: split_grid(read_image(r.samples[e], mode="RGB" if _is_rgb(r.samples[e]) else "L"), size)
-                 for e in chosen}
+        grids = {e: split_grid(read_image(r.samples[e], mode="RGB" if _is_rgb(r.samples[e]) else "L"), size,
+                               cells=None) for e in chosen}
         rows = len(grids[chosen[0]])
         n_rows = max(n_rows, rows)
         for row in range(rows):
@@ -532,7 +550,8 @@ def _samples_section(infos: Sequence[RunInfo], page: _Page, epochs: Sequence[int
             name = _row_name(row, r.photo_rows, rows)
             strip = compose_strip(
                 grids[chosen[0]][row][0],
-                [(f"epoch {e}", grids[e][row][1], grids[e][row][2]) for e in chosen],
+                [(f"epoch {e}", grids[e][row][1], grids[e][row][2] if len(grids[e][row]) > 2 else None)
+                 for e in chosen],
                 input_label=name,
             )
             png = page.assets / f"strip_run{ri + 1}_row{row + 1}.png"
@@ -548,7 +567,8 @@ def _samples_section(infos: Sequence[RunInfo], page: _Page, epochs: Sequence[int
                 continue
             png, _ = strips[(r.label, row)]
             body.append(f'<div class="run">{_esc(r.label)}</div>')
-            body.append(f'<div class="strip"><img src="{_esc(page.rel(png))}" alt="{_esc(r.label)} row {row + 1}"></div>')
+            body.append(f'<div class="strip"><img src="{_esc(page.rel(png))}" '
+                        f'alt="{_esc(r.label)} row {row + 1}"></div>')
     return body, shown
 
 
@@ -557,7 +577,8 @@ def _recipes_section(infos: Sequence[RunInfo]) -> list[str]:
     keys: list[str] = []
     for r in infos:
         keys.extend(k for k in r.flat if k not in keys)
-    differing = {k for k, _ in recipe_differences([r.flat for r in infos], ignore_prefixes=())} if len(infos) > 1 else set()
+    differing = ({k for k, _ in recipe_differences([r.flat for r in infos], ignore_prefixes=())}
+                 if len(infos) > 1 else set())
     return ["<h2>Recipes</h2>", _table(["key"] + [r.label for r in infos],
                                        [[k] + [r.flat.get(k) for r in infos] for k in keys],
                                        ["diff" if k in differing else "" for k in keys])]

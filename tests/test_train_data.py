@@ -30,7 +30,8 @@ torch.set_num_threads(1)
 IDENTITY = [1.0, 1.0, 0.0, 0.0, 0.0]
 
 
-@pytest.mark.parametrize("shape, channels, exact", [((9, 7), 1, True), ((9, 7, 3), 3, True), ((9, 7, 3), 1, False), ((9, 7), 3, False)])
+@pytest.mark.parametrize("shape, channels, exact", [((9, 7), 1, True), ((9, 7, 3), 3, True),
+                                                     ((9, 7, 3), 1, False), ((9, 7), 3, False)])
 def test_image_tensor_round_trip(shape, channels, exact):
     img = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
     t = image_to_tensor(img, channels)
@@ -113,7 +114,8 @@ def test_augment_zoom_crops_inside_the_image():
 def test_training_rows_and_manifest_images(tmp_path):
     manifest = make_manifest(tmp_path)
     rows = training_rows(manifest)
-    assert [len(rows[k]) for k in [("photo", "train"), ("photo", "test"), ("drawing", "train"), ("drawing", "test")]] == [6, 2, 4, 2]
+    keys = [("photo", "train"), ("photo", "test"), ("drawing", "train"), ("drawing", "test")]
+    assert [len(rows[k]) for k in keys] == [6, 2, 4, 2]
     assert [r.crop for r in rows[("drawing", "train")]].count("random") == 1
     paths = manifest_images(manifest, "drawing", "train")
     assert [r.path for r in rows[("drawing", "train")]] == paths  # the dropped fire engine is not there
@@ -174,7 +176,8 @@ def test_rank_shards_cover_every_training_row_once_an_epoch(n_photo, n_drawing, 
     larger, n = (plan.photo, n_photo) if n_photo >= n_drawing else (plan.drawing, n_drawing)
     assert set(larger[seen]) == set(range(n))
     assert len(seen) - n < batch_size  # the padding: less than one batch
-    per_rank = [list(EpochBatches(1, steps, batch_size, rank=r, world_size=world_size)) for r in range(world_size)]
+    per_rank = [list(EpochBatches(1, steps, batch_size, rank=r, world_size=world_size))
+                for r in range(world_size)]
     assert {len(b) for b in per_rank} == {steps}
     assert all(len(keys) == batch_size // world_size for b in per_rank for keys in b)
 
@@ -192,7 +195,8 @@ def test_batches_are_sharded_by_rank_and_the_last_one_is_padded(tmp_path):
     cfg.data.size, cfg.train.batch_size = 32, 4
     rows = training_rows(manifest)
     whole = list(TrainBatches(rows, cfg, torch.device("cpu")).epoch(1))
-    halves = [list(TrainBatches(rows, cfg, torch.device("cpu"), rank=r, world_size=2).epoch(1)) for r in (0, 1)]
+    halves = [list(TrainBatches(rows, cfg, torch.device("cpu"), rank=r, world_size=2).epoch(1))
+              for r in (0, 1)]
     assert len(whole) == 2 and all(p.shape[0] == 4 for p, _ in whole)
     for step, (photo, drawing) in enumerate(whole):
         assert torch.equal(torch.cat([halves[0][step][0], halves[1][step][0]]), photo)

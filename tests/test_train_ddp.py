@@ -29,9 +29,11 @@ TESTS = Path(__file__).resolve().parent
 
 def torchrun(*args: str) -> subprocess.CompletedProcess:
     """2 processes on the gloo backend; --standalone picks a free port (other runs may share the machine)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")]),
+    path = os.pathsep.join([str(ROOT), str(TESTS), os.environ.get("PYTHONPATH", "")])
+    env = dict(os.environ, PYTHONPATH=path,
                OMP_NUM_THREADS="1", COLUMNS="200")
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                             "--nproc-per-node", "2",
                              *args], capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result
@@ -71,7 +73,8 @@ def test_a_run_resumed_under_torchrun_is_the_uninterrupted_run(ddp_run):
     resumed = torch.load(ddp_run["run"] / "checkpoints" / "latest.pt", weights_only=True)
     assert (resumed["epoch"], resumed["step_in_epoch"], resumed["global_step"]) == (2, 0, 6)
     for a, b in ((whole, resumed), (whole["other_ranks"][0], resumed["other_ranks"][0])):
-        assert all(torch.equal(a["pools"][d]["images"], b["pools"][d]["images"]) for d in ("photo", "drawing"))
+        assert all(torch.equal(a["pools"][d]["images"], b["pools"][d]["images"])
+                   for d in ("photo", "drawing"))
 
     def losses(run):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in read_losses(run)]
@@ -81,7 +84,8 @@ def test_a_run_resumed_under_torchrun_is_the_uninterrupted_run(ddp_run):
 
 def test_rank_0_writes_a_checkpoint_with_every_ranks_pool(ddp_run):
     ckpt = ddp_run["stopped"]
-    assert ckpt["world_size"] == 2 and (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (1, 1, 4)
+    assert ckpt["world_size"] == 2
+    assert (ckpt["epoch"], ckpt["step_in_epoch"], ckpt["global_step"]) == (1, 1, 4)
     assert not any(k.startswith(("module.", "_orig_mod.")) for sd in ckpt["models"].values() for k in sd)
     # each rank pooled its own fakes (1 image a step on each of 2 ranks): 4 each, different images
     mine, other = ckpt["pools"]["photo"]["images"], ckpt["other_ranks"][0]["pools"]["photo"]["images"]
@@ -102,7 +106,8 @@ def test_rank_0_alone_writes_and_reports(ddp_run):
 def test_a_ddp_checkpoint_loads_in_a_single_process(ddp_run, tmp_path):
     cfg, g_p2d, _ = load_generators(ddp_run["run"])
     final = torch.load(ddp_run["run"] / "checkpoints" / "latest.pt", weights_only=True)
-    assert all(torch.equal(a, b) for a, b in zip(g_p2d.state_dict().values(), final["models"]["G_photo2drawing"].values()))
+    saved = final["models"]["G_photo2drawing"].values()
+    assert all(torch.equal(a, b) for a, b in zip(g_p2d.state_dict().values(), saved))
     result = runner.invoke(app, ["translate", str(ddp_run["run"]), str(ddp_run["manifest"].parent / "photos"),
                                  "--to", "drawing", "--out", str(tmp_path / "drawn"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
@@ -129,3 +134,24 @@ def test_the_recipe_batch_is_the_global_batch():
     assert local_batch_size(8, 4) == 2 and local_batch_size(2, 1) == 2
     with pytest.raises(RecipeError, match=r"batch_size = 2 is the global batch and does not divide among 4"):
         local_batch_size(2, 4)
+
+
+def test_fastcut_under_torchrun_keeps_the_ranks_identical(tmp_path):
+    """The one-sided kind (G and its PatchNCE heads in one DDP module; flips and sampled patches drawn
+    from each rank's torch generator) trains 6 steps on 2 gloo processes; one torchrun, to keep it
+    cheap (resuming is the same code for every kind, tested above and in test_cut.py)."""
+    recipe = tmp_path / "fastcut.toml"
+    recipe.write_text((ROOT / "p2d" / "recipes" / "tiny.toml").read_text().replace(
+        "[model]\n", "[model]\nkind = \"fastcut\"\nhead_units = 16\n"))
+    manifest = make_manifest(tmp_path / "data", recipe=recipe)
+    run, digests = tmp_path / "run", tmp_path / "digests.json"
+    worker = [str(TESTS / "ddp_worker.py"), str(manifest), str(run), str(digests)]
+    torchrun(*worker)
+    rows = json.loads(digests.read_text())
+    assert [r["step"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(len(set(r["digests"])) == 1 for r in rows) and len({r["digests"][0] for r in rows}) == 6
+    final = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert set(final["models"]) == {"G_photo2drawing", "D_drawing", "nce_heads"}
+    assert weights_digest(final["models"]) == rows[-1]["digests"][0]
+    cfg, g, back = load_generators(run)
+    assert cfg.model.kind == "fastcut" and back is None

@@ -60,7 +60,8 @@ def test_seed_fixes_all_weights():
     torch.manual_seed(3)
     b = build_networks(cfg)
     for name in a:
-        assert all(torch.equal(x, y) for x, y in zip(a[name].state_dict().values(), b[name].state_dict().values()))
+        assert all(torch.equal(x, y)
+                   for x, y in zip(a[name].state_dict().values(), b[name].state_dict().values()))
     # ... and the two generators start different (they are two networks, not one shared)
     assert not torch.equal(a["G_photo2drawing"].net[1].weight, a["G_drawing2photo"].net[1].weight)
 
@@ -100,7 +101,8 @@ def test_deterministic_generator_has_the_same_weights_and_output():
     assert torch.equal(plain(x), copied(x))
 
 
-@pytest.mark.parametrize("value, real, expected", [(1.0, True, 0.0), (0.0, True, 1.0), (0.0, False, 0.0), (0.5, False, 0.25)])
+@pytest.mark.parametrize("value, real, expected", [(1.0, True, 0.0), (0.0, True, 1.0), (0.0, False, 0.0),
+                                                    (0.5, False, 0.25)])
 def test_lsgan_loss(value, real, expected):
     assert LSGANLoss()(torch.full((2, 1, 3, 3), value), real).item() == pytest.approx(expected)
 

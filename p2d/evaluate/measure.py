@@ -51,7 +51,8 @@ class FaceProbe:
         landmarks in the known framing box of a curated face."""
         image = np.ascontiguousarray(image)
         h, w = image.shape[:2]
-        found = detect_faces(image, self.models, detect_upsample(min(h, w), self.min_detect_px))  # largest first
+        # largest first
+        found = detect_faces(image, self.models, detect_upsample(min(h, w), self.min_detect_px))
         if found:
             return FaceLandmarks(self.models.landmarks(image, tuple(found[0][:4])), True)
         if fallback:
@@ -114,7 +115,8 @@ class Reference:
         """Tone/texture features of translated images into `domain` and of its real test images,
         both standardized by the real ones."""
         real = self.photo_tone_raw if domain == "photo" else self.drawing_tone_raw
-        return standardize(np.array([tone_texture_features(im) for im in images]), real), standardize(real, real)
+        translated = np.array([tone_texture_features(im) for im in images])
+        return standardize(translated, real), standardize(real, real)
 
 
 @dataclass(frozen=True)
@@ -135,9 +137,11 @@ class EvalSettings:
         if self.kid_subset_size < 2:
             raise P2DError(f"kid_subset_size={self.kid_subset_size}: give at least 2 images per subset")
         if self.min_detect_px < 32:
-            raise P2DError(f"min_detect_px={self.min_detect_px}: give at least 32 (dlib's HOG window is 80 px)")
+            raise P2DError(f"min_detect_px={self.min_detect_px}: give at least 32 "
+                           "(dlib's HOG window is 80 px)")
         if self.bootstrap < 20:
-            raise P2DError(f"bootstrap={self.bootstrap}: give at least 20 resamples (200 gives stable 95% intervals)")
+            raise P2DError(f"bootstrap={self.bootstrap}: give at least 20 resamples "
+                           "(200 gives stable 95% intervals)")
         if self.max_images is not None and self.max_images < 1:
             raise P2DError(f"max_images={self.max_images}: give at least 1 (or leave it unset for all)")
 
@@ -145,7 +149,8 @@ class EvalSettings:
         return ",".join(f"{k}={v}" for k, v in asdict(self).items())
 
 
-def _face_measures(ref: Reference, fake_drawings, back_photos, fake_photos, probe: FaceProbe) -> dict[str, list]:
+def _face_measures(ref: Reference, fake_drawings, back_photos, fake_photos,
+                   probe: FaceProbe) -> dict[str, list]:
     """Per-image structure and identity values. `face_found_drawing`: of the test photos in which HOG
     finds a face, whether the drawing still has one (HOG again); `face_found_photo`: the same for
     drawing->photo. `landmark_nme`: the mean distance between the photo's 68 landmarks and its
@@ -156,9 +161,11 @@ def _face_measures(ref: Reference, fake_drawings, back_photos, fake_photos, prob
     measures what the generator changed inside the face and is defined where no face is found in
     the output (dlib calls two faces the same person below 0.6)."""
     found, nme, smile, id_drawing, id_cycle = [], [], [], [], []
-    for photo_face, emb, drawing, back in zip(ref.photo_faces, ref.photo_embeddings, fake_drawings, back_photos):
+    backs = back_photos if back_photos is not None else [None] * len(fake_drawings)  # one-sided: no cycle
+    for photo_face, emb, drawing, back in zip(ref.photo_faces, ref.photo_embeddings, fake_drawings, backs):
         id_drawing.append(embedding_distance(emb, probe.embedding(drawing, photo_face.points)))
-        id_cycle.append(embedding_distance(emb, probe.embedding(back, photo_face.points)))
+        if back is not None:
+            id_cycle.append(embedding_distance(emb, probe.embedding(back, photo_face.points)))
         if not photo_face.hog_found:
             continue  # no detector-confirmed face in the input: "still found" has no meaning
         seen = probe.face(drawing, fallback=False)
@@ -168,7 +175,7 @@ def _face_measures(ref: Reference, fake_drawings, back_photos, fake_photos, prob
             smile.append(smile_score(seen.points) - smile_score(photo_face.points))
     found_photo = [
         float(probe.face(fake, fallback=False).hog_found)
-        for face, fake in zip(ref.drawing_faces, fake_photos) if face.hog_found
+        for face, fake in zip(ref.drawing_faces, fake_photos or []) if face.hog_found
     ]
     return {"face_found_drawing": found, "face_found_photo": found_photo, "landmark_nme": nme,
             "smile_drift": smile, "identity_drawing": id_drawing, "identity_cycle": id_cycle}
@@ -177,7 +184,7 @@ def _face_measures(ref: Reference, fake_drawings, back_photos, fake_photos, prob
 def measure(
     ref: Reference,
     photo2drawing: Translator,
-    drawing2photo: Translator,
+    drawing2photo: Translator | None,
     probe: FaceProbe,
     settings: EvalSettings | None = None,
     fake_drawings: list[np.ndarray] | None = None,
@@ -185,15 +192,26 @@ def measure(
 ) -> dict[str, float]:
     """All metrics of one pair of generators (given as batch functions on uint8 images);
     `fake_drawings`, `fake_photos`: photo2drawing(ref.photos), drawing2photo(ref.drawings) where
-    the caller has them already."""
+    the caller has them already. A one-sided model (cut, fastcut) has no `drawing2photo`: the
+    measures of the way back (cycles, identity cycle, photo realism, face found in photos) are NaN.
+
+    `redraw_drawing`: |photo2drawing(drawing) - drawing| (0..1) on the real test drawings, what the
+    generator changes in an image that is a drawing already. It needs no reverse generator, so it
+    is what one-sided runs score in place of the cross cycle (rule.ONE_SIDED_SCORE_GROUPS)."""
     settings = settings or EvalSettings()
     fake_drawings = photo2drawing(ref.photos) if fake_drawings is None else fake_drawings
-    back_photos = drawing2photo(fake_drawings)
-    fake_photos = drawing2photo(ref.drawings) if fake_photos is None else fake_photos
-    back_drawings = photo2drawing(fake_photos)
+    redrawn = photo2drawing(ref.drawings)
+    if drawing2photo is not None:
+        back_photos = drawing2photo(fake_drawings)
+        if fake_photos is None or not len(fake_photos):
+            fake_photos = drawing2photo(ref.drawings)
+        back_drawings = photo2drawing(fake_photos)
+    else:
+        back_photos = fake_photos = back_drawings = None
     per_image = _face_measures(ref, fake_drawings, back_photos, fake_photos, probe)
-    per_image["cycle_l1_photo"] = [l1_error(a, b) for a, b in zip(ref.photos, back_photos)]
-    per_image["cycle_l1_drawing"] = [l1_error(a, b) for a, b in zip(ref.drawings, back_drawings)]
+    per_image["cycle_l1_photo"] = [l1_error(a, b) for a, b in zip(ref.photos, back_photos or [])]
+    per_image["cycle_l1_drawing"] = [l1_error(a, b) for a, b in zip(ref.drawings, back_drawings or [])]
+    per_image["redraw_drawing"] = [l1_error(a, b) for a, b in zip(ref.drawings, redrawn)]
     boot = dict(n_boot=settings.bootstrap, seed=settings.seed)
     out: dict[str, float] = {"n_photos": len(ref.photos), "n_drawings": len(ref.drawings),
                              "landmark_pairs": len(per_image["landmark_nme"])}
@@ -204,12 +222,17 @@ def measure(
         out[col + "_lo"], out[col + "_hi"] = wilson_interval(sum(per_image[col]), len(per_image[col]))
     realism = {  # column: (translated features, real features)
         "kid_drawing": (probe.features(fake_drawings), ref.drawing_features),
-        "kid_photo": (probe.features(fake_photos), ref.photo_features),
         "kid_tone_drawing": ref.tone(fake_drawings, "drawing"),
-        "kid_tone_photo": ref.tone(fake_photos, "photo"),
     }
+    if fake_photos is not None:
+        realism["kid_photo"] = (probe.features(fake_photos), ref.photo_features)
+        realism["kid_tone_photo"] = ref.tone(fake_photos, "photo")
+    else:
+        for col in ("kid_photo", "kid_tone_photo"):
+            out[col] = out[col + "_std"] = out[col + "_lo"] = out[col + "_hi"] = float("nan")
     for col, (fake, real) in realism.items():
-        out[col], out[col + "_std"] = kid(fake, real, settings.kid_subsets, settings.kid_subset_size, settings.seed)
+        out[col], out[col + "_std"] = kid(fake, real, settings.kid_subsets, settings.kid_subset_size,
+                                          settings.seed)
         out[col + "_lo"], out[col + "_hi"] = kid_ci(fake, real, **boot)
     # Tone gaps to the real drawings (0..1; negative brightness: darker, the drift the experiments saw).
     gaps = {"brightness_gap_drawing": np.mean, "contrast_gap_drawing": np.std}

@@ -232,7 +232,8 @@ def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, f
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def mean_gap_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 200, seed: int = 0) -> tuple[float, float, float]:
+def mean_gap_ci(x: Sequence[float], y: Sequence[float], n_boot: int = 200,
+                seed: int = 0) -> tuple[float, float, float]:
     """(mean(x) - mean(y), low, high), both samples resampled."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     if not len(x) or not len(y):
@@ -309,5 +310,5 @@ METRIC_LABELS = {
     "cycle_l1_drawing": "cycle drawing", "kid_drawing": "KID drawing", "kid_photo": "KID photo",
     "brightness_gap_drawing": "brightness", "contrast_gap_drawing": "contrast",
     "kid_tone_drawing": "KID tone drawing", "kid_tone_photo": "KID tone photo",
-    "agreement_drawing": "agreement", "cross_cycle_drawing": "cross cycle",
+    "agreement_drawing": "agreement", "cross_cycle_drawing": "cross cycle", "redraw_drawing": "redraw",
 }

@@ -87,7 +87,27 @@ SCORE_TERMS = KEEPS_THE_PHOTO + AGREES_WITH_THE_RUN + LOOKS_LIKE_A_DRAWING
 SHARE_COLUMNS = ("face_found_drawing", "face_found_photo")
 # Trends that turn: a rise beyond the noise after a fall is drift (the experiments' late epochs);
 # like the score, only of G_photo2drawing's measures.
-DRIFT_TRENDS = (("cross_cycle_drawing", False), ("brightness_gap_drawing", True), ("contrast_gap_drawing", True))
+DRIFT_TRENDS = (("cross_cycle_drawing", False), ("brightness_gap_drawing", True),
+                ("contrast_gap_drawing", True))
+
+# One-sided runs (cut, fastcut) have no drawing->photo generator, so no cross cycle. What takes its
+# place in "is it a drawing of this photo": `redraw_drawing`, |G_photo2drawing(real drawing) - drawing|.
+# Like the cross cycle, it is that generator redrawing a known drawing, pixel by pixel, from an input it
+# did not make; here the input is the drawing itself, which a generator that keeps content and changes
+# only the domain should leave nearly alone (the identity idea of Taigman et al. 2017, which CUT's
+# identity NCE trains in feature space, not in pixels). Its blind spot, a generator that changes
+# nothing, scores best on it and worst on realism: the realism question and `learning_note` catch it.
+# The photo-drawing identity distance stays beside it.
+ONE_SIDED_KEEPS_THE_PHOTO = (("redraw_drawing", False), ("identity_drawing", False))
+ONE_SIDED_SCORE_GROUPS = (ONE_SIDED_KEEPS_THE_PHOTO, AGREES_WITH_THE_RUN, LOOKS_LIKE_A_DRAWING)
+ONE_SIDED_DRIFT_TRENDS = (("redraw_drawing", False),) + DRIFT_TRENDS[1:]
+
+
+def score_groups(kind: str) -> tuple:
+    """The score's questions for a run of `kind` (its recipe's [model] kind)."""
+    from p2d.recipe import ONE_SIDED_KINDS
+
+    return ONE_SIDED_SCORE_GROUPS if kind in ONE_SIDED_KINDS else SCORE_GROUPS
 
 
 def value_and_noise(df: pd.DataFrame, col: str, absolute: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +165,8 @@ def grouped_scores(df: pd.DataFrame, groups=SCORE_GROUPS) -> tuple[np.ndarray, n
     return _mean_of_rows([z for z, _ in parts], [h for _, h in parts], len(df))
 
 
-def tie_set(score: np.ndarray, noise: np.ndarray, candidates: np.ndarray, multiple: float = 1.0) -> np.ndarray:
+def tie_set(score: np.ndarray, noise: np.ndarray, candidates: np.ndarray,
+            multiple: float = 1.0) -> np.ndarray:
     """Indices of the candidates tied with the best-scoring one: score within `multiple` x the
     combined half-widths (sqrt(h_best^2 + h^2)); sorted by score."""
     idx = np.array([i for i in np.flatnonzero(candidates) if np.isfinite(score[i])], int)
@@ -157,7 +178,8 @@ def tie_set(score: np.ndarray, noise: np.ndarray, candidates: np.ndarray, multip
 
 
 def drift_flags(
-    df: pd.DataFrame, score: np.ndarray, noise: np.ndarray, multiple: float = 1.0, margin: float = 0.25
+    df: pd.DataFrame, score: np.ndarray, noise: np.ndarray, multiple: float = 1.0, margin: float = 0.25,
+    trends=DRIFT_TRENDS,
 ) -> dict[int, list[str]]:
     """Drift flags per epoch (rows sorted by epoch): an epoch after the first whose score is worse
     than each of its neighbours' (one, for the last) by more than `multiple` x the combined noise
@@ -171,8 +193,9 @@ def drift_flags(
         if nb and np.isfinite(score[i]) and all(
             score[i] - score[j] > multiple * math.hypot(noise[i], noise[j]) + margin for j in nb
         ):
-            flags[e].append(f"score {score[i]:.2f} far worse than epoch(s) {', '.join(str(epochs[j]) for j in nb)}")
-    for col, absolute in DRIFT_TRENDS:
+            worse_than = ", ".join(str(epochs[j]) for j in nb)
+            flags[e].append(f"score {score[i]:.2f} far worse than epoch(s) {worse_than}")
+    for col, absolute in trends:
         v, h = value_and_noise(df, col, absolute)
         if absolute:  # as in the score: a gap within its noise of 0 is no gap, so a lucky near-zero
             v = np.maximum(v - h, 0.0)  # epoch is not a low that every later epoch "rises" from
@@ -208,7 +231,8 @@ def learning_note(df: pd.DataFrame, terms=REALISM_TERMS, multiple: float = 1.0) 
         if not np.isfinite(v[0]) or not np.isfinite(v[1:]).any():
             continue
         measured.append(METRIC_LABELS.get(col, col))
-        if any(v[0] - v[i] > multiple * math.hypot(h[0], h[i]) for i in range(1, len(v)) if np.isfinite(v[i])):
+        if any(v[0] - v[i] > multiple * math.hypot(h[0], h[i])
+               for i in range(1, len(v)) if np.isfinite(v[i])):
             return None
     if not measured:
         return None
@@ -248,7 +272,8 @@ def _gate_reasons(df: pd.DataFrame, rule: BestEpochRule) -> tuple[dict[int, list
             continue
         lo, hi = values - half, values + half
         if col + "_lo" in df and col + "_hi" in df:
-            lo, hi = df[col + "_lo"].fillna(df[col]).to_numpy(float), df[col + "_hi"].fillna(df[col]).to_numpy(float)
+            lo = df[col + "_lo"].fillna(df[col]).to_numpy(float)
+            hi = df[col + "_hi"].fillna(df[col]).to_numpy(float)
         if col in SHARE_COLUMNS:  # older files: bootstrap bounds, empty when all images agree
             lo, hi = _share_bounds(df, col, values, lo, hi)
         # The best epoch's value is the most favourable of noisy values (biased towards luck), so an
@@ -261,7 +286,8 @@ def _gate_reasons(df: pd.DataFrame, rule: BestEpochRule) -> tuple[dict[int, list
                 continue  # no face found in its drawings: the face-found gate judges that
             if (h_ < limit - 1e-12) if higher else (l_ > limit + 1e-12):
                 sign = "<" if higher else ">"
-                reasons[int(epoch)].append(f"{label} {v:.3f} {sign} {limit:.3f}, interval [{l_:.3f}, {h_:.3f}]")
+                reasons[int(epoch)].append(
+                    f"{label} {v:.3f} {sign} {limit:.3f}, interval [{l_:.3f}, {h_:.3f}]")
     return reasons, skipped
 
 
@@ -271,7 +297,8 @@ def _share_bounds(df: pd.DataFrame, col: str, values, lo, hi) -> tuple[np.ndarra
     the same in every epoch, so a row that lacks it takes another row's."""
     n = df[col + "_n"] if col + "_n" in df else pd.Series(np.nan, index=df.index)
     n = n.fillna(n.max()).fillna(df["n_photos"] if "n_photos" in df else np.nan).to_numpy(float)
-    wilson = [wilson_interval(v * k, int(k)) if not (np.isnan(k) or np.isnan(v)) else (l_, h_) for v, l_, h_, k in zip(values, lo, hi, n)]
+    wilson = [wilson_interval(v * k, int(k)) if not (np.isnan(k) or np.isnan(v)) else (l_, h_)
+              for v, l_, h_, k in zip(values, lo, hi, n)]
     return (np.minimum(lo, [w[0] for w in wilson]), np.maximum(hi, [w[1] for w in wilson]))
 
 
@@ -289,7 +316,8 @@ def suggest_best(df: pd.DataFrame, rule: BestEpochRule | None = None,
     `rule` over evaluate.csv rows; attrs: tie_set, skipped_gates, too_small (a sentence) when
     the test split cannot separate the tied epochs, and not_learned (a sentence, `learning_note`)
     when no epoch looks more like a drawing than the first. `groups`: the score's questions
-    (`grouped_scores`; another set replays an earlier rule, as benchmarks/evaluate_known_answer.py does)."""
+    (`grouped_scores`; another set replays an earlier rule, as benchmarks/evaluate_known_answer.py does;
+    ONE_SIDED_SCORE_GROUPS for a run without a drawing->photo generator, whose drift trends follow)."""
     rule = rule or BestEpochRule()
     if df.empty:
         return None, pd.DataFrame(columns=["epoch", "eligible", "score", "score_noise", "flags", "why"])
@@ -297,7 +325,8 @@ def suggest_best(df: pd.DataFrame, rule: BestEpochRule | None = None,
     epochs = [int(e) for e in df["epoch"]]
     reasons, skipped = _gate_reasons(df, rule)
     score, noise = grouped_scores(df, groups)
-    flags = drift_flags(df, score, noise, rule.noise_multiple, rule.outlier_margin)
+    trends = ONE_SIDED_DRIFT_TRENDS if groups is ONE_SIDED_SCORE_GROUPS else DRIFT_TRENDS
+    flags = drift_flags(df, score, noise, rule.noise_multiple, rule.outlier_margin, trends)
     eligible = np.array([not reasons[e] for e in epochs])
     tied = tie_set(score, noise, eligible, rule.noise_multiple)
     if not len(tied) and eligible.any():  # nothing scored: the earliest eligible epoch

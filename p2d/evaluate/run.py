@@ -18,7 +18,7 @@ from p2d.evaluate.measure import EvalSettings, FaceProbe, measure, Reference
 from p2d.evaluate.metrics import (
     CROSS_REFERENCES, METRIC_LABELS, agreement_errors, cross_cycle_errors, mean_ci, Translator,
 )
-from p2d.evaluate.rule import BestEpochRule, suggest_best
+from p2d.evaluate.rule import ONE_SIDED_SCORE_GROUPS, SCORE_GROUPS, BestEpochRule, suggest_best
 from p2d.faces import FaceModels
 
 
@@ -83,10 +83,11 @@ def _write_npz(path: Path, **arrays: np.ndarray) -> None:
 
 
 def _keep_outputs(run: Path, epoch: int, key: str, drawings: list[np.ndarray],
-                  photos: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+                  photos: list[np.ndarray] | None) -> tuple[np.ndarray, np.ndarray]:
     """Write an epoch's drawings of the test photos and photos of the test drawings (atomically,
-    one file) and return them as two arrays."""
-    kept = np.stack(drawings).astype(np.uint8), np.stack(photos).astype(np.uint8)
+    one file) and return them as two arrays; a one-sided model's photos are an empty array."""
+    kept = (np.stack(drawings).astype(np.uint8),
+            np.stack(photos).astype(np.uint8) if photos is not None else np.zeros((0,), np.uint8))
     _write_npz(_outputs_path(run, epoch), drawings=kept[0], photos=kept[1], key=np.array(key))
     return kept
 
@@ -113,7 +114,8 @@ def _keep_cross_pairs(run: Path, pairs: dict[tuple[str, str], np.ndarray]) -> No
                errors=np.stack(list(pairs.values())))
 
 
-def _set_mean_ci(rows: dict[int, dict], col: str, values: dict[int, np.ndarray], settings: EvalSettings) -> None:
+def _set_mean_ci(rows: dict[int, dict], col: str, values: dict[int, np.ndarray],
+                 settings: EvalSettings) -> None:
     """`col` (+ _lo, _hi) in every row: the mean of its epoch's per-image values and their
     bootstrap interval; NaN for an epoch without values."""
     for epoch, row in rows.items():
@@ -205,7 +207,7 @@ SUMMARY_GROUPS = {
     "structure and identity (photo -> drawing)": (
         "face_found_drawing", "landmark_nme", "smile_drift", "identity_drawing", "identity_cycle"),
     "cycle error, agreement with the other epochs": (
-        "cycle_l1_photo", "cycle_l1_drawing", "cross_cycle_drawing", "agreement_drawing"),
+        "cycle_l1_photo", "cycle_l1_drawing", "cross_cycle_drawing", "redraw_drawing", "agreement_drawing"),
     "realism in dlib's face features (KID photo: shown, not scored)": ("kid_drawing", "kid_photo"),
     "tone and texture (gaps: translated photos minus real drawings; KID tone photo not scored)": (
         "kid_tone_drawing", "kid_tone_photo", "brightness_gap_drawing", "contrast_gap_drawing"),
@@ -240,10 +242,12 @@ class EvaluateResult:
         """(title, columns, rows) per SUMMARY_GROUPS table, then the best-epoch rule's verdicts."""
         out = []
         for title, columns in SUMMARY_GROUPS.items():
-            rows = [[int(r["epoch"])] + [metric_cell(r, c) for c in columns] for _, r in self.table.iterrows()]
+            rows = [[int(r["epoch"])] + [metric_cell(r, c) for c in columns]
+                    for _, r in self.table.iterrows()]
             out.append((title, ["epoch"] + [METRIC_LABELS[c] for c in columns], rows))
         verdicts = [(int(r["epoch"]), r["why"], r["flags"] or "–") for _, r in self.why.iterrows()]
-        out.append(("best-epoch rule (score: lower is better, ± its noise)", ["epoch", "verdict", "drift flags"], verdicts))
+        out.append(("best-epoch rule (score: lower is better, ± its noise)",
+                    ["epoch", "verdict", "drift flags"], verdicts))
         return out
 
     @property
@@ -262,21 +266,25 @@ class EvaluateResult:
         lines += [f"[yellow]rule[/]: {gate} was measured in no epoch (no faces found by HOG); gate skipped"
                   for gate in self.why.attrs.get("skipped_gates", [])]
         if self.drift_flags:
-            lines.append(f"[yellow]drift flags[/] on epochs {', '.join(map(str, self.drift_flags))} (passed over when tied)")
+            lines.append(f"[yellow]drift flags[/] on epochs {', '.join(map(str, self.drift_flags))} "
+                         "(passed over when tied)")
         if "too_small" in self.why.attrs:
             lines.append(f"[yellow]noise[/]: {self.why.attrs['too_small']}")
         if "not_learned" in self.why.attrs:
             lines.append(f"[bold red]warning[/]: {self.why.attrs['not_learned']}")
         if self.best_epoch is None:
-            lines.append("[bold yellow]no epoch passes the structure/identity gates[/]: loosen the tolerances to compare")
+            lines.append("[bold yellow]no epoch passes the structure/identity gates[/]: "
+                         "loosen the tolerances to compare")
         else:
             ties = [e for e in self.tie_set if e != self.best_epoch]
             tied = f"; tied within the noise: {', '.join(map(str, ties))} (look at them too)" if ties else ""
-            lines.append(f"[bold green]suggested best epoch: {self.best_epoch}[/]{tied}. Wrote {self.csv_path}")
+            lines.append(f"[bold green]suggested best epoch: {self.best_epoch}[/]{tied}. "
+                         f"Wrote {self.csv_path}")
         return lines
 
 
-def _earlier_rows(csv_path: Path, settings: EvalSettings, wanted: Sequence[int], skipped: list[str]) -> dict[int, dict]:
+def _earlier_rows(csv_path: Path, settings: EvalSettings, wanted: Sequence[int],
+                  skipped: list[str]) -> dict[int, dict]:
     """evaluate.csv's rows by epoch, less those measured with other settings (another
     --max-images, KID subsets ...) that are not asked for again: they are not comparable with this
     call's, and evaluate.csv (which `p2d report` ranks) holds one measurement (said in `skipped`)."""
@@ -320,27 +328,28 @@ class _RunGenerators:
     skipped: list[str]
     channels: int | None = None
     size: int | None = None
+    one_sided: bool = False  # cut, fastcut: no drawing -> photo generator
     drawings: list[np.ndarray] = field(default_factory=list)
 
     def configure(self, epoch: int) -> None:
         from p2d.train.translate import load_generators
 
         if self.channels is None:
-            cfg, _, _ = load_generators(self.run, epoch, device=self.device)
-            self.channels, self.size = cfg.data.channels, cfg.data.size
+            cfg, _, back = load_generators(self.run, epoch, device=self.device)
+            self.channels, self.size, self.one_sided = cfg.data.channels, cfg.data.size, back is None
 
     def test_drawings(self) -> list[np.ndarray]:
         if not self.drawings:
             self.drawings.extend(_load_all(self.drawing_paths, self.channels, self.size, self.skipped))
         return self.drawings
 
-    def __call__(self, epoch: int) -> tuple[Translator, Translator]:
-        """(photo -> drawing, drawing -> photo) of one epoch's checkpoint."""
+    def __call__(self, epoch: int) -> tuple[Translator, Translator | None]:
+        """(photo -> drawing, drawing -> photo or None for a one-sided model) of one epoch's checkpoint."""
         from p2d.train.translate import load_generators
 
         _, g_p2d, g_d2p = load_generators(self.run, epoch, device=self.device)
-        return (torch_translator(g_p2d, self.channels, self.device),
-                torch_translator(g_d2p, self.channels, self.device))
+        back = torch_translator(g_d2p, self.channels, self.device) if g_d2p is not None else None
+        return torch_translator(g_p2d, self.channels, self.device), back
 
 
 def _checkpoints(run: Path, epochs: Sequence[int] | None) -> tuple[dict[int, Path], list[int], list[str]]:
@@ -350,7 +359,8 @@ def _checkpoints(run: Path, epochs: Sequence[int] | None) -> tuple[dict[int, Pat
 
     saved = list_checkpoints(run)
     if not saved:
-        raise P2DError(f"{run} has no saved checkpoints yet: train longer (checkpoints are kept every save_every epochs)")
+        raise P2DError(f"{run} has no saved checkpoints yet: train longer "
+                       "(checkpoints are kept every save_every epochs)")
     wanted = sorted(saved) if epochs is None else list(epochs)
     skipped = [f"epoch {e}: no checkpoint saved" for e in wanted if e not in saved]
     wanted = [e for e in wanted if e in saved]
@@ -387,7 +397,8 @@ def evaluate_run(
 
     run = Path(run)
     if cross_epochs < 1:
-        raise P2DError(f"cross_epochs={cross_epochs}: give at least 1 other epoch for the cross cycle (8 by default)")
+        raise P2DError(f"cross_epochs={cross_epochs}: give at least 1 other epoch for the cross cycle "
+                       "(8 by default)")
     device = str(pick_device(device))  # None/"auto": the GPU when torch sees one
     settings = settings or EvalSettings()
     manifest = _run_manifest(run)
@@ -397,7 +408,8 @@ def evaluate_run(
     rows = _earlier_rows(csv_path, settings, wanted, skipped) if not recompute else {}
     shas = {e: file_sha256(saved[e])[:16] for e in wanted}
     todo = [e for e in wanted if not (
-        e in rows and rows[e].get("checkpoint_sha256") == shas[e] and rows[e].get("settings") == settings.key()
+        e in rows and rows[e].get("checkpoint_sha256") == shas[e]
+        and rows[e].get("settings") == settings.key()
     )]
     photo_paths, drawing_paths, split = _test_split(manifest, settings.max_images)
     # An epoch's kept outputs count for agreement_drawing and cross_cycle_drawing while its
@@ -413,7 +425,8 @@ def evaluate_run(
     with progress() as bar:
         if todo or redraw:
             generators.configure((todo or redraw)[0])
-            task = bar.add_task("test images", total=1, status=f"{len(photo_paths)} photos, {len(drawing_paths)} drawings")
+            task = bar.add_task("test images", total=1,
+                                status=f"{len(photo_paths)} photos, {len(drawing_paths)} drawings")
             photos = _load_all(photo_paths, generators.channels, generators.size, skipped)
             generators.test_drawings()
             bar.update(task, advance=1)
@@ -422,7 +435,7 @@ def evaluate_run(
             for epoch in redraw:
                 draw, to_photo = generators(epoch)
                 outputs[epoch], fake_photos[epoch] = _keep_outputs(
-                    run, epoch, keys[epoch], draw(photos), to_photo(generators.test_drawings()))
+                    run, epoch, keys[epoch], draw(photos), to_photo and to_photo(generators.test_drawings()))
                 bar.update(task, advance=1)
         if todo:
             probe = FaceProbe(FaceModels(models_dir), settings.min_detect_px)
@@ -433,23 +446,26 @@ def evaluate_run(
             start = time.perf_counter()
             draw, to_photo = generators(epoch)
             outputs[epoch], fake_photos[epoch] = _keep_outputs(
-                run, epoch, keys[epoch], draw(ref.photos), to_photo(ref.drawings))
-            metrics = measure(ref, draw, to_photo, probe, settings, list(outputs[epoch]), list(fake_photos[epoch]))
+                run, epoch, keys[epoch], draw(ref.photos), to_photo and to_photo(ref.drawings))
+            metrics = measure(ref, draw, to_photo, probe, settings, list(outputs[epoch]),
+                              list(fake_photos[epoch]))
             rows[epoch] = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - start, 2),
                            "checkpoint_sha256": shas[epoch], "settings": settings.key()}
             _write_rows(csv_path, rows)
             if on_epoch:
                 on_epoch(epoch, rows[epoch])
             bar.update(task, advance=1)
-        generators.configure(wanted[0])  # every row and output cached: the cross cycle still reads the test drawings
+        # every row and output cached: the cross cycle still reads the test drawings
+        generators.configure(wanted[0])
         task = bar.add_task("cross cycle", total=None, status=f"{len(fake_photos)} epochs")
         with_checkpoint = {e: o for e, o in fake_photos.items() if e in saved}  # G of each is needed
-        add_cross_cycle(rows, with_checkpoint, generators.test_drawings(), lambda e: generators(e)[0], keys, run,
-                        settings, cross_epochs)
+        add_cross_cycle(rows, with_checkpoint, generators.test_drawings(), lambda e: generators(e)[0], keys,
+                        run, settings, cross_epochs)
         bar.update(task, total=1, completed=1)
 
     add_agreement(rows, outputs, settings)  # over every epoch in evaluate.csv with its drawings kept
     _write_rows(csv_path, rows)
     table = pd.DataFrame([rows[e] for e in wanted]).sort_values("epoch").reset_index(drop=True)
-    best, why = suggest_best(table, rule)
+    # One-sided runs have no cross cycle (no drawing -> photo generator): their rule scores the redraw
+    best, why = suggest_best(table, rule, ONE_SIDED_SCORE_GROUPS if generators.one_sided else SCORE_GROUPS)
     return EvaluateResult(table, best, why, csv_path, skipped)

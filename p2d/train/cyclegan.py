@@ -86,6 +86,7 @@ class CycleGAN:
     """
 
     LOSS_NAMES = LOSS_NAMES
+    DIRECTIONS = ("drawing", "photo")
 
     def __init__(self, cfg: TrainConfig, speed: Speed | None = None):
         """`speed`: how this device runs it (default: the CPU in fp32, as translate and evaluate use it)."""

@@ -13,17 +13,20 @@ import torch
 from torch import nn
 
 from p2d.recipe import TrainConfig
+from p2d.train.cut import CUT
 from p2d.train.cyclegan import CycleGAN
 from p2d.train.ddp import Ranks
 from p2d.train.speed import Speed
 
-MODEL_KINDS = {"cyclegan": CycleGAN}
+# FastCUT is CUT with other settings (p2d.recipe.KIND_DEFAULTS), as in the paper's code
+MODEL_KINDS = {"cyclegan": CycleGAN, "cut": CUT, "fastcut": CUT}
 
 
 class Model(Protocol):
-    """What the loop, the checkpoint, translate and evaluate use of a model (CycleGAN is one)."""
+    """What the loop, the checkpoint, translate and evaluate use of a model (CycleGAN, CUT)."""
 
     LOSS_NAMES: tuple[str, ...]  # losses.csv's columns, and the order of a checkpoint's epoch_loss_sums
+    DIRECTIONS: tuple[str, ...]  # what generator() translates to: ("drawing", "photo") or ("drawing",)
     cfg: TrainConfig
     speed: Speed
     nets: dict[str, nn.Module]  # the plain networks by the names a checkpoint's "models" holds

@@ -60,12 +60,16 @@ class ResidualBlock(nn.Module):
 
 class ResnetGenerator(nn.Module):
     """c7s1-f, d2f, d4f, `blocks` x R4f, u2f, uf, c7s1-channels, tanh. Input sides: multiples of 4.
-    `pad`: the reflection padding's module (CopiedReflectionPad2d for deterministic CUDA runs)."""
+    `pad`: the reflection padding's module (CopiedReflectionPad2d for deterministic CUDA runs).
+    `upsample`: "transposed" (the paper's stride-2 transposed convolutions) or "resize" (nearest
+    upsampling, then a 3x3 convolution: no checkerboard, Odena et al. 2016). The encoder's modules
+    keep their places in `net` either way (ENCODER_LAYERS), and "transposed" keeps the state dict's keys."""
 
     def __init__(self, channels: int, filters: int = 64, blocks: int = 9,
-                 pad: type[nn.Module] = nn.ReflectionPad2d):
+                 pad: type[nn.Module] = nn.ReflectionPad2d, upsample: str = "transposed"):
         super().__init__()
         f = filters
+        self.blocks = blocks
         layers: list[nn.Module] = [
             pad(3),
             nn.Conv2d(channels, f, 7),
@@ -77,16 +81,41 @@ class ResnetGenerator(nn.Module):
                        nn.ReLU(inplace=True)]
         layers += [ResidualBlock(f * 4, pad) for _ in range(blocks)]
         for mult in (4, 2):  # and back up
-            layers += [
-                nn.ConvTranspose2d(f * mult, f * mult // 2, 3, stride=2, padding=1, output_padding=1),
-                _norm(f * mult // 2),
-                nn.ReLU(inplace=True),
-            ]
+            if upsample == "resize":
+                up = [nn.Upsample(scale_factor=2, mode="nearest"), pad(1),
+                      nn.Conv2d(f * mult, f * mult // 2, 3)]
+            else:
+                up = [nn.ConvTranspose2d(f * mult, f * mult // 2, 3, stride=2, padding=1, output_padding=1)]
+            layers += [*up, _norm(f * mult // 2), nn.ReLU(inplace=True)]
         layers += [pad(3), nn.Conv2d(f, channels, 7), nn.Tanh()]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
+
+    def layer_index(self, name: str) -> int:
+        """The index in `net` after which a named encoder layer's output is taken: "input" (the
+        padded image), "down1", "down2" (the strided convolutions, before their norm), "blockN"
+        (after residual block N; past the last block, the last)."""
+        if name in ENCODER_LAYERS:
+            return ENCODER_LAYERS[name]
+        return ENCODER_LAYERS["down2"] + 2 + min(int(name[5:]), self.blocks)
+
+    def forward_with_features(self, x: torch.Tensor, layers: list[int],
+                              encode_only: bool = False) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+        """(the output, or None with `encode_only`; the outputs of the modules at the indices
+        `layers`, in their order). Encoding stops after the last of them."""
+        wanted, feats, last = set(layers), {}, max(layers)
+        for i, module in enumerate(self.net):
+            x = module(x)
+            if i in wanted:  # no in-place module writes to these: a norm or a new tensor follows each
+                feats[i] = x
+            if encode_only and i == last:
+                return None, [feats[j] for j in layers]
+        return x, [feats[j] for j in layers]
+
+
+ENCODER_LAYERS = {"input": 0, "down1": 4, "down2": 7}  # indices in ResnetGenerator.net
 
 
 class PatchDiscriminator(nn.Module):
@@ -120,7 +149,7 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
 
 def build_generator(cfg: TrainConfig) -> ResnetGenerator:
     pad = CopiedReflectionPad2d if cfg.speed.deterministic else nn.ReflectionPad2d
-    g = ResnetGenerator(cfg.data.channels, cfg.model.filters, cfg.model.blocks, pad)
+    g = ResnetGenerator(cfg.data.channels, cfg.model.filters, cfg.model.blocks, pad, cfg.model.upsample)
     init_weights(g)
     return g
 

@@ -67,11 +67,12 @@ def load_model(run_or_checkpoint: Path | str, epoch: int | None = None) -> Model
 
 
 def load_generators(run_or_checkpoint: Path | str, epoch: int | None = None,
-                    device="cpu") -> tuple[TrainConfig, nn.Module, nn.Module]:
+                    device="cpu") -> tuple[TrainConfig, nn.Module, nn.Module | None]:
     """(config, photo -> drawing generator, drawing -> photo generator) of a run folder or
-    checkpoint, on `device` in eval mode."""
+    checkpoint, on `device` in eval mode; the last is None for a one-sided model (cut, fastcut)."""
     model = load_model(run_or_checkpoint, epoch)
-    return model.cfg, model.generator("drawing").to(device).eval(), model.generator("photo").to(device).eval()
+    back = model.generator("photo").to(device).eval() if "photo" in model.DIRECTIONS else None
+    return model.cfg, model.generator("drawing").to(device).eval(), back
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int = 4) -> tuple[torch.Tensor, tuple[int, int]]:
