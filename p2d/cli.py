@@ -588,10 +588,11 @@ def translate_cmd(
 
     Example: p2d translate runs/exp4 photos/ --to drawing --out drawn/ --epoch 25 --crop-faces
     """
-    from p2d.train.translate import translate
+    from p2d.train.translate import TranslateOptions, translate
 
-    result = translate(run, inputs, to=to, out=out, epoch=epoch, crop_faces=crop_faces, pad=pad,
-                       resize=resize, device=device, models_dir=models_dir)
+    options = TranslateOptions(epoch=epoch, crop_faces=crop_faces, pad=pad, resize=resize, device=device,
+                               models_dir=models_dir)
+    result = translate(run, inputs, to=to, out=out, options=options)
     rows = [[str(p), reason] for p, reason in result.skipped]
     if rows:
         console.print(table("skipped", ["image", "reason"], rows))

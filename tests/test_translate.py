@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from p2d.cli import app
 from p2d.images import write_image
 from p2d.train.loop import TrainOptions, train
-from p2d.train.translate import find_checkpoint, load_generators, pad_to_multiple, scale_to_size, translate
+from p2d.train.translate import (TranslateOptions, find_checkpoint, load_generators, pad_to_multiple,
+                                 scale_to_size, translate)
 from train_helpers import PD_FACES, make_manifest
 
 torch.set_num_threads(1)
@@ -99,7 +100,7 @@ def test_a_gif_is_translated_into_a_png(gray_run, tmp_path):
 
 def test_translate_full_size_colour_to_photo(colour_run, inputs, tmp_path):
     result = translate(colour_run, [inputs / "odd.png", inputs / "einstein.png"], to="photo", out=tmp_path,
-                       resize=False)
+                       options=TranslateOptions(resize=False))
     assert [p.name for p in result.written] == ["odd.png", "einstein.png"]
     odd = np.asarray(Image.open(tmp_path / "odd.png"))
     assert odd.shape == (37, 45, 3)  # any size: padded to a multiple of 4 and cropped back
@@ -111,7 +112,7 @@ def test_translate_with_face_crop(gray_run, tmp_path):
     pytest.importorskip("dlib")
     result = translate(gray_run, [PD_FACES / "photos" / "astronaut.png",
                                   PD_FACES / "nonfaces" / "fire_engine_mimooh_01.png"], to="drawing",
-                       out=tmp_path, crop_faces=True)
+                       out=tmp_path, options=TranslateOptions(crop_faces=True))
     assert [p.name for p in result.written] == ["astronaut.png"]
     assert Image.open(tmp_path / "astronaut.png").size == (32, 32)  # framed at the training size
     assert {r for _, r in result.skipped} == {"no_face"}
@@ -126,8 +127,8 @@ def test_translate_fills_a_tight_crop_as_curate_does(gray_run, tmp_path):
     tight = write_lfw_photos(tmp_path / "lfw", count=1)
     outputs = {}
     for pad in ("blur", "reflect"):
-        result = translate(gray_run, tight, to="drawing", out=tmp_path / pad, crop_faces=True,
-                           **({} if pad == "blur" else {"pad": pad}))
+        options = TranslateOptions(crop_faces=True, **({} if pad == "blur" else {"pad": pad}))
+        result = translate(gray_run, tight, to="drawing", out=tmp_path / pad, options=options)
         assert [p.name for p in result.written] == ["lfw_000.png"]
         outputs[pad] = np.asarray(Image.open(tmp_path / pad / "lfw_000.png"), dtype=np.int16)
     assert np.abs(outputs["blur"] - outputs["reflect"]).mean() > 1  # the fill reached the model's input

@@ -383,7 +383,6 @@ def evaluate_run(
     rule: BestEpochRule | None = None,
     models_dir: Path | str | None = None,
     recompute: bool = False,
-    on_epoch: Callable[[int, dict], None] | None = None,
     cross_epochs: int = CROSS_REFERENCES,
 ) -> EvaluateResult:
     """Measure each saved checkpoint of `run` on its manifest's test rows; write RUN/evaluate.csv
@@ -452,8 +451,6 @@ def evaluate_run(
             rows[epoch] = {"epoch": epoch, **metrics, "seconds": round(time.perf_counter() - start, 2),
                            "checkpoint_sha256": shas[epoch], "settings": settings.key()}
             _write_rows(csv_path, rows)
-            if on_epoch:
-                on_epoch(epoch, rows[epoch])
             bar.update(task, advance=1)
         # every row and output cached: the cross cycle still reads the test drawings
         generators.configure(wanted[0])

@@ -145,46 +145,54 @@ class TranslateResult:
                  round(self.images_per_second, 2)]]
 
 
+@dataclass(frozen=True)
+class TranslateOptions:
+    """`p2d translate`'s options beyond what and where: the epoch (None: latest), face framing first
+    (`crop_faces`, its `pad`), scaling to the training size, the torch device, dlib's model folder."""
+
+    epoch: int | None = None
+    crop_faces: bool = False
+    pad: str = "blur"
+    resize: bool = True
+    device: str | None = None
+    models_dir: Path | str | None = None
+
+
 def translate(
     run_or_checkpoint: Path | str,
     inputs: list[Path | str],
     to: str,
     out: Path | str,
-    epoch: int | None = None,
-    crop_faces: bool = False,
-    pad: str = "blur",
-    resize: bool = True,
-    device: str | None = None,
-    models_dir: Path | str | None = None,
+    options: TranslateOptions = TranslateOptions(),
 ) -> TranslateResult:
     """Translate every image in `inputs` (files and folders) to `to` ("drawing" or "photo") into `out`.
 
-    The keyword arguments are `p2d translate`'s options. Bad files and (with crop_faces) images
-    without a face are recorded in `.skipped` with a reason; the batch carries on. `pad` fills a
-    cropped face's frame past the photo's edge (a --pad value; `blur` as `p2d curate photos` does).
+    Bad files and (with crop_faces) images without a face are recorded in `.skipped` with a reason; the
+    batch carries on. `options.pad` fills a cropped face's frame past the photo's edge (a --pad value;
+    `blur` as `p2d curate photos` does).
     """
     if to not in DIRECTIONS:
         raise P2DError(f"--to {to!r}: use drawing (photo -> drawing) or photo (drawing -> photo)")
     fill = None
-    if crop_faces:
+    if options.crop_faces:
         from p2d.padding import parse_pad
 
-        fill = parse_pad(pad)  # a bad --pad is told before any model loads
-    dev = pick_device(device)
+        fill = parse_pad(options.pad)  # a bad --pad is told before any model loads
+    dev = pick_device(options.device)
     out = Path(out)
     pairs = _inputs([Path(i) for i in inputs])
     for item in inputs:
         if Path(item).is_dir():
             check_output_dir(item, out)
-    ckpt = find_checkpoint(run_or_checkpoint, epoch)
+    ckpt = find_checkpoint(run_or_checkpoint, options.epoch)
     model = load_model(ckpt)
     generator = model.generator(to).to(dev).eval()
     faces = None
-    if crop_faces:
+    if options.crop_faces:
         from p2d.faces import FaceModels
 
-        faces = FaceModels(models_dir)
-    framing = _Framing(model.cfg, resize, faces, fill)
+        faces = FaceModels(options.models_dir)
+    framing = _Framing(model.cfg, options.resize, faces, fill)
     result = TranslateResult(config=model.cfg, checkpoint=ckpt)
     start = time.perf_counter()
     taken: set[str] = set()
