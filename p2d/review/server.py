@@ -206,5 +206,6 @@ def url_of(server: ThreadingHTTPServer, app: ReviewApp) -> str:
 def serve_in_thread(app: ReviewApp, port: int = 0) -> tuple[ThreadingHTTPServer, str]:
     """Start serving in a background thread (tests, benchmarks); stop with server.shutdown()."""
     server = make_server(app, port=port)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # a short poll: shutdown() waits up to one interval (tests start and stop dozens of servers)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return server, url_of(server, app)
