@@ -257,8 +257,10 @@ class DrawingsFolder:
             result = rerun_crop_drawings(self.out,
                                          boxes=self.boxes_path if self.boxes_path.is_file() else None,
                                          models=self.models())
-            self.learned = {rel: p for rel, p in self.learned.items()
-                            if any(x["rel"] == rel and not x["keep"] for x in self.items)}
+            self.reload()
+            # a learned proposal is kept only for a drawing still without a face after this Apply
+            without_face = {x["rel"] for x in self.items if not x["keep"]}
+            self.learned = {rel: p for rel, p in self.learned.items() if rel in without_face}
             self.reload()
             return {"kept": result.kept, "total": len(result.rows), "notes": result.notes}
 
